@@ -1,0 +1,14 @@
+//! One module per `kiln` command: its clap arguments and its `run`.
+
+pub mod agent;
+pub mod apply;
+pub mod check;
+pub mod completions;
+pub mod dns;
+pub mod import;
+pub mod init;
+pub mod lab;
+pub mod plan;
+pub mod secrets;
+pub mod show;
+pub mod trust;
