@@ -135,7 +135,7 @@ pub fn secret_name(s: &str) -> Result<(), String> {
             .chars()
             .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
     {
-        return Err("secret names hold only `a-z`, `0-9` and `_`".into());
+        return Err("must hold only `a-z`, `0-9` and `_`".into());
     }
     Ok(())
 }

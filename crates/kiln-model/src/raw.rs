@@ -458,13 +458,16 @@ fn decode<T: DeserializeOwned>(
             Err(e) => {
                 let span = e.span().unwrap_or_else(|| value.span());
                 if let Some((field, expected)) = parse_unknown(e.message()) {
-                    if let Some(c) =
+                    let closest =
                         crate::diagnostic::closest(&field, expected.iter().map(String::as_str))
-                    {
-                        suggested.push(c.to_string());
+                            .map(str::to_string);
+                    if let Some(c) = &closest {
+                        suggested.push(c.clone());
                     }
                     errors.push(unknown_key(source, &field, span.clone(), &expected, "keys"));
-                    if remove_key_at(&mut value, &span) {
+                    // Decode on as if the suggestion had been written, so that a typo
+                    // does not also show up as a missing key or a missing default.
+                    if rename_key_at(&mut value, &span, closest.as_deref()) {
                         continue;
                     }
                 } else if !missing_field(e.message())
@@ -485,21 +488,34 @@ fn missing_field(message: &str) -> Option<&str> {
         .and_then(|r| r.split('`').next())
 }
 
-/// Removes the table entry whose key or value spans `span`; true when one was found.
-fn remove_key_at(value: &mut Spanned<DeValue<'_>>, span: &Range<usize>) -> bool {
+/// Removes the table entry whose key or value spans `span`, re-inserting its value under
+/// `rename` when given and free; true when the entry was found.
+fn rename_key_at(
+    value: &mut Spanned<DeValue<'_>>,
+    span: &Range<usize>,
+    rename: Option<&str>,
+) -> bool {
     match value.get_mut() {
         DeValue::Table(t) => {
             let found = t
                 .iter()
                 .find(|(k, v)| k.span() == *span || v.span() == *span)
-                .map(|(k, _)| k.get_ref().to_string());
-            if let Some(key) = found {
-                t.remove(key.as_str());
+                .map(|(k, _)| (k.get_ref().to_string(), k.span()));
+            if let Some((key, key_span)) = found {
+                let removed = t.remove(key.as_str());
+                if let (Some(new), Some(v)) = (rename, removed)
+                    && !t.contains_key(new)
+                {
+                    t.insert(
+                        Spanned::new(key_span, std::borrow::Cow::Owned(new.to_string())),
+                        v,
+                    );
+                }
                 return true;
             }
-            t.iter_mut().any(|(_, v)| remove_key_at(v, span))
+            t.iter_mut().any(|(_, v)| rename_key_at(v, span, rename))
         }
-        DeValue::Array(a) => a.iter_mut().any(|v| remove_key_at(v, span)),
+        DeValue::Array(a) => a.iter_mut().any(|v| rename_key_at(v, span, rename)),
         _ => false,
     }
 }
@@ -549,9 +565,30 @@ fn toml_error(source: &Source, e: &toml::de::Error, fallback: Range<usize>) -> C
         .label(format!("`{field}` is required in this table"))
         .help(format!("add `{field} = ...`"));
     }
-    if message.starts_with("invalid type") || message.starts_with("invalid value") {
-        return ConfigError::at(source, span, "kiln::config::wrong_type", message)
-            .label("wrong type");
+    if let Some(rest) = message.strip_prefix("invalid type: ") {
+        let (found, expected) = rest
+            .split_once(", expected ")
+            .unwrap_or((rest, "another type"));
+        let found = found.split_whitespace().next().unwrap_or(found);
+        let (expected, help) = describe_expected(expected);
+        return ConfigError::at(
+            source,
+            span,
+            "kiln::config::wrong_type",
+            format!("expected {expected}, found {}", article(found)),
+        )
+        .label(format!("this is {}", article(found)))
+        .help(help);
+    }
+    if let Some(rest) = message.strip_prefix("invalid value: ") {
+        return ConfigError::at(
+            source,
+            span,
+            "kiln::config::wrong_type",
+            format!("invalid value: {rest}"),
+        )
+        .label("invalid value")
+        .help("check the value's type and range");
     }
     ConfigError::at(
         source,
@@ -561,6 +598,46 @@ fn toml_error(source: &Source, e: &toml::de::Error, fallback: Range<usize>) -> C
     )
     .label("here")
     .help("see https://toml.io for the syntax")
+}
+
+/// serde's expected-type wording → (what kiln calls it, how to write one).
+fn describe_expected(expected: &str) -> (&'static str, &'static str) {
+    let e = expected.trim();
+    if e.starts_with('i') || e.starts_with('u') || e.contains("integer") {
+        ("an integer", "write the number without quotes, like `22`")
+    } else if e.contains("bool") {
+        ("true or false", "write `true` or `false`, without quotes")
+    } else if e.contains("string") || e == "a str" {
+        (
+            "a string",
+            "put the value in double quotes, like `\"value\"`",
+        )
+    } else if e.contains("sequence") || e.contains("array") {
+        (
+            "an array",
+            "write a list in brackets, like `[\"a\", \"b\"]`",
+        )
+    } else {
+        (
+            "a table",
+            "write a `[section]` or an inline table `{ key = \"value\" }`",
+        )
+    }
+}
+
+/// "string" → "a string", "integer" → "an integer", serde wording aside.
+fn article(found: &str) -> String {
+    let word = match found {
+        "map" => "table",
+        "sequence" => "array",
+        "boolean" | "bool" => "boolean",
+        other => other,
+    };
+    if word.starts_with(['a', 'e', 'i', 'o', 'u']) {
+        format!("an {word}")
+    } else {
+        format!("a {word}")
+    }
 }
 
 #[cfg(test)]

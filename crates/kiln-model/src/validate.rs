@@ -838,8 +838,13 @@ fn names_clash(
 ) {
     let mut claimed: BTreeMap<String, (String, Range<usize>)> = BTreeMap::new();
     let mut reported: BTreeSet<(usize, usize)> = BTreeSet::new();
+    let mut domains: BTreeSet<&str> = BTreeSet::new();
     for (ename, env) in envs {
         let domain = env.domain.get_ref();
+        // Two environments on one domain are reported once, by `environments`.
+        if !domains.insert(domain) {
+            continue;
+        }
         let mut claims: Vec<(String, String, Range<usize>)> = Vec::new();
         claims.push((
             domain.clone(),
@@ -1202,10 +1207,7 @@ fn content(
                                 "kiln::config::missing_file",
                                 format!("{kind} file `{}` does not exist", value.get_ref()),
                             )
-                            .label(format!(
-                                "no such file next to kiln.toml ({})",
-                                full.display()
-                            ))
+                            .label("no such file")
                             .help("create it, or fix the path (relative to kiln.toml's folder)");
                         cx.push(e);
                     }
@@ -1484,7 +1486,13 @@ fn roles(
             );
             for t in &c.triggered_by {
                 if !file_paths.contains(t.get_ref().as_str()) {
-                    let help = suggest(t.get_ref(), "managed files", file_paths.iter().copied());
+                    let help = if file_paths.is_empty() {
+                        format!(
+                            "declare the file with `[[roles.{rname}.files]]`, or remove it from `triggered_by`"
+                        )
+                    } else {
+                        suggest(t.get_ref(), "managed files", file_paths.iter().copied())
+                    };
                     let e = cx
                         .at(t.span(), UNKNOWN_REF, format!("command `{}` is triggered by `{}`, which role `{rname}` does not manage", c.name.get_ref(), t.get_ref()))
                         .label("not a managed file")
