@@ -315,6 +315,18 @@ fn environments(cx: &mut Ctx<'_>, raw: &[(S<String>, RawEnvironment)]) -> Vec<En
                 .help(help);
             cx.push(e);
         }
+        if let Some(apex) = &env.apex_host
+            && let Some(Host {
+                address: HostAddress::Name(n),
+                ..
+            }) = hosts.get(apex.get_ref())
+        {
+            let e = cx
+                .at(apex.span(), INVALID, format!("apex_host `{}` is reached by name (`{n}`), but the bare domain needs an IP address", apex.get_ref()))
+                .label("the apex needs A/AAAA records")
+                .help(format!("give host `{}` an IP `address` (a CNAME is not allowed on the bare domain), or remove apex_host", apex.get_ref()));
+            cx.push(e);
+        }
         out.push(Environment {
             name: ename.to_string(),
             domain: env.domain.get_ref().clone(),
@@ -344,6 +356,7 @@ fn host<'a>(
     );
     let rname = role.get_ref().as_str();
 
+    let mut address_ok = true;
     let address = match h.address.get_ref().parse::<IpAddr>() {
         Ok(ip) => HostAddress::Ip(ip),
         Err(_) => {
@@ -358,8 +371,9 @@ fn host<'a>(
                     .label("invalid IP address")
                     .help("write an IPv4 address like 203.0.113.10 or an IPv6 address like 2001:db8::1");
                 cx.push(e);
+                address_ok = false;
             } else {
-                cx.check(
+                address_ok = cx.check(
                     &h.address,
                     "address",
                     checks::hostname,
@@ -482,6 +496,10 @@ fn host<'a>(
         },
     };
 
+    if !address_ok {
+        // Reported above; checks that need the address (apex, DNS) would only repeat it.
+        return None;
+    }
     Some(Host {
         role: rname.to_string(),
         address,

@@ -76,9 +76,9 @@ pub fn load_model(global: &GlobalArgs) -> Result<Model, CliError> {
         eprint!("{}", diags.render(width, colors));
         let n = diags.len();
         CliError::invalid(miette::miette!(
-            "{} has {n} problem{}; nothing was done",
-            path.display(),
-            if n == 1 { "" } else { "s" }
+            "{n} problem{} in {}",
+            if n == 1 { "" } else { "s" },
+            path.display()
         ))
     })
 }
