@@ -24,17 +24,26 @@ pub struct CliError {
 impl CliError {
     /// The user gave kiln something it cannot use (exit 2).
     pub fn invalid(report: impl Into<miette::Report>) -> Self {
-        CliError { code: INVALID_INPUT, report: report.into() }
+        CliError {
+            code: INVALID_INPUT,
+            report: report.into(),
+        }
     }
 
     /// An operation failed (exit 1).
     pub fn failed(report: impl Into<miette::Report>) -> Self {
-        CliError { code: FAILURE, report: report.into() }
+        CliError {
+            code: FAILURE,
+            report: report.into(),
+        }
     }
 
     /// The errors were already rendered (e.g. all validation diagnostics); exit with `code`.
     pub fn silent(code: u8) -> Self {
-        CliError { code, report: miette::Report::msg("") }
+        CliError {
+            code,
+            report: miette::Report::msg(""),
+        }
     }
 }
 
