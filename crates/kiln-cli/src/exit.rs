@@ -4,14 +4,14 @@
 //! 2 bad input (usage, invalid configuration, wrong passphrase);
 //! 3 `kiln plan` found changes to make.
 
+// Some constructors are used only once every command has landed.
+#![allow(dead_code)]
+
 use std::process::ExitCode;
 
-#[allow(dead_code)] // used once the commands land
 pub const SUCCESS: u8 = 0;
 pub const FAILURE: u8 = 1;
-#[allow(dead_code)]
 pub const INVALID_INPUT: u8 = 2;
-#[allow(dead_code)]
 pub const CHANGES_PENDING: u8 = 3;
 
 /// A command's failure: what to show, and which exit code it maps to.
