@@ -24,6 +24,7 @@
 //! age -d secrets/identity.age
 //! ```
 
+pub mod ansible;
 mod armor_check;
 mod atomic;
 pub mod generate;
