@@ -64,7 +64,7 @@ fn state_strategy() -> impl Strategy<Value = DesiredState> {
         (0u8..3, prop::option::of(0u8..2), 0u8..4),
         (
             prop_oneof![
-                "[a-z =\n]{0,60}".prop_map(|s| Content::text(s)),
+                "[a-z =\n]{0,60}".prop_map(Content::text),
                 prop::collection::vec(any::<u8>(), 0..64).prop_map(Content),
             ],
             prop::sample::select(vec![0o644u32, 0o600, 0o640, 0o755, 0o400]),
