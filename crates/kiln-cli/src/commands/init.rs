@@ -114,7 +114,7 @@ fn project_name(dir: &Path) -> String {
         .and_then(|p| {
             p.components()
                 .filter(|c| matches!(c, std::path::Component::Normal(_)))
-                .last()
+                .next_back()
                 .map(|c| c.as_os_str().to_string_lossy().into_owned())
         })
         .unwrap_or_default();
