@@ -113,8 +113,7 @@ fn project_name(dir: &Path) -> String {
         .ok()
         .and_then(|p| {
             p.components()
-                .filter(|c| matches!(c, std::path::Component::Normal(_)))
-                .next_back()
+                .rfind(|c| matches!(c, std::path::Component::Normal(_)))
                 .map(|c| c.as_os_str().to_string_lossy().into_owned())
         })
         .unwrap_or_default();
