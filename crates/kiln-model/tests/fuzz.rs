@@ -198,7 +198,7 @@ fn every_single_line_deletion_of_the_reference_is_handled() {
 fn a_file_that_is_not_utf8_is_an_error_not_a_panic() {
     let path = std::env::temp_dir().join(format!("kiln-fuzz-{}.toml", std::process::id()));
     std::fs::write(&path, b"[project]\nname = \"\xff\xfe\"\n").unwrap();
-    let err = kiln_model::load(&path).err().expect("non-UTF-8 accepted");
+    let err = kiln_model::load(&path).expect_err("non-UTF-8 accepted");
     assert!(err.to_string().contains("cannot read"), "{err}");
     let _ = std::fs::remove_file(&path);
 }
