@@ -5,6 +5,8 @@
 //! This crate holds plain data and lookups only: no I/O, no validation of a user's
 //! configuration (kiln-model does that, using the recipes as its reference).
 
+#![warn(missing_docs)]
+
 use kiln_secrets::{Alphabet, HashScheme, SecretRule};
 use serde::Serialize;
 
@@ -31,9 +33,13 @@ pub struct Recipe {
 /// One option of a recipe.
 #[derive(Debug, Clone, Serialize)]
 pub struct OptionSpec {
+    /// Key in the service's `options` table.
     pub name: &'static str,
+    /// Type of its value.
     pub kind: OptionKind,
+    /// Whether every service of the kind must set it.
     pub required: bool,
+    /// One line for humans (shown as the hint when the option is wrong).
     pub description: &'static str,
 }
 
@@ -61,8 +67,11 @@ pub enum OptionKind {
 /// service name turned into `_`).
 #[derive(Debug, Clone, Serialize)]
 pub struct SecretTemplate {
+    /// Appended to the service name to make the vault name.
     pub suffix: &'static str,
+    /// How to generate it.
     pub rule: SecretRule,
+    /// One line for humans.
     pub description: &'static str,
     /// Needed only when this option is set (e.g. a database password when `database` is).
     pub when_option: Option<&'static str>,
