@@ -4,14 +4,14 @@
 //! 2 bad input (usage, invalid configuration, wrong passphrase);
 //! 3 `kiln plan` found changes to make.
 
+// Some constructors are used only once every command has landed.
+#![allow(dead_code)]
+
 use std::process::ExitCode;
 
-#[allow(dead_code)] // used once the commands land
 pub const SUCCESS: u8 = 0;
 pub const FAILURE: u8 = 1;
-#[allow(dead_code)]
 pub const INVALID_INPUT: u8 = 2;
-#[allow(dead_code)]
 pub const CHANGES_PENDING: u8 = 3;
 
 /// A command's failure: what to show, and which exit code it maps to.
@@ -24,17 +24,26 @@ pub struct CliError {
 impl CliError {
     /// The user gave kiln something it cannot use (exit 2).
     pub fn invalid(report: impl Into<miette::Report>) -> Self {
-        CliError { code: INVALID_INPUT, report: report.into() }
+        CliError {
+            code: INVALID_INPUT,
+            report: report.into(),
+        }
     }
 
     /// An operation failed (exit 1).
     pub fn failed(report: impl Into<miette::Report>) -> Self {
-        CliError { code: FAILURE, report: report.into() }
+        CliError {
+            code: FAILURE,
+            report: report.into(),
+        }
     }
 
     /// The errors were already rendered (e.g. all validation diagnostics); exit with `code`.
     pub fn silent(code: u8) -> Self {
-        CliError { code, report: miette::Report::msg("") }
+        CliError {
+            code,
+            report: miette::Report::msg(""),
+        }
     }
 }
 
