@@ -1,0 +1,509 @@
+//! Apply: carries out a [`Plan`] on a [`Target`], in order, reporting each step as an
+//! [`Event`]. Stops at the first failure (later steps may depend on it).
+//!
+//! Files are written crash-safely: a temporary file in the same folder, created 0600, given
+//! its owner and mode before any content is written, fsynced, renamed over the old one, and
+//! the folder fsynced. A run killed at any point leaves each file old or new, never partial.
+//! The ownership record is widened before the first change and narrowed after the last.
+
+use std::collections::BTreeSet;
+use std::fs::{self, OpenOptions};
+use std::io::{ErrorKind, Write};
+use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use crate::event::{Event, EventSink};
+use crate::facts::{Facts, PackageManager};
+use crate::observe::Accounts;
+use crate::owned::{OWNED_PATH, Owned};
+use crate::plan::{Op, Plan};
+use crate::resource::{DesiredState, ResourceId};
+use crate::system::Target;
+
+/// One step failed.
+#[derive(Debug, thiserror::Error)]
+pub enum ApplyError {
+    #[error("{path}: {action}: {source}")]
+    Io {
+        path: String,
+        action: &'static str,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("`{command}` failed: {message}")]
+    Command { command: String, message: String },
+    #[error("unknown {what} {name:?} (it must exist on the host or be declared)")]
+    UnknownAccount { what: &'static str, name: String },
+    #[error("{0} is in the plan but not in the desired state (internal error)")]
+    Missing(String),
+    #[error("{0} needs the real system: the agent runs with a root prefix (tests only)")]
+    NeedsRealRoot(String),
+    #[error("packages are declared but the host's OS was not detected (/etc/os-release)")]
+    NoFacts,
+}
+
+fn io(path: &Path, action: &'static str) -> impl FnOnce(std::io::Error) -> ApplyError {
+    let path = path.display().to_string();
+    move |source| ApplyError::Io {
+        path,
+        action,
+        source,
+    }
+}
+
+/// Writes `bytes` to `real` atomically with the given mode and ownership.
+pub fn write_file_atomic(
+    real: &Path,
+    bytes: &[u8],
+    mode: u32,
+    uid: u32,
+    gid: u32,
+) -> Result<(), ApplyError> {
+    let dir = real.parent().ok_or_else(|| ApplyError::Io {
+        path: real.display().to_string(),
+        action: "find parent folder",
+        source: std::io::Error::other("no parent"),
+    })?;
+    ensure_parent(dir)?;
+    let name = real
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let tmp = dir.join(format!(".{name}.kiln-tmp-{}", std::process::id()));
+    let _ = fs::remove_file(&tmp);
+    let result = (|| {
+        let mut f = OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(&tmp)
+            .map_err(io(&tmp, "create temporary file"))?;
+        std::os::unix::fs::fchown(&f, Some(uid), Some(gid)).map_err(io(&tmp, "chown"))?;
+        f.set_permissions(fs::Permissions::from_mode(mode))
+            .map_err(io(&tmp, "chmod"))?;
+        f.write_all(bytes).map_err(io(&tmp, "write"))?;
+        f.sync_all().map_err(io(&tmp, "fsync"))?;
+        fs::rename(&tmp, real).map_err(io(real, "rename into place"))
+    })();
+    if result.is_err() {
+        let _ = fs::remove_file(&tmp);
+    }
+    result?;
+    sync_dir(dir)
+}
+
+fn sync_dir(dir: &Path) -> Result<(), ApplyError> {
+    fs::File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(io(dir, "fsync folder"))
+}
+
+fn ensure_parent(dir: &Path) -> Result<(), ApplyError> {
+    if !dir.exists() {
+        fs::create_dir_all(dir).map_err(io(dir, "create parent folders"))?;
+    }
+    Ok(())
+}
+
+fn set_meta(real: &Path, mode: u32, uid: u32, gid: u32) -> Result<(), ApplyError> {
+    std::os::unix::fs::chown(real, Some(uid), Some(gid)).map_err(io(real, "chown"))?;
+    fs::set_permissions(real, fs::Permissions::from_mode(mode)).map_err(io(real, "chmod"))
+}
+
+fn write_owned(target: &Target, owned: &Owned) -> Result<(), ApplyError> {
+    let real = target.path(Path::new(OWNED_PATH));
+    let bytes = serde_json::to_vec_pretty(owned).map_err(|e| ApplyError::Io {
+        path: real.display().to_string(),
+        action: "serialize",
+        source: std::io::Error::other(e),
+    })?;
+    write_file_atomic(&real, &bytes, 0o600, 0, 0)
+}
+
+fn ids(accounts: &Accounts, owner: &str, group: &str) -> Result<(u32, u32), ApplyError> {
+    let uid = accounts
+        .uid(owner)
+        .ok_or_else(|| ApplyError::UnknownAccount {
+            what: "user",
+            name: owner.to_owned(),
+        })?;
+    let gid = accounts
+        .gid(group)
+        .ok_or_else(|| ApplyError::UnknownAccount {
+            what: "group",
+            name: group.to_owned(),
+        })?;
+    Ok((uid, gid))
+}
+
+fn run_ok(
+    target: &mut Target,
+    args: &[String],
+    env: &[(String, String)],
+) -> Result<(), ApplyError> {
+    let argv = crate::facts::Argv {
+        env: env.to_vec(),
+        args: args.to_vec(),
+    };
+    let out = target.runner.run(&argv).map_err(|e| ApplyError::Command {
+        command: args.join(" "),
+        message: e.to_string(),
+    })?;
+    if out.success() {
+        Ok(())
+    } else {
+        Err(ApplyError::Command {
+            command: args.join(" "),
+            message: out.tail(),
+        })
+    }
+}
+
+fn strs(v: &[&str]) -> Vec<String> {
+    v.iter().map(|s| s.to_string()).collect()
+}
+
+struct Ctx<'a> {
+    desired: &'a DesiredState,
+    facts: Option<&'a Facts>,
+    accounts: Option<Accounts>,
+    packages_done: bool,
+}
+
+impl Ctx<'_> {
+    fn accounts(&mut self, target: &Target) -> Result<&Accounts, ApplyError> {
+        if self.accounts.is_none() {
+            let a = Accounts::read(target).map_err(|e| ApplyError::Io {
+                path: "/etc/passwd".into(),
+                action: "read accounts",
+                source: std::io::Error::other(e.to_string()),
+            })?;
+            self.accounts = Some(a);
+        }
+        self.accounts
+            .as_ref()
+            .ok_or_else(|| ApplyError::Missing("accounts".into()))
+    }
+
+    fn pm(&self) -> Result<PackageManager, ApplyError> {
+        self.facts
+            .map(Facts::package_manager)
+            .ok_or(ApplyError::NoFacts)
+    }
+}
+
+fn step(
+    target: &mut Target,
+    ctx: &mut Ctx<'_>,
+    plan: &Plan,
+    index: usize,
+) -> Result<Option<String>, ApplyError> {
+    let change = &plan.changes[index];
+    let d = ctx.desired;
+    let real_root = target.is_real_root();
+    let need_real = |what: &str| -> Result<(), ApplyError> {
+        if real_root {
+            Ok(())
+        } else {
+            Err(ApplyError::NeedsRealRoot(what.to_owned()))
+        }
+    };
+    match (&change.id, change.op) {
+        (ResourceId::Group(name), Op::Create) => {
+            need_real("groups")?;
+            let g = d
+                .groups
+                .iter()
+                .find(|g| &g.name == name)
+                .ok_or_else(|| ApplyError::Missing(change.id.to_string()))?;
+            let mut args = strs(&["groupadd"]);
+            if g.system {
+                args.push("--system".into());
+            }
+            args.extend(["--".into(), name.clone()]);
+            run_ok(target, &args, &[])?;
+            ctx.accounts = None;
+        }
+        (ResourceId::Group(name), Op::Remove) => {
+            need_real("groups")?;
+            run_ok(target, &strs(&["groupdel", "--", name]), &[])?;
+            ctx.accounts = None;
+        }
+        (ResourceId::User(name), Op::Create | Op::Update) => {
+            need_real("users")?;
+            let u = d
+                .users
+                .iter()
+                .find(|u| &u.name == name)
+                .ok_or_else(|| ApplyError::Missing(change.id.to_string()))?;
+            let create = change.op == Op::Create;
+            let mut args = strs(&[if create { "useradd" } else { "usermod" }]);
+            if create && u.system {
+                args.push("--system".into());
+            }
+            if let Some(h) = &u.home {
+                args.extend(["--home-dir".into(), h.display().to_string()]);
+            }
+            if let Some(s) = &u.shell {
+                args.extend(["--shell".into(), s.display().to_string()]);
+            }
+            if !create || !u.groups.is_empty() {
+                args.extend(["--groups".into(), u.groups.join(",")]);
+            }
+            args.extend(["--".into(), name.clone()]);
+            run_ok(target, &args, &[])?;
+            ctx.accounts = None;
+        }
+        (ResourceId::User(name), Op::Remove) => {
+            need_real("users")?;
+            run_ok(target, &strs(&["userdel", "--", name]), &[])?;
+            ctx.accounts = None;
+        }
+        (ResourceId::Package(_), Op::Install) => {
+            // All installs in one package manager transaction, at the first one.
+            if !ctx.packages_done {
+                need_real("packages")?;
+                let names: Vec<String> = plan
+                    .changes
+                    .iter()
+                    .filter(|c| c.op == Op::Install)
+                    .filter_map(|c| match &c.id {
+                        ResourceId::Package(n) => Some(n.clone()),
+                        _ => None,
+                    })
+                    .collect();
+                let pm = ctx.pm()?;
+                let install = pm.install(&names);
+                if run_ok(target, &install.args, &install.env).is_err() {
+                    let refresh = pm.refresh();
+                    run_ok(target, &refresh.args, &refresh.env)?;
+                    run_ok(target, &install.args, &install.env)?;
+                }
+                ctx.packages_done = true;
+                ctx.accounts = None;
+            }
+        }
+        (ResourceId::Package(name), Op::Uninstall) => {
+            need_real("packages")?;
+            let rm = ctx.pm()?.remove(std::slice::from_ref(name));
+            run_ok(target, &rm.args, &rm.env)?;
+        }
+        (ResourceId::Directory(path), Op::Create | Op::Update) => {
+            let dir = d
+                .directories
+                .iter()
+                .find(|x| &x.path == path)
+                .ok_or_else(|| ApplyError::Missing(change.id.to_string()))?;
+            let (uid, gid) = ids(ctx.accounts(target)?, &dir.owner, &dir.group)?;
+            let real = target.path(path);
+            if change.op == Op::Create {
+                if let Some(parent) = real.parent() {
+                    ensure_parent(parent)?;
+                }
+                match fs::create_dir(&real) {
+                    Ok(()) => {}
+                    Err(e) if e.kind() == ErrorKind::AlreadyExists && real.is_dir() => {}
+                    Err(e) => return Err(io(&real, "create folder")(e)),
+                }
+            }
+            set_meta(&real, dir.mode, uid, gid)?;
+        }
+        (ResourceId::Directory(path), Op::Remove) => {
+            let real = target.path(path);
+            match fs::remove_dir(&real) {
+                Ok(()) => {}
+                Err(e) if e.kind() == ErrorKind::NotFound => {}
+                Err(e) if e.kind() == ErrorKind::DirectoryNotEmpty => {
+                    return Ok(Some(format!(
+                        "{} is no longer declared but not empty: kept (kiln no longer manages it)",
+                        path.display()
+                    )));
+                }
+                Err(e) => return Err(io(&real, "remove folder")(e)),
+            }
+        }
+        (ResourceId::File(path), Op::Create | Op::Update) => {
+            let (content, mode, owner, group) =
+                if let Some(f) = d.files.iter().find(|f| &f.path == path) {
+                    (&f.content, f.mode, f.owner.as_str(), f.group.as_str())
+                } else if let Some(u) = d.units.iter().find(|u| &u.path() == path) {
+                    (&u.content, 0o644, "root", "root")
+                } else {
+                    return Err(ApplyError::Missing(change.id.to_string()));
+                };
+            let (uid, gid) = ids(ctx.accounts(target)?, owner, group)?;
+            let real = target.path(path);
+            if change.content {
+                write_file_atomic(&real, content.bytes(), mode, uid, gid)?;
+            } else {
+                set_meta(&real, mode, uid, gid)?;
+            }
+        }
+        (ResourceId::File(path) | ResourceId::Symlink(path), Op::Remove) => {
+            let real = target.path(path);
+            match fs::remove_file(&real) {
+                Ok(()) => {}
+                Err(e) if e.kind() == ErrorKind::NotFound => {}
+                Err(e) => return Err(io(&real, "remove")(e)),
+            }
+            if let Some(parent) = real.parent() {
+                sync_dir(parent)?;
+            }
+        }
+        (ResourceId::Symlink(path), Op::Create | Op::Update) => {
+            let s = d
+                .symlinks
+                .iter()
+                .find(|s| &s.path == path)
+                .ok_or_else(|| ApplyError::Missing(change.id.to_string()))?;
+            let real = target.path(path);
+            let parent = real
+                .parent()
+                .map(Path::to_path_buf)
+                .unwrap_or_else(|| PathBuf::from("/"));
+            ensure_parent(&parent)?;
+            let name = real
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_default();
+            let tmp = parent.join(format!(".{name}.kiln-tmp-{}", std::process::id()));
+            let _ = fs::remove_file(&tmp);
+            std::os::unix::fs::symlink(&s.target, &tmp).map_err(io(&tmp, "create symlink"))?;
+            fs::rename(&tmp, &real).map_err(io(&real, "rename into place"))?;
+            sync_dir(&parent)?;
+        }
+        (ResourceId::Systemd, Op::DaemonReload) => {
+            need_real("systemd units")?;
+            run_ok(target, &strs(&["systemctl", "daemon-reload"]), &[])?;
+        }
+        (
+            ResourceId::Unit(name),
+            op @ (Op::Enable | Op::Disable | Op::Start | Op::Stop | Op::Restart | Op::Reload),
+        ) => {
+            need_real("systemd units")?;
+            let verb = op.to_string();
+            run_ok(target, &strs(&["systemctl", &verb, "--", name]), &[])?;
+        }
+        (ResourceId::Command(name), Op::Run) => {
+            need_real("commands")?;
+            let c = d
+                .commands
+                .iter()
+                .find(|c| &c.name == name)
+                .ok_or_else(|| ApplyError::Missing(change.id.to_string()))?;
+            let out = target.shell(&c.run).map_err(|e| ApplyError::Command {
+                command: c.run.clone(),
+                message: e.to_string(),
+            })?;
+            if !out.success() {
+                return Err(ApplyError::Command {
+                    command: c.run.clone(),
+                    message: format!(
+                        "exit {}: {}",
+                        out.code.map_or("signal".into(), |c| c.to_string()),
+                        out.tail()
+                    ),
+                });
+            }
+        }
+        (id, op) => {
+            return Err(ApplyError::Missing(format!("{op} {id}")));
+        }
+    }
+    Ok(None)
+}
+
+/// Applies `plan` (made from `desired`) to `target`. Returns how many changes were
+/// applied and whether all succeeded; every step is reported to `sink`.
+pub fn apply(
+    target: &mut Target,
+    facts: Option<&Facts>,
+    desired: &DesiredState,
+    old_owned: &Owned,
+    plan: &Plan,
+    sink: &mut dyn EventSink,
+) -> (usize, bool) {
+    if plan.changes.is_empty() {
+        if *old_owned != plan.owned_after
+            && let Err(e) = write_owned(target, &plan.owned_after)
+        {
+            sink.emit(Event::Error {
+                message: format!("cannot write the ownership record: {e}"),
+            });
+            return (0, false);
+        }
+        return (0, true);
+    }
+    // Widen the record first: a run killed midway still knows what it may have created.
+    let mut during = plan.owned_after.clone();
+    during.commands = old_owned.commands.clone();
+    let mut during = old_owned.union(&during);
+    if let Err(e) = write_owned(target, &during) {
+        sink.emit(Event::Error {
+            message: format!("cannot write the ownership record: {e}"),
+        });
+        return (0, false);
+    }
+    let mut ctx = Ctx {
+        desired,
+        facts,
+        accounts: None,
+        packages_done: false,
+    };
+    let total = plan.changes.len();
+    let mut applied = 0;
+    let mut ran: BTreeSet<String> = BTreeSet::new();
+    for (index, change) in plan.changes.iter().enumerate() {
+        sink.emit(Event::Applying {
+            index,
+            total,
+            id: change.id.clone(),
+            op: change.op,
+        });
+        let start = Instant::now();
+        match step(target, &mut ctx, plan, index) {
+            Ok(warning) => {
+                if let Some(message) = warning {
+                    sink.emit(Event::Warning { message });
+                }
+                if let ResourceId::Command(n) = &change.id {
+                    ran.insert(n.clone());
+                }
+                applied += 1;
+                sink.emit(Event::Applied {
+                    index,
+                    id: change.id.clone(),
+                    op: change.op,
+                    ms: start.elapsed().as_millis() as u64,
+                });
+            }
+            Err(e) => {
+                sink.emit(Event::Failed {
+                    index,
+                    id: change.id.clone(),
+                    op: change.op,
+                    error: e.to_string(),
+                });
+                for n in &ran {
+                    if let Some(h) = plan.owned_after.commands.get(n) {
+                        during.commands.insert(n.clone(), h.clone());
+                    }
+                }
+                if let Err(e) = write_owned(target, &during) {
+                    sink.emit(Event::Error {
+                        message: format!("cannot write the ownership record: {e}"),
+                    });
+                }
+                return (applied, false);
+            }
+        }
+    }
+    if let Err(e) = write_owned(target, &plan.owned_after) {
+        sink.emit(Event::Error {
+            message: format!("cannot write the ownership record: {e}"),
+        });
+        return (applied, false);
+    }
+    (applied, true)
+}

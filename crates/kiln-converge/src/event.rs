@@ -1,0 +1,70 @@
+//! The agent's event stream: one JSON object per line on its stdout, read by the laptop
+//! and rendered by the CLI (progress, summaries, `--json`). Never carries file contents.
+
+use serde::{Deserialize, Serialize};
+
+use crate::facts::Facts;
+use crate::plan::{Op, Plan};
+use crate::resource::ResourceId;
+
+/// What the agent reports while it works.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "event", rename_all = "kebab-case")]
+pub enum Event {
+    /// The agent started and read its input.
+    Started {
+        version: String,
+        facts: Option<Facts>,
+    },
+    /// Observation and planning are done.
+    Planned { plan: Plan, observe_ms: u64 },
+    /// Change `index` (0-based, of `total`) is being applied.
+    Applying {
+        index: usize,
+        total: usize,
+        id: ResourceId,
+        op: Op,
+    },
+    /// Change `index` was applied.
+    Applied {
+        index: usize,
+        id: ResourceId,
+        op: Op,
+        ms: u64,
+    },
+    /// Change `index` failed; the agent stops there.
+    Failed {
+        index: usize,
+        id: ResourceId,
+        op: Op,
+        error: String,
+    },
+    /// Something worth telling that is not a failure (e.g. a directory kept because not empty).
+    Warning { message: String },
+    /// The agent could not do its work at all (bad input, unreadable host state).
+    Error { message: String },
+    /// Last event: how many changes were applied, whether everything succeeded.
+    Finished {
+        applied: usize,
+        failed: bool,
+        plan_only: bool,
+        ms: u64,
+    },
+}
+
+/// Where events go (stdout in the agent, a channel or a vector in tests).
+pub trait EventSink {
+    fn emit(&mut self, event: Event);
+}
+
+impl EventSink for Vec<Event> {
+    fn emit(&mut self, event: Event) {
+        self.push(event);
+    }
+}
+
+impl<F: FnMut(Event)> EventSink for F {
+    fn emit(&mut self, event: Event) {
+        self(event)
+    }
+}

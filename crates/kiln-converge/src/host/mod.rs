@@ -1,0 +1,479 @@
+//! The transport: a [`Host`] runs shell command lines with some stdin and streams stdout
+//! lines back. Implementations: [`ssh::SshHost`] (system OpenSSH, one multiplexed
+//! connection per host), [`LocalHost`] (this machine, optionally under a root prefix, for
+//! tests and `--local` use), and [`FakeHost`] (strict scripted fake for protocol tests).
+//!
+//! The composite operation — ship the agent if missing, run it with the desired state on
+//! stdin, collect its events — is a default method, [`Host::run_agent`], written once.
+//! Every value interpolated into a command line goes through [`crate::quote`].
+
+pub mod keys;
+pub mod ssh;
+
+use std::collections::VecDeque;
+use std::io::{BufRead, BufReader, Read, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::Arc;
+
+use kiln_secrets::Secret;
+
+use crate::agent::{AGENT_MISSING_EXIT, frame_input};
+use crate::event::Event;
+use crate::owned::sha256_hex;
+use crate::plan::Plan;
+use crate::quote::{join, quote};
+use crate::resource::DesiredState;
+
+/// Where shipped agents live on hosts.
+pub const AGENT_DIR: &str = "/var/lib/kiln/bin";
+
+const UPLOAD_MARKER: &str = "KILN-UPLOAD-V1";
+
+/// How commands get root on the host.
+#[derive(Clone, Debug)]
+pub enum Privilege {
+    /// Already root.
+    Root,
+    /// `sudo -n` (NOPASSWD).
+    Sudo,
+    /// `sudo -S` with this password sent as the first line of stdin (never in argv).
+    SudoPassword(Secret),
+}
+
+impl Privilege {
+    /// Prefix words for a command line, and bytes to send before the command's own stdin.
+    fn wrap(&self, words: &[String]) -> (String, Vec<u8>) {
+        match self {
+            Privilege::Root => (join(words), vec![]),
+            Privilege::Sudo => (format!("sudo -n -- {}", join(words)), vec![]),
+            Privilege::SudoPassword(p) => {
+                let mut stdin = p.expose().as_bytes().to_vec();
+                stdin.push(b'\n');
+                (
+                    format!(
+                        "sudo -S -p {} -- {}",
+                        quote("[kiln] sudo password: "),
+                        join(words)
+                    ),
+                    stdin,
+                )
+            }
+        }
+    }
+}
+
+/// What a finished remote command returned.
+#[derive(Debug, Clone, Default)]
+pub struct ExecOutput {
+    pub code: Option<i32>,
+    pub stderr: String,
+}
+
+impl ExecOutput {
+    fn stderr_tail(&self) -> String {
+        let lines: Vec<&str> = self.stderr.trim_end().lines().collect();
+        lines[lines.len().saturating_sub(6)..].join("\n")
+    }
+}
+
+/// Transport failures, each naming the host.
+#[derive(Debug, thiserror::Error)]
+pub enum HostError {
+    #[error("host {host}: cannot connect: {message}\n  hint: {hint}")]
+    Connect {
+        host: String,
+        message: String,
+        hint: String,
+    },
+    #[error(
+        "host {host}: its SSH host key changed — refusing to connect\n  expected (pinned in kiln.toml): {}\n  presented by the host:          {}\n  hint: if the server was reinstalled, check the new key on the provider's console and run `kiln trust {host}`; otherwise someone may be intercepting the connection",
+        expected.join(", "), if presented.is_empty() { "(could not be read)".to_owned() } else { presented.join(", ") }
+    )]
+    HostKeyChanged {
+        host: String,
+        expected: Vec<String>,
+        presented: Vec<String>,
+    },
+    #[error(
+        "host {host}: no SSH host key is pinned in kiln.toml\n  hint: run `kiln trust {host}` to check and pin it"
+    )]
+    NoHostKey { host: String },
+    #[error("host {host}: {message}")]
+    BadHostKey { host: String, message: String },
+    #[error(
+        "host {host}: sudo failed: {message}\n  hint: kiln needs root, passwordless sudo, or `--ask-sudo-password`"
+    )]
+    Sudo { host: String, message: String },
+    #[error("host {host}: uploading the agent failed: {message}")]
+    Upload { host: String, message: String },
+    #[error("host {host}: the agent failed (exit {code}): {message}")]
+    Agent {
+        host: String,
+        code: String,
+        message: String,
+    },
+    #[error("host {host}: {action}: {source}")]
+    Io {
+        host: String,
+        action: &'static str,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("host {host}: unexpected command (strict fake): {command}")]
+    Unexpected { host: String, command: String },
+}
+
+/// This very binary, content-addressed.
+#[derive(Clone, Debug)]
+pub struct AgentBinary {
+    pub sha256: String,
+    pub bytes: Arc<Vec<u8>>,
+    /// Where it is on this machine (LocalHost runs it from there).
+    pub local_path: PathBuf,
+}
+
+impl AgentBinary {
+    pub fn from_path(path: &Path) -> std::io::Result<AgentBinary> {
+        let bytes = std::fs::read(path)?;
+        Ok(AgentBinary {
+            sha256: sha256_hex(&bytes),
+            bytes: Arc::new(bytes),
+            local_path: path.to_owned(),
+        })
+    }
+
+    /// The running executable (`std::env::current_exe`).
+    pub fn current() -> std::io::Result<AgentBinary> {
+        Self::from_path(&std::env::current_exe()?)
+    }
+
+    pub fn remote_path(&self) -> String {
+        format!("{AGENT_DIR}/kiln-{}", self.sha256)
+    }
+}
+
+/// How the agent is started on a host.
+#[derive(Clone, Debug)]
+pub enum AgentLocation {
+    /// Content-addressed under [`AGENT_DIR`], uploaded when missing.
+    Shipped,
+    /// Already here (local host): run this path with these extra arguments.
+    Local { path: PathBuf, args: Vec<String> },
+}
+
+/// What one agent run produced.
+#[derive(Debug, Clone, Default)]
+pub struct AgentOutcome {
+    pub plan: Option<Plan>,
+    pub applied: usize,
+    /// The agent reported a failure (a change failed, or it could not observe/plan).
+    pub failed: bool,
+    /// Error and failure messages the agent reported.
+    pub errors: Vec<String>,
+    pub uploaded: bool,
+}
+
+/// A machine kiln converges.
+pub trait Host: Send {
+    /// The name used in messages (the host's role).
+    fn name(&self) -> &str;
+    fn privilege(&self) -> &Privilege;
+    /// Runs `command` (a complete, already quoted `sh` command line), feeding `stdin`,
+    /// calling `on_line` for each stdout line as it arrives.
+    fn exec(
+        &mut self,
+        command: &str,
+        stdin: &[u8],
+        on_line: &mut dyn FnMut(&str),
+    ) -> Result<ExecOutput, HostError>;
+
+    fn agent_location(&self) -> AgentLocation {
+        AgentLocation::Shipped
+    }
+
+    /// Ships the agent (when missing) and runs it with `desired` on stdin. Events are
+    /// passed to `on_event` as they arrive. One command in the usual case (agent already
+    /// there); two more when the binary must be uploaded first.
+    fn run_agent(
+        &mut self,
+        binary: &AgentBinary,
+        desired: &DesiredState,
+        plan_only: bool,
+        on_event: &mut dyn FnMut(&Event),
+    ) -> Result<AgentOutcome, HostError> {
+        let host = self.name().to_owned();
+        let input = frame_input(desired).map_err(|e| HostError::Io {
+            host: host.clone(),
+            action: "encode the desired state",
+            source: std::io::Error::other(e),
+        })?;
+        let mut words: Vec<String>;
+        let location = self.agent_location();
+        let remote = binary.remote_path();
+        match &location {
+            AgentLocation::Shipped => words = vec![remote.clone(), "agent".into()],
+            AgentLocation::Local { path, args } => {
+                words = vec![path.display().to_string(), "agent".into()];
+                words.extend(args.iter().cloned());
+            }
+        }
+        if plan_only {
+            words.push("--plan-only".into());
+        }
+        let (wrapped, prefix) = self.privilege().wrap(&words);
+        let command = match &location {
+            AgentLocation::Shipped => format!(
+                "if [ -x {p} ]; then exec {wrapped}; else exit {AGENT_MISSING_EXIT}; fi",
+                p = quote(&remote)
+            ),
+            AgentLocation::Local { .. } => wrapped,
+        };
+        let mut stdin = prefix.clone();
+        stdin.extend_from_slice(&input);
+
+        let mut uploaded = false;
+        loop {
+            let mut outcome = AgentOutcome {
+                uploaded,
+                ..Default::default()
+            };
+            let mut finished = false;
+            let mut on_line = |line: &str| {
+                let Ok(event) = serde_json::from_str::<Event>(line) else {
+                    return;
+                };
+                match &event {
+                    Event::Planned { plan, .. } => outcome.plan = Some(plan.clone()),
+                    Event::Failed { id, op, error, .. } => {
+                        outcome.failed = true;
+                        outcome.errors.push(format!("{op} {id}: {error}"));
+                    }
+                    Event::Error { message } => {
+                        outcome.failed = true;
+                        outcome.errors.push(message.clone());
+                    }
+                    Event::Finished {
+                        applied, failed, ..
+                    } => {
+                        finished = true;
+                        outcome.applied = *applied;
+                        outcome.failed |= *failed;
+                    }
+                    _ => {}
+                }
+                on_event(&event);
+            };
+            let out = self.exec(&command, &stdin, &mut on_line)?;
+            if out.code == Some(AGENT_MISSING_EXIT)
+                && !uploaded
+                && matches!(location, AgentLocation::Shipped)
+            {
+                self.upload(binary)?;
+                uploaded = true;
+                continue;
+            }
+            if finished {
+                return Ok(outcome);
+            }
+            let tail = out.stderr_tail();
+            if tail.contains("sudo")
+                && (tail.contains("password") || tail.contains("not in the sudoers"))
+            {
+                return Err(HostError::Sudo {
+                    host,
+                    message: tail,
+                });
+            }
+            return Err(HostError::Agent {
+                host,
+                code: out.code.map_or("by signal".into(), |c| c.to_string()),
+                message: if tail.is_empty() {
+                    "it stopped before reporting its result".into()
+                } else {
+                    tail
+                },
+            });
+        }
+    }
+
+    /// Uploads the agent to its content-addressed path: written to a temporary name,
+    /// checked against its sha256, made executable, renamed into place.
+    fn upload(&mut self, binary: &AgentBinary) -> Result<(), HostError> {
+        let remote = binary.remote_path();
+        let script = format!(
+            "set -e; umask 022; mkdir -p {dir}; \
+             while IFS= read -r l; do [ \"$l\" = {marker} ] && break; done; \
+             head -c {len} > {tmp}; \
+             echo {sha}'  '{tmp} | sha256sum -c --quiet -; \
+             chmod 755 {tmp}; mv -f {tmp} {dest}",
+            dir = quote(AGENT_DIR),
+            marker = UPLOAD_MARKER,
+            len = binary.bytes.len(),
+            tmp = format!("{}.tmp.$$", quote(&remote)),
+            sha = quote(&binary.sha256),
+            dest = quote(&remote),
+        );
+        let (command, prefix) = self
+            .privilege()
+            .wrap(&["sh".to_owned(), "-c".to_owned(), script]);
+        let mut stdin = prefix;
+        stdin.extend_from_slice(format!("{UPLOAD_MARKER}\n").as_bytes());
+        stdin.extend_from_slice(&binary.bytes);
+        let host = self.name().to_owned();
+        let out = self.exec(&command, &stdin, &mut |_| {})?;
+        if out.code == Some(0) {
+            Ok(())
+        } else {
+            Err(HostError::Upload {
+                host,
+                message: out.stderr_tail(),
+            })
+        }
+    }
+}
+
+/// Runs a child process: writes `stdin` from a thread, streams stdout lines to `on_line`,
+/// collects stderr.
+pub(crate) fn run_child(
+    host: &str,
+    mut cmd: Command,
+    stdin: &[u8],
+    on_line: &mut dyn FnMut(&str),
+) -> Result<ExecOutput, HostError> {
+    let io = |action| {
+        let host = host.to_owned();
+        move |source| HostError::Io {
+            host,
+            action,
+            source,
+        }
+    };
+    cmd.stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let mut child = cmd.spawn().map_err(io("start ssh"))?;
+    let mut child_in = child
+        .stdin
+        .take()
+        .ok_or_else(|| io("open stdin")(std::io::Error::other("no pipe")))?;
+    let data = stdin.to_vec();
+    let writer = std::thread::spawn(move || {
+        // A child that exits early closes its stdin: that is not our error to report.
+        let _ = child_in.write_all(&data);
+    });
+    let mut child_err = child
+        .stderr
+        .take()
+        .ok_or_else(|| io("open stderr")(std::io::Error::other("no pipe")))?;
+    let err_reader = std::thread::spawn(move || {
+        let mut s = String::new();
+        let _ = child_err.read_to_string(&mut s);
+        s
+    });
+    if let Some(out) = child.stdout.take() {
+        for line in BufReader::new(out).lines() {
+            match line {
+                Ok(l) => on_line(&l),
+                Err(_) => break,
+            }
+        }
+    }
+    let status = child.wait().map_err(io("wait for ssh"))?;
+    let _ = writer.join();
+    let stderr = err_reader.join().unwrap_or_default();
+    Ok(ExecOutput {
+        code: status.code(),
+        stderr,
+    })
+}
+
+/// This machine. With a root prefix, the agent converges that folder instead of `/`
+/// (files, directories and symlinks only: tests).
+pub struct LocalHost {
+    pub name: String,
+    pub root: Option<PathBuf>,
+    pub privilege: Privilege,
+}
+
+impl Host for LocalHost {
+    fn name(&self) -> &str {
+        &self.name
+    }
+    fn privilege(&self) -> &Privilege {
+        &self.privilege
+    }
+    fn exec(
+        &mut self,
+        command: &str,
+        stdin: &[u8],
+        on_line: &mut dyn FnMut(&str),
+    ) -> Result<ExecOutput, HostError> {
+        let mut cmd = Command::new("/bin/sh");
+        cmd.arg("-c").arg(command);
+        run_child(&self.name, cmd, stdin, on_line)
+    }
+    fn agent_location(&self) -> AgentLocation {
+        let path = std::env::current_exe().unwrap_or_else(|_| PathBuf::from("kiln"));
+        let args = match &self.root {
+            Some(r) => vec!["--root".to_owned(), r.display().to_string()],
+            None => vec![],
+        };
+        AgentLocation::Local { path, args }
+    }
+}
+
+/// One scripted exchange for [`FakeHost`].
+#[derive(Clone, Debug)]
+pub struct Expect {
+    /// The command must contain all of these.
+    pub contains: Vec<String>,
+    pub stdout: Vec<String>,
+    pub code: i32,
+    pub stderr: String,
+}
+
+/// A strict fake: answers each command from a script in order, and fails on any command
+/// it did not expect (so protocol changes cannot go unnoticed).
+pub struct FakeHost {
+    pub name: String,
+    pub privilege: Privilege,
+    pub script: VecDeque<Expect>,
+    /// Every (command, stdin) received.
+    pub received: Vec<(String, Vec<u8>)>,
+}
+
+impl Host for FakeHost {
+    fn name(&self) -> &str {
+        &self.name
+    }
+    fn privilege(&self) -> &Privilege {
+        &self.privilege
+    }
+    fn exec(
+        &mut self,
+        command: &str,
+        stdin: &[u8],
+        on_line: &mut dyn FnMut(&str),
+    ) -> Result<ExecOutput, HostError> {
+        self.received.push((command.to_owned(), stdin.to_vec()));
+        let unexpected = || HostError::Unexpected {
+            host: self.name.clone(),
+            command: command.to_owned(),
+        };
+        let next = self.script.pop_front().ok_or_else(unexpected)?;
+        if !next.contains.iter().all(|c| command.contains(c.as_str())) {
+            return Err(unexpected());
+        }
+        for l in &next.stdout {
+            on_line(l);
+        }
+        Ok(ExecOutput {
+            code: Some(next.code),
+            stderr: next.stderr,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests;

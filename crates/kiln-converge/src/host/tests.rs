@@ -1,0 +1,220 @@
+//! Protocol tests against the strict fake host, and the local host running a real shell.
+
+use super::*;
+use crate::agent::INPUT_MARKER;
+use crate::owned::Owned;
+
+fn binary() -> AgentBinary {
+    let bytes = b"\x7fELF fake agent".to_vec();
+    AgentBinary {
+        sha256: sha256_hex(&bytes),
+        bytes: Arc::new(bytes),
+        local_path: "/nonexistent".into(),
+    }
+}
+
+fn finished_lines() -> Vec<String> {
+    let plan = Plan {
+        host: "web".into(),
+        changes: vec![],
+        owned_after: Owned::default(),
+    };
+    vec![
+        serde_json::to_string(&Event::Planned {
+            plan,
+            observe_ms: 1,
+        })
+        .unwrap(),
+        serde_json::to_string(&Event::Finished {
+            applied: 0,
+            failed: false,
+            plan_only: false,
+            ms: 2,
+        })
+        .unwrap(),
+    ]
+}
+
+fn expect(contains: &[&str], stdout: Vec<String>, code: i32) -> Expect {
+    Expect {
+        contains: contains.iter().map(|s| s.to_string()).collect(),
+        stdout,
+        code,
+        stderr: String::new(),
+    }
+}
+
+#[test]
+fn agent_already_there_takes_one_command() {
+    let b = binary();
+    let mut h = FakeHost {
+        name: "web".into(),
+        privilege: Privilege::Sudo,
+        script: VecDeque::from([expect(
+            &[&b.remote_path(), "sudo -n --", " agent"],
+            finished_lines(),
+            0,
+        )]),
+        received: vec![],
+    };
+    let mut events = vec![];
+    let out = h
+        .run_agent(
+            &b,
+            &DesiredState {
+                host: "web".into(),
+                ..Default::default()
+            },
+            false,
+            &mut |e| events.push(e.clone()),
+        )
+        .unwrap();
+    assert!(!out.failed);
+    assert!(!out.uploaded);
+    assert_eq!(h.received.len(), 1);
+    assert_eq!(events.len(), 2);
+    let stdin = String::from_utf8(h.received[0].1.clone()).unwrap();
+    assert!(stdin.starts_with(&format!("{INPUT_MARKER}\n{{")), "{stdin}");
+}
+
+#[test]
+fn missing_agent_is_uploaded_then_run() {
+    let b = binary();
+    let mut h = FakeHost {
+        name: "web".into(),
+        privilege: Privilege::Root,
+        script: VecDeque::from([
+            expect(&["if [ -x"], vec![], crate::agent::AGENT_MISSING_EXIT),
+            expect(&["sha256sum -c", &b.sha256, "mv -f"], vec![], 0),
+            expect(&["if [ -x"], finished_lines(), 0),
+        ]),
+        received: vec![],
+    };
+    let out = h
+        .run_agent(&b, &DesiredState::default(), true, &mut |_| {})
+        .unwrap();
+    assert!(out.uploaded);
+    assert!(h.received[0].0.contains("--plan-only"));
+    assert!(!h.received[0].0.contains("sudo"));
+    let upload_stdin = &h.received[1].1;
+    assert!(upload_stdin.starts_with(b"KILN-UPLOAD-V1\n"));
+    assert!(upload_stdin.ends_with(&b.bytes));
+}
+
+#[test]
+fn sudo_password_goes_on_stdin_never_in_the_command() {
+    let b = binary();
+    let mut h = FakeHost {
+        name: "web".into(),
+        privilege: Privilege::SudoPassword(Secret::new("hunter2-planted")),
+        script: VecDeque::from([expect(&["sudo -S -p"], finished_lines(), 0)]),
+        received: vec![],
+    };
+    h.run_agent(&b, &DesiredState::default(), false, &mut |_| {})
+        .unwrap();
+    let (cmd, stdin) = &h.received[0];
+    assert!(!cmd.contains("hunter2"), "{cmd}");
+    assert!(stdin.starts_with(b"hunter2-planted\nKILN-AGENT-INPUT-V1\n"));
+}
+
+#[test]
+fn agent_that_dies_without_finishing_is_an_error_naming_the_host() {
+    let b = binary();
+    let mut h = FakeHost {
+        name: "web".into(),
+        privilege: Privilege::Root,
+        script: VecDeque::from([Expect {
+            contains: vec![],
+            stdout: vec![],
+            code: 137,
+            stderr: "Killed\n".into(),
+        }]),
+        received: vec![],
+    };
+    let err = h
+        .run_agent(&b, &DesiredState::default(), false, &mut |_| {})
+        .unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "host web: the agent failed (exit 137): Killed"
+    );
+}
+
+#[test]
+fn strict_fake_refuses_unexpected_commands() {
+    let mut h = FakeHost {
+        name: "web".into(),
+        privilege: Privilege::Root,
+        script: VecDeque::new(),
+        received: vec![],
+    };
+    assert!(matches!(
+        h.exec("rm -rf /", b"", &mut |_| {}),
+        Err(HostError::Unexpected { .. })
+    ));
+}
+
+#[test]
+fn local_host_streams_lines_and_passes_stdin() {
+    let mut h = LocalHost {
+        name: "local".into(),
+        root: None,
+        privilege: Privilege::Root,
+    };
+    let mut lines = vec![];
+    let out = h
+        .exec(
+            "read a; echo got:$a; echo err >&2; exit 3",
+            b"hello\n",
+            &mut |l| lines.push(l.to_owned()),
+        )
+        .unwrap();
+    assert_eq!(lines, ["got:hello"]);
+    assert_eq!(out.code, Some(3));
+    assert_eq!(out.stderr, "err\n");
+}
+
+#[test]
+fn upload_script_really_installs_the_binary_under_a_shell() {
+    // Run the exact upload command through a real shell, with the agent dir redirected
+    // into a temporary folder, to check the marker/head/sha256 logic.
+    let dir = tempfile::tempdir().unwrap();
+    let b = binary();
+    struct Redirect {
+        inner: LocalHost,
+        dir: String,
+    }
+    impl Host for Redirect {
+        fn name(&self) -> &str {
+            "local"
+        }
+        fn privilege(&self) -> &Privilege {
+            &self.inner.privilege
+        }
+        fn exec(
+            &mut self,
+            command: &str,
+            stdin: &[u8],
+            on_line: &mut dyn FnMut(&str),
+        ) -> Result<ExecOutput, HostError> {
+            let cmd = command.replace(AGENT_DIR, &self.dir);
+            self.inner.exec(&cmd, stdin, on_line)
+        }
+    }
+    let mut h = Redirect {
+        inner: LocalHost {
+            name: "local".into(),
+            root: None,
+            privilege: Privilege::Root,
+        },
+        dir: dir.path().join("bin").display().to_string(),
+    };
+    h.upload(&b).unwrap();
+    let installed = dir.path().join("bin").join(format!("kiln-{}", b.sha256));
+    assert_eq!(std::fs::read(&installed).unwrap(), *b.bytes);
+    use std::os::unix::fs::PermissionsExt;
+    assert_eq!(
+        std::fs::metadata(&installed).unwrap().permissions().mode() & 0o777,
+        0o755
+    );
+}

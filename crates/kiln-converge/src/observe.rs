@@ -1,0 +1,468 @@
+//! Observation: reads the real state of everything a desired state or the ownership
+//! record mentions (files with their metadata and hashes, accounts from /etc/passwd and
+//! /etc/group, package status in one query, unit status in one `systemctl show`, guards).
+//!
+//! It changes nothing on the host. What it returns is plain data for the pure planner.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fs;
+use std::io::ErrorKind;
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use crate::facts::Facts;
+use crate::owned::{OWNED_PATH, Owned, sha256_hex};
+use crate::resource::{DesiredState, unit_path};
+use crate::system::Target;
+
+/// Files larger than this are compared by hash only (no diff).
+pub const DIFF_LIMIT: usize = 256 * 1024;
+
+/// Mode and ownership of a path (owner/group as names when known, else numeric).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Meta {
+    pub mode: u32,
+    pub owner: String,
+    pub group: String,
+}
+
+/// What is at a path.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "lowercase")]
+pub enum PathState {
+    Absent,
+    File {
+        meta: Meta,
+        sha256: String,
+        /// The current text, kept only to show a diff (changed, not sensitive, small, UTF-8).
+        #[serde(skip_serializing_if = "Option::is_none")]
+        text: Option<String>,
+    },
+    Directory {
+        meta: Meta,
+    },
+    Symlink {
+        target: PathBuf,
+    },
+    /// A socket, device, fifo…: kiln never replaces those.
+    Other,
+}
+
+/// An account as found in /etc/passwd.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UserInfo {
+    pub uid: u32,
+    pub home: PathBuf,
+    pub shell: PathBuf,
+    /// Supplementary groups (from /etc/group member lists).
+    pub groups: BTreeSet<String>,
+}
+
+/// A unit's state as systemd reports it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UnitStatus {
+    pub enabled: bool,
+    pub active: bool,
+}
+
+/// Everything the planner needs to know about the host.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Observed {
+    pub paths: BTreeMap<PathBuf, PathState>,
+    /// Installed packages among those asked about.
+    pub packages: BTreeSet<String>,
+    pub users: BTreeMap<String, UserInfo>,
+    pub groups: BTreeSet<String>,
+    pub units: BTreeMap<String, UnitStatus>,
+    /// Command name → its `unless` guard exited 0.
+    pub guards: BTreeMap<String, bool>,
+    pub owned: Owned,
+}
+
+/// Observation failed: the host cannot be read.
+#[derive(Debug, thiserror::Error)]
+pub enum ObserveError {
+    #[error("cannot read {path}: {source}")]
+    Read {
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error(
+        "ownership record {path} is corrupt: {message}\n  hint: fix or delete it; kiln then forgets what it created before"
+    )]
+    CorruptRecord { path: String, message: String },
+    #[error("cannot run `{command}`: {message}")]
+    Command { command: String, message: String },
+    #[error("{0} needs the real system: the agent runs with a root prefix (tests only)")]
+    NeedsRealRoot(String),
+}
+
+fn read_err(path: &Path, source: std::io::Error) -> ObserveError {
+    ObserveError::Read {
+        path: path.display().to_string(),
+        source,
+    }
+}
+
+/// Account names, read from the target's /etc/passwd and /etc/group.
+#[derive(Debug, Clone, Default)]
+pub struct Accounts {
+    pub users: BTreeMap<String, UserInfo>,
+    pub uid_names: BTreeMap<u32, String>,
+    pub gid_names: BTreeMap<u32, String>,
+    pub group_ids: BTreeMap<String, u32>,
+}
+
+impl Accounts {
+    pub fn parse(passwd: &str, group: &str) -> Accounts {
+        let mut a = Accounts::default();
+        let mut members: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+        for line in group.lines() {
+            let f: Vec<&str> = line.split(':').collect();
+            if f.len() < 4 {
+                continue;
+            }
+            if let Ok(gid) = f[2].parse() {
+                a.gid_names.entry(gid).or_insert_with(|| f[0].to_owned());
+                a.group_ids.insert(f[0].to_owned(), gid);
+            }
+            for m in f[3].split(',').filter(|m| !m.is_empty()) {
+                members
+                    .entry(m.to_owned())
+                    .or_default()
+                    .insert(f[0].to_owned());
+            }
+        }
+        for line in passwd.lines() {
+            let f: Vec<&str> = line.split(':').collect();
+            if f.len() < 7 {
+                continue;
+            }
+            let Ok(uid) = f[2].parse() else { continue };
+            a.uid_names.entry(uid).or_insert_with(|| f[0].to_owned());
+            a.users.insert(
+                f[0].to_owned(),
+                UserInfo {
+                    uid,
+                    home: f[5].into(),
+                    shell: f[6].into(),
+                    groups: members.remove(f[0]).unwrap_or_default(),
+                },
+            );
+        }
+        a
+    }
+
+    pub fn read(target: &Target) -> Result<Accounts, ObserveError> {
+        let read = |p: &str| -> Result<String, ObserveError> {
+            let path = target.path(Path::new(p));
+            match fs::read_to_string(&path) {
+                Ok(s) => Ok(s),
+                Err(e) if e.kind() == ErrorKind::NotFound => Ok(String::new()),
+                Err(e) => Err(read_err(&path, e)),
+            }
+        };
+        Ok(Accounts::parse(&read("/etc/passwd")?, &read("/etc/group")?))
+    }
+
+    pub fn uid(&self, name: &str) -> Option<u32> {
+        self.users
+            .get(name)
+            .map(|u| u.uid)
+            .or_else(|| name.parse().ok())
+    }
+    pub fn gid(&self, name: &str) -> Option<u32> {
+        self.group_ids
+            .get(name)
+            .copied()
+            .or_else(|| name.parse().ok())
+    }
+    fn user_name(&self, uid: u32) -> String {
+        self.uid_names
+            .get(&uid)
+            .cloned()
+            .unwrap_or_else(|| uid.to_string())
+    }
+    fn group_name(&self, gid: u32) -> String {
+        self.gid_names
+            .get(&gid)
+            .cloned()
+            .unwrap_or_else(|| gid.to_string())
+    }
+}
+
+/// Reads one path (without following a final symlink).
+pub fn observe_path(
+    target: &Target,
+    accounts: &Accounts,
+    path: &Path,
+    want: Option<(&[u8], bool)>,
+) -> Result<PathState, ObserveError> {
+    let real = target.path(path);
+    let md = match fs::symlink_metadata(&real) {
+        Ok(m) => m,
+        Err(e) if e.kind() == ErrorKind::NotFound => return Ok(PathState::Absent),
+        Err(e) => return Err(read_err(&real, e)),
+    };
+    let meta = Meta {
+        mode: md.mode() & 0o7777,
+        owner: accounts.user_name(md.uid()),
+        group: accounts.group_name(md.gid()),
+    };
+    let ft = md.file_type();
+    if ft.is_symlink() {
+        let t = fs::read_link(&real).map_err(|e| read_err(&real, e))?;
+        Ok(PathState::Symlink { target: t })
+    } else if ft.is_dir() {
+        Ok(PathState::Directory { meta })
+    } else if ft.is_file() {
+        let bytes = fs::read(&real).map_err(|e| read_err(&real, e))?;
+        let sha256 = sha256_hex(&bytes);
+        let text = match want {
+            Some((content, sensitive))
+                if !sensitive && content != bytes.as_slice() && bytes.len() <= DIFF_LIMIT =>
+            {
+                String::from_utf8(bytes).ok()
+            }
+            _ => None,
+        };
+        Ok(PathState::File { meta, sha256, text })
+    } else {
+        Ok(PathState::Other)
+    }
+}
+
+/// Reads the ownership record (absent: kiln never ran here).
+pub fn read_owned(target: &Target) -> Result<Owned, ObserveError> {
+    let path = target.path(Path::new(OWNED_PATH));
+    match fs::read(&path) {
+        Ok(bytes) => serde_json::from_slice(&bytes).map_err(|e| ObserveError::CorruptRecord {
+            path: path.display().to_string(),
+            message: e.to_string(),
+        }),
+        Err(e) if e.kind() == ErrorKind::NotFound => Ok(Owned::default()),
+        Err(e) => Err(read_err(&path, e)),
+    }
+}
+
+/// Parses `systemctl show --property=Id,UnitFileState,ActiveState` output for `names`
+/// (blocks separated by blank lines, in the order asked).
+pub fn parse_systemctl_show(names: &[String], stdout: &str) -> BTreeMap<String, UnitStatus> {
+    let mut out = BTreeMap::new();
+    let blocks = stdout.split("\n\n").filter(|b| !b.trim().is_empty());
+    for (name, block) in names.iter().zip(blocks) {
+        let mut st = UnitStatus {
+            enabled: false,
+            active: false,
+        };
+        for line in block.lines() {
+            match line.split_once('=') {
+                Some(("UnitFileState", v)) => st.enabled = v.trim() == "enabled",
+                Some(("ActiveState", v)) => {
+                    st.active = matches!(v.trim(), "active" | "activating" | "reloading")
+                }
+                _ => {}
+            }
+        }
+        out.insert(name.clone(), st);
+    }
+    out
+}
+
+/// Observes everything `desired` and the ownership record mention.
+pub fn observe(
+    target: &mut Target,
+    facts: Option<&Facts>,
+    desired: &DesiredState,
+) -> Result<Observed, ObserveError> {
+    let owned = read_owned(target)?;
+    let accounts = Accounts::read(target)?;
+    let mut obs = Observed {
+        owned,
+        ..Default::default()
+    };
+
+    // Paths: declared (with content for diffs) and owned.
+    let mut want: BTreeMap<PathBuf, Option<(&[u8], bool)>> = BTreeMap::new();
+    for f in &desired.files {
+        want.insert(f.path.clone(), Some((f.content.bytes(), f.sensitive)));
+    }
+    for u in &desired.units {
+        want.insert(u.path(), Some((u.content.bytes(), u.sensitive)));
+    }
+    for p in desired
+        .directories
+        .iter()
+        .map(|d| &d.path)
+        .chain(desired.symlinks.iter().map(|s| &s.path))
+    {
+        want.entry(p.clone()).or_insert(None);
+    }
+    let owned_paths = obs
+        .owned
+        .files
+        .iter()
+        .chain(&obs.owned.directories)
+        .chain(&obs.owned.symlinks)
+        .cloned()
+        .chain(obs.owned.units.iter().map(|u| unit_path(u)))
+        .collect::<Vec<_>>();
+    for p in owned_paths {
+        want.entry(p).or_insert(None);
+    }
+    for (p, w) in want {
+        let st = observe_path(target, &accounts, &p, w)?;
+        obs.paths.insert(p, st);
+    }
+
+    // Accounts.
+    for u in desired
+        .users
+        .iter()
+        .map(|u| &u.name)
+        .chain(&obs.owned.users)
+    {
+        if let Some(info) = accounts.users.get(u) {
+            obs.users.insert(u.clone(), info.clone());
+        }
+    }
+    for g in desired
+        .groups
+        .iter()
+        .map(|g| &g.name)
+        .chain(&obs.owned.groups)
+    {
+        if accounts.group_ids.contains_key(g) {
+            obs.groups.insert(g.clone());
+        }
+    }
+
+    // Packages: one query for all.
+    let pkgs: BTreeSet<String> = desired
+        .packages
+        .iter()
+        .map(|p| p.name.clone())
+        .chain(obs.owned.packages.iter().cloned())
+        .collect();
+    if !pkgs.is_empty() {
+        let Some(facts) = facts else {
+            return Err(ObserveError::NeedsRealRoot("packages".into()));
+        };
+        let pm = facts.package_manager();
+        let names: Vec<String> = pkgs.into_iter().collect();
+        let argv = pm.query(&names);
+        let out = target
+            .runner
+            .run(&argv)
+            .map_err(|e| ObserveError::Command {
+                command: argv.args.join(" "),
+                message: e.to_string(),
+            })?;
+        obs.packages = pm.parse_installed(&out.stdout).into_iter().collect();
+    }
+
+    // Units: one `systemctl show` for all.
+    let units: BTreeSet<String> = desired
+        .units
+        .iter()
+        .map(|u| u.name.clone())
+        .chain(obs.owned.units.iter().cloned())
+        .collect();
+    if !units.is_empty() {
+        if !target.is_real_root() {
+            return Err(ObserveError::NeedsRealRoot("systemd units".into()));
+        }
+        let names: Vec<String> = units.into_iter().collect();
+        let mut args = vec![
+            "systemctl",
+            "show",
+            "--property=Id,UnitFileState,ActiveState",
+            "--",
+        ];
+        args.extend(names.iter().map(String::as_str));
+        let out = target.run(&args).map_err(|e| ObserveError::Command {
+            command: args.join(" "),
+            message: e.to_string(),
+        })?;
+        if !out.success() {
+            return Err(ObserveError::Command {
+                command: args.join(" "),
+                message: out.tail(),
+            });
+        }
+        obs.units = parse_systemctl_show(&names, &out.stdout);
+    }
+
+    // Guards.
+    for c in &desired.commands {
+        if let Some(unless) = &c.unless {
+            if !target.is_real_root() {
+                return Err(ObserveError::NeedsRealRoot("commands".into()));
+            }
+            let out = target.shell(unless).map_err(|e| ObserveError::Command {
+                command: unless.clone(),
+                message: e.to_string(),
+            })?;
+            obs.guards.insert(c.name.clone(), out.success());
+        }
+    }
+    Ok(obs)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn accounts_parse_users_groups_and_memberships() {
+        let a = Accounts::parse(
+            "root:x:0:0:root:/root:/bin/bash\napp:x:998:998::/srv/app:/usr/sbin/nologin\n",
+            "root:x:0:\napp:x:998:\nwww:x:33:app,other\n",
+        );
+        let app = &a.users["app"];
+        assert_eq!(app.uid, 998);
+        assert_eq!(app.home, PathBuf::from("/srv/app"));
+        assert_eq!(app.groups, BTreeSet::from(["www".to_owned()]));
+        assert_eq!(a.gid("www"), Some(33));
+        assert_eq!(a.uid("1234"), Some(1234));
+        assert_eq!(a.user_name(998), "app");
+        assert_eq!(a.group_name(4242), "4242");
+    }
+
+    #[test]
+    fn systemctl_show_blocks_map_to_units_in_order() {
+        let out = "Id=a.service\nActiveState=active\nUnitFileState=enabled\n\n\
+                   Id=b.service\nActiveState=inactive\nUnitFileState=disabled\n\n\
+                   Id=c.service\nActiveState=inactive\nUnitFileState=\n";
+        let names = vec![
+            "a.service".to_owned(),
+            "b.service".to_owned(),
+            "c.service".to_owned(),
+        ];
+        let m = parse_systemctl_show(&names, out);
+        assert_eq!(
+            m["a.service"],
+            UnitStatus {
+                enabled: true,
+                active: true
+            }
+        );
+        assert_eq!(
+            m["b.service"],
+            UnitStatus {
+                enabled: false,
+                active: false
+            }
+        );
+        assert_eq!(
+            m["c.service"],
+            UnitStatus {
+                enabled: false,
+                active: false
+            }
+        );
+    }
+}

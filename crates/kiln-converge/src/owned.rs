@@ -1,0 +1,64 @@
+//! The ownership record each host keeps (`/var/lib/kiln/owned.json`): what kiln put there,
+//! so that what is no longer declared can be removed, and guarded commands that already
+//! ran are not run again.
+//!
+//! Data and (de)serialization only; the agent reads and writes it under its root.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::PathBuf;
+
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+/// Where the record lives, relative to the host's root.
+pub const OWNED_PATH: &str = "/var/lib/kiln/owned.json";
+
+/// What kiln manages on one host.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Owned {
+    #[serde(default)]
+    pub files: BTreeSet<PathBuf>,
+    #[serde(default)]
+    pub directories: BTreeSet<PathBuf>,
+    #[serde(default)]
+    pub symlinks: BTreeSet<PathBuf>,
+    #[serde(default)]
+    pub units: BTreeSet<String>,
+    /// Users and groups kiln created (pre-existing accounts are never removed).
+    #[serde(default)]
+    pub users: BTreeSet<String>,
+    #[serde(default)]
+    pub groups: BTreeSet<String>,
+    /// Packages kiln installed (pre-installed packages are never removed).
+    #[serde(default)]
+    pub packages: BTreeSet<String>,
+    /// Commands that ran successfully: name → sha256 of their `run` text.
+    #[serde(default)]
+    pub commands: BTreeMap<String, String>,
+}
+
+impl Owned {
+    /// Everything in either record (written before an apply starts, so that a run killed
+    /// midway still knows about what it may have created).
+    pub fn union(&self, other: &Owned) -> Owned {
+        let mut u = self.clone();
+        u.files.extend(other.files.iter().cloned());
+        u.directories.extend(other.directories.iter().cloned());
+        u.symlinks.extend(other.symlinks.iter().cloned());
+        u.units.extend(other.units.iter().cloned());
+        u.users.extend(other.users.iter().cloned());
+        u.groups.extend(other.groups.iter().cloned());
+        u.packages.extend(other.packages.iter().cloned());
+        for (k, v) in &other.commands {
+            u.commands.entry(k.clone()).or_insert_with(|| v.clone());
+        }
+        u
+    }
+}
+
+/// Hex sha256 of some bytes.
+pub fn sha256_hex(bytes: &[u8]) -> String {
+    let digest = Sha256::digest(bytes);
+    digest.iter().map(|b| format!("{b:02x}")).collect()
+}

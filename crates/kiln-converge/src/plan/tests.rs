@@ -1,0 +1,465 @@
+//! Planner tests: pure, no host.
+
+use super::*;
+use crate::observe::{Meta, UnitStatus, UserInfo};
+use crate::resource::{Command, Directory, File, Group, Notify, Package, Symlink, Unit, User};
+
+fn meta(mode: u32) -> Meta {
+    Meta {
+        mode,
+        owner: "root".into(),
+        group: "root".into(),
+    }
+}
+
+fn file(path: &str, text: &str) -> File {
+    File {
+        path: path.into(),
+        content: Content::text(text),
+        mode: 0o644,
+        owner: "root".into(),
+        group: "root".into(),
+        sensitive: false,
+        notify: vec![],
+    }
+}
+
+fn present(text: &str, mode: u32, keep_text: bool) -> PathState {
+    PathState::File {
+        meta: meta(mode),
+        sha256: sha256_hex(text.as_bytes()),
+        text: keep_text.then(|| text.to_owned()),
+    }
+}
+
+fn unit(name: &str, text: &str) -> Unit {
+    Unit {
+        name: name.into(),
+        content: Content::text(text),
+        enabled: true,
+        started: true,
+        sensitive: false,
+    }
+}
+
+fn ops(p: &Plan) -> Vec<String> {
+    p.changes
+        .iter()
+        .map(|c| format!("{} {}", c.op, c.id))
+        .collect()
+}
+
+#[test]
+fn empty_host_gets_everything_created_in_dependency_order() {
+    let mut d = DesiredState {
+        host: "web".into(),
+        ..Default::default()
+    };
+    d.groups = vec![Group {
+        name: "app".into(),
+        system: true,
+    }];
+    d.users = vec![User {
+        name: "app".into(),
+        system: true,
+        home: None,
+        shell: None,
+        groups: vec!["app".into()],
+    }];
+    d.packages = vec![Package {
+        name: "htop".into(),
+    }];
+    d.directories = vec![
+        Directory {
+            path: "/srv/app/data".into(),
+            mode: 0o750,
+            owner: "app".into(),
+            group: "app".into(),
+        },
+        Directory {
+            path: "/srv/app".into(),
+            mode: 0o755,
+            owner: "root".into(),
+            group: "root".into(),
+        },
+    ];
+    let mut f = file("/etc/app.conf", "a=1\n");
+    f.notify = vec![Notify {
+        unit: "app.service".into(),
+        action: Trigger::Restart,
+    }];
+    d.files = vec![f];
+    d.symlinks = vec![Symlink {
+        path: "/usr/local/bin/app".into(),
+        target: "/srv/app/bin/app".into(),
+    }];
+    d.units = vec![unit("app.service", "[Service]\n")];
+    d.commands = vec![Command {
+        name: "init".into(),
+        run: "true".into(),
+        unless: None,
+        triggered_by: vec![],
+    }];
+    let p = plan(&d, &Observed::default()).unwrap();
+    assert_eq!(
+        ops(&p),
+        [
+            "create group app",
+            "create user app",
+            "install package htop",
+            "create directory /srv/app",
+            "create directory /srv/app/data",
+            "create file /etc/app.conf",
+            "create symlink /usr/local/bin/app",
+            "create file /etc/systemd/system/app.service",
+            "daemon-reload systemd",
+            "run command init",
+            "enable unit app.service",
+            "start unit app.service",
+        ]
+    );
+    // A unit that is being started is not also restarted by its notifying file.
+    assert!(!p.changes.iter().any(|c| c.op == Op::Restart));
+    assert_eq!(
+        p.counts(),
+        Summary {
+            create: 8,
+            change: 4,
+            remove: 0
+        }
+    );
+    assert_eq!(p.owned_after.groups.len(), 1);
+    assert_eq!(p.owned_after.packages.len(), 1);
+    assert!(p.owned_after.commands.contains_key("init"));
+}
+
+fn converged(d: &DesiredState) -> Observed {
+    let mut o = Observed::default();
+    for f in &d.files {
+        o.paths.insert(
+            f.path.clone(),
+            present(
+                std::str::from_utf8(f.content.bytes()).unwrap(),
+                f.mode,
+                false,
+            ),
+        );
+        o.owned.files.insert(f.path.clone());
+    }
+    for u in &d.units {
+        o.paths.insert(
+            u.path(),
+            present(
+                std::str::from_utf8(u.content.bytes()).unwrap(),
+                0o644,
+                false,
+            ),
+        );
+        o.units.insert(
+            u.name.clone(),
+            UnitStatus {
+                enabled: true,
+                active: true,
+            },
+        );
+        o.owned.units.insert(u.name.clone());
+    }
+    o
+}
+
+#[test]
+fn converged_host_has_an_empty_plan() {
+    let mut d = DesiredState {
+        host: "web".into(),
+        ..Default::default()
+    };
+    d.files = vec![file("/etc/a", "x\n")];
+    d.units = vec![unit("a.service", "[Service]\n")];
+    let p = plan(&d, &converged(&d)).unwrap();
+    assert!(p.is_empty(), "{:?}", ops(&p));
+}
+
+#[test]
+fn changed_template_shows_a_diff_and_restarts_exactly_its_unit() {
+    let mut d = DesiredState {
+        host: "web".into(),
+        ..Default::default()
+    };
+    let mut a = file("/etc/a.conf", "port=1\nname=x\n");
+    a.notify = vec![Notify {
+        unit: "a.service".into(),
+        action: Trigger::Restart,
+    }];
+    let mut b = file("/etc/b.conf", "b\n");
+    b.notify = vec![Notify {
+        unit: "b.service".into(),
+        action: Trigger::Restart,
+    }];
+    d.files = vec![a, b];
+    d.units = vec![
+        unit("a.service", "[Service]\n"),
+        unit("b.service", "[Service]\n"),
+    ];
+    let mut o = converged(&d);
+    o.paths.insert(
+        "/etc/a.conf".into(),
+        present("port=0\nname=x\n", 0o644, true),
+    );
+    let p = plan(&d, &o).unwrap();
+    assert_eq!(
+        ops(&p),
+        ["update file /etc/a.conf", "restart unit a.service"]
+    );
+    let Some(Diff::Unified { text }) = &p.changes[0].diff else {
+        panic!("no diff: {:?}", p.changes[0])
+    };
+    assert!(text.contains("-port=0\n+port=1\n"), "{text}");
+    assert!(text.contains("--- a/etc/a.conf"), "{text}");
+    assert_eq!(p.changes[1].reason.as_deref(), Some("/etc/a.conf changed"));
+}
+
+#[test]
+fn sensitive_content_is_redacted() {
+    let mut d = DesiredState {
+        host: "web".into(),
+        ..Default::default()
+    };
+    let mut f = file("/etc/secret.env", "TOKEN=hunter2-planted\n");
+    f.sensitive = true;
+    f.mode = 0o600;
+    d.files = vec![f];
+    let p = plan(&d, &Observed::default()).unwrap();
+    assert_eq!(p.changes[0].diff, Some(Diff::Redacted));
+    let json = serde_json::to_string(&p).unwrap();
+    assert!(!json.contains("hunter2"), "{json}");
+}
+
+#[test]
+fn metadata_only_change_does_not_rewrite_or_restart() {
+    let mut d = DesiredState {
+        host: "web".into(),
+        ..Default::default()
+    };
+    let mut f = file("/etc/a", "x\n");
+    f.notify = vec![Notify {
+        unit: "a.service".into(),
+        action: Trigger::Restart,
+    }];
+    f.mode = 0o600;
+    d.files = vec![f];
+    d.units = vec![unit("a.service", "[Service]\n")];
+    let mut o = converged(&d);
+    o.paths
+        .insert("/etc/a".into(), present("x\n", 0o644, false));
+    let p = plan(&d, &o).unwrap();
+    assert_eq!(ops(&p), ["update file /etc/a"]);
+    assert!(!p.changes[0].content);
+    assert_eq!(p.changes[0].details, ["mode 0644 → 0600"]);
+}
+
+#[test]
+fn undeclared_owned_resources_are_removed_deepest_first() {
+    let d = DesiredState {
+        host: "web".into(),
+        ..Default::default()
+    };
+    let mut o = Observed::default();
+    for p in ["/srv/a", "/srv/a/b"] {
+        o.owned.directories.insert(p.into());
+        o.paths
+            .insert(p.into(), PathState::Directory { meta: meta(0o755) });
+    }
+    o.owned.files.insert("/srv/a/b/f".into());
+    o.paths
+        .insert("/srv/a/b/f".into(), present("x", 0o644, false));
+    o.owned.files.insert("/etc/gone-already".into());
+    o.paths
+        .insert("/etc/gone-already".into(), PathState::Absent);
+    o.owned.units.insert("old.service".into());
+    o.paths
+        .insert(unit_path("old.service"), present("[Unit]\n", 0o644, false));
+    o.units.insert(
+        "old.service".into(),
+        UnitStatus {
+            enabled: true,
+            active: true,
+        },
+    );
+    o.owned.packages.insert("htop".into());
+    o.packages.insert("htop".into());
+    o.owned.users.insert("app".into());
+    o.users.insert(
+        "app".into(),
+        UserInfo {
+            uid: 998,
+            home: "/".into(),
+            shell: "/bin/sh".into(),
+            groups: Default::default(),
+        },
+    );
+    let p = plan(&d, &o).unwrap();
+    assert_eq!(
+        ops(&p),
+        [
+            "stop unit old.service",
+            "disable unit old.service",
+            "remove file /etc/systemd/system/old.service",
+            "daemon-reload systemd",
+            "remove file /srv/a/b/f",
+            "remove directory /srv/a/b",
+            "remove directory /srv/a",
+            "remove user app",
+            "uninstall package htop",
+        ]
+    );
+    assert_eq!(p.owned_after, Owned::default());
+}
+
+#[test]
+fn preexisting_accounts_and_packages_are_not_owned_so_never_removed() {
+    let mut d = DesiredState {
+        host: "web".into(),
+        ..Default::default()
+    };
+    d.packages = vec![Package {
+        name: "curl".into(),
+    }];
+    d.groups = vec![Group {
+        name: "adm".into(),
+        system: true,
+    }];
+    let mut o = Observed::default();
+    o.packages.insert("curl".into());
+    o.groups.insert("adm".into());
+    let p = plan(&d, &o).unwrap();
+    assert!(p.is_empty());
+    assert!(p.owned_after.packages.is_empty());
+    assert!(p.owned_after.groups.is_empty());
+}
+
+#[test]
+fn commands_run_when_guard_fails_when_triggered_or_once() {
+    let mut d = DesiredState {
+        host: "web".into(),
+        ..Default::default()
+    };
+    d.files = vec![file("/etc/a", "new\n")];
+    d.commands = vec![
+        Command {
+            name: "guarded".into(),
+            run: "x".into(),
+            unless: Some("test -f /x".into()),
+            triggered_by: vec![],
+        },
+        Command {
+            name: "trig".into(),
+            run: "y".into(),
+            unless: Some("true".into()),
+            triggered_by: vec!["/etc/a".into()],
+        },
+        Command {
+            name: "once".into(),
+            run: "z".into(),
+            unless: None,
+            triggered_by: vec![],
+        },
+    ];
+    let mut o = Observed::default();
+    o.paths
+        .insert("/etc/a".into(), present("new\n", 0o644, false));
+    o.guards.insert("guarded".into(), true);
+    o.guards.insert("trig".into(), true);
+    o.owned.files.insert("/etc/a".into());
+    o.owned.commands.insert("once".into(), sha256_hex(b"z"));
+    assert!(plan(&d, &o).unwrap().is_empty());
+
+    o.guards.insert("guarded".into(), false);
+    o.paths
+        .insert("/etc/a".into(), present("old\n", 0o644, true));
+    o.owned
+        .commands
+        .insert("once".into(), sha256_hex(b"older text"));
+    let p = plan(&d, &o).unwrap();
+    let reasons: Vec<_> = p
+        .changes
+        .iter()
+        .filter(|c| c.op == Op::Run)
+        .map(|c| (c.id.to_string(), c.reason.clone().unwrap()))
+        .collect();
+    assert_eq!(
+        reasons,
+        [
+            (
+                "command guarded".to_owned(),
+                "its `unless` check failed".to_owned()
+            ),
+            ("command trig".to_owned(), "/etc/a changed".to_owned()),
+            ("command once".to_owned(), "its command changed".to_owned()),
+        ]
+    );
+}
+
+#[test]
+fn refuses_to_replace_a_directory_with_a_file() {
+    let mut d = DesiredState {
+        host: "web".into(),
+        ..Default::default()
+    };
+    d.files = vec![file("/etc/a", "x")];
+    let mut o = Observed::default();
+    o.paths
+        .insert("/etc/a".into(), PathState::Directory { meta: meta(0o755) });
+    let err = plan(&d, &o).unwrap_err();
+    assert_eq!(
+        err.to_string().lines().next().unwrap(),
+        "host web: file /etc/a: /etc/a is a directory; kiln will not replace it"
+    );
+}
+
+#[test]
+fn unit_state_changes_enable_disable_start_stop() {
+    let mut d = DesiredState {
+        host: "web".into(),
+        ..Default::default()
+    };
+    let mut u = unit("a.service", "[Service]\n");
+    u.enabled = false;
+    u.started = false;
+    d.units = vec![u];
+    let o = converged(&d);
+    assert_eq!(
+        ops(&plan(&d, &o).unwrap()),
+        ["disable unit a.service", "stop unit a.service"]
+    );
+}
+
+#[test]
+fn user_attributes_are_updated() {
+    let mut d = DesiredState {
+        host: "web".into(),
+        ..Default::default()
+    };
+    d.users = vec![User {
+        name: "app".into(),
+        system: true,
+        home: Some("/srv/app".into()),
+        shell: None,
+        groups: vec!["www".into()],
+    }];
+    let mut o = Observed::default();
+    o.users.insert(
+        "app".into(),
+        UserInfo {
+            uid: 998,
+            home: "/home/app".into(),
+            shell: "/bin/sh".into(),
+            groups: Default::default(),
+        },
+    );
+    let p = plan(&d, &o).unwrap();
+    assert_eq!(ops(&p), ["update user app"]);
+    assert_eq!(
+        p.changes[0].details,
+        ["home /home/app → /srv/app", "groups [] → [www]"]
+    );
+}

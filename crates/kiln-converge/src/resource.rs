@@ -1,0 +1,539 @@
+//! Typed resources and the per-host [`DesiredState`] the laptop sends to the agent.
+//!
+//! Pure data with serde: this file owns the wire format of the agent's stdin. It does no
+//! I/O and knows nothing about how resources are observed or applied.
+
+use std::collections::BTreeSet;
+use std::fmt;
+use std::path::PathBuf;
+
+use base64::Engine as _;
+use serde::{Deserialize, Serialize};
+
+/// Everything one host must look like after an apply.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DesiredState {
+    /// The host's role (for messages only).
+    #[serde(default)]
+    pub host: String,
+    /// The OS family the configuration expects; the agent detects the real one and
+    /// refuses a mismatch.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub os: Option<crate::facts::OsFamily>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub groups: Vec<Group>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub users: Vec<User>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub packages: Vec<Package>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub directories: Vec<Directory>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub files: Vec<File>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub symlinks: Vec<Symlink>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub units: Vec<Unit>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub commands: Vec<Command>,
+}
+
+/// The bytes of a file. On the wire: a JSON string when the bytes are UTF-8, otherwise
+/// `{"base64": "..."}`. `Debug` shows the length only, so a secret never lands in a log.
+#[derive(Clone, Default, PartialEq, Eq)]
+pub struct Content(pub Vec<u8>);
+
+impl Content {
+    pub fn text(s: impl Into<String>) -> Self {
+        Content(s.into().into_bytes())
+    }
+    pub fn bytes(&self) -> &[u8] {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Content {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Content({} bytes)", self.0.len())
+    }
+}
+
+#[derive(Serialize, Deserialize)]
+#[serde(untagged)]
+enum ContentWire {
+    Text(String),
+    Binary { base64: String },
+}
+
+impl Serialize for Content {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        match std::str::from_utf8(&self.0) {
+            Ok(text) => ContentWire::Text(text.to_owned()).serialize(s),
+            Err(_) => ContentWire::Binary {
+                base64: base64::engine::general_purpose::STANDARD.encode(&self.0),
+            }
+            .serialize(s),
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for Content {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        match ContentWire::deserialize(d)? {
+            ContentWire::Text(t) => Ok(Content(t.into_bytes())),
+            ContentWire::Binary { base64 } => base64::engine::general_purpose::STANDARD
+                .decode(base64.as_bytes())
+                .map(Content)
+                .map_err(serde::de::Error::custom),
+        }
+    }
+}
+
+fn default_dir_mode() -> u32 {
+    0o755
+}
+fn default_file_mode() -> u32 {
+    0o644
+}
+fn root() -> String {
+    "root".to_owned()
+}
+fn yes() -> bool {
+    true
+}
+
+/// A directory (parents are created as needed, mode 0755, owned by root).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Directory {
+    pub path: PathBuf,
+    #[serde(default = "default_dir_mode")]
+    pub mode: u32,
+    #[serde(default = "root")]
+    pub owner: String,
+    #[serde(default = "root")]
+    pub group: String,
+}
+
+/// What to do to a unit when an input changed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Trigger {
+    Restart,
+    Reload,
+}
+
+/// A unit to restart or reload when a file changed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Notify {
+    pub unit: String,
+    #[serde(default = "restart")]
+    pub action: Trigger,
+}
+fn restart() -> Trigger {
+    Trigger::Restart
+}
+
+/// A regular file with exact content.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct File {
+    pub path: PathBuf,
+    pub content: Content,
+    #[serde(default = "default_file_mode")]
+    pub mode: u32,
+    #[serde(default = "root")]
+    pub owner: String,
+    #[serde(default = "root")]
+    pub group: String,
+    /// The content holds a secret: plans show that it changed, never how.
+    #[serde(default)]
+    pub sensitive: bool,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub notify: Vec<Notify>,
+}
+
+/// A symbolic link `path -> target`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Symlink {
+    pub path: PathBuf,
+    pub target: PathBuf,
+}
+
+/// A distribution package, installed by the host's package manager (apt or dnf).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Package {
+    pub name: String,
+}
+
+/// A local user account.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct User {
+    pub name: String,
+    #[serde(default)]
+    pub system: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub home: Option<PathBuf>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub shell: Option<PathBuf>,
+    /// Supplementary groups (exactly these).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub groups: Vec<String>,
+}
+
+/// A local group.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Group {
+    pub name: String,
+    #[serde(default)]
+    pub system: bool,
+}
+
+/// A systemd unit: its file under /etc/systemd/system, whether it is enabled and running.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Unit {
+    pub name: String,
+    pub content: Content,
+    #[serde(default = "yes")]
+    pub enabled: bool,
+    #[serde(default = "yes")]
+    pub started: bool,
+    #[serde(default)]
+    pub sensitive: bool,
+}
+
+impl Unit {
+    pub fn path(&self) -> PathBuf {
+        unit_path(&self.name)
+    }
+}
+
+/// Where kiln writes a unit's file.
+pub fn unit_path(name: &str) -> PathBuf {
+    PathBuf::from("/etc/systemd/system").join(name)
+}
+
+/// A shell command run on the host when its guard says so or when a file it depends on
+/// changed. Without `unless` and triggers it runs once (again when `run` changes).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Command {
+    pub name: String,
+    pub run: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub unless: Option<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub triggered_by: Vec<PathBuf>,
+}
+
+/// Identifies one resource in plans, events and the ownership record.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(tag = "kind", content = "name", rename_all = "lowercase")]
+pub enum ResourceId {
+    Group(String),
+    User(String),
+    Package(String),
+    Directory(PathBuf),
+    File(PathBuf),
+    Symlink(PathBuf),
+    Unit(String),
+    Command(String),
+    /// `systemctl daemon-reload`, planned once when unit files changed.
+    Systemd,
+}
+
+impl fmt::Display for ResourceId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ResourceId::Group(n) => write!(f, "group {n}"),
+            ResourceId::User(n) => write!(f, "user {n}"),
+            ResourceId::Package(n) => write!(f, "package {n}"),
+            ResourceId::Directory(p) => write!(f, "directory {}", p.display()),
+            ResourceId::File(p) => write!(f, "file {}", p.display()),
+            ResourceId::Symlink(p) => write!(f, "symlink {}", p.display()),
+            ResourceId::Unit(n) => write!(f, "unit {n}"),
+            ResourceId::Command(n) => write!(f, "command {n}"),
+            ResourceId::Systemd => write!(f, "systemd"),
+        }
+    }
+}
+
+/// A desired state that cannot be applied as given.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum InvalidState {
+    #[error("host {host}: {id} is declared twice")]
+    Duplicate { host: String, id: String },
+    #[error("host {host}: {id}: path must be absolute")]
+    RelativePath { host: String, id: String },
+    #[error("host {host}: {id}: notifies unit {unit}, which is not declared for this host")]
+    UnknownUnit {
+        host: String,
+        id: String,
+        unit: String,
+    },
+    #[error(
+        "host {host}: command {name}: triggered_by {path}, which is not a file declared for this host"
+    )]
+    UnknownTrigger {
+        host: String,
+        name: String,
+        path: String,
+    },
+    #[error("host {host}: {id}: mode {mode:o} is not a permission mode (at most 07777)")]
+    BadMode { host: String, id: String, mode: u32 },
+    #[error("host {host}: {id}: name {name:?} is not valid ({why})")]
+    BadName {
+        host: String,
+        id: String,
+        name: String,
+        why: &'static str,
+    },
+}
+
+fn valid_name(name: &str) -> Result<(), &'static str> {
+    if name.is_empty() {
+        return Err("empty");
+    }
+    if name.starts_with('-') {
+        return Err("starts with '-'");
+    }
+    if !name
+        .chars()
+        .all(|c| c.is_ascii_alphanumeric() || "._-@:+".contains(c))
+    {
+        return Err("only letters, digits and ._-@:+ are allowed");
+    }
+    Ok(())
+}
+
+impl DesiredState {
+    /// Checks what the planner relies on: unique ids, absolute paths, sane modes and
+    /// names, notifications and triggers that point at declared things.
+    pub fn validate(&self) -> Result<(), InvalidState> {
+        let host = || self.host.clone();
+        let mut seen = BTreeSet::new();
+        let mut paths = BTreeSet::new();
+        let mut check = |id: ResourceId| {
+            if let Some(p) = match &id {
+                ResourceId::Directory(p) | ResourceId::File(p) | ResourceId::Symlink(p) => Some(p),
+                _ => None,
+            } {
+                if !p.is_absolute() {
+                    return Err(InvalidState::RelativePath {
+                        host: host(),
+                        id: id.to_string(),
+                    });
+                }
+                if !paths.insert(p.clone()) {
+                    return Err(InvalidState::Duplicate {
+                        host: host(),
+                        id: id.to_string(),
+                    });
+                }
+            }
+            let name = match &id {
+                ResourceId::Group(n)
+                | ResourceId::User(n)
+                | ResourceId::Package(n)
+                | ResourceId::Unit(n)
+                | ResourceId::Command(n) => Some(n.clone()),
+                _ => None,
+            };
+            if let Some(n) = name
+                && let Err(why) = valid_name(&n)
+            {
+                return Err(InvalidState::BadName {
+                    host: host(),
+                    id: id.to_string(),
+                    name: n,
+                    why,
+                });
+            }
+            if !seen.insert(id.clone()) {
+                return Err(InvalidState::Duplicate {
+                    host: host(),
+                    id: id.to_string(),
+                });
+            }
+            Ok(())
+        };
+        for g in &self.groups {
+            check(ResourceId::Group(g.name.clone()))?;
+        }
+        for u in &self.users {
+            check(ResourceId::User(u.name.clone()))?;
+        }
+        for p in &self.packages {
+            check(ResourceId::Package(p.name.clone()))?;
+        }
+        for d in &self.directories {
+            check(ResourceId::Directory(d.path.clone()))?;
+        }
+        for f in &self.files {
+            check(ResourceId::File(f.path.clone()))?;
+        }
+        for s in &self.symlinks {
+            check(ResourceId::Symlink(s.path.clone()))?;
+        }
+        for u in &self.units {
+            check(ResourceId::Unit(u.name.clone()))?;
+            check(ResourceId::File(u.path()))?;
+        }
+        for c in &self.commands {
+            check(ResourceId::Command(c.name.clone()))?;
+        }
+        let modes = self
+            .directories
+            .iter()
+            .map(|d| (ResourceId::Directory(d.path.clone()), d.mode))
+            .chain(
+                self.files
+                    .iter()
+                    .map(|f| (ResourceId::File(f.path.clone()), f.mode)),
+            );
+        for (id, mode) in modes {
+            if mode > 0o7777 {
+                return Err(InvalidState::BadMode {
+                    host: host(),
+                    id: id.to_string(),
+                    mode,
+                });
+            }
+        }
+        let units: BTreeSet<&str> = self.units.iter().map(|u| u.name.as_str()).collect();
+        for f in &self.files {
+            for n in &f.notify {
+                if !units.contains(n.unit.as_str()) {
+                    return Err(InvalidState::UnknownUnit {
+                        host: host(),
+                        id: ResourceId::File(f.path.clone()).to_string(),
+                        unit: n.unit.clone(),
+                    });
+                }
+            }
+        }
+        let files: BTreeSet<PathBuf> = self
+            .files
+            .iter()
+            .map(|f| f.path.clone())
+            .chain(self.units.iter().map(Unit::path))
+            .collect();
+        for c in &self.commands {
+            for p in &c.triggered_by {
+                if !files.contains(p) {
+                    return Err(InvalidState::UnknownTrigger {
+                        host: host(),
+                        name: c.name.clone(),
+                        path: p.display().to_string(),
+                    });
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn content_is_text_when_utf8_and_base64_otherwise() {
+        let text = serde_json::to_string(&Content::text("héllo\n")).unwrap();
+        assert_eq!(text, r#""héllo\n""#);
+        let bin = serde_json::to_string(&Content(vec![0xff, 0x00, 0x01])).unwrap();
+        assert_eq!(bin, r#"{"base64":"/wAB"}"#);
+        let back: Content = serde_json::from_str(&bin).unwrap();
+        assert_eq!(back.0, vec![0xff, 0x00, 0x01]);
+    }
+
+    #[test]
+    fn content_debug_hides_bytes() {
+        assert_eq!(
+            format!("{:?}", Content::text("hunter2")),
+            "Content(7 bytes)"
+        );
+    }
+
+    #[test]
+    fn defaults_apply_and_unknown_fields_are_refused() {
+        let d: DesiredState =
+            serde_json::from_str(r#"{"host":"web","files":[{"path":"/etc/a","content":"x"}]}"#)
+                .unwrap();
+        assert_eq!(d.files[0].mode, 0o644);
+        assert_eq!(d.files[0].owner, "root");
+        let err = serde_json::from_str::<DesiredState>(r#"{"filez":[]}"#).unwrap_err();
+        assert!(err.to_string().contains("unknown field `filez`"), "{err}");
+    }
+
+    fn file(path: &str) -> File {
+        File {
+            path: path.into(),
+            content: Content::text(""),
+            mode: 0o644,
+            owner: "root".into(),
+            group: "root".into(),
+            sensitive: false,
+            notify: vec![],
+        }
+    }
+
+    #[test]
+    fn validate_rejects_duplicates_relative_paths_and_dangling_references() {
+        let mut d = DesiredState {
+            host: "web".into(),
+            ..Default::default()
+        };
+        d.files = vec![file("/etc/a"), file("/etc/a")];
+        assert_eq!(
+            d.validate().unwrap_err().to_string(),
+            "host web: file /etc/a is declared twice"
+        );
+        d.files = vec![file("etc/a")];
+        assert!(matches!(
+            d.validate(),
+            Err(InvalidState::RelativePath { .. })
+        ));
+        let mut f = file("/etc/a");
+        f.notify = vec![Notify {
+            unit: "app.service".into(),
+            action: Trigger::Restart,
+        }];
+        d.files = vec![f];
+        assert!(matches!(
+            d.validate(),
+            Err(InvalidState::UnknownUnit { .. })
+        ));
+        d.files = vec![file("/etc/a")];
+        d.commands = vec![Command {
+            name: "x".into(),
+            run: "true".into(),
+            unless: None,
+            triggered_by: vec!["/etc/b".into()],
+        }];
+        assert!(matches!(
+            d.validate(),
+            Err(InvalidState::UnknownTrigger { .. })
+        ));
+        d.commands.clear();
+        d.packages = vec![Package {
+            name: "-oops".into(),
+        }];
+        assert!(matches!(d.validate(), Err(InvalidState::BadName { .. })));
+        d.packages.clear();
+        d.directories = vec![Directory {
+            path: "/etc/a".into(),
+            mode: 0o755,
+            owner: "root".into(),
+            group: "root".into(),
+        }];
+        assert!(matches!(d.validate(), Err(InvalidState::Duplicate { .. })));
+    }
+}

@@ -1,0 +1,238 @@
+//! Convergence on a local temporary root: random desired states, applied one after the
+//! other by the real agent code, must leave observed == desired and an empty next plan,
+//! and remove what the previous state declared and this one does not.
+
+use std::collections::BTreeSet;
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+
+use kiln_converge::event::Event;
+use kiln_converge::resource::{Content, DesiredState, Directory, File, Symlink};
+use kiln_converge::system::{SystemRunner, Target};
+use kiln_converge::{agent, observe, plan};
+use proptest::prelude::*;
+
+fn target(root: &Path) -> Target {
+    Target {
+        root: root.to_owned(),
+        runner: Box::new(SystemRunner),
+    }
+}
+
+fn make_root() -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(dir.path().join("etc")).unwrap();
+    std::fs::write(
+        dir.path().join("etc/passwd"),
+        "root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534::/:/bin/false\n",
+    )
+    .unwrap();
+    std::fs::write(
+        dir.path().join("etc/group"),
+        "root:x:0:\nnogroup:x:65534:\n",
+    )
+    .unwrap();
+    dir
+}
+
+fn run(root: &Path, d: &DesiredState, plan_only: bool) -> Vec<Event> {
+    let input = agent::frame_input(d).unwrap();
+    let mut events = vec![];
+    let ok = agent::run(&mut target(root), &input, plan_only, &mut events);
+    assert!(ok, "agent failed: {events:?}");
+    events
+}
+
+fn owner_strategy() -> impl Strategy<Value = (String, String)> {
+    prop_oneof![
+        Just(("root".to_owned(), "root".to_owned())),
+        Just(("nobody".to_owned(), "nogroup".to_owned())),
+        Just(("root".to_owned(), "nogroup".to_owned())),
+    ]
+}
+
+fn state_strategy() -> impl Strategy<Value = DesiredState> {
+    let dirs = prop::collection::btree_map(
+        (0u8..3, prop::option::of(0u8..2)),
+        (
+            prop::sample::select(vec![0o755u32, 0o700, 0o750, 0o1777]),
+            owner_strategy(),
+        ),
+        0..5,
+    );
+    let files = prop::collection::btree_map(
+        (0u8..3, prop::option::of(0u8..2), 0u8..4),
+        (
+            prop_oneof![
+                "[a-z =\n]{0,60}".prop_map(Content::text),
+                prop::collection::vec(any::<u8>(), 0..64).prop_map(Content),
+            ],
+            prop::sample::select(vec![0o644u32, 0o600, 0o640, 0o755, 0o400]),
+            owner_strategy(),
+            any::<bool>(),
+        ),
+        0..8,
+    );
+    let links = prop::collection::btree_map((0u8..3, 0u8..3), "[a-z/]{1,12}", 0..4);
+    (dirs, files, links).prop_map(|(dirs, files, links)| {
+        let sub = |i: u8, s: Option<u8>| match s {
+            Some(s) => PathBuf::from(format!("/d{i}/s{s}")),
+            None => PathBuf::from(format!("/d{i}")),
+        };
+        DesiredState {
+            host: "local".into(),
+            directories: dirs
+                .into_iter()
+                .map(|((i, s), (mode, (owner, group)))| Directory {
+                    path: sub(i, s),
+                    mode,
+                    owner,
+                    group,
+                })
+                .collect(),
+            files: files
+                .into_iter()
+                .map(
+                    |((i, s, f), (content, mode, (owner, group), sensitive))| File {
+                        path: sub(i, s).join(format!("f{f}")),
+                        content,
+                        mode,
+                        owner,
+                        group,
+                        sensitive,
+                        notify: vec![],
+                    },
+                )
+                .collect(),
+            symlinks: links
+                .into_iter()
+                .map(|((i, l), t)| Symlink {
+                    path: PathBuf::from(format!("/d{i}/l{l}")),
+                    target: t.into(),
+                })
+                .collect(),
+            ..Default::default()
+        }
+    })
+}
+
+fn uid(name: &str) -> u32 {
+    if name == "root" { 0 } else { 65534 }
+}
+
+/// Checks the real files against the desired state, independently of the observe code.
+fn assert_matches(root: &Path, d: &DesiredState) {
+    let real = |p: &Path| root.join(p.strip_prefix("/").unwrap());
+    for dir in &d.directories {
+        let m = std::fs::symlink_metadata(real(&dir.path)).unwrap();
+        assert!(m.is_dir(), "{}", dir.path.display());
+        assert_eq!(m.mode() & 0o7777, dir.mode, "{}", dir.path.display());
+        assert_eq!((m.uid(), m.gid()), (uid(&dir.owner), uid(&dir.group)));
+    }
+    for f in &d.files {
+        let m = std::fs::symlink_metadata(real(&f.path)).unwrap();
+        assert!(m.is_file());
+        assert_eq!(m.mode() & 0o7777, f.mode, "{}", f.path.display());
+        assert_eq!((m.uid(), m.gid()), (uid(&f.owner), uid(&f.group)));
+        assert_eq!(std::fs::read(real(&f.path)).unwrap(), f.content.bytes());
+    }
+    for s in &d.symlinks {
+        assert_eq!(std::fs::read_link(real(&s.path)).unwrap(), s.target);
+    }
+}
+
+fn declared_paths(d: &DesiredState) -> BTreeSet<PathBuf> {
+    d.files
+        .iter()
+        .map(|f| f.path.clone())
+        .chain(d.symlinks.iter().map(|s| s.path.clone()))
+        .collect()
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 48, ..ProptestConfig::default() })]
+
+    #[test]
+    fn random_states_converge_and_the_next_plan_is_empty(a in state_strategy(), b in state_strategy()) {
+        let dir = make_root();
+        let root = dir.path();
+        for d in [&a, &b] {
+            run(root, d, false);
+            assert_matches(root, d);
+            let mut t = target(root);
+            let observed = observe::observe(&mut t, None, d).unwrap();
+            let next = plan::plan(d, &observed).unwrap();
+            prop_assert!(next.is_empty(), "not converged: {:?}", next.changes);
+        }
+        // What a declared and b does not is gone.
+        for p in declared_paths(&a).difference(&declared_paths(&b)) {
+            let r = root.join(p.strip_prefix("/").unwrap());
+            prop_assert!(std::fs::symlink_metadata(&r).is_err(), "{} survived", p.display());
+        }
+        // Applying b again changes nothing.
+        let events = run(root, &b, false);
+        let applied = events.iter().filter(|e| matches!(e, Event::Applied { .. })).count();
+        prop_assert_eq!(applied, 0);
+    }
+}
+
+#[test]
+fn plan_only_changes_nothing() {
+    let dir = make_root();
+    let d = DesiredState {
+        host: "local".into(),
+        files: vec![File {
+            path: "/etc/app/a.conf".into(),
+            content: Content::text("x=1\n"),
+            mode: 0o640,
+            owner: "root".into(),
+            group: "nogroup".into(),
+            sensitive: false,
+            notify: vec![],
+        }],
+        ..Default::default()
+    };
+    let events = run(dir.path(), &d, true);
+    let planned = events.iter().find_map(|e| match e {
+        Event::Planned { plan, .. } => Some(plan.clone()),
+        _ => None,
+    });
+    assert_eq!(planned.unwrap().changes.len(), 1);
+    assert!(!dir.path().join("etc/app/a.conf").exists());
+    assert!(!dir.path().join("var/lib/kiln/owned.json").exists());
+}
+
+#[test]
+fn a_file_written_with_a_restrictive_mode_never_has_a_looser_one() {
+    // The temporary file is created 0600 and chmodded before content is written: check the
+    // final state and that no temporary file is left behind.
+    let dir = make_root();
+    let d = DesiredState {
+        host: "local".into(),
+        files: vec![File {
+            path: "/etc/secret.env".into(),
+            content: Content::text("TOKEN=hunter2-planted\n"),
+            mode: 0o400,
+            owner: "nobody".into(),
+            group: "nogroup".into(),
+            sensitive: true,
+            notify: vec![],
+        }],
+        ..Default::default()
+    };
+    let events = run(dir.path(), &d, false);
+    let all = serde_json::to_string(&events).unwrap();
+    assert!(!all.contains("hunter2"), "secret leaked into events: {all}");
+    let names: Vec<_> = std::fs::read_dir(dir.path().join("etc"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    assert!(
+        !names
+            .iter()
+            .any(|n| n.to_string_lossy().contains("kiln-tmp")),
+        "{names:?}"
+    );
+    let m = std::fs::metadata(dir.path().join("etc/secret.env")).unwrap();
+    assert_eq!(m.mode() & 0o7777, 0o400);
+}
