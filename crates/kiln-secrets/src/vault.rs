@@ -255,6 +255,9 @@ pub struct Vault {
     vault_key: Option<age::x25519::Identity>,
     passphrase: Option<Secret>,
     scrypt_log_n: u8,
+    /// Test hook: file writes left before an injected failure (see
+    /// [`Vault::fail_after_writes`]).
+    writes_before_fault: std::cell::Cell<Option<usize>>,
 }
 
 impl std::fmt::Debug for Vault {
@@ -306,6 +309,7 @@ impl Vault {
             vault_key: None,
             passphrase: None,
             scrypt_log_n,
+            writes_before_fault: Default::default(),
         };
         let identity_path = vault.identity_path();
         match unlock {
@@ -352,6 +356,7 @@ impl Vault {
             vault_key: Some(key.clone()),
             passphrase: Some(passphrase),
             scrypt_log_n,
+            writes_before_fault: Default::default(),
         };
         let mut entries = if vault.recipients_path().exists() {
             vault.recipients()?
@@ -363,6 +368,28 @@ impl Vault {
         vault.write_recipients(&entries)?;
         vault.write_identity(&key)?;
         Ok(vault)
+    }
+
+    /// Test hook: the next `n` file writes succeed, then every write fails as a crash
+    /// would (the file being written keeps its previous content). Used to prove that an
+    /// interrupted set/rekey/recovery-key leaves every secret readable.
+    #[doc(hidden)]
+    pub fn fail_after_writes(&self, n: usize) {
+        self.writes_before_fault.set(Some(n));
+    }
+
+    /// Every file the vault writes goes through here: atomic, mode 0600.
+    fn write_file(&self, path: &Path, contents: &[u8]) -> Result<()> {
+        let left = self.writes_before_fault.get();
+        let mut fault = |step: atomic::Step| match left {
+            Some(0) if step == atomic::Step::Synced => Err(io::Error::other("injected fault")),
+            _ => Ok(()),
+        };
+        atomic::write_with(path, contents, &mut fault).map_err(io_err(path))?;
+        if let Some(n) = left {
+            self.writes_before_fault.set(Some(n.saturating_sub(1)));
+        }
+        Ok(())
     }
 
     /// The environment this vault serves.
@@ -495,7 +522,7 @@ impl Vault {
         let dir = self.env_dir(env);
         atomic::create_private_dir(&dir).map_err(io_err(&dir))?;
         let path = dir.join(format!("{name}.age"));
-        atomic::write(&path, armored.as_bytes()).map_err(io_err(&path))
+        self.write_file(&path, armored.as_bytes())
     }
 
     /// The entries of `recipients.txt`.
@@ -569,7 +596,7 @@ impl Vault {
             text.push_str("\n\n");
         }
         let path = self.recipients_path();
-        atomic::write(&path, text.as_bytes()).map_err(io_err(&path))?;
+        self.write_file(&path, text.as_bytes())?;
         // Public data: readable like any file in the repository.
         set_mode(&path, 0o644)
     }
@@ -598,7 +625,7 @@ impl Vault {
             reason,
         })?;
         let path = self.identity_path();
-        atomic::write(&path, armored.as_bytes()).map_err(io_err(&path))
+        self.write_file(&path, armored.as_bytes())
     }
 
     /// Every environment folder under `secrets/`.
