@@ -721,3 +721,21 @@ fn poison_secret_never_leaks() {
         "nothing left in TMPDIR"
     );
 }
+
+#[test]
+fn an_environment_missing_from_kiln_toml_is_refused() {
+    let r = Repo::new();
+    fs::write(
+        r.path().join("kiln.toml"),
+        "[project]\nname = \"t\"\n\n[environments.production]\n\n[environments.staging]\n",
+    )
+    .unwrap();
+    let o = r.run(&["secrets", "set", "a", "--env", "prod"], Some("x"));
+    assert_eq!(code(&o), 2);
+    let err = text(&o.stderr);
+    assert!(err.contains("environment `prod` is not declared"), "{err}");
+    assert!(err.contains("production, staging"), "{err}");
+    assert!(!r.path().join("secrets/prod").exists());
+    let o = r.run(&["secrets", "set", "a", "--env", "staging"], Some("x"));
+    assert!(o.status.success(), "{}", text(&o.stderr));
+}

@@ -129,6 +129,8 @@ pub enum VaultError {
     InvalidName(#[from] InvalidName),
     #[error("{path}: not a valid secret file name ({source})")]
     StrayFile { path: PathBuf, source: InvalidName },
+    #[error("invalid environment name `{env}`: only lowercase letters, digits, `_` and `-`")]
+    InvalidEnv { env: String },
     #[error("{path}: {source}")]
     Io { path: PathBuf, source: io::Error },
     #[error("encrypting `{name}` failed: {reason}")]
@@ -170,6 +172,7 @@ impl VaultError {
             self,
             VaultError::WrongPassphrase { .. }
                 | VaultError::InvalidName(_)
+                | VaultError::InvalidEnv { .. }
                 | VaultError::NotFound { .. }
                 | VaultError::BadRecipient { .. }
                 | VaultError::BadIdentity { .. }
@@ -300,7 +303,7 @@ impl Vault {
         unlock: Unlock,
         scrypt_log_n: u8,
     ) -> Result<Vault> {
-        spec::check_name(&env.replace('-', "_"))?;
+        check_env(env)?;
         let root = secrets_dir(base_dir);
         let mut vault = Vault {
             root,
@@ -342,7 +345,7 @@ impl Vault {
         passphrase: Secret,
         scrypt_log_n: u8,
     ) -> Result<Vault> {
-        spec::check_name(&env.replace('-', "_"))?;
+        check_env(env)?;
         let root = secrets_dir(base_dir);
         if root.join(IDENTITY_FILE).exists() {
             return Err(VaultError::AlreadyExists { dir: root });
@@ -798,6 +801,22 @@ impl Vault {
             .map(|s| (s.name.clone(), s.description.clone()))
             .collect();
         Ok(report)
+    }
+}
+
+/// Environment names become folder names: `[a-z0-9_-]+`, not starting with `-`.
+fn check_env(env: &str) -> Result<()> {
+    let ok = !env.is_empty()
+        && !env.starts_with('-')
+        && env
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_' || b == b'-');
+    if ok {
+        Ok(())
+    } else {
+        Err(VaultError::InvalidEnv {
+            env: env.to_owned(),
+        })
     }
 }
 

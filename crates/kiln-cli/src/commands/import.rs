@@ -55,6 +55,7 @@ pub fn run(global: &GlobalArgs, args: Args) -> CmdResult {
 
 fn ansible_vault(global: &GlobalArgs, a: AnsibleArgs) -> CmdResult {
     let base = sec::base_dir(global)?;
+    sec::check_env(global, &a.vault.env)?;
     let password = vault_password(a.vault_password_file.as_deref())?;
 
     // 1. Read and decrypt everything (no vault access yet).

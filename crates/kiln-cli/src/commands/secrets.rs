@@ -104,6 +104,7 @@ pub enum Sub {
 pub fn run(global: &GlobalArgs, args: Args) -> CmdResult {
     let base = base_dir(global)?;
     let a = &args.vault;
+    check_env(global, &a.env)?;
     match args.command {
         Sub::List => {
             let v = open(&base, a)?;
@@ -263,6 +264,33 @@ pub fn base_dir(global: &GlobalArgs) -> Result<PathBuf, CliError> {
     } else {
         dir
     })
+}
+
+/// Refuses an `--env` that kiln.toml does not declare (a typo would create a new vault
+/// folder). A kiln.toml that does not parse is left to `kiln check` to report.
+pub fn check_env(global: &GlobalArgs, env: &str) -> Result<(), CliError> {
+    let config = match &global.config {
+        Some(c) => c.clone(),
+        None => base_dir(global)?.join("kiln.toml"),
+    };
+    let Ok(text) = fs::read_to_string(&config) else {
+        return Ok(());
+    };
+    let Ok(table) = text.parse::<toml::Table>() else {
+        return Ok(());
+    };
+    let Some(envs) = table.get("environments").and_then(|e| e.as_table()) else {
+        return Ok(());
+    };
+    if envs.contains_key(env) {
+        return Ok(());
+    }
+    let known: Vec<&str> = envs.keys().map(String::as_str).collect();
+    Err(CliError::invalid(miette::miette!(
+        help = format!("environments in {}: {}", config.display(), known.join(", ")),
+        "environment `{env}` is not declared in {}",
+        config.display()
+    )))
 }
 
 fn find_config(start: &Path) -> Option<PathBuf> {
