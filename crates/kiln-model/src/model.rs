@@ -289,6 +289,26 @@ impl Service {
     pub fn option_str(&self, name: &str) -> Option<&str> {
         self.options.get(name).and_then(|v| v.as_str())
     }
+
+    /// The image to run, `image:version` (the recipe's image, or the `image` option of a
+    /// custom container).
+    pub fn image(&self) -> Option<String> {
+        let image = self.recipe()?.image.or_else(|| self.option_str("image"))?;
+        Some(match &self.version {
+            Some(v) => format!("{image}:{v}"),
+            None => image.to_string(),
+        })
+    }
+
+    /// The port the service's container listens on (the recipe's, or the `port` option).
+    pub fn port(&self) -> Option<u16> {
+        self.recipe()?.port.or_else(|| {
+            self.options
+                .get("port")
+                .and_then(|p| p.as_integer())
+                .and_then(|p| u16::try_from(p).ok())
+        })
+    }
 }
 
 /// `[backups]`: off-site backups to S3 with Object Lock.
