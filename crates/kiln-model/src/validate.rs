@@ -95,7 +95,11 @@ pub(crate) fn validate(
     let environments = environments(&mut cx, &doc.environments);
     let services = services(&mut cx, &doc.services, &doc.environments);
     names_clash(&mut cx, &doc.environments, &doc.services, &services);
-    let backups = doc.backups.as_ref().and_then(|b| backups(&mut cx, b));
+    let generated = generated_secrets(&mut cx, &doc.services, &doc.environments);
+    let backups = doc
+        .backups
+        .as_ref()
+        .and_then(|b| backups(&mut cx, b, &generated));
     if doc.backups.is_none() {
         for (name, env) in &doc.environments {
             if let Some(b) = env.backups.as_ref().filter(|b| *b.get_ref()) {
@@ -928,7 +932,68 @@ fn count(cx: &mut Ctx<'_>, v: &Option<S<i64>>, what: &str, max: i64) -> Option<u
     }
 }
 
-fn backups(cx: &mut Ctx<'_>, b: &S<RawBackups>) -> Option<Backups> {
+/// Vault names the catalog and the hosts generate (name → who needs it); two owners of
+/// one name are reported.
+fn generated_secrets(
+    cx: &mut Ctx<'_>,
+    services: &[(S<String>, RawService)],
+    envs: &[(S<String>, RawEnvironment)],
+) -> BTreeMap<String, String> {
+    let mut names: BTreeMap<String, String> = BTreeMap::new();
+    for (sname, svc) in services {
+        let Some(recipe) = kiln_catalog::recipe(svc.kind.get_ref()) else {
+            continue;
+        };
+        for t in recipe.secrets {
+            let name = kiln_catalog::secret_name(sname.get_ref(), t.suffix);
+            let mut all = vec![name.clone()];
+            if matches!(t.rule, kiln_secrets::SecretRule::PasswordWithHash { .. }) {
+                all.push(format!("{name}_hash"));
+            }
+            let owner = format!("service `{}`", sname.get_ref());
+            for n in all {
+                match names.get(&n) {
+                    Some(other) if *other != owner => {
+                        let e = cx
+                            .at(
+                                sname.span(),
+                                DUPLICATE,
+                                format!(
+                                    "service `{}` needs secret `{n}`, which {other} needs too",
+                                    sname.get_ref()
+                                ),
+                            )
+                            .label("secret name clash")
+                            .help(
+                                "rename one of the services: secret names are `<service>_<secret>`",
+                            );
+                        cx.push(e);
+                    }
+                    _ => {
+                        names.insert(n, owner.clone());
+                    }
+                }
+            }
+        }
+    }
+    for (_, env) in envs {
+        for (role, _) in &env.hosts {
+            let base = format!("wireguard_{}", role.get_ref().replace('-', "_"));
+            for n in [base.clone(), format!("{base}_public")] {
+                names
+                    .entry(n)
+                    .or_insert_with(|| format!("host `{}`", role.get_ref()));
+            }
+        }
+    }
+    names
+}
+
+fn backups(
+    cx: &mut Ctx<'_>,
+    b: &S<RawBackups>,
+    generated: &BTreeMap<String, String>,
+) -> Option<Backups> {
     let raw = b.get_ref();
     let sched = &raw.schedule;
     let sched_ok = !sched.get_ref().trim().is_empty()
@@ -1043,6 +1108,20 @@ fn backups(cx: &mut Ctx<'_>, b: &S<RawBackups>) -> Option<Backups> {
             checks::secret_name,
             "name the vault secret in `a-z0-9_`, like `backup_s3_access_key`",
         );
+        if let Some(owner) = generated.get(s.get_ref()) {
+            let e = cx
+                .at(
+                    s.span(),
+                    DUPLICATE,
+                    format!(
+                        "secret `{}` is already the name of a secret of {owner}",
+                        s.get_ref()
+                    ),
+                )
+                .label("taken by a generated secret")
+                .help("name backup credentials `backup_...`, like `backup_s3_access_key`");
+            cx.push(e);
+        }
         if let Some(first) = seen.get(s.get_ref().as_str()) {
             let e = cx
                 .at(
