@@ -739,3 +739,53 @@ fn an_environment_missing_from_kiln_toml_is_refused() {
     let o = r.run(&["secrets", "set", "a", "--env", "staging"], Some("x"));
     assert!(o.status.success(), "{}", text(&o.stderr));
 }
+
+#[test]
+fn an_executable_vault_password_file_is_run_like_ansible_does() {
+    let r = Repo::new();
+    let script = r.path().join("keys/vault-pass.sh");
+    fs::write(&script, "#!/bin/sh\necho kiln-test-password\n").unwrap();
+    fs::set_permissions(&script, fs::Permissions::from_mode(0o700)).unwrap();
+    let o = r.run(
+        &[
+            "import",
+            "ansible-vault",
+            ansible_fixture("inline_1_2.yml").to_str().unwrap(),
+            "--vault-password-file",
+            script.to_str().unwrap(),
+        ],
+        None,
+    );
+    assert!(o.status.success(), "{}", text(&o.stderr));
+    assert_eq!(
+        r.run(&["secrets", "get", "grafana_admin_password"], None)
+            .stdout,
+        b"prod-secret-42"
+    );
+}
+
+#[test]
+fn identity_takes_precedence_over_a_passphrase_file_in_the_environment() {
+    let r = Repo::new();
+    assert!(
+        r.run(&["secrets", "set", "a"], Some("alpha"))
+            .status
+            .success()
+    );
+    let o = r.run(&["secrets", "recovery-key"], None);
+    let key = text(&o.stdout)
+        .lines()
+        .map(str::trim)
+        .find(|l| l.starts_with("AGE-SECRET-KEY-1"))
+        .unwrap()
+        .to_owned();
+    let paper = r.path().join("keys/recovery.txt");
+    fs::write(&paper, key).unwrap();
+    // KILN_PASSPHRASE_FILE points at a wrong passphrase: --identity wins.
+    let wrong = r.path().join("keys/wrong");
+    fs::write(&wrong, "wrong wrong\n").unwrap();
+    let mut c = r.cmd(&["secrets", "get", "a", "--identity", paper.to_str().unwrap()]);
+    c.env("KILN_PASSPHRASE_FILE", &wrong);
+    let o = run_with_stdin(c, None);
+    assert_eq!(o.stdout, b"alpha", "{}", text(&o.stderr));
+}

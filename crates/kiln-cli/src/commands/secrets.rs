@@ -53,8 +53,9 @@ pub struct VaultArgs {
     )]
     pub passphrase_command: Option<String>,
     /// Unlock with an age identity file instead of the passphrase: a recovery key or the
-    /// private key of a recipient listed in secrets/recipients.txt.
-    #[arg(long, global = true, value_name = "FILE", conflicts_with_all = ["passphrase_file", "passphrase_command"])]
+    /// private key of a recipient listed in secrets/recipients.txt. Takes precedence over
+    /// the passphrase options.
+    #[arg(long, global = true, value_name = "FILE")]
     pub identity: Vec<PathBuf>,
 }
 
@@ -187,6 +188,7 @@ pub fn run(global: &GlobalArgs, args: Args) -> CmdResult {
             );
             for r in &report.recipients {
                 let label = r.label.lines().next().unwrap_or("");
+                let label = label.split(" (").next().unwrap_or(label);
                 println!("{}  {}", short_recipient(&r.recipient), label);
             }
         }
