@@ -1,3 +1,25 @@
 //! kiln's lab: throwaway Debian servers on the local Linux machine, each a
 //! systemd-nspawn machine in its own network namespace on a private bridge, plus an S3
 //! server with Object Lock and locally built container images.
+//!
+//! The entry point is [`Lab::start`]; see `lab.rs`. This crate never prints: progress goes
+//! through [`Progress`], failures through [`LabError`].
+
+pub mod cmd;
+pub mod config;
+pub mod error;
+pub mod image;
+pub mod lab;
+pub mod layout;
+pub mod mirror;
+pub mod net;
+pub mod prereq;
+pub mod process;
+pub mod proxy;
+pub mod s3;
+pub mod server;
+
+pub use error::{LabError, Result};
+pub use lab::{Cleaned, Lab, LabOptions, LabStatus, Progress, down, down_all, status};
+pub use layout::{LabState, Roots, ServerState};
+pub use server::Server;

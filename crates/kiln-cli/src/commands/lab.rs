@@ -1,12 +1,262 @@
-//! `kiln lab`: Throwaway servers on this machine, to test and rehearse.
+//! `kiln lab`: throwaway Debian servers on this machine, to test and rehearse. Thin layer over
+//! `kiln_lab`: argument parsing, progress lines, tables; the work happens in the library.
+
+use std::io::IsTerminal;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Instant;
+
+use kiln_lab::{Lab, LabOptions, Roots};
 
 use crate::GlobalArgs;
-use crate::exit::{self, CmdResult};
+use crate::exit::{CliError, CmdResult};
 
 /// Throwaway servers on this machine, to test and rehearse.
 #[derive(Debug, clap::Args)]
-pub struct Args {}
+#[command(after_help = "Examples:
+  kiln lab up --servers 2     two Debian 13 servers, reachable over SSH
+  kiln lab status             running labs, servers and addresses
+  kiln lab ssh server1        a shell on a server (pinned host key)
+  kiln lab down               remove everything the lab created")]
+pub struct Args {
+    #[command(subcommand)]
+    command: LabCommand,
+}
 
-pub fn run(_global: &GlobalArgs, _args: Args) -> CmdResult {
-    exit::not_yet("lab")
+#[derive(Debug, clap::Subcommand)]
+enum LabCommand {
+    /// Start servers (as root). With a kiln.toml, one server per host role of its `lab`
+    /// environment, whose addresses and host keys are then recorded in kiln.toml.
+    Up(UpArgs),
+    /// Show running labs and their servers.
+    Status(StatusArgs),
+    /// Open SSH to a lab server as its admin user (or run a command there).
+    Ssh(SshArgs),
+    /// Remove a lab: processes, namespaces, mounts, cgroups, files. Safe to repeat; also cleans
+    /// up after a crashed run.
+    Down(DownArgs),
+}
+
+#[derive(Debug, clap::Args)]
+struct LabName {
+    /// Which lab (several can run side by side).
+    #[arg(long = "lab", default_value = "default", value_name = "NAME")]
+    name: String,
+}
+
+#[derive(Debug, clap::Args)]
+struct UpArgs {
+    #[command(flatten)]
+    lab: LabName,
+    /// Number of servers (named server1..N); default: the lab hosts of kiln.toml, else 1.
+    #[arg(long, value_name = "N")]
+    servers: Option<usize>,
+    /// Install missing host prerequisites with apt without asking.
+    #[arg(long)]
+    yes: bool,
+}
+
+#[derive(Debug, clap::Args)]
+struct StatusArgs {
+    /// Machine-readable output.
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Debug, clap::Args)]
+struct SshArgs {
+    #[command(flatten)]
+    lab: LabName,
+    /// Server name.
+    server: String,
+    /// Command to run instead of a shell.
+    #[arg(last = true)]
+    command: Vec<String>,
+}
+
+#[derive(Debug, clap::Args)]
+struct DownArgs {
+    #[command(flatten)]
+    lab: LabName,
+    /// Remove every lab and every kiln-lab leftover on this machine.
+    #[arg(long)]
+    all: bool,
+}
+
+fn failed(e: kiln_lab::LabError) -> CliError {
+    match e {
+        kiln_lab::LabError::InvalidName { .. } | kiln_lab::LabError::UnknownServer { .. } => {
+            CliError::invalid(miette::miette!("{e}"))
+        }
+        _ => CliError::failed(miette::miette!("{e}")),
+    }
+}
+
+pub fn run(global: &GlobalArgs, args: Args) -> CmdResult {
+    match args.command {
+        LabCommand::Up(a) => up(global, a),
+        LabCommand::Status(a) => status(a),
+        LabCommand::Ssh(a) => ssh(a),
+        LabCommand::Down(a) => down(a),
+    }
+}
+
+fn config_path(global: &GlobalArgs) -> Option<PathBuf> {
+    match &global.config {
+        Some(p) => Some(p.clone()),
+        None => {
+            let cwd = std::env::current_dir().ok()?;
+            cwd.ancestors()
+                .map(|d| d.join("kiln.toml"))
+                .find(|p| p.is_file())
+        }
+    }
+}
+
+fn up(global: &GlobalArgs, a: UpArgs) -> CmdResult {
+    let config = config_path(global);
+    let mut opts = LabOptions {
+        name: a.lab.name.clone(),
+        install_missing: a.yes,
+        ..Default::default()
+    };
+    match (a.servers, &config) {
+        (Some(n), _) => opts.servers = n,
+        (None, Some(path)) => {
+            let roles = kiln_lab::config::lab_roles(path).map_err(failed)?;
+            if roles.is_empty() {
+                opts.servers = 1;
+            } else {
+                opts.server_names = roles;
+            }
+        }
+        (None, None) => opts.servers = 1,
+    }
+    if opts.servers == 0 && opts.server_names.is_empty() {
+        return Err(CliError::invalid(miette::miette!(
+            "--servers must be at least 1"
+        )));
+    }
+    if !a.yes && std::io::stdin().is_terminal() {
+        let missing = kiln_lab::prereq::missing(Default::default());
+        if !missing.is_empty() && kiln_lab::prereq::is_root() && kiln_lab::prereq::is_debian_like()
+        {
+            eprintln!("The lab needs these packages:");
+            for r in &missing {
+                eprintln!("  {} ({}): {}", r.package, r.program, r.why);
+            }
+            eprint!("Install them with apt now? [y/N] ");
+            let mut answer = String::new();
+            let _ = std::io::stdin().read_line(&mut answer);
+            opts.install_missing = matches!(answer.trim(), "y" | "Y" | "yes");
+        }
+    }
+    let started = Instant::now();
+    opts.progress = Some(Arc::new(move |m: &str| {
+        eprintln!("[{:5.1}s] {m}", started.elapsed().as_secs_f64())
+    }));
+    let lab = Lab::start(opts).map_err(failed)?;
+    if let Some(path) = &config {
+        kiln_lab::config::record_hosts(path, lab.servers()).map_err(failed)?;
+        eprintln!(
+            "recorded the lab hosts' addresses and host keys in {}",
+            path.display()
+        );
+    }
+    println!(
+        "lab `{}` is up ({:.1} s):",
+        lab.name(),
+        started.elapsed().as_secs_f64()
+    );
+    for s in lab.servers() {
+        println!(
+            "  {:<12} {}  ssh {}@{}  (kiln lab ssh {})",
+            s.name, s.address, s.admin_user, s.address, s.name
+        );
+    }
+    println!("  operator key: {}", lab.identity_file().display());
+    println!("  known_hosts:  {}", lab.known_hosts().display());
+    println!("  apt proxy:    {}", lab.apt_proxy());
+    lab.detach();
+    Ok(ExitCode::SUCCESS)
+}
+
+fn status(a: StatusArgs) -> CmdResult {
+    let labs = kiln_lab::status(&Roots::default()).map_err(failed)?;
+    if a.json {
+        let v: Vec<serde_json::Value> = labs
+            .iter()
+            .map(|l| {
+                serde_json::json!({
+                    "name": l.name,
+                    "host_address": l.host_address.to_string(),
+                    "servers": l.servers.iter().map(|(s, alive)| serde_json::json!({
+                        "name": s.name, "address": s.address.to_string(), "running": alive, "host_keys": s.host_keys,
+                    })).collect::<Vec<_>>(),
+                })
+            })
+            .collect();
+        println!("{}", serde_json::to_string_pretty(&v).unwrap_or_default());
+        return Ok(ExitCode::SUCCESS);
+    }
+    if labs.is_empty() {
+        println!("no lab is running");
+    }
+    for l in labs {
+        println!("lab `{}` (host side {})", l.name, l.host_address);
+        for (s, alive) in &l.servers {
+            println!(
+                "  {:<12} {:<14} {}",
+                s.name,
+                s.address,
+                if *alive { "running" } else { "stopped" }
+            );
+        }
+        if let Some(s3) = &l.s3 {
+            println!(
+                "  s3           {} bucket {} (Object Lock, {} days)",
+                s3.endpoint, s3.bucket, s3.retention_days
+            );
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn ssh(a: SshArgs) -> CmdResult {
+    let lab = Lab::attach(&Roots::default(), &a.lab.name).map_err(failed)?;
+    let server = lab.server(&a.server).map_err(failed)?;
+    let mut c = server.ssh_command();
+    if !a.command.is_empty() {
+        c.arg("--").args(&a.command);
+    }
+    let status = c
+        .status()
+        .map_err(|e| CliError::failed(miette::miette!("cannot run ssh: {e}")))?;
+    Ok(ExitCode::from(status.code().map(|c| c as u8).unwrap_or(1)))
+}
+
+fn down(a: DownArgs) -> CmdResult {
+    let roots = Roots::default();
+    let cleaned = if a.all {
+        kiln_lab::down_all(&roots)
+    } else {
+        kiln_lab::down(&roots, &a.lab.name)
+    }
+    .map_err(failed)?;
+    if cleaned.is_empty() {
+        println!("nothing to remove");
+    } else {
+        println!(
+            "removed: {} processes, {} cgroups, {} mounts, {} loop devices, {} namespaces, {} links, {} folders",
+            cleaned.processes,
+            cleaned.cgroups,
+            cleaned.mounts,
+            cleaned.loop_devices,
+            cleaned.namespaces,
+            cleaned.links,
+            cleaned.folders
+        );
+    }
+    Ok(ExitCode::SUCCESS)
 }

@@ -1,0 +1,38 @@
+#!/usr/bin/env bash
+# Installs what kiln's lab and its end-to-end tests need, as root, non-interactively, on a
+# fresh Debian 12 (or newer) machine. Idempotent. Called by .ci/run.
+set -euo pipefail
+
+if [ "$(id -u)" != 0 ]; then
+    echo "install-lab.sh: run as root" >&2
+    exit 1
+fi
+export DEBIAN_FRONTEND=noninteractive
+
+# debootstrap: the servers' base image; systemd-container: systemd-nspawn; iproute2/nftables:
+# namespaces, veths, the host-side filter; apt-cacher-ng: the servers' only way out;
+# openssh-client: reaching servers; zstd: cached images; python3-venv: the S3 server (moto);
+# procps/util-linux/mount: kill, setsid, losetup, mount.
+apt-get update -q
+apt-get install -y -q --no-install-recommends \
+    debootstrap systemd-container iproute2 nftables apt-cacher-ng openssh-client zstd \
+    python3 python3-venv procps util-linux mount ca-certificates
+
+# The apt-cacher-ng package starts a system-wide service listening on every address; the lab
+# runs its own instance bound to the lab's proxy address only (10.77.0.1:3142).
+if [ -d /run/systemd/system ]; then
+    systemctl disable --now apt-cacher-ng >/dev/null 2>&1 || true
+elif command -v service >/dev/null; then
+    service apt-cacher-ng stop >/dev/null 2>&1 || true
+fi
+
+# The S3 server with Object Lock: moto's server from PyPI, in its own venv (Debian's Python
+# is externally managed).
+VENV=/opt/kiln-lab/venv
+if [ ! -x "$VENV/bin/moto_server" ]; then
+    python3 -m venv "$VENV"
+    "$VENV/bin/pip" install -q --upgrade pip
+    "$VENV/bin/pip" install -q 'moto[server]>=5.1,<6'
+fi
+"$VENV/bin/moto_server" --help >/dev/null
+echo "install-lab.sh: lab prerequisites installed"

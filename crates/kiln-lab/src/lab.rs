@@ -1,0 +1,663 @@
+//! The lab as a Rust API: `Lab::start` brings up servers (base image, network, proxy),
+//! `Lab::servers`/`exec` use them, `Lab::down` or `Drop` (also on panic) tears everything down.
+//! Free functions clean up labs left by crashed runs from their state file plus a scan.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::net::IpAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::{Duration, Instant};
+
+use crate::cmd;
+use crate::error::{LabError, Result, io};
+use crate::layout::{self, ADMIN_USER, LabState, Roots, ServerState};
+use crate::server::{self, NewServer, Server};
+use crate::{image, mirror, net, prereq, process, proxy};
+
+/// Receives one line per step (for a progress display); the library never prints.
+pub type Progress = Arc<dyn Fn(&str) + Send + Sync>;
+
+/// How to start a lab.
+#[derive(Clone)]
+pub struct LabOptions {
+    /// Lab name (several labs can run side by side): lowercase letters, digits, '-'.
+    pub name: String,
+    /// Number of servers, named `server1`..`serverN` unless `server_names` is given.
+    pub servers: usize,
+    /// Explicit server names (e.g. the host roles of kiln.toml's `lab` environment).
+    pub server_names: Vec<String>,
+    /// Consent to install missing host prerequisites with apt.
+    pub install_missing: bool,
+    pub roots: Roots,
+    pub progress: Option<Progress>,
+    /// How long a server may take from launch to SSH.
+    pub boot_timeout: Duration,
+}
+
+impl Default for LabOptions {
+    fn default() -> Self {
+        LabOptions {
+            name: "default".into(),
+            servers: 1,
+            server_names: Vec::new(),
+            install_missing: false,
+            roots: Roots::default(),
+            progress: None,
+            boot_timeout: Duration::from_secs(90),
+        }
+    }
+}
+
+impl fmt::Debug for LabOptions {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("LabOptions")
+            .field("name", &self.name)
+            .field("servers", &self.servers)
+            .field("server_names", &self.server_names)
+            .field("install_missing", &self.install_missing)
+            .field("roots", &self.roots)
+            .finish_non_exhaustive()
+    }
+}
+
+static UNIQUE: AtomicU32 = AtomicU32::new(0);
+
+impl LabOptions {
+    /// Options with a lab name unique to this process (for tests running side by side).
+    pub fn unique(prefix: &str, servers: usize) -> LabOptions {
+        let n = UNIQUE.fetch_add(1, Ordering::Relaxed);
+        LabOptions {
+            name: format!("{prefix}-{}-{n}", std::process::id() % 100_000),
+            servers,
+            ..Default::default()
+        }
+    }
+
+    fn names(&self) -> Vec<String> {
+        if self.server_names.is_empty() {
+            (1..=self.servers).map(|i| format!("server{i}")).collect()
+        } else {
+            self.server_names.clone()
+        }
+    }
+}
+
+/// What teardown removed.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Cleaned {
+    pub processes: usize,
+    pub cgroups: usize,
+    pub mounts: usize,
+    pub loop_devices: usize,
+    pub namespaces: usize,
+    pub links: usize,
+    pub folders: usize,
+}
+
+impl Cleaned {
+    fn add(&mut self, o: &Cleaned) {
+        self.processes += o.processes;
+        self.cgroups += o.cgroups;
+        self.mounts += o.mounts;
+        self.loop_devices += o.loop_devices;
+        self.namespaces += o.namespaces;
+        self.links += o.links;
+        self.folders += o.folders;
+    }
+    pub fn is_empty(&self) -> bool {
+        *self == Cleaned::default()
+    }
+}
+
+/// A running lab. Dropping it tears it down unless it was [`Lab::detach`]ed or attached.
+pub struct Lab {
+    roots: Roots,
+    state: LabState,
+    servers: Vec<Server>,
+    children: BTreeMap<String, Child>,
+    keep_running: bool,
+    progress: Option<Progress>,
+    boot_timeout: Duration,
+}
+
+impl fmt::Debug for Lab {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Lab")
+            .field("name", &self.state.name)
+            .field("servers", &self.servers)
+            .finish_non_exhaustive()
+    }
+}
+
+fn lock(roots: &Roots) -> Result<std::fs::File> {
+    std::fs::create_dir_all(&roots.state).map_err(io("creating", &roots.state))?;
+    let path = roots.lock_file();
+    let f = std::fs::File::create(&path).map_err(io("creating", &path))?;
+    f.lock().map_err(io("locking", &path))?;
+    Ok(f)
+}
+
+/// Whether any process still runs in the lab's cgroups.
+fn lab_alive(lab: &str) -> bool {
+    layout::cgroup_lab_dirs(lab)
+        .iter()
+        .any(|d| !process::pids_in(d).is_empty())
+}
+
+/// Lowest subnet index not used by another lab (state files and host links).
+fn allocate_index(roots: &Roots, lab: &str) -> Result<u8> {
+    let mut used: Vec<u8> = roots
+        .labs()
+        .iter()
+        .filter(|l| l.as_str() != lab)
+        .filter_map(|l| LabState::load(roots, l).ok().flatten().map(|s| s.index))
+        .collect();
+    for (name, _) in net::host_links() {
+        if let Ok(i) = name.trim_start_matches(layout::PREFIX).parse::<u8>() {
+            used.push(i);
+        }
+    }
+    (1..=250u8)
+        .find(|i| !used.contains(i))
+        .ok_or(LabError::NoFreeSubnet)
+}
+
+impl Lab {
+    /// Starts a lab: checks prerequisites, builds or reuses the base image, starts the apt
+    /// proxy, creates the network and boots the servers, and returns once all answer SSH.
+    pub fn start(opts: LabOptions) -> Result<Lab> {
+        layout::validate_lab_name(&opts.name)?;
+        let names = opts.names();
+        for n in &names {
+            layout::validate_server_name(n)?;
+        }
+        let say = |m: &str| {
+            if let Some(p) = &opts.progress {
+                p(m)
+            }
+        };
+        prereq::ensure(prereq::Needs::default(), opts.install_missing, &say)?;
+        let mirror = mirror::host_mirror()?;
+        let roots = opts.roots.clone();
+
+        let guard = lock(&roots)?;
+        if LabState::load(&roots, &opts.name).ok().flatten().is_some()
+            || roots.lab_dir(&opts.name).exists()
+        {
+            if lab_alive(&opts.name) {
+                return Err(LabError::AlreadyRunning {
+                    lab: opts.name.clone(),
+                });
+            }
+            say(&format!(
+                "cleaning up what a previous run of lab `{}` left",
+                opts.name
+            ));
+            teardown_lab(&roots, &opts.name)?;
+        }
+        let index = allocate_index(&roots, &opts.name)?;
+        let dir = roots.lab_dir(&opts.name);
+        std::fs::create_dir_all(dir.join("servers")).map_err(io("creating", &dir))?;
+        let state = LabState {
+            name: opts.name.clone(),
+            index,
+            base_image: PathBuf::new(),
+            servers: Vec::new(),
+            s3: None,
+        };
+        state.save(&roots)?;
+        // From here on, dropping `lab` tears down what exists.
+        let mut lab = Lab {
+            roots: roots.clone(),
+            state,
+            servers: Vec::new(),
+            children: BTreeMap::new(),
+            keep_running: false,
+            progress: opts.progress.clone(),
+            boot_timeout: opts.boot_timeout,
+        };
+        net::ensure_host_shared()?;
+        proxy::ensure(&roots)?;
+        drop(guard);
+
+        let (base, _) = image::ensure_base(&roots, &mirror, &say)?;
+        lab.state.base_image = base;
+        let key = lab.identity_file();
+        let mut kg = Command::new("ssh-keygen");
+        kg.args([
+            "-q",
+            "-t",
+            "ed25519",
+            "-N",
+            "",
+            "-C",
+            &format!("kiln-lab-{}", opts.name),
+            "-f",
+        ])
+        .arg(&key);
+        cmd::run(&mut kg)?;
+        net::create_bridge(&opts.name, index)?;
+        lab.state.save(&roots)?;
+        lab.add_servers(&names)?;
+        Ok(lab)
+    }
+
+    /// A lab started earlier (by another process); dropping the handle leaves it running.
+    pub fn attach(roots: &Roots, name: &str) -> Result<Lab> {
+        layout::validate_lab_name(name)?;
+        let state =
+            LabState::load(roots, name)?.ok_or_else(|| LabError::NoSuchLab { lab: name.into() })?;
+        let mut lab = Lab {
+            roots: roots.clone(),
+            state,
+            servers: Vec::new(),
+            children: BTreeMap::new(),
+            keep_running: true,
+            progress: None,
+            boot_timeout: Duration::from_secs(90),
+        };
+        lab.servers = lab
+            .state
+            .servers
+            .iter()
+            .map(|s| lab.server_view(s))
+            .collect();
+        Ok(lab)
+    }
+
+    fn say(&self, m: &str) {
+        if let Some(p) = &self.progress {
+            p(m)
+        }
+    }
+
+    pub fn name(&self) -> &str {
+        &self.state.name
+    }
+    pub fn state(&self) -> &LabState {
+        &self.state
+    }
+    pub fn roots(&self) -> &Roots {
+        &self.roots
+    }
+    /// The lab's folder (state file, operator key, known_hosts, servers).
+    pub fn dir(&self) -> PathBuf {
+        self.roots.lab_dir(&self.state.name)
+    }
+    pub fn identity_file(&self) -> PathBuf {
+        self.dir().join("id_ed25519")
+    }
+    pub fn known_hosts(&self) -> PathBuf {
+        self.dir().join("known_hosts")
+    }
+    /// The host's address on the lab subnet (where the lab's S3 server listens).
+    pub fn host_address(&self) -> IpAddr {
+        IpAddr::V4(layout::subnet_host_addr(self.state.index))
+    }
+    /// The apt proxy the servers use.
+    pub fn apt_proxy(&self) -> std::net::SocketAddr {
+        proxy::address()
+    }
+    pub fn servers(&self) -> &[Server] {
+        &self.servers
+    }
+    pub fn server(&self, name: &str) -> Result<&Server> {
+        self.servers
+            .iter()
+            .find(|s| s.name == name)
+            .ok_or_else(|| LabError::UnknownServer {
+                lab: self.state.name.clone(),
+                server: name.into(),
+                known: self
+                    .servers
+                    .iter()
+                    .map(|s| s.name.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", "),
+            })
+    }
+    /// Runs a shell command line on a server as the admin user (prefix `sudo` for root).
+    pub fn exec(&self, server: &str, command: &str) -> Result<Output> {
+        self.server(server)?.exec(command)
+    }
+    /// As [`Lab::exec`]; a non-zero exit is an error. Returns stdout.
+    pub fn exec_ok(&self, server: &str, command: &str) -> Result<String> {
+        self.server(server)?.exec_ok(command)
+    }
+
+    /// Memory used by a server's processes (PSS, KiB), for measurements.
+    pub fn server_memory_kib(&self, server: &str) -> Result<u64> {
+        self.server(server)?;
+        Ok(process::pss_kib(&layout::cgroup_dirs(
+            &self.state.name,
+            server,
+        )))
+    }
+
+    fn server_view(&self, s: &ServerState) -> Server {
+        Server {
+            name: s.name.clone(),
+            address: IpAddr::V4(s.address),
+            ssh_port: 22,
+            admin_user: ADMIN_USER.into(),
+            host_keys: s.host_keys.clone(),
+            identity_file: self.identity_file(),
+            known_hosts: self.known_hosts(),
+        }
+    }
+
+    fn write_known_hosts(&self) -> Result<()> {
+        let mut text = String::new();
+        for s in &self.state.servers {
+            for k in &s.host_keys {
+                text.push_str(&format!("{} {k}\n", s.address));
+            }
+        }
+        let path = self.known_hosts();
+        std::fs::write(&path, text).map_err(io("writing", &path))
+    }
+
+    /// Adds servers to the running lab (created, booted, SSH-ready).
+    pub fn add_servers(&mut self, names: &[String]) -> Result<()> {
+        for n in names {
+            layout::validate_server_name(n)?;
+            if self.state.servers.iter().any(|s| &s.name == n) {
+                return Err(LabError::InvalidName {
+                    what: "server",
+                    name: n.clone(),
+                    reason: "a server of this name already exists in the lab",
+                });
+            }
+        }
+        let operator_pub_path = self.identity_file().with_extension("pub");
+        let operator_pub = std::fs::read_to_string(&operator_pub_path)
+            .map_err(io("reading", &operator_pub_path))?;
+        let started = Instant::now();
+        // Indices and addresses first, so every server's /etc/hosts lists all of them.
+        let mut planned = Vec::new();
+        for n in names {
+            let used: Vec<u8> = self
+                .state
+                .servers
+                .iter()
+                .map(|s| s.server_index)
+                .chain(planned.iter().map(|(_, i)| *i))
+                .collect();
+            let i = (1..=200u8)
+                .find(|i| !used.contains(i))
+                .ok_or(LabError::NoFreeSubnet)?;
+            planned.push((n.clone(), i));
+        }
+        let peers: Vec<(String, std::net::Ipv4Addr)> = self
+            .state
+            .servers
+            .iter()
+            .map(|s| (s.name.clone(), s.address))
+            .chain(
+                planned
+                    .iter()
+                    .map(|(n, i)| (n.clone(), layout::server_addr(self.state.index, *i))),
+            )
+            .collect();
+        for (n, i) in &planned {
+            self.say(&format!(
+                "creating {n} ({:.1} s)",
+                started.elapsed().as_secs_f64()
+            ));
+            // Record first: a failure half-way must still be cleaned by teardown.
+            self.state.servers.push(ServerState {
+                name: n.clone(),
+                server_index: *i,
+                address: layout::server_addr(self.state.index, *i),
+                host_keys: Vec::new(),
+            });
+            self.state.save(&self.roots)?;
+            let (addr, keys) = server::create(&NewServer {
+                roots: &self.roots,
+                lab: &self.state.name,
+                index: self.state.index,
+                name: n,
+                server_index: *i,
+                base_root: &self.state.base_image,
+                operator_pub: &operator_pub,
+                peers: &peers,
+            })?;
+            if let Some(s) = self.state.servers.iter_mut().find(|s| &s.name == n) {
+                s.address = addr;
+                s.host_keys = keys;
+            }
+            self.state.save(&self.roots)?;
+            let child = server::boot(&self.roots, &self.state.name, n)?;
+            self.children.insert(n.clone(), child);
+        }
+        self.write_known_hosts()?;
+        self.servers = self
+            .state
+            .servers
+            .iter()
+            .map(|s| self.server_view(s))
+            .collect();
+        for (n, _) in &planned {
+            let srv = self.server(n)?.clone();
+            let log = self
+                .roots
+                .server_dir(&self.state.name, n)
+                .join("console.log");
+            server::wait_ssh(&srv, self.children.get_mut(n), &log, self.boot_timeout)?;
+            self.say(&format!(
+                "{n} answers SSH at {} ({:.1} s)",
+                srv.address,
+                started.elapsed().as_secs_f64()
+            ));
+        }
+        Ok(())
+    }
+
+    /// Leaves the lab running after this handle is dropped (e.g. `kiln lab up`).
+    pub fn detach(mut self) -> LabState {
+        self.keep_running = true;
+        self.state.clone()
+    }
+
+    /// Tears the lab down now and reports what was removed.
+    pub fn down(mut self) -> Result<Cleaned> {
+        self.keep_running = true; // Drop has nothing left to do.
+        self.teardown()
+    }
+
+    fn teardown(&mut self) -> Result<Cleaned> {
+        let c = down(&self.roots, &self.state.name);
+        for (_, mut child) in std::mem::take(&mut self.children) {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+        c
+    }
+}
+
+impl Drop for Lab {
+    fn drop(&mut self) {
+        if !self.keep_running
+            && let Err(e) = self.teardown()
+        {
+            // Drop cannot return the error; it must not vanish either.
+            eprintln!(
+                "kiln lab: tearing down lab `{}` failed: {e}",
+                self.state.name
+            );
+        }
+    }
+}
+
+/// Removes one lab's processes, cgroups, mounts, loop devices, namespaces, links and folder,
+/// from its state file if any and from a scan of `kiln-lab`-named leftovers. Idempotent.
+fn teardown_lab(roots: &Roots, lab: &str) -> Result<Cleaned> {
+    let mut c = Cleaned::default();
+    let state = LabState::load(roots, lab).ok().flatten();
+    let (killed, cgroups) = process::kill_and_remove_cgroups(&layout::cgroup_lab_dirs(lab))?;
+    c.processes += killed;
+    c.cgroups += cgroups;
+    let dir = roots.lab_dir(lab);
+    for m in server::mounts_under(&dir) {
+        if cmd::run(Command::new("umount").arg(&m)).is_err() {
+            cmd::run(Command::new("umount").arg("-l").arg(&m))?;
+        }
+        c.mounts += 1;
+    }
+    c.loop_devices += detach_loops_under(&dir)?;
+    for ns in net::netns_with_prefix(&layout::netns_prefix(lab)) {
+        cmd::ip(["netns", "del", &ns])?;
+        c.namespaces += 1;
+    }
+    let alias = layout::host_link_alias(lab);
+    for (name, a) in net::host_links() {
+        let ours = a.as_deref() == Some(alias.as_str())
+            || (a.is_none()
+                && state
+                    .as_ref()
+                    .is_some_and(|s| name == layout::host_link(s.index)));
+        if ours {
+            // The link may vanish on its own with the bridge namespace.
+            if cmd::ip(["link", "del", &name]).is_ok() {
+                c.links += 1;
+            }
+        }
+    }
+    if dir.exists() {
+        if !server::mounts_under(&dir).is_empty() {
+            return Err(LabError::Io {
+                action: "removing (still mounted)",
+                path: dir,
+                source: std::io::Error::other("mounts remain"),
+            });
+        }
+        std::fs::remove_dir_all(&dir).map_err(io("removing", &dir))?;
+        c.folders += 1;
+    }
+    Ok(c)
+}
+
+fn detach_loops_under(dir: &Path) -> Result<usize> {
+    let mut n = 0;
+    let Ok(rd) = std::fs::read_dir("/sys/block") else {
+        return Ok(0);
+    };
+    for e in rd.flatten() {
+        let name = e.file_name().to_string_lossy().into_owned();
+        if !name.starts_with("loop") {
+            continue;
+        }
+        let backing =
+            std::fs::read_to_string(e.path().join("loop/backing_file")).unwrap_or_default();
+        if Path::new(backing.trim()).starts_with(dir) {
+            cmd::run_args("losetup", ["-d", &format!("/dev/{name}")])?;
+            n += 1;
+        }
+    }
+    Ok(n)
+}
+
+/// Stops the shared pieces (apt proxy, host filter, proxy address) when no lab is left.
+fn finish_shared(roots: &Roots) -> Result<Cleaned> {
+    let _guard = lock(roots)?;
+    let mut c = Cleaned::default();
+    if roots.labs().is_empty() && net::netns_with_prefix(&format!("{}-", layout::PREFIX)).is_empty()
+    {
+        c.processes += proxy::stop()?;
+        net::remove_host_shared()?;
+        let pd = roots.proxy_dir();
+        if pd.exists() {
+            std::fs::remove_dir_all(&pd).map_err(io("removing", &pd))?;
+            c.folders += 1;
+        }
+        for h in layout::cgroup_hierarchies() {
+            let _ = std::fs::remove_dir(h.join(layout::PREFIX));
+        }
+    }
+    Ok(c)
+}
+
+/// Tears down the lab `name` (running, crashed or half-removed). Idempotent.
+pub fn down(roots: &Roots, name: &str) -> Result<Cleaned> {
+    layout::validate_lab_name(name)?;
+    let mut c = teardown_lab(roots, name)?;
+    c.add(&finish_shared(roots)?);
+    Ok(c)
+}
+
+/// Tears down every lab and every `kiln-lab` leftover found on this machine.
+pub fn down_all(roots: &Roots) -> Result<Cleaned> {
+    let mut labs = roots.labs();
+    for h in layout::cgroup_hierarchies() {
+        if let Ok(rd) = std::fs::read_dir(h.join(layout::PREFIX)) {
+            labs.extend(
+                rd.flatten()
+                    .filter_map(|e| e.file_name().into_string().ok())
+                    .filter(|n| layout::validate_lab_name(n).is_ok()),
+            );
+        }
+    }
+    for ns in net::netns_with_prefix(&format!("{}-", layout::PREFIX)) {
+        if let Some((lab, _)) = ns
+            .trim_start_matches(&format!("{}-", layout::PREFIX))
+            .split_once('_')
+        {
+            labs.push(lab.to_string());
+        }
+    }
+    labs.sort();
+    labs.dedup();
+    let mut c = Cleaned::default();
+    for lab in labs {
+        if layout::validate_lab_name(&lab).is_ok() {
+            c.add(&teardown_lab(roots, &lab)?);
+        }
+    }
+    // Host links of labs whose state is gone.
+    for (name, _) in net::host_links() {
+        if cmd::ip(["link", "del", &name]).is_ok() {
+            c.links += 1;
+        }
+    }
+    c.add(&finish_shared(roots)?);
+    Ok(c)
+}
+
+/// One lab as `kiln lab status` shows it.
+#[derive(Debug, Clone)]
+pub struct LabStatus {
+    pub name: String,
+    pub host_address: IpAddr,
+    pub servers: Vec<(ServerState, bool)>,
+    pub s3: Option<crate::s3::S3State>,
+}
+
+/// Every lab with a state file, and whether each server's processes are alive.
+pub fn status(roots: &Roots) -> Result<Vec<LabStatus>> {
+    let mut out = Vec::new();
+    for lab in roots.labs() {
+        let Some(state) = LabState::load(roots, &lab)? else {
+            continue;
+        };
+        let servers = state
+            .servers
+            .iter()
+            .map(|s| {
+                let alive = layout::cgroup_dirs(&lab, &s.name)
+                    .iter()
+                    .any(|d| !process::pids_in(d).is_empty());
+                (s.clone(), alive)
+            })
+            .collect();
+        out.push(LabStatus {
+            name: lab,
+            host_address: IpAddr::V4(layout::subnet_host_addr(state.index)),
+            servers,
+            s3: state.s3,
+        });
+    }
+    Ok(out)
+}

@@ -1,0 +1,232 @@
+//! End-to-end: real lab servers on this machine (root). Two servers reached over SSH with
+//! pinned host keys, reaching each other and nothing outside the lab; apt through the proxy;
+//! teardown by `down`, by `Drop` on panic, and after a crashed run leaves nothing.
+
+mod common;
+
+use std::process::Command;
+
+use kiln_lab::{Lab, LabOptions};
+
+use common::{assert_nothing_left, lab_pids, require_root};
+
+/// Python snippet: TCP connect; prints "ok" or the errno name.
+fn connect_probe(addr: &str, port: u16) -> String {
+    format!(
+        "python3 -c 'import socket,errno\ns=socket.socket(); s.settimeout(5)\ntry:\n    s.connect((\"{addr}\", {port})); print(\"ok\")\nexcept OSError as e:\n    print(errno.errorcode.get(e.errno, e))'"
+    )
+}
+
+#[test]
+fn two_servers_pinned_ssh_reach_each_other_not_outside_and_down_leaves_nothing() {
+    require_root();
+    let lab = Lab::start(LabOptions::unique("e2e", 2)).expect("lab starts");
+    let name = lab.name().to_string();
+    let roots = lab.roots().clone();
+    let servers = lab.servers().to_vec();
+    assert_eq!(servers.len(), 2);
+
+    for s in &servers {
+        // SSH with StrictHostKeyChecking=yes against the recorded keys, admin user with sudo.
+        assert_eq!(
+            s.exec_ok("sudo -n id -u").unwrap().trim(),
+            "0",
+            "{}: passwordless sudo",
+            s.name
+        );
+        assert_eq!(s.exec_ok("hostname").unwrap().trim(), s.name);
+        // The recorded host keys are the server's own.
+        let ed = s.exec_ok("cat /etc/ssh/ssh_host_ed25519_key.pub").unwrap();
+        let ed: Vec<&str> = ed.split_whitespace().take(2).collect();
+        assert!(
+            s.host_keys.contains(&ed.join(" ")),
+            "{}: recorded keys {:?} lack {:?}",
+            s.name,
+            s.host_keys,
+            ed
+        );
+        // Root's shell rc is minimal: a remote command adds no output and no slow init.
+        let rc = s.exec_ok("sudo cat /root/.bashrc").unwrap();
+        assert!(
+            !rc.contains("pyenv")
+                && rc
+                    .lines()
+                    .filter(|l| !l.trim_start().starts_with('#') && !l.trim().is_empty())
+                    .count()
+                    < 15,
+            "{rc}"
+        );
+    }
+    // Each server has its own host keys.
+    assert!(
+        servers[0]
+            .host_keys
+            .iter()
+            .all(|k| !servers[1].host_keys.contains(k))
+    );
+
+    // Pinning is real: server2's keys presented as server1's are refused.
+    let wrong = lab.dir().join("wrong_known_hosts");
+    let lines: String = servers[1]
+        .host_keys
+        .iter()
+        .map(|k| format!("{} {k}\n", servers[0].address))
+        .collect();
+    std::fs::write(&wrong, lines).unwrap();
+    let mut bad = servers[0].clone();
+    bad.known_hosts = wrong;
+    let out = bad.exec("true").unwrap();
+    assert!(
+        !out.status.success(),
+        "ssh accepted a host key that is not pinned"
+    );
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("Host key verification failed")
+            || err.contains("REMOTE HOST IDENTIFICATION HAS CHANGED"),
+        "{err}"
+    );
+
+    // The two servers reach each other (ICMP and SSH port).
+    let (a, b) = (&servers[0], &servers[1]);
+    a.exec_ok(&format!("ping -c1 -W2 {}", b.address)).unwrap();
+    assert_eq!(
+        a.exec_ok(&connect_probe(&b.address.to_string(), 22))
+            .unwrap()
+            .trim(),
+        "ok"
+    );
+    assert_eq!(
+        b.exec_ok(&connect_probe(&a.address.to_string(), 22))
+            .unwrap()
+            .trim(),
+        "ok"
+    );
+    // By name, too (/etc/hosts).
+    a.exec_ok(&format!("ping -c1 -W2 {}", b.name)).unwrap();
+
+    // Nothing outside the lab: no default route, so a connect to a public address fails at
+    // once with ENETUNREACH (decided locally, no packet leaves).
+    let routes = a.exec_ok("ip -4 route show; ip -6 route show").unwrap();
+    assert!(!routes.contains("default"), "{routes}");
+    for target in ["198.51.100.7", "1.1.1.1"] {
+        let t = std::time::Instant::now();
+        assert_eq!(
+            a.exec_ok(&connect_probe(target, 443)).unwrap().trim(),
+            "ENETUNREACH",
+            "{target}"
+        );
+        assert!(t.elapsed().as_secs() < 3);
+    }
+    // The host's own outside address is not routed either.
+    let host_route = Command::new("ip")
+        .args(["-4", "-o", "route", "get", "198.51.100.7"])
+        .output()
+        .unwrap();
+    let host_route = String::from_utf8_lossy(&host_route.stdout).to_string();
+    if let Some(src) = host_route
+        .split_whitespace()
+        .skip_while(|w| *w != "src")
+        .nth(1)
+    {
+        assert_eq!(
+            a.exec_ok(&connect_probe(src, 22)).unwrap().trim(),
+            "ENETUNREACH",
+            "host address {src}"
+        );
+    }
+    // Host-side services other than the proxy are refused.
+    assert_eq!(
+        a.exec_ok(&connect_probe(&lab.host_address().to_string(), 22))
+            .unwrap()
+            .trim(),
+        "ECONNREFUSED"
+    );
+    // No DNS.
+    let resolv = a.exec_ok("cat /etc/resolv.conf").unwrap();
+    assert!(!resolv.contains("nameserver"), "{resolv}");
+
+    let pids = lab_pids(&name);
+    assert!(
+        pids.len() > 4,
+        "servers' processes are in the lab cgroups: {pids:?}"
+    );
+    let cleaned = lab.down().expect("down");
+    assert!(
+        cleaned.processes > 0 && cleaned.mounts == 2 && cleaned.namespaces == 3,
+        "{cleaned:?}"
+    );
+    assert_nothing_left(&roots, &name, &pids);
+    // Idempotent.
+    let again = kiln_lab::down(&roots, &name).expect("second down");
+    assert!(
+        again.processes == 0 && again.mounts == 0 && again.namespaces == 0 && again.links == 0,
+        "{again:?}"
+    );
+}
+
+#[test]
+fn apt_installs_through_the_proxy() {
+    require_root();
+    let lab = Lab::start(LabOptions::unique("apt", 1)).expect("lab starts");
+    let s = &lab.servers()[0];
+    let proxy = s.exec_ok("apt-config dump Acquire::http::Proxy").unwrap();
+    assert!(proxy.contains(&lab.apt_proxy().to_string()), "{proxy}");
+    s.exec_ok(
+        "sudo apt-get update -q && sudo DEBIAN_FRONTEND=noninteractive apt-get install -y -q tree",
+    )
+    .unwrap();
+    assert!(
+        s.exec_ok("tree -L 1 /etc/apt")
+            .unwrap()
+            .contains("sources.list.d")
+    );
+}
+
+#[test]
+fn drop_on_panic_tears_down() {
+    require_root();
+    let opts = LabOptions::unique("panic", 1);
+    let name = opts.name.clone();
+    let roots = opts.roots.clone();
+    let pids = std::sync::Mutex::new(Vec::new());
+    let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        let lab = Lab::start(opts).expect("lab starts");
+        lab.exec_ok("server1", "true").unwrap();
+        *pids.lock().unwrap() = lab_pids(lab.name());
+        panic!("test panic with a running lab");
+    }));
+    assert!(result.is_err());
+    let pids = pids.into_inner().unwrap();
+    assert!(!pids.is_empty());
+    assert_nothing_left(&roots, &name, &pids);
+}
+
+#[test]
+fn down_cleans_up_after_a_crashed_run() {
+    require_root();
+    let lab = Lab::start(LabOptions::unique("crash", 1)).expect("lab starts");
+    let name = lab.name().to_string();
+    let roots = lab.roots().clone();
+    let pids = lab_pids(&name);
+    // A crashed process never runs Drop: the servers keep running, the state stays on disk.
+    std::mem::forget(lab);
+    assert!(roots.state_file(&name).exists());
+    let status = kiln_lab::status(&roots).unwrap();
+    assert!(
+        status
+            .iter()
+            .any(|l| l.name == name && l.servers.iter().all(|(_, alive)| *alive))
+    );
+    // Lose the state file too: the scan alone must find everything.
+    std::fs::remove_file(roots.state_file(&name)).unwrap();
+    let cleaned = kiln_lab::down(&roots, &name).expect("down");
+    assert!(
+        cleaned.processes > 0
+            && cleaned.mounts == 1
+            && cleaned.namespaces == 2
+            && cleaned.links == 1,
+        "{cleaned:?}"
+    );
+    assert_nothing_left(&roots, &name, &pids);
+}
