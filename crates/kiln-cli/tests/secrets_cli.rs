@@ -15,6 +15,39 @@ const POISON_PASS: &str = "POISON-passphrase-93d0f2e4";
 /// per unlock; that path is covered by the tests that start from an empty repository).
 const FAST_LOG_N: u8 = 10;
 
+/// A valid configuration with three environments and a service whose recipe needs
+/// generated secrets.
+const KILN_TOML: &str = r#"
+[project]
+name = "demo"
+domain = "kiln-demo.net"
+acme_email = "admin@kiln-demo.net"
+
+[environments.production]
+domain = "kiln-demo.net"
+acme_ca = "letsencrypt"
+apex_host = "web"
+
+[environments.production.hosts.web]
+address = "192.0.2.10"
+admin_user = "admin"
+
+[environments.staging]
+domain = "staging.kiln-demo.net"
+acme_ca = "letsencrypt-staging"
+
+[environments.staging.hosts.web]
+address = "192.0.2.20"
+admin_user = "admin"
+
+[services.blog]
+kind = "container"
+host = "web"
+subdomain = "blog"
+version = "1.27"
+options = { image = "docker.io/library/nginx", port = 80 }
+"#;
+
 struct Repo {
     dir: tempfile::TempDir,
     tmp: PathBuf,
@@ -38,11 +71,7 @@ impl Repo {
     /// A repository with only kiln.toml.
     fn empty() -> Repo {
         let dir = tempfile::tempdir().unwrap();
-        fs::write(
-            dir.path().join("kiln.toml"),
-            "[project]\nname = \"t\"\ndomain = \"example.org\"\n",
-        )
-        .unwrap();
+        fs::write(dir.path().join("kiln.toml"), KILN_TOML).unwrap();
         let tmp = dir.path().join("tmp");
         fs::create_dir(&tmp).unwrap();
         let keys = dir.path().join("keys");
@@ -681,7 +710,7 @@ fn poison_secret_never_leaks() {
     for (label, o) in &outputs {
         let expect_ok = !matches!(
             label.as_str(),
-            "get other env" | "get bad name" | "generate" | "set wrong passphrase"
+            "get other env" | "get bad name" | "set wrong passphrase"
         );
         assert_eq!(
             o.status.success(),
@@ -725,11 +754,6 @@ fn poison_secret_never_leaks() {
 #[test]
 fn an_environment_missing_from_kiln_toml_is_refused() {
     let r = Repo::new();
-    fs::write(
-        r.path().join("kiln.toml"),
-        "[project]\nname = \"t\"\n\n[environments.production]\n\n[environments.staging]\n",
-    )
-    .unwrap();
     let o = r.run(&["secrets", "set", "a", "--env", "prod"], Some("x"));
     assert_eq!(code(&o), 2);
     let err = text(&o.stderr);
@@ -788,4 +812,39 @@ fn identity_takes_precedence_over_a_passphrase_file_in_the_environment() {
     c.env("KILN_PASSPHRASE_FILE", &wrong);
     let o = run_with_stdin(c, None);
     assert_eq!(o.stdout, b"alpha", "{}", text(&o.stderr));
+}
+
+#[test]
+fn generate_creates_what_the_configuration_needs_once() {
+    let r = Repo::new();
+    let o = r.run(&["secrets", "generate"], None);
+    assert!(o.status.success(), "{}", text(&o.stderr));
+    let created: Vec<String> = text(&o.stdout)
+        .lines()
+        .map(|l| l.trim_start_matches("created ").to_owned())
+        .collect();
+    assert!(created.contains(&"wireguard_web".to_owned()), "{created:?}");
+    assert!(
+        created.contains(&"wireguard_web_public".to_owned()),
+        "{created:?}"
+    );
+    let list = text(&r.run(&["secrets", "list"], None).stdout);
+    assert_eq!(list.lines().collect::<Vec<_>>(), {
+        let mut c = created.clone();
+        c.sort();
+        c
+    });
+    let before = vault_files(r.path());
+    let again = r.run(&["secrets", "generate"], None);
+    assert!(again.status.success());
+    assert!(again.stdout.is_empty(), "{}", text(&again.stdout));
+    assert!(
+        text(&again.stderr).contains("nothing to generate"),
+        "{}",
+        text(&again.stderr)
+    );
+    assert_vault_unchanged(r.path(), &before);
+    // A WireGuard private key: base64 of 32 clamped bytes.
+    let private = r.run(&["secrets", "get", "wireguard_web"], None).stdout;
+    assert_eq!(private.len(), 44, "{}", text(&private));
 }

@@ -12,7 +12,10 @@ use std::process::{Command, ExitCode, Stdio};
 use kiln_secrets::vault::{self, Rekey};
 use kiln_secrets::{Secret, Unlock, Vault, VaultError};
 
+use kiln_model::Model;
+
 use crate::GlobalArgs;
+use crate::commands::check;
 use crate::exit::{CliError, CmdResult};
 
 /// Manage the encrypted secrets kept in the repository.
@@ -103,9 +106,9 @@ pub enum Sub {
 }
 
 pub fn run(global: &GlobalArgs, args: Args) -> CmdResult {
-    let base = base_dir(global)?;
     let a = &args.vault;
-    check_env(global, &a.env)?;
+    let model = load(global, &a.env)?;
+    let base = model.base_dir().to_path_buf();
     match args.command {
         Sub::List => {
             let v = open(&base, a)?;
@@ -120,6 +123,20 @@ pub fn run(global: &GlobalArgs, args: Args) -> CmdResult {
                     a.env,
                     v.root().join(&a.env).display()
                 );
+            }
+            // What the configuration needs and the vault lacks (names only, on stderr).
+            let specs = model.required_secrets_for(&a.env).unwrap_or_default();
+            for spec in &specs {
+                for output in spec.rule.outputs(&spec.name) {
+                    if names.binary_search(&output).is_err() {
+                        let how = if spec.rule == kiln_secrets::SecretRule::Provided {
+                            format!("kiln secrets set {output} --env {}", a.env)
+                        } else {
+                            format!("kiln secrets generate --env {}", a.env)
+                        };
+                        eprintln!("missing: {output} ({}): {how}", spec.description);
+                    }
+                }
             }
         }
         Sub::Get { name } => {
@@ -155,7 +172,7 @@ pub fn run(global: &GlobalArgs, args: Args) -> CmdResult {
             let v = open_or_create(&base, a)?;
             edit(&base, &v, &name)?;
         }
-        Sub::Generate => return generate(&base, a),
+        Sub::Generate => return generate(&model, a),
         Sub::Rekey {
             new_passphrase_file,
             new_passphrase_command,
@@ -201,9 +218,9 @@ pub fn run(global: &GlobalArgs, args: Args) -> CmdResult {
     Ok(ExitCode::SUCCESS)
 }
 
-fn generate(base: &Path, a: &VaultArgs) -> CmdResult {
-    let specs = required_secrets(base, &a.env)?;
-    let v = open_or_create(base, a)?;
+fn generate(model: &Model, a: &VaultArgs) -> CmdResult {
+    let specs = model.required_secrets_for(&a.env).unwrap_or_default();
+    let v = open_or_create(model.base_dir(), a)?;
     let report = v
         .generate_missing(&specs, &mut kiln_secrets::OsRng)
         .map_err(vault_err)?;
@@ -226,80 +243,23 @@ fn generate(base: &Path, a: &VaultArgs) -> CmdResult {
     Ok(ExitCode::SUCCESS)
 }
 
-/// Every secret the configuration needs (kiln-model's `Model::required_secrets`).
-fn required_secrets(_base: &Path, _env: &str) -> Result<Vec<kiln_secrets::SecretSpec>, CliError> {
-    Err(CliError::failed(miette::miette!(
-        help = "set secrets by hand meanwhile: kiln secrets set NAME",
-        "`kiln secrets generate` needs the service model (kiln-model's required_secrets), \
-         which is not in this build yet"
-    )))
-}
-
-/// The folder holding kiln.toml: `--config`/KILN_CONFIG, or the nearest one upward.
-pub fn base_dir(global: &GlobalArgs) -> Result<PathBuf, CliError> {
-    let config = match &global.config {
-        Some(c) => {
-            if !c.is_file() {
-                return Err(CliError::invalid(miette::miette!(
-                    "{}: no such file",
-                    c.display()
-                )));
-            }
-            c.clone()
-        }
-        None => {
-            let cwd = std::env::current_dir().map_err(|e| {
-                CliError::failed(miette::miette!("cannot read the current folder: {e}"))
-            })?;
-            find_config(&cwd).ok_or_else(|| {
-                CliError::invalid(miette::miette!(
-                    help = "run kiln in your infrastructure repository, or pass --config PATH",
-                    "no kiln.toml here or in any parent folder of {}",
-                    cwd.display()
-                ))
-            })?
-        }
-    };
-    let dir = config.parent().map(Path::to_path_buf).unwrap_or_default();
-    Ok(if dir.as_os_str().is_empty() {
-        PathBuf::from(".")
-    } else {
-        dir
-    })
-}
-
-/// Refuses an `--env` that kiln.toml does not declare (a typo would create a new vault
-/// folder). A kiln.toml that does not parse is left to `kiln check` to report.
-pub fn check_env(global: &GlobalArgs, env: &str) -> Result<(), CliError> {
-    let config = match &global.config {
-        Some(c) => c.clone(),
-        None => base_dir(global)?.join("kiln.toml"),
-    };
-    let Ok(text) = fs::read_to_string(&config) else {
-        return Ok(());
-    };
-    let Ok(table) = text.parse::<toml::Table>() else {
-        return Ok(());
-    };
-    let Some(envs) = table.get("environments").and_then(|e| e.as_table()) else {
-        return Ok(());
-    };
-    if envs.contains_key(env) {
-        return Ok(());
+/// Loads and validates kiln.toml (as every command does) and checks that it declares
+/// `env`: a typo must not create a new vault folder.
+pub fn load(global: &GlobalArgs, env: &str) -> Result<Model, CliError> {
+    let model = check::load_model(global)?;
+    if model.environment(env).is_none() {
+        let known: Vec<&str> = model.environments.iter().map(|e| e.name.as_str()).collect();
+        return Err(CliError::invalid(miette::miette!(
+            help = format!(
+                "environments in {}: {}",
+                model.config_path().display(),
+                known.join(", ")
+            ),
+            "environment `{env}` is not declared in {}",
+            model.config_path().display()
+        )));
     }
-    let known: Vec<&str> = envs.keys().map(String::as_str).collect();
-    Err(CliError::invalid(miette::miette!(
-        help = format!("environments in {}: {}", config.display(), known.join(", ")),
-        "environment `{env}` is not declared in {}",
-        config.display()
-    )))
-}
-
-fn find_config(start: &Path) -> Option<PathBuf> {
-    start
-        .ancestors()
-        .map(|d| d.join("kiln.toml"))
-        .find(|p| p.is_file())
+    Ok(model)
 }
 
 pub fn vault_err(e: VaultError) -> CliError {
