@@ -848,3 +848,98 @@ fn generate_creates_what_the_configuration_needs_once() {
     let private = r.run(&["secrets", "get", "wireguard_web"], None).stdout;
     assert_eq!(private.len(), 44, "{}", text(&private));
 }
+
+/// How the common mistakes render: reviewed once, then frozen. Paths are relative to the
+/// repository so the text (and miette's wrapping) is the same wherever the test runs.
+#[test]
+fn error_messages_render_stably() {
+    let r = Repo::new();
+    assert!(
+        r.run(&["secrets", "set", "db_password"], Some("x"))
+            .status
+            .success()
+    );
+    fs::write(r.path().join("keys/wrong"), "not the passphrase\n").unwrap();
+    // Group/world-readable whatever the umask: the warning is part of the snapshot.
+    fs::set_permissions(r.path().join("keys/wrong"), fs::Permissions::from_mode(0o644)).unwrap();
+    let vars = fs::read_to_string(ansible_fixture("inline_1_2.yml")).unwrap();
+    fs::write(r.path().join("keys/vars.yml"), &vars).unwrap();
+    fs::write(
+        r.path().join("keys/bad.yml"),
+        vars.replace("grafana_admin_password:", "GrafanaPass:"),
+    )
+    .unwrap();
+    fs::copy(
+        ansible_fixture("password.txt"),
+        r.path().join("keys/ansible-pass"),
+    )
+    .unwrap();
+    let mut cases: Vec<(&str, Output)> = vec![];
+    cases.push((
+        "wrong passphrase",
+        run_with_stdin(
+            r.cmd(&[
+                "secrets",
+                "get",
+                "db_password",
+                "--passphrase-file",
+                "keys/wrong",
+            ]),
+            None,
+        ),
+    ));
+    cases.push(("missing secret", r.run(&["secrets", "get", "nope"], None)));
+    cases.push((
+        "invalid name",
+        r.run(&["secrets", "set", "Bad.Name"], Some("x")),
+    ));
+    cases.push((
+        "unknown environment",
+        r.run(&["secrets", "list", "--env", "prod"], None),
+    ));
+    cases.push((
+        "ansible wrong password",
+        r.run(
+            &[
+                "import",
+                "ansible-vault",
+                "keys/vars.yml",
+                "--vault-password-file",
+                "keys/wrong",
+            ],
+            None,
+        ),
+    ));
+    cases.push((
+        "ansible bad variable name",
+        r.run(
+            &[
+                "import",
+                "ansible-vault",
+                "keys/bad.yml",
+                "--vault-password-file",
+                "keys/ansible-pass",
+            ],
+            None,
+        ),
+    ));
+    let f = r.path().join("secrets/production/db_password.age");
+    let t = fs::read_to_string(&f).unwrap();
+    let lines: Vec<&str> = t.lines().collect();
+    fs::write(&f, lines[..lines.len() - 2].join("\n")).unwrap();
+    cases.push((
+        "truncated secret",
+        r.run(&["secrets", "get", "db_password"], None),
+    ));
+
+    let mut all = String::new();
+    for (label, o) in &cases {
+        all.push_str(&format!(
+            "--- {label} (exit {})\n{}\n",
+            code(o),
+            text(&o.stderr)
+        ));
+    }
+    assert!(!all.contains(r.path().to_str().unwrap()), "{all}");
+    insta::assert_snapshot!(all);
+}
