@@ -939,12 +939,16 @@ fn read_identity_file(path: &Path) -> Result<Vec<Box<dyn age::Identity + Send + 
         if line.is_empty() || line.starts_with('#') {
             continue;
         }
-        // Recovery keys typed from paper may carry spaces between groups.
-        let joined: String = line
+        // Recovery keys typed from paper may carry spaces between groups, be lowercase, and
+        // lack the fixed `AGE-SECRET-KEY-1` prefix.
+        let mut joined: String = line
             .split_whitespace()
             .collect::<Vec<_>>()
             .concat()
             .to_uppercase();
+        if !joined.starts_with("AGE-SECRET-KEY-1") {
+            joined.insert_str(0, "AGE-SECRET-KEY-1");
+        }
         let id = age::x25519::Identity::from_str(&joined)
             .map_err(|_| bad(format!("line {}: not an AGE-SECRET-KEY-1… key", i + 1)))?;
         out.push(Box::new(id));

@@ -404,6 +404,23 @@ fn recovery_key_opens_every_secret_without_the_passphrase() {
     .unwrap();
     assert_eq!(r.get("a").unwrap().expose(), "alpha");
     assert_eq!(r.get("b").unwrap().expose(), "beta");
+    // Only the groups after the fixed prefix, in groups of four, as the printed sheet shows.
+    let body = &key.secret_key.expose()["AGE-SECRET-KEY-1".len()..];
+    let groups: Vec<&str> = body
+        .as_bytes()
+        .chunks(4)
+        .map(|c| std::str::from_utf8(c).unwrap())
+        .collect();
+    let groups_only = dir.path().join("groups.txt");
+    fs::write(&groups_only, groups.join(" ")).unwrap();
+    let g = Vault::open_with(
+        dir.path(),
+        "production",
+        Unlock::Identities(vec![groups_only]),
+        LOG_N,
+    )
+    .unwrap();
+    assert_eq!(g.get("a").unwrap().expose(), "alpha");
 
     // Forgotten passphrase: the recovery key sets a new one.
     let mut r = r;

@@ -639,7 +639,7 @@ fn print_recovery_sheet(base: &Path, key: &kiln_secrets::RecoveryKey) {
     println!();
     println!("    {secret}");
     println!();
-    println!("The same, in groups of four to copy by hand (after AGE-SECRET-KEY-1):");
+    println!("The same key after its fixed AGE-SECRET-KEY-1 prefix, in groups of four:");
     for row in &grouped {
         println!("    {row}");
     }
@@ -651,8 +651,8 @@ fn print_recovery_sheet(base: &Path, key: &kiln_secrets::RecoveryKey) {
     println!();
     println!("To use it, without kiln, with the stock age CLI:");
     println!("  1. type the key into a file:  cat > recovery.txt   (paste or type, then Ctrl-D)");
-    println!("     (groups may be typed with spaces and in lowercase for kiln; age itself needs");
-    println!("      the one-line form: AGE-SECRET-KEY-1 followed by the groups without spaces)");
+    println!("     age needs the one-line form: AGE-SECRET-KEY-1 then the groups, no spaces;");
+    println!("     kiln --identity also accepts the groups as typed: spaces, lowercase, no prefix");
     println!("  2. read a secret:             age -d -i recovery.txt secrets/production/NAME.age");
     println!("  With kiln, set a new passphrase: kiln secrets rekey --identity recovery.txt");
     println!("============================================================");
