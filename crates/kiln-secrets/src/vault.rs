@@ -502,6 +502,17 @@ impl Vault {
         Ok(Secret::new(s))
     }
 
+    /// Every secret of this environment, by name (all or nothing: a damaged file fails
+    /// the whole read, naming it).
+    pub fn get_all(&self) -> Result<BTreeMap<String, Secret>> {
+        let mut out = BTreeMap::new();
+        for name in self.names()? {
+            let value = self.get(&name)?;
+            out.insert(name, value);
+        }
+        Ok(out)
+    }
+
     /// Stores secret `name` (creating or replacing it), encrypted to every recipient.
     pub fn set(&self, name: &str, value: &Secret) -> Result<()> {
         spec::check_name(name)?;

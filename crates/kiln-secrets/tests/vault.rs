@@ -79,6 +79,9 @@ fn set_get_list_round_trip_with_private_modes_and_armored_files() {
         "s3cr3t value\nwith newline"
     );
 
+    let all = v.get_all().unwrap();
+    assert_eq!(all.keys().collect::<Vec<_>>(), ["api_key", "db_password"]);
+    assert_eq!(all["api_key"].expose(), "k");
     // A second open (another process) reads the same values.
     let v2 = open(dir.path(), PASS).unwrap();
     assert_eq!(v2.get("api_key").unwrap().expose(), "k");
