@@ -953,3 +953,60 @@ fn error_messages_render_stably() {
     let all = all.replace(&cut_line, "db_password.age:[LINE]:");
     insta::assert_snapshot!(all);
 }
+
+/// A real crash: `kiln secrets rekey` killed (SIGKILL) at various moments. Whatever the
+/// moment, one of the two passphrases opens the vault and every value is intact.
+#[test]
+fn a_killed_rekey_leaves_every_secret_readable() {
+    let values: Vec<(String, String)> = (0..6)
+        .map(|i| (format!("s{i}"), format!("value-{i}")))
+        .collect();
+    let new_pass = "the next passphrase";
+    for delay_ms in [0u64, 20, 80, 250, 600, 1200] {
+        let r = Repo::new();
+        {
+            let v = kiln_secrets::Vault::open_with(
+                r.path(),
+                "production",
+                kiln_secrets::Unlock::Passphrase(kiln_secrets::Secret::new(POISON_PASS)),
+                FAST_LOG_N,
+            )
+            .unwrap();
+            for (n, val) in &values {
+                v.set(n, &kiln_secrets::Secret::new(val.as_str())).unwrap();
+            }
+        }
+        let new_file = r.path().join("keys/new");
+        fs::write(&new_file, format!("{new_pass}\n")).unwrap();
+        let mut c = r.cmd(&["secrets", "rekey", "--new-passphrase-file", "keys/new"]);
+        c.env("KILN_PASSPHRASE_FILE", &r.pass_file)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null());
+        let mut child = c.spawn().unwrap();
+        std::thread::sleep(std::time::Duration::from_millis(delay_ms));
+        let _ = child.kill();
+        let _ = child.wait();
+
+        let mut opened = None;
+        for p in [POISON_PASS, new_pass] {
+            let v = kiln_secrets::Vault::open_with(
+                r.path(),
+                "production",
+                kiln_secrets::Unlock::Passphrase(kiln_secrets::Secret::new(p)),
+                FAST_LOG_N,
+            );
+            if let Ok(v) = v {
+                opened = Some(v);
+                break;
+            }
+        }
+        let v = opened
+            .unwrap_or_else(|| panic!("killed after {delay_ms} ms: no passphrase opens the vault"));
+        for (n, val) in &values {
+            let got = v
+                .get(n)
+                .unwrap_or_else(|e| panic!("killed after {delay_ms} ms: {n}: {e}"));
+            assert_eq!(got.expose(), val, "killed after {delay_ms} ms");
+        }
+    }
+}
