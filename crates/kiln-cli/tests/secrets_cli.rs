@@ -201,6 +201,11 @@ fn set_get_list_round_trip() {
         o.stdout, b"v1",
         "stdout not a terminal: the exact value, final newline stripped from stdin"
     );
+    // Setting the same value again leaves the file (and git) alone.
+    let before = vault_files(r.path());
+    let o = r.run(&["secrets", "set", "smtp_password"], Some("v1"));
+    assert!(text(&o.stderr).contains("unchanged"), "{}", text(&o.stderr));
+    assert_vault_unchanged(r.path(), &before);
     let o = r.run(
         &["secrets", "set", "multi", "--keep-newline"],
         Some("a\nb\n"),

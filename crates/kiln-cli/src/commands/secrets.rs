@@ -158,6 +158,11 @@ pub fn run(global: &GlobalArgs, args: Args) -> CmdResult {
             let v = open_or_create(&base, a)?;
             let value = read_value(&name, keep_newline)?;
             let existed = v.contains(&name).map_err(vault_err)?;
+            // Same value: leave the file alone (no noise in git).
+            if existed && v.get(&name).map_err(vault_err)? == value {
+                eprintln!("`{name}` unchanged in environment `{}`", a.env);
+                return Ok(ExitCode::SUCCESS);
+            }
             v.set(&name, &value).map_err(vault_err)?;
             eprintln!(
                 "{} `{name}` in environment `{}` ({})",
