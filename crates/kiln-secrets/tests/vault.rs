@@ -862,3 +862,39 @@ fn an_ssh_ed25519_recipient_decrypts_with_its_private_key() {
         );
     }
 }
+
+#[test]
+fn a_bad_line_in_recipients_txt_is_named() {
+    let dir = tempfile::tempdir().unwrap();
+    new_vault(dir.path()).set("a", &Secret::new("1")).unwrap();
+    let path = dir.path().join("secrets/recipients.txt");
+    let mut text = fs::read_to_string(&path).unwrap();
+    text.push_str("# added by hand\nage1thisisnotakey\n");
+    fs::write(&path, &text).unwrap();
+    let line = text.lines().count();
+    let err = open(dir.path(), PASS).unwrap_err();
+    assert!(
+        matches!(&err, VaultError::BadRecipient { line: l, .. } if *l == line),
+        "{err:?}"
+    );
+    assert!(
+        err.to_string().contains(&format!("recipients.txt:{line}:")),
+        "{err}"
+    );
+}
+
+#[test]
+fn a_damaged_identity_file_is_named() {
+    let dir = tempfile::tempdir().unwrap();
+    new_vault(dir.path());
+    let path = dir.path().join("secrets/identity.age");
+    let text = fs::read_to_string(&path).unwrap();
+    let lines: Vec<&str> = text.lines().collect();
+    fs::write(&path, lines[..lines.len() - 1].join("\n")).unwrap();
+    let err = open(dir.path(), PASS).unwrap_err();
+    assert!(
+        matches!(&err, VaultError::Corrupt { name, .. } if name == "identity.age"),
+        "{err:?}"
+    );
+    assert!(err.to_string().contains("identity.age:"), "{err}");
+}
