@@ -43,7 +43,7 @@ pub struct VaultArgs {
     /// Environment whose secrets to use.
     #[arg(long, global = true, default_value = "production", value_name = "ENV")]
     pub env: String,
-    /// Read the vault passphrase from this file (first line).
+    /// Read the vault passphrase from this file (its content, final newline removed).
     #[arg(long, global = true, env = "KILN_PASSPHRASE_FILE", value_name = "FILE")]
     pub passphrase_file: Option<PathBuf>,
     /// Run this command (with sh) and use its output as the vault passphrase,
