@@ -35,6 +35,8 @@ pub struct LabOptions {
     pub progress: Option<Progress>,
     /// How long a server may take from launch to SSH.
     pub boot_timeout: Duration,
+    /// Start an S3 server with Object Lock on the host side of the bridge.
+    pub s3: Option<crate::s3::S3Options>,
 }
 
 impl Default for LabOptions {
@@ -47,6 +49,7 @@ impl Default for LabOptions {
             roots: Roots::default(),
             progress: None,
             boot_timeout: Duration::from_secs(90),
+            s3: None,
         }
     }
 }
@@ -59,6 +62,7 @@ impl fmt::Debug for LabOptions {
             .field("server_names", &self.server_names)
             .field("install_missing", &self.install_missing)
             .field("roots", &self.roots)
+            .field("s3", &self.s3)
             .finish_non_exhaustive()
     }
 }
@@ -179,7 +183,14 @@ impl Lab {
                 p(m)
             }
         };
-        prereq::ensure(prereq::Needs::default(), opts.install_missing, &say)?;
+        prereq::ensure(
+            prereq::Needs {
+                s3: opts.s3.is_some(),
+                vm: false,
+            },
+            opts.install_missing,
+            &say,
+        )?;
         let mirror = mirror::host_mirror()?;
         let roots = opts.roots.clone();
 
@@ -242,7 +253,39 @@ impl Lab {
         net::create_bridge(&opts.name, index)?;
         lab.state.save(&roots)?;
         lab.add_servers(&names)?;
+        if let Some(s3) = &opts.s3 {
+            lab.start_s3(s3)?;
+        }
         Ok(lab)
+    }
+
+    /// Starts the lab's S3 server (moto) with a bucket under Object Lock and its two
+    /// credentials; recorded in the lab state.
+    pub fn start_s3(&mut self, opts: &crate::s3::S3Options) -> Result<&crate::s3::S3State> {
+        if self.state.s3.is_some() {
+            return Err(LabError::S3 {
+                operation: "start".into(),
+                target: format!("lab {}", self.state.name),
+                message: "the lab's S3 server is already running".into(),
+            });
+        }
+        let started = Instant::now();
+        let s3 = crate::s3::start(&self.roots, &self.state.name, self.host_address(), opts)?;
+        self.say(&format!(
+            "S3 server at {} (bucket {} with Object Lock, COMPLIANCE {} days) in {:.1} s",
+            s3.endpoint,
+            s3.bucket,
+            s3.retention_days,
+            started.elapsed().as_secs_f64()
+        ));
+        self.state.s3 = Some(s3.clone());
+        self.state.save(&self.roots)?;
+        Ok(self.state.s3.get_or_insert(s3))
+    }
+
+    /// The lab's S3 server, when started.
+    pub fn s3(&self) -> Option<&crate::s3::S3State> {
+        self.state.s3.as_ref()
     }
 
     /// A lab started earlier (by another process); dropping the handle leaves it running.
