@@ -283,6 +283,62 @@ impl Lab {
         Ok(self.state.s3.get_or_insert(s3))
     }
 
+    /// Installs Debian packages on a server through the lab's apt proxy.
+    pub fn apt_install(&self, server: &str, packages: &[&str]) -> Result<()> {
+        let pkgs: Vec<String> = packages.iter().map(|p| cmd::shell_quote(p)).collect();
+        self.exec_ok(
+            server,
+            &format!(
+                "sudo apt-get update -q >/dev/null && sudo DEBIAN_FRONTEND=noninteractive apt-get install -y -q {} >/dev/null",
+                pkgs.join(" ")
+            ),
+        )
+        .map(|_| ())
+    }
+
+    /// Loads a lab container image (`postgres`, `caddy`, `synapse`) into a server's podman,
+    /// building it on this machine first when it is not cached, and installing podman on the
+    /// server when missing. Returns the local reference (also tagged with the upstream name).
+    pub fn load_image(&self, server: &str, image: &str) -> Result<String> {
+        let recipe = crate::images::recipe(image).ok_or_else(|| LabError::Image {
+            image: image.into(),
+            message: "unknown lab image (known: postgres, caddy, synapse)".into(),
+        })?;
+        self.server(server)?;
+        let say = |m: &str| self.say(m);
+        let mirror = mirror::host_mirror()?;
+        let tar = crate::images::ensure_image(&self.roots, &mirror, &recipe, &say)?;
+        if !self
+            .exec(server, "command -v podman >/dev/null")?
+            .status
+            .success()
+        {
+            self.say(&format!("installing podman on {server}"));
+            self.apt_install(server, &["podman"])?;
+        }
+        let file = format!("kiln-lab-image-{}.tar", recipe.name);
+        let host_path = self
+            .roots
+            .server_dir(&self.state.name, server)
+            .join("root/var/tmp")
+            .join(&file);
+        let unpack = cmd::run(
+            Command::new("zstd")
+                .args(["-q", "-d", "-f", "-o"])
+                .arg(&host_path)
+                .arg(&tar),
+        );
+        let imported = unpack.and_then(|_| {
+            self.exec_ok(
+                server,
+                &crate::images::import_command(&recipe, &format!("/var/tmp/{file}")),
+            )
+        });
+        let _ = std::fs::remove_file(&host_path);
+        imported?;
+        Ok(recipe.reference())
+    }
+
     /// The lab's S3 server, when started.
     pub fn s3(&self) -> Option<&crate::s3::S3State> {
         self.state.s3.as_ref()

@@ -9,6 +9,7 @@ pub mod cmd;
 pub mod config;
 pub mod error;
 pub mod image;
+pub mod images;
 pub mod lab;
 pub mod layout;
 pub mod mirror;
