@@ -71,7 +71,7 @@ pub fn write_file_atomic(
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_default();
     let tmp = dir.join(format!(".{name}.kiln-tmp-{}", std::process::id()));
-    let _ = fs::remove_file(&tmp);
+    remove_stale_temporaries(dir, &name);
     let result = (|| {
         let mut f = OpenOptions::new()
             .write(true)
@@ -91,6 +91,19 @@ pub fn write_file_atomic(
     }
     result?;
     sync_dir(dir)
+}
+
+/// Removes temporary files a killed run left next to `name` (best effort: they are
+/// never read, only in the way).
+fn remove_stale_temporaries(dir: &Path, name: &str) {
+    let prefix = format!(".{name}.kiln-tmp-");
+    if let Ok(entries) = fs::read_dir(dir) {
+        for e in entries.flatten() {
+            if e.file_name().to_string_lossy().starts_with(&prefix) {
+                let _ = fs::remove_file(e.path());
+            }
+        }
+    }
 }
 
 fn sync_dir(dir: &Path) -> Result<(), ApplyError> {
@@ -368,7 +381,7 @@ fn step(
                 .map(|n| n.to_string_lossy().into_owned())
                 .unwrap_or_default();
             let tmp = parent.join(format!(".{name}.kiln-tmp-{}", std::process::id()));
-            let _ = fs::remove_file(&tmp);
+            remove_stale_temporaries(&parent, &name);
             std::os::unix::fs::symlink(&s.target, &tmp).map_err(io(&tmp, "create symlink"))?;
             fs::rename(&tmp, &real).map_err(io(&real, "rename into place"))?;
             sync_dir(&parent)?;

@@ -14,6 +14,7 @@ pub mod owned;
 pub mod plan;
 pub mod quote;
 pub mod resource;
+pub mod run;
 pub mod system;
 
 pub use event::Event;

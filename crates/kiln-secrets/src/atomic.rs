@@ -21,6 +21,7 @@ pub(crate) enum Step {
 }
 
 /// Writes `contents` to `path` atomically with mode 0600.
+#[cfg(test)]
 pub(crate) fn write(path: &Path, contents: &[u8]) -> io::Result<()> {
     write_with(path, contents, &mut |_| Ok(()))
 }

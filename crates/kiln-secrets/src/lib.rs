@@ -32,6 +32,7 @@ pub mod spec;
 mod value;
 pub mod vault;
 
+pub use rand::rngs::OsRng;
 pub use spec::{Alphabet, HashScheme, InvalidName, SecretRule, SecretSpec, check_name};
 pub use value::Secret;
 pub use vault::{

@@ -55,4 +55,17 @@ mod tests {
         assert!(!format!("{:#?}", vec![s.clone()]).contains("hunter2"));
         assert_eq!(s.expose(), "hunter2-planted");
     }
+
+    #[test]
+    fn serialization_never_shows_the_value() {
+        #[derive(serde::Serialize)]
+        struct Config {
+            password: Secret,
+        }
+        let json = serde_json::to_string(&Config {
+            password: Secret::new("hunter2-planted"),
+        })
+        .unwrap();
+        assert_eq!(json, r#"{"password":"<redacted>"}"#);
+    }
 }

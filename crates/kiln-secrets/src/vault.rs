@@ -129,6 +129,8 @@ pub enum VaultError {
     InvalidName(#[from] InvalidName),
     #[error("{path}: not a valid secret file name ({source})")]
     StrayFile { path: PathBuf, source: InvalidName },
+    #[error("invalid environment name `{env}`: only lowercase letters, digits, `_` and `-`")]
+    InvalidEnv { env: String },
     #[error("{path}: {source}")]
     Io { path: PathBuf, source: io::Error },
     #[error("encrypting `{name}` failed: {reason}")]
@@ -170,6 +172,7 @@ impl VaultError {
             self,
             VaultError::WrongPassphrase { .. }
                 | VaultError::InvalidName(_)
+                | VaultError::InvalidEnv { .. }
                 | VaultError::NotFound { .. }
                 | VaultError::BadRecipient { .. }
                 | VaultError::BadIdentity { .. }
@@ -255,6 +258,9 @@ pub struct Vault {
     vault_key: Option<age::x25519::Identity>,
     passphrase: Option<Secret>,
     scrypt_log_n: u8,
+    /// Test hook: file writes left before an injected failure (see
+    /// [`Vault::fail_after_writes`]).
+    writes_before_fault: std::cell::Cell<Option<usize>>,
 }
 
 impl std::fmt::Debug for Vault {
@@ -297,7 +303,7 @@ impl Vault {
         unlock: Unlock,
         scrypt_log_n: u8,
     ) -> Result<Vault> {
-        spec::check_name(&env.replace('-', "_"))?;
+        check_env(env)?;
         let root = secrets_dir(base_dir);
         let mut vault = Vault {
             root,
@@ -306,6 +312,7 @@ impl Vault {
             vault_key: None,
             passphrase: None,
             scrypt_log_n,
+            writes_before_fault: Default::default(),
         };
         let identity_path = vault.identity_path();
         match unlock {
@@ -338,7 +345,7 @@ impl Vault {
         passphrase: Secret,
         scrypt_log_n: u8,
     ) -> Result<Vault> {
-        spec::check_name(&env.replace('-', "_"))?;
+        check_env(env)?;
         let root = secrets_dir(base_dir);
         if root.join(IDENTITY_FILE).exists() {
             return Err(VaultError::AlreadyExists { dir: root });
@@ -352,6 +359,7 @@ impl Vault {
             vault_key: Some(key.clone()),
             passphrase: Some(passphrase),
             scrypt_log_n,
+            writes_before_fault: Default::default(),
         };
         let mut entries = if vault.recipients_path().exists() {
             vault.recipients()?
@@ -363,6 +371,28 @@ impl Vault {
         vault.write_recipients(&entries)?;
         vault.write_identity(&key)?;
         Ok(vault)
+    }
+
+    /// Test hook: the next `n` file writes succeed, then every write fails as a crash
+    /// would (the file being written keeps its previous content). Used to prove that an
+    /// interrupted set/rekey/recovery-key leaves every secret readable.
+    #[doc(hidden)]
+    pub fn fail_after_writes(&self, n: usize) {
+        self.writes_before_fault.set(Some(n));
+    }
+
+    /// Every file the vault writes goes through here: atomic, mode 0600.
+    fn write_file(&self, path: &Path, contents: &[u8]) -> Result<()> {
+        let left = self.writes_before_fault.get();
+        let mut fault = |step: atomic::Step| match left {
+            Some(0) if step == atomic::Step::Synced => Err(io::Error::other("injected fault")),
+            _ => Ok(()),
+        };
+        atomic::write_with(path, contents, &mut fault).map_err(io_err(path))?;
+        if let Some(n) = left {
+            self.writes_before_fault.set(Some(n.saturating_sub(1)));
+        }
+        Ok(())
     }
 
     /// The environment this vault serves.
@@ -495,7 +525,7 @@ impl Vault {
         let dir = self.env_dir(env);
         atomic::create_private_dir(&dir).map_err(io_err(&dir))?;
         let path = dir.join(format!("{name}.age"));
-        atomic::write(&path, armored.as_bytes()).map_err(io_err(&path))
+        self.write_file(&path, armored.as_bytes())
     }
 
     /// The entries of `recipients.txt`.
@@ -569,7 +599,7 @@ impl Vault {
             text.push_str("\n\n");
         }
         let path = self.recipients_path();
-        atomic::write(&path, text.as_bytes()).map_err(io_err(&path))?;
+        self.write_file(&path, text.as_bytes())?;
         // Public data: readable like any file in the repository.
         set_mode(&path, 0o644)
     }
@@ -598,7 +628,7 @@ impl Vault {
             reason,
         })?;
         let path = self.identity_path();
-        atomic::write(&path, armored.as_bytes()).map_err(io_err(&path))
+        self.write_file(&path, armored.as_bytes())
     }
 
     /// Every environment folder under `secrets/`.
@@ -771,6 +801,22 @@ impl Vault {
             .map(|s| (s.name.clone(), s.description.clone()))
             .collect();
         Ok(report)
+    }
+}
+
+/// Environment names become folder names: `[a-z0-9_-]+`, not starting with `-`.
+fn check_env(env: &str) -> Result<()> {
+    let ok = !env.is_empty()
+        && !env.starts_with('-')
+        && env
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_' || b == b'-');
+    if ok {
+        Ok(())
+    } else {
+        Err(VaultError::InvalidEnv {
+            env: env.to_owned(),
+        })
     }
 }
 

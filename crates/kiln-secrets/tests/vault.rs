@@ -671,3 +671,174 @@ fn secrets_dir_helpers() {
     new_vault(dir.path());
     assert!(vault::exists(dir.path()));
 }
+
+/// Reads every value with whichever passphrase opens the vault now.
+fn read_all_values(dir: &Path, passes: &[&str]) -> (String, Vec<(String, String, String)>) {
+    for p in passes {
+        match Vault::open_with(dir, "production", pass(p), LOG_N) {
+            Ok(_) => {
+                let mut out = vec![];
+                for env in ["production", "staging"] {
+                    let v = Vault::open_with(dir, env, pass(p), LOG_N).unwrap();
+                    for n in v.names().unwrap() {
+                        let value = v
+                            .get(&n)
+                            .unwrap_or_else(|e| panic!("{env}/{n} unreadable: {e}"));
+                        out.push((env.to_owned(), n, value.expose().to_owned()));
+                    }
+                }
+                return (p.to_string(), out);
+            }
+            Err(VaultError::WrongPassphrase { .. }) => continue,
+            Err(e) => panic!("{e}"),
+        }
+    }
+    panic!("no passphrase opens the vault")
+}
+
+#[test]
+fn an_interrupted_set_keeps_the_previous_value() {
+    let dir = tempfile::tempdir().unwrap();
+    let v = new_vault(dir.path());
+    v.set("a", &Secret::new("old")).unwrap();
+    let before = snapshot(dir.path());
+    v.fail_after_writes(0);
+    let err = v.set("a", &Secret::new("new")).unwrap_err();
+    assert!(err.to_string().contains("injected fault"), "{err}");
+    assert_eq!(
+        snapshot(dir.path()),
+        before,
+        "no temp file left, old file intact"
+    );
+    assert_eq!(
+        open(dir.path(), PASS).unwrap().get("a").unwrap().expose(),
+        "old"
+    );
+}
+
+#[test]
+fn a_rekey_interrupted_at_any_write_leaves_every_secret_readable_and_can_be_finished() {
+    let expected = vec![
+        (
+            "production".to_string(),
+            "a".to_string(),
+            "alpha".to_string(),
+        ),
+        (
+            "production".to_string(),
+            "b".to_string(),
+            "beta".to_string(),
+        ),
+        ("staging".to_string(), "c".to_string(), "gamma".to_string()),
+    ];
+    // 3 secrets: phase 1 (3 writes), identity.age, recipients.txt, phase 2 (3 writes).
+    for crash_after in 0..8 {
+        let dir = tempfile::tempdir().unwrap();
+        let mut v = new_vault(dir.path());
+        v.set("a", &Secret::new("alpha")).unwrap();
+        v.set("b", &Secret::new("beta")).unwrap();
+        Vault::open_with(dir.path(), "staging", pass(PASS), LOG_N)
+            .unwrap()
+            .set("c", &Secret::new("gamma"))
+            .unwrap();
+
+        v.fail_after_writes(crash_after);
+        let change = Rekey {
+            new_passphrase: Some(Secret::new("next passphrase")),
+            ..Default::default()
+        };
+        assert!(v.rekey(change).is_err(), "crash after {crash_after} writes");
+
+        let (working, values) = read_all_values(dir.path(), &[PASS, "next passphrase"]);
+        assert_eq!(
+            values, expected,
+            "crash after {crash_after} writes, unlocked with {working:?}"
+        );
+        // Rekeying again (with the passphrase that works now) finishes the job.
+        let mut v = Vault::open_with(dir.path(), "production", pass(&working), LOG_N).unwrap();
+        v.rekey(Rekey {
+            new_passphrase: Some(Secret::new("final passphrase")),
+            ..Default::default()
+        })
+        .unwrap();
+        let (working, values) =
+            read_all_values(dir.path(), &[PASS, "next passphrase", "final passphrase"]);
+        assert_eq!(working, "final passphrase");
+        assert_eq!(values, expected);
+        assert_eq!(
+            v.recipients()
+                .unwrap()
+                .iter()
+                .filter(|e| e.is_vault_key())
+                .count(),
+            1
+        );
+    }
+}
+
+#[test]
+fn an_interrupted_recovery_key_creation_changes_nothing_visible() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut v = new_vault(dir.path());
+    v.set("a", &Secret::new("alpha")).unwrap();
+    v.set("b", &Secret::new("beta")).unwrap();
+    let recipients_before = fs::read_to_string(dir.path().join("secrets/recipients.txt")).unwrap();
+    v.fail_after_writes(1);
+    assert!(v.add_recovery_key("2026-11-28").is_err());
+    assert_eq!(
+        fs::read_to_string(dir.path().join("secrets/recipients.txt")).unwrap(),
+        recipients_before
+    );
+    let v = open(dir.path(), PASS).unwrap();
+    assert_eq!(v.get("a").unwrap().expose(), "alpha");
+    assert_eq!(v.get("b").unwrap().expose(), "beta");
+}
+
+#[test]
+fn an_ssh_ed25519_recipient_decrypts_with_its_private_key() {
+    if !require_tool("ssh-keygen") {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let key = dir.path().join("id_ed25519");
+    let out = Command::new("ssh-keygen")
+        .args(["-q", "-t", "ed25519", "-N", "", "-C", "alice@laptop", "-f"])
+        .arg(&key)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let public = fs::read_to_string(key.with_extension("pub")).unwrap();
+    let mut v = new_vault(dir.path());
+    v.set("a", &Secret::new("alpha")).unwrap();
+    v.rekey(Rekey {
+        add: vec![(public.trim().to_owned(), "alice".into())],
+        ..Default::default()
+    })
+    .unwrap();
+    let alice = Vault::open_with(
+        dir.path(),
+        "production",
+        Unlock::Identities(vec![key.clone()]),
+        LOG_N,
+    )
+    .unwrap();
+    assert_eq!(alice.get("a").unwrap().expose(), "alpha");
+    if require_tool("age") {
+        let out = Command::new("age")
+            .args(["-d", "-i"])
+            .arg(&key)
+            .arg(dir.path().join("secrets/production/a.age"))
+            .output()
+            .unwrap();
+        assert_eq!(
+            out.stdout,
+            b"alpha",
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+}

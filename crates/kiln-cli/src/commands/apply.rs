@@ -1,12 +1,224 @@
-//! `kiln apply`: Bring hosts to the declared state.
+//! `kiln apply`: shows the plan, asks for confirmation (or `--yes`), then converges all
+//! hosts in parallel with bounded concurrency, with live per-host progress (bars on a
+//! terminal, plain lines otherwise, JSON lines with `--json`). A failing host does not stop
+//! the others; the summary says what failed where and why, and the exit code is non-zero.
 
+use std::collections::BTreeMap;
+use std::io::{BufRead, IsTerminal, Write};
+use std::process::ExitCode;
+use std::sync::mpsc;
+use std::time::Instant;
+
+use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
+use kiln_converge::event::Event;
+use kiln_converge::run::{HostUpdate, run_all};
+
+use super::plan::{Targeting, agent_binary, collect_plans, render_plan, select_jobs};
 use crate::GlobalArgs;
-use crate::exit::{self, CmdResult};
+use crate::exit::{self, CliError, CmdResult};
 
 /// Bring hosts to the declared state.
 #[derive(Debug, clap::Args)]
-pub struct Args {}
+pub struct Args {
+    #[command(flatten)]
+    pub target: Targeting,
+    /// Do not ask for confirmation (required when not on a terminal).
+    #[arg(long, short = 'y')]
+    pub yes: bool,
+    /// Print the agents' events as JSON lines (each with a "host" field), nothing else.
+    #[arg(long)]
+    pub json: bool,
+}
 
-pub fn run(_global: &GlobalArgs, _args: Args) -> CmdResult {
-    exit::not_yet("apply")
+enum Renderer {
+    Json,
+    Plain,
+    Bars {
+        multi: MultiProgress,
+        bars: BTreeMap<String, ProgressBar>,
+    },
+}
+
+impl Renderer {
+    fn event(&mut self, host: &str, update: &HostUpdate) {
+        match self {
+            Renderer::Json => {
+                let mut v = match update {
+                    HostUpdate::Event(e) => serde_json::to_value(e).unwrap_or_default(),
+                    HostUpdate::Started => serde_json::json!({ "event": "connecting" }),
+                    HostUpdate::Done(Ok(_)) => serde_json::json!({ "event": "host-done" }),
+                    HostUpdate::Done(Err(e)) => {
+                        serde_json::json!({ "event": "host-failed", "error": e.to_string() })
+                    }
+                };
+                if let Some(obj) = v.as_object_mut() {
+                    obj.insert("host".into(), host.into());
+                }
+                println!("{v}");
+            }
+            Renderer::Plain => match update {
+                HostUpdate::Started => eprintln!("[{host}] connecting"),
+                HostUpdate::Event(Event::Applying {
+                    index,
+                    total,
+                    id,
+                    op,
+                }) => {
+                    eprintln!("[{host}] ({}/{total}) {op} {id}", index + 1)
+                }
+                HostUpdate::Event(Event::Failed { id, op, error, .. }) => {
+                    eprintln!("[{host}] FAILED {op} {id}: {error}")
+                }
+                HostUpdate::Event(Event::Warning { message }) => {
+                    eprintln!("[{host}] warning: {message}")
+                }
+                HostUpdate::Event(Event::Error { message }) => {
+                    eprintln!("[{host}] error: {message}")
+                }
+                HostUpdate::Event(Event::Finished { applied, ms, .. }) => {
+                    eprintln!("[{host}] done: {applied} change(s) in {ms} ms")
+                }
+                _ => {}
+            },
+            Renderer::Bars { multi, bars } => {
+                let bar = bars.entry(host.to_owned()).or_insert_with(|| {
+                    let b = multi.add(ProgressBar::new(0));
+                    b.set_style(
+                        ProgressStyle::with_template(
+                            "{prefix:>12} [{bar:30}] {pos}/{len} {wide_msg}",
+                        )
+                        .unwrap_or_else(|_| ProgressStyle::default_bar())
+                        .progress_chars("=> "),
+                    );
+                    b.set_prefix(host.to_owned());
+                    b
+                });
+                match update {
+                    HostUpdate::Started => bar.set_message("connecting"),
+                    HostUpdate::Event(Event::Planned { plan, .. }) => {
+                        bar.set_length(plan.changes.len() as u64);
+                        bar.set_message("applying");
+                    }
+                    HostUpdate::Event(Event::Applying { id, op, .. }) => {
+                        bar.set_message(format!("{op} {id}"))
+                    }
+                    HostUpdate::Event(Event::Applied { .. }) => bar.inc(1),
+                    HostUpdate::Event(Event::Warning { message }) => {
+                        let _ = multi.println(format!("[{host}] warning: {message}"));
+                    }
+                    HostUpdate::Event(Event::Failed { id, op, .. }) => {
+                        bar.set_message(format!("FAILED {op} {id}"))
+                    }
+                    HostUpdate::Done(Ok(o)) if !o.failed => bar.finish_with_message("done"),
+                    HostUpdate::Done(_) => bar.abandon_with_message("failed"),
+                    _ => {}
+                }
+            }
+        }
+    }
+}
+
+fn confirm() -> Result<bool, CliError> {
+    eprint!("Apply these changes? [y/N] ");
+    let _ = std::io::stderr().flush();
+    let mut line = String::new();
+    std::io::stdin()
+        .lock()
+        .read_line(&mut line)
+        .map_err(|e| CliError::failed(miette::miette!("cannot read the answer: {e}")))?;
+    Ok(matches!(line.trim(), "y" | "Y" | "yes"))
+}
+
+pub fn run(global: &GlobalArgs, args: Args) -> CmdResult {
+    let tty = std::io::stdin().is_terminal() && std::io::stderr().is_terminal();
+    if !args.yes && !tty {
+        return Err(CliError::invalid(miette::miette!(
+            "kiln apply needs confirmation: not on a terminal, so pass --yes (after checking `kiln plan`)"
+        )));
+    }
+    let jobs = select_jobs(global, &args.target)?;
+    if !args.yes {
+        let plans = collect_plans(jobs.clone(), args.target.jobs)?;
+        let mut any = false;
+        let mut failures = vec![];
+        for (name, r) in &plans {
+            match r {
+                Ok(o) if !o.failed => {
+                    if let Some(p) = &o.plan {
+                        print!("{}", render_plan(name, p));
+                        any |= !p.is_empty();
+                    }
+                }
+                Ok(o) => failures.push(format!("{name}: {}", o.errors.join("; "))),
+                Err(e) => failures.push(e.to_string()),
+            }
+        }
+        if !failures.is_empty() {
+            return Err(CliError::failed(miette::miette!(
+                "planning failed, nothing was applied:\n{}",
+                failures.join("\n")
+            )));
+        }
+        if !any {
+            println!("Nothing to do.");
+            return Ok(ExitCode::from(exit::SUCCESS));
+        }
+        if !confirm()? {
+            println!("Nothing applied.");
+            return Ok(ExitCode::from(exit::SUCCESS));
+        }
+    }
+
+    let binary = agent_binary()?;
+    let names: Vec<String> = jobs.iter().map(|j| j.name.clone()).collect();
+    let start = Instant::now();
+    let (tx, rx) = mpsc::channel();
+    let parallel = args.target.jobs;
+    let handle = std::thread::spawn(move || run_all(jobs, &binary, false, parallel, tx));
+    let mut renderer = if args.json {
+        Renderer::Json
+    } else if std::io::stderr().is_terminal() {
+        Renderer::Bars {
+            multi: MultiProgress::new(),
+            bars: BTreeMap::new(),
+        }
+    } else {
+        Renderer::Plain
+    };
+    let mut results = BTreeMap::new();
+    for (host, update) in rx {
+        renderer.event(&host, &update);
+        if let HostUpdate::Done(r) = update {
+            results.insert(host, r);
+        }
+    }
+    let _ = handle.join();
+
+    let mut failed = vec![];
+    let mut changed = 0;
+    for name in &names {
+        match results.get(name) {
+            Some(Ok(o)) if !o.failed => changed += o.applied,
+            Some(Ok(o)) => failed.push(format!("  {name}: {}", o.errors.join("; "))),
+            Some(Err(e)) => failed.push(format!("  {e}")),
+            None => failed.push(format!("  {name}: no result (internal error)")),
+        }
+    }
+    if !args.json {
+        println!(
+            "Applied {changed} change(s) on {} host(s) in {:.1} s; {} failed.",
+            names.len() - failed.len(),
+            start.elapsed().as_secs_f64(),
+            failed.len()
+        );
+    }
+    if failed.is_empty() {
+        Ok(ExitCode::from(exit::SUCCESS))
+    } else {
+        Err(CliError::failed(miette::miette!(
+            "{} host(s) failed:\n{}",
+            failed.len(),
+            failed.join("\n")
+        )))
+    }
 }

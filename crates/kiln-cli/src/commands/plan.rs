@@ -1,12 +1,349 @@
-//! `kiln plan`: Show what apply would change on each host.
+//! `kiln plan`: shows, per host, what `kiln apply` would create, change and remove, with
+//! unified diffs of files (secrets redacted) and a summary. Exit 0 when nothing would
+//! change, 3 when changes are pending, 1/2 on errors.
+//!
+//! Also home to what plan and apply share: choosing the hosts (from kiln.toml, or from a
+//! hand-written `--state` JSON file) and rendering plans.
+
+use std::io::IsTerminal;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::mpsc;
+
+use kiln_converge::host::ssh::SshTarget;
+use kiln_converge::host::{AgentBinary, AgentOutcome, HostError, Privilege};
+use kiln_converge::plan::{Diff, Op, Summary};
+use kiln_converge::run::{Connect, HostUpdate, Job, run_all};
+use kiln_converge::{DesiredState, Plan};
+use kiln_secrets::Secret;
+use serde::Deserialize;
 
 use crate::GlobalArgs;
-use crate::exit::{self, CmdResult};
+use crate::exit::{self, CliError, CmdResult};
+
+/// Which hosts, and how to reach them (shared by plan and apply).
+#[derive(Debug, Clone, clap::Args)]
+pub struct Targeting {
+    /// Environment to work on (production, staging, lab…).
+    #[arg(long, short, env = "KILN_ENV")]
+    pub env: Option<String>,
+    /// Only the host playing this role (repeatable).
+    #[arg(long = "host", value_name = "ROLE")]
+    pub hosts: Vec<String>,
+    /// Private key for SSH (default: whatever your ssh configuration uses).
+    #[arg(long, env = "KILN_SSH_IDENTITY", value_name = "FILE")]
+    pub identity: Option<PathBuf>,
+    /// Ask once for the sudo password of the admin user (sent on stdin, never in argv).
+    #[arg(long)]
+    pub ask_sudo_password: bool,
+    /// Desired states and connections from a JSON file instead of kiln.toml (development).
+    #[arg(long, value_name = "FILE", hide = true)]
+    pub state: Option<PathBuf>,
+    /// Hosts converged in parallel.
+    #[arg(long, short = 'j', default_value_t = 8, value_name = "N")]
+    pub jobs: usize,
+}
 
 /// Show what apply would change on each host.
 #[derive(Debug, clap::Args)]
-pub struct Args {}
+pub struct Args {
+    #[command(flatten)]
+    pub target: Targeting,
+    /// Print the plans as JSON (one object per host).
+    #[arg(long)]
+    pub json: bool,
+}
 
-pub fn run(_global: &GlobalArgs, _args: Args) -> CmdResult {
-    exit::not_yet("plan")
+/// The `--state` file: hosts with their connection and desired state.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct StateFile {
+    hosts: Vec<StateHost>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct StateHost {
+    name: String,
+    #[serde(default)]
+    address: Option<String>,
+    #[serde(default = "ssh_port")]
+    port: u16,
+    #[serde(default = "root")]
+    user: String,
+    #[serde(default)]
+    host_keys: Vec<String>,
+    #[serde(default)]
+    identity_file: Option<PathBuf>,
+    /// Converge this folder on the local machine instead of an SSH host.
+    #[serde(default)]
+    local_root: Option<PathBuf>,
+    desired: DesiredState,
+}
+
+fn ssh_port() -> u16 {
+    22
+}
+fn root() -> String {
+    "root".into()
+}
+
+fn privilege(user: &str, password: &Option<Secret>) -> Privilege {
+    if user == "root" {
+        Privilege::Root
+    } else if let Some(p) = password {
+        Privilege::SudoPassword(p.clone())
+    } else {
+        Privilege::Sudo
+    }
+}
+
+fn ask_password(t: &Targeting) -> Result<Option<Secret>, CliError> {
+    if !t.ask_sudo_password {
+        return Ok(None);
+    }
+    if !std::io::stdin().is_terminal() {
+        return Err(CliError::invalid(miette::miette!(
+            "--ask-sudo-password needs a terminal to ask on"
+        )));
+    }
+    let p = rpassword::prompt_password("sudo password for the admin user: ")
+        .map_err(|e| CliError::failed(miette::miette!("cannot read the password: {e}")))?;
+    Ok(Some(Secret::new(p)))
+}
+
+fn jobs_from_state(
+    path: &Path,
+    t: &Targeting,
+    password: &Option<Secret>,
+) -> Result<Vec<Job>, CliError> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| CliError::invalid(miette::miette!("cannot read {}: {e}", path.display())))?;
+    let file: StateFile = serde_json::from_str(&text).map_err(|e| {
+        CliError::invalid(miette::miette!(
+            "{}:{}:{}: {e}",
+            path.display(),
+            e.line(),
+            e.column()
+        ))
+    })?;
+    let mut jobs = vec![];
+    for h in file.hosts {
+        let connect = match (&h.local_root, &h.address) {
+            (Some(root), _) => Connect::Local {
+                root: Some(root.clone()),
+            },
+            (None, Some(address)) => Connect::Ssh(SshTarget {
+                name: h.name.clone(),
+                address: address.clone(),
+                port: h.port,
+                user: h.user.clone(),
+                host_keys: h.host_keys.clone(),
+                identity_file: t.identity.clone().or(h.identity_file.clone()),
+                connect_timeout_s: 10,
+                test_paths: None,
+            }),
+            (None, None) => {
+                return Err(CliError::invalid(miette::miette!(
+                    "{}: host {}: needs `address` or `local_root`",
+                    path.display(),
+                    h.name
+                )));
+            }
+        };
+        let mut desired = h.desired;
+        if desired.host.is_empty() {
+            desired.host = h.name.clone();
+        }
+        jobs.push(Job {
+            name: h.name.clone(),
+            connect,
+            privilege: privilege(&h.user, password),
+            desired,
+        });
+    }
+    Ok(jobs)
+}
+
+/// Desired states from kiln.toml: needs kiln-model's `[roles.*]` (not in this build yet).
+fn jobs_from_config(
+    _global: &GlobalArgs,
+    _t: &Targeting,
+    _password: &Option<Secret>,
+) -> Result<Vec<Job>, CliError> {
+    Err(CliError::failed(miette::miette!(
+        "reading desired states from kiln.toml needs kiln-model, which is not in this build yet\n  hint: pass a desired-state JSON file with --state FILE"
+    )))
+}
+
+/// The hosts to work on, each with its desired state.
+pub fn select_jobs(global: &GlobalArgs, t: &Targeting) -> Result<Vec<Job>, CliError> {
+    let password = ask_password(t)?;
+    let mut jobs = match &t.state {
+        Some(path) => jobs_from_state(path, t, &password)?,
+        None => jobs_from_config(global, t, &password)?,
+    };
+    if !t.hosts.is_empty() {
+        for want in &t.hosts {
+            if !jobs.iter().any(|j| &j.name == want) {
+                let known: Vec<_> = jobs.iter().map(|j| j.name.as_str()).collect();
+                return Err(CliError::invalid(miette::miette!(
+                    "no host plays role {want:?} (known: {})",
+                    known.join(", ")
+                )));
+            }
+        }
+        jobs.retain(|j| t.hosts.contains(&j.name));
+    }
+    if jobs.is_empty() {
+        return Err(CliError::invalid(miette::miette!("no host to work on")));
+    }
+    Ok(jobs)
+}
+
+pub fn agent_binary() -> Result<AgentBinary, CliError> {
+    AgentBinary::current().map_err(|e| {
+        CliError::failed(miette::miette!(
+            "cannot read kiln's own binary to ship it: {e}"
+        ))
+    })
+}
+
+/// One host's name and how its agent run went.
+pub type HostResult = (String, Result<AgentOutcome, HostError>);
+
+/// Runs the agent in plan-only mode on every job; returns results in job order.
+pub fn collect_plans(jobs: Vec<Job>, parallel: usize) -> Result<Vec<HostResult>, CliError> {
+    let binary = agent_binary()?;
+    let names: Vec<String> = jobs.iter().map(|j| j.name.clone()).collect();
+    let (tx, rx) = mpsc::channel();
+    let handle = std::thread::spawn(move || run_all(jobs, &binary, true, parallel, tx));
+    let mut results: Vec<HostResult> = vec![];
+    for (name, update) in rx {
+        if let HostUpdate::Done(r) = update {
+            results.push((name, r));
+        }
+    }
+    let _ = handle.join();
+    results.sort_by_key(|(n, _)| names.iter().position(|x| x == n));
+    Ok(results)
+}
+
+fn symbol(op: Op) -> &'static str {
+    match op {
+        Op::Create | Op::Install => "+",
+        Op::Remove | Op::Uninstall => "-",
+        Op::Restart | Op::Reload | Op::DaemonReload => "↻",
+        Op::Run => "!",
+        _ => "~",
+    }
+}
+
+const CREATE_DIFF_LINES: usize = 20;
+
+/// Renders one host's plan as text.
+pub fn render_plan(name: &str, plan: &Plan) -> String {
+    let mut out = String::new();
+    let c = plan.counts();
+    if plan.is_empty() {
+        out.push_str(&format!("{name}: no changes\n"));
+        return out;
+    }
+    out.push_str(&format!(
+        "{name}: {} to create, {} to change, {} to remove\n",
+        c.create, c.change, c.remove
+    ));
+    for ch in &plan.changes {
+        let mut line = format!("  {} {} {}", symbol(ch.op), ch.op, ch.id);
+        let mut extra: Vec<String> = ch.details.clone();
+        if let Some(r) = &ch.reason {
+            extra.push(format!("because {r}"));
+        }
+        if !extra.is_empty() {
+            line.push_str(&format!("  ({})", extra.join("; ")));
+        }
+        out.push_str(&line);
+        out.push('\n');
+        match &ch.diff {
+            Some(Diff::Unified { text }) => {
+                let lines: Vec<&str> = text.lines().collect();
+                let limit = if ch.op == Op::Create {
+                    CREATE_DIFF_LINES
+                } else {
+                    usize::MAX
+                };
+                for l in lines.iter().take(limit) {
+                    out.push_str(&format!("      {l}\n"));
+                }
+                if lines.len() > limit {
+                    out.push_str(&format!("      … {} more lines\n", lines.len() - limit));
+                }
+            }
+            Some(Diff::Redacted) => out.push_str("      (content holds a secret: diff hidden)\n"),
+            Some(Diff::Opaque { new_bytes }) => out.push_str(&format!(
+                "      (binary or large content, {new_bytes} bytes)\n"
+            )),
+            None => {}
+        }
+    }
+    out
+}
+
+/// Adds a plan's counts to a total.
+pub fn add(total: &mut Summary, s: Summary) {
+    total.create += s.create;
+    total.change += s.change;
+    total.remove += s.remove;
+}
+
+pub fn run(global: &GlobalArgs, args: Args) -> CmdResult {
+    let jobs = select_jobs(global, &args.target)?;
+    let results = collect_plans(jobs, args.target.jobs)?;
+    let mut total = Summary::default();
+    let mut pending_hosts = 0;
+    let mut failures = vec![];
+    for (name, r) in &results {
+        match r {
+            Ok(outcome) if !outcome.failed => {
+                let Some(plan) = &outcome.plan else {
+                    failures.push(format!("{name}: the agent reported no plan"));
+                    continue;
+                };
+                if args.json {
+                    let v = serde_json::json!({ "host": name, "plan": plan });
+                    println!("{v}");
+                } else {
+                    print!("{}", render_plan(name, plan));
+                }
+                if !plan.is_empty() {
+                    pending_hosts += 1;
+                }
+                add(&mut total, plan.counts());
+            }
+            Ok(outcome) => failures.push(format!("{name}: {}", outcome.errors.join("; "))),
+            Err(e) => failures.push(e.to_string()),
+        }
+    }
+    if !args.json {
+        println!(
+            "\nPlan: {} to create, {} to change, {} to remove, on {} of {} host(s).",
+            total.create,
+            total.change,
+            total.remove,
+            pending_hosts,
+            results.len()
+        );
+    }
+    if !failures.is_empty() {
+        return Err(CliError::failed(miette::miette!(
+            "planning failed on {} host(s):\n{}",
+            failures.len(),
+            failures.join("\n")
+        )));
+    }
+    Ok(ExitCode::from(if pending_hosts > 0 {
+        exit::CHANGES_PENDING
+    } else {
+        exit::SUCCESS
+    }))
 }

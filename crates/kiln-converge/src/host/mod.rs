@@ -148,8 +148,9 @@ impl AgentBinary {
         Self::from_path(&std::env::current_exe()?)
     }
 
-    pub fn remote_path(&self) -> String {
-        format!("{AGENT_DIR}/kiln-{}", self.sha256)
+    /// Its content-addressed path in `dir` on a host.
+    pub fn remote_path(&self, dir: &str) -> String {
+        format!("{dir}/kiln-{}", self.sha256)
     }
 }
 
@@ -192,6 +193,16 @@ pub trait Host: Send {
         AgentLocation::Shipped
     }
 
+    /// Folder where shipped agents live on this host.
+    fn agent_dir(&self) -> String {
+        AGENT_DIR.to_owned()
+    }
+
+    /// Extra arguments for the shipped agent (tests: `--root DIR`).
+    fn agent_extra_args(&self) -> Vec<String> {
+        vec![]
+    }
+
     /// Ships the agent (when missing) and runs it with `desired` on stdin. Events are
     /// passed to `on_event` as they arrive. One command in the usual case (agent already
     /// there); two more when the binary must be uploaded first.
@@ -210,9 +221,12 @@ pub trait Host: Send {
         })?;
         let mut words: Vec<String>;
         let location = self.agent_location();
-        let remote = binary.remote_path();
+        let remote = binary.remote_path(&self.agent_dir());
         match &location {
-            AgentLocation::Shipped => words = vec![remote.clone(), "agent".into()],
+            AgentLocation::Shipped => {
+                words = vec![remote.clone(), "agent".into()];
+                words.extend(self.agent_extra_args());
+            }
             AgentLocation::Local { path, args } => {
                 words = vec![path.display().to_string(), "agent".into()];
                 words.extend(args.iter().cloned());
@@ -300,14 +314,15 @@ pub trait Host: Send {
     /// Uploads the agent to its content-addressed path: written to a temporary name,
     /// checked against its sha256, made executable, renamed into place.
     fn upload(&mut self, binary: &AgentBinary) -> Result<(), HostError> {
-        let remote = binary.remote_path();
+        let dir = self.agent_dir();
+        let remote = binary.remote_path(&dir);
         let script = format!(
             "set -e; umask 022; mkdir -p {dir}; \
              while IFS= read -r l; do [ \"$l\" = {marker} ] && break; done; \
              head -c {len} > {tmp}; \
              echo {sha}'  '{tmp} | sha256sum -c --quiet -; \
              chmod 755 {tmp}; mv -f {tmp} {dest}",
-            dir = quote(AGENT_DIR),
+            dir = quote(&dir),
             marker = UPLOAD_MARKER,
             len = binary.bytes.len(),
             tmp = format!("{}.tmp.$$", quote(&remote)),

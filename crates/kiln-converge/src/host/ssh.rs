@@ -23,6 +23,9 @@ pub struct SshTarget {
     /// A private key to use (the lab's), else whatever ssh would use.
     pub identity_file: Option<PathBuf>,
     pub connect_timeout_s: u32,
+    /// Tests only: ship the agent to this folder instead of /var/lib/kiln/bin, and have it
+    /// converge `agent_root` instead of `/` (a loopback sshd on the test machine).
+    pub test_paths: Option<(String, PathBuf)>,
 }
 
 /// A host reached over SSH. The control socket and known_hosts file live in a private
@@ -167,6 +170,18 @@ pub fn keyscan(
 impl Host for SshHost {
     fn name(&self) -> &str {
         &self.target.name
+    }
+    fn agent_dir(&self) -> String {
+        match &self.target.test_paths {
+            Some((dir, _)) => dir.clone(),
+            None => super::AGENT_DIR.to_owned(),
+        }
+    }
+    fn agent_extra_args(&self) -> Vec<String> {
+        match &self.target.test_paths {
+            Some((_, root)) => vec!["--root".into(), root.display().to_string()],
+            None => vec![],
+        }
     }
     fn privilege(&self) -> &Privilege {
         &self.privilege

@@ -51,7 +51,7 @@ fn agent_already_there_takes_one_command() {
         name: "web".into(),
         privilege: Privilege::Sudo,
         script: VecDeque::from([expect(
-            &[&b.remote_path(), "sudo -n --", " agent"],
+            &[&b.remote_path(AGENT_DIR), "sudo -n --", " agent"],
             finished_lines(),
             0,
         )]),

@@ -1,0 +1,190 @@
+//! `kiln check`, `kiln dns`, `kiln show` and `kiln init` as a user runs them: the real
+//! binary, from the repository root, on the bundled example and the config corpus.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../..")
+        .canonicalize()
+        .unwrap()
+}
+
+fn kiln(args: &[&str]) -> Output {
+    kiln_in(&root(), args)
+}
+
+fn kiln_in(dir: &Path, args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_kiln"))
+        .args(args)
+        .current_dir(dir)
+        .env("NO_COLOR", "1")
+        .env("COLUMNS", "100")
+        .env_remove("KILN_CONFIG")
+        .output()
+        .unwrap()
+}
+
+fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+const EXAMPLE: &str = "examples/reference/kiln.toml";
+
+#[test]
+fn check_accepts_the_reference_example() {
+    let o = kiln(&["check", "--config", EXAMPLE]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert_eq!(
+        stdout(&o),
+        "examples/reference/kiln.toml: ok — 3 environments (production, staging, lab), 6 hosts, 6 services, 19 secrets needed\n"
+    );
+}
+
+#[test]
+fn check_rejects_every_invalid_sample_with_exit_2_and_located_errors() {
+    let dir = root().join("tests/config/invalid");
+    let mut n = 0;
+    for entry in std::fs::read_dir(&dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.extension().is_none_or(|e| e != "toml") {
+            continue;
+        }
+        let rel = format!(
+            "tests/config/invalid/{}",
+            path.file_name().unwrap().to_str().unwrap()
+        );
+        let o = kiln(&["check", "--config", &rel]);
+        assert_eq!(o.status.code(), Some(2), "{rel}: {}", stderr(&o));
+        let err = stderr(&o);
+        assert!(
+            err.contains(&format!("[{rel}:")),
+            "{rel}: no file:line:column in\n{err}"
+        );
+        assert!(err.contains("help:"), "{rel}: no hint in\n{err}");
+        assert!(
+            err.contains(" in tests/config/invalid/"),
+            "{rel}: no summary in\n{err}"
+        );
+        assert!(stdout(&o).is_empty(), "{rel}: printed on stdout");
+        n += 1;
+    }
+    assert!(n >= 40);
+}
+
+#[test]
+fn check_finds_kiln_toml_in_a_parent_folder_and_reports_a_missing_one() {
+    let o = kiln_in(&root().join("examples/reference/templates"), &["check"]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let empty = std::env::temp_dir().join(format!("kiln-no-config-{}", std::process::id()));
+    std::fs::create_dir_all(&empty).unwrap();
+    let o = kiln_in(&empty, &["check"]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(stderr(&o).contains("no kiln.toml"), "{}", stderr(&o));
+    let o = kiln(&["check", "--config", "does/not/exist.toml"]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(
+        stderr(&o).contains("cannot read does/not/exist.toml"),
+        "{}",
+        stderr(&o)
+    );
+    let _ = std::fs::remove_dir_all(&empty);
+}
+
+#[test]
+fn dns_table_for_production() {
+    let o = kiln(&["dns", "--config", EXAMPLE, "--env", "production"]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    insta::assert_snapshot!(stdout(&o));
+}
+
+#[test]
+fn dns_zone_for_staging() {
+    let o = kiln(&[
+        "dns", "--config", EXAMPLE, "--env", "staging", "--format", "zone", "--ttl", "300",
+    ]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    insta::assert_snapshot!(stdout(&o));
+}
+
+#[test]
+fn dns_json_lists_every_environment() {
+    let o = kiln(&["dns", "--config", EXAMPLE, "--format", "json"]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let v: serde_json::Value = serde_json::from_str(&stdout(&o)).unwrap();
+    let recs = v.as_array().unwrap();
+    for env in ["production", "staging", "lab"] {
+        assert!(recs.iter().any(|r| r["environment"] == env), "{env}");
+    }
+    assert!(recs.iter().any(|r| r["name"] == "hdoc.ergaster.org"
+        && r["type"] == "CNAME"
+        && r["value"] == "ergaster.org"));
+}
+
+#[test]
+fn unknown_environment_is_an_input_error() {
+    let o = kiln(&["dns", "--config", EXAMPLE, "--env", "prod"]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(
+        stderr(&o).contains("no environment `prod`"),
+        "{}",
+        stderr(&o)
+    );
+    assert!(
+        stderr(&o).contains("production, staging, lab"),
+        "{}",
+        stderr(&o)
+    );
+    let o = kiln(&["show", "--config", EXAMPLE, "--env", "prod"]);
+    assert_eq!(o.status.code(), Some(2));
+}
+
+#[test]
+fn show_production() {
+    let o = kiln(&["show", "--config", EXAMPLE, "--env", "production"]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    insta::assert_snapshot!(stdout(&o));
+}
+
+#[test]
+fn show_json_has_urls_fingerprints_and_only_secret_names() {
+    let o = kiln(&["show", "--config", EXAMPLE, "--json"]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let v: serde_json::Value = serde_json::from_str(&stdout(&o)).unwrap();
+    let prod = &v["environments"][0];
+    assert_eq!(prod["name"], "production");
+    let urls: Vec<_> = prod["services"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|s| s["url"].as_str())
+        .collect();
+    assert!(urls.contains(&"https://sliding.matrix.ergaster.org"));
+    let services = prod["hosts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|h| h["role"] == "services")
+        .unwrap();
+    assert_eq!(
+        services["host_keys"][0]["fingerprint"],
+        "SHA256:Qc7EggqBggRLGeCuG7adwg84SvzKzLw7DyySS94vH84"
+    );
+    let names: Vec<_> = prod["secret_names"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|n| n.as_str().unwrap())
+        .collect();
+    assert!(names.contains(&"synapse_signing_key"));
+    assert_eq!(
+        v["environments"][1]["backups"],
+        serde_json::Value::Null,
+        "staging has backups off"
+    );
+}

@@ -1,0 +1,168 @@
+//! DNS records derived from the model: the reference docs' table for production, CAA per
+//! CA, and a zone-file rendering that BIND's own checker accepts.
+
+use std::path::Path;
+use std::process::Command;
+
+use kiln_model::dns::{self, RecordType};
+
+fn load(rel: &str) -> kiln_model::Model {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../..")
+        .join(rel);
+    kiln_model::load(&path).unwrap_or_else(|d| panic!("{}", d.render(100, false)))
+}
+
+fn triples(model: &kiln_model::Model, env: &str) -> Vec<(String, &'static str, String)> {
+    let env = model.environment(env).unwrap();
+    dns::records(model, env)
+        .into_iter()
+        .map(|r| (r.name, r.rtype.as_str(), r.value))
+        .collect()
+}
+
+fn t(name: &str, rtype: &'static str, value: &str) -> (String, &'static str, String) {
+    (name.to_string(), rtype, value.to_string())
+}
+
+#[test]
+fn production_has_the_reference_docs_table_plus_hosts_grafana_and_caa() {
+    let m = load("examples/reference/kiln.toml");
+    assert_eq!(
+        triples(&m, "production"),
+        vec![
+            // The reference docs' table (get-ready-to-deploy.md): apex A/AAAA, CNAMEs to it.
+            t("ergaster.org", "A", "203.0.113.10"),
+            t("ergaster.org", "AAAA", "2001:db8:10::1"),
+            // Hosts by role (BTreeMap order).
+            t("monitoring.ergaster.org", "A", "198.51.100.20"),
+            t("services.ergaster.org", "A", "203.0.113.10"),
+            t("services.ergaster.org", "AAAA", "2001:db8:10::1"),
+            t("matrix.ergaster.org", "CNAME", "ergaster.org"),
+            t("sliding.matrix.ergaster.org", "CNAME", "ergaster.org"),
+            t("cloud.ergaster.org", "CNAME", "ergaster.org"),
+            t("hdoc.ergaster.org", "CNAME", "ergaster.org"),
+            // Grafana is on the monitoring host, not the apex host.
+            t("grafana.ergaster.org", "CNAME", "monitoring.ergaster.org"),
+            t("ergaster.org", "CAA", "0 issue \"letsencrypt.org\""),
+            t("ergaster.org", "CAA", "0 issuewild \";\""),
+            t(
+                "ergaster.org",
+                "CAA",
+                "0 iodef \"mailto:thib@ergaster.org\""
+            ),
+        ]
+    );
+}
+
+#[test]
+fn staging_lives_under_its_subdomain_and_lab_forbids_public_cas() {
+    let m = load("examples/reference/kiln.toml");
+    let staging = triples(&m, "staging");
+    assert!(staging.contains(&t("staging.ergaster.org", "A", "203.0.113.50")));
+    assert!(staging.contains(&t(
+        "cloud.staging.ergaster.org",
+        "CNAME",
+        "staging.ergaster.org"
+    )));
+    assert!(staging.contains(&t(
+        "staging.ergaster.org",
+        "CAA",
+        "0 issue \"letsencrypt.org\""
+    )));
+    assert!(
+        staging
+            .iter()
+            .all(|(n, _, _)| n.ends_with("staging.ergaster.org"))
+    );
+    let lab = triples(&m, "lab");
+    let caa: Vec<_> = lab.iter().filter(|r| r.1 == "CAA").collect();
+    assert_eq!(caa, vec![&t("ergaster.lab", "CAA", "0 issue \";\"")]);
+}
+
+#[test]
+fn hosts_reached_by_name_get_a_cname_and_no_apex_means_no_apex_records() {
+    let m = load("tests/config/valid/hostname-address-and-ipv6.toml");
+    let recs = triples(&m, "production");
+    assert!(
+        recs.contains(&t(
+            "web.kiln-demo.net",
+            "CNAME",
+            "web1.hosting-provider.net"
+        )),
+        "{recs:#?}"
+    );
+    // A CNAME owns its name: no AAAA beside it.
+    assert!(
+        !recs
+            .iter()
+            .any(|(n, ty, _)| n == "web.kiln-demo.net" && *ty == "AAAA")
+    );
+    let m = load("tests/config/valid/all-services.toml");
+    let recs = dns::records(&m, m.environment("production").unwrap());
+    assert!(
+        recs.iter()
+            .filter(|r| r.rtype == RecordType::CNAME)
+            .all(|r| r.value == "kiln-demo.net" || r.value == "monitoring.kiln-demo.net")
+    );
+}
+
+#[test]
+fn zone_rendering_is_stable() {
+    let m = load("examples/reference/kiln.toml");
+    let env = m.environment("production").unwrap();
+    insta::assert_snapshot!(dns::render_zone(env, &dns::records(&m, env), 3600));
+}
+
+/// Every environment's zone, with an SOA and NS added, passes `named-checkzone`
+/// (Debian package bind9-utils). Required on CI; skipped with a notice elsewhere when
+/// the tool is missing.
+#[test]
+fn zones_pass_named_checkzone() {
+    let tool = Command::new("named-checkzone").arg("-v").output();
+    if tool.is_err() {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "named-checkzone (bind9-utils) is required on CI"
+        );
+        eprintln!("SKIPPED: named-checkzone not installed (apt-get install bind9-utils)");
+        return;
+    }
+    let dir = tempdir();
+    for rel in [
+        "examples/reference/kiln.toml",
+        "tests/config/valid/staging-and-lab.toml",
+        "tests/config/valid/hostname-address-and-ipv6.toml",
+    ] {
+        let m = load(rel);
+        for env in &m.environments {
+            let zone = dns::render_zone(env, &dns::records(&m, env), 3600);
+            let full = format!(
+                "{zone}@ IN SOA ns1.{d}. hostmaster.{d}. 1 7200 3600 1209600 3600\n@ IN NS ns1.{d}.\nns1 IN A 192.0.2.53\n",
+                d = env.domain
+            );
+            let file = dir.join(format!("{}.zone", env.name));
+            std::fs::write(&file, &full).unwrap();
+            let out = Command::new("named-checkzone")
+                .arg("-i")
+                .arg("full")
+                .arg(&env.domain)
+                .arg(&file)
+                .output()
+                .unwrap();
+            assert!(
+                out.status.success(),
+                "{rel} {}: named-checkzone rejected the zone:\n{}\n{full}",
+                env.name,
+                String::from_utf8_lossy(&out.stdout)
+            );
+        }
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+fn tempdir() -> std::path::PathBuf {
+    let dir = std::env::temp_dir().join(format!("kiln-dns-test-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
