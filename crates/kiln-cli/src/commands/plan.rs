@@ -165,15 +165,92 @@ fn jobs_from_state(
     Ok(jobs)
 }
 
-/// Desired states from kiln.toml: needs kiln-model's `[roles.*]` (not in this build yet).
+/// Template secrets from the environment's vault, opened on first use (so configurations
+/// without `secret()` never need the passphrase).
+struct VaultSecrets {
+    base: PathBuf,
+    env: String,
+    vault: std::sync::Mutex<Option<kiln_secrets::vault::Vault>>,
+}
+
+impl kiln_converge::desired::SecretSource for VaultSecrets {
+    fn secret(&self, name: &str) -> Result<Secret, String> {
+        let mut guard = self
+            .vault
+            .lock()
+            .map_err(|_| "vault lock poisoned".to_owned())?;
+        if guard.is_none() {
+            let args = crate::commands::secrets::VaultArgs {
+                env: self.env.clone(),
+                passphrase_file: std::env::var_os("KILN_PASSPHRASE_FILE").map(PathBuf::from),
+                passphrase_command: None,
+                identity: vec![],
+            };
+            let v = crate::commands::secrets::open(&self.base, &args)
+                .map_err(|e| format!("cannot open the vault of {}: {:?}", self.env, e.report))?;
+            *guard = Some(v);
+        }
+        match guard.as_ref() {
+            Some(v) => v.get(name).map_err(|e| e.to_string()),
+            None => Err("vault not open".into()),
+        }
+    }
+}
+
+/// Desired states from kiln.toml: one job per host of the environment.
 fn jobs_from_config(
-    _global: &GlobalArgs,
-    _t: &Targeting,
-    _password: &Option<Secret>,
+    global: &GlobalArgs,
+    t: &Targeting,
+    password: &Option<Secret>,
 ) -> Result<Vec<Job>, CliError> {
-    Err(CliError::failed(miette::miette!(
-        "reading desired states from kiln.toml needs kiln-model, which is not in this build yet\n  hint: pass a desired-state JSON file with --state FILE"
-    )))
+    let model = crate::commands::check::load_model(global)?;
+    let names: Vec<&str> = model.environments.iter().map(|e| e.name.as_str()).collect();
+    let env_name = match &t.env {
+        Some(e) => e.clone(),
+        None if names.len() == 1 => names[0].to_owned(),
+        None => {
+            return Err(CliError::invalid(miette::miette!(
+                "several environments ({}): choose one with --env",
+                names.join(", ")
+            )));
+        }
+    };
+    let env = model.environment(&env_name).ok_or_else(|| {
+        CliError::invalid(miette::miette!(
+            "no environment {env_name:?} in kiln.toml (known: {})",
+            names.join(", ")
+        ))
+    })?;
+    let secrets: std::sync::Arc<dyn kiln_converge::desired::SecretSource> =
+        std::sync::Arc::new(VaultSecrets {
+            base: model.base_dir().to_owned(),
+            env: env_name.clone(),
+            vault: std::sync::Mutex::new(None),
+        });
+    let mut jobs = vec![];
+    for (role, host) in &env.hosts {
+        if !t.hosts.is_empty() && !t.hosts.contains(role) {
+            continue;
+        }
+        let desired = kiln_converge::desired::desired_for_host(&model, env, host, secrets.clone())
+            .map_err(|e| CliError::invalid(miette::miette!("{e}")))?;
+        jobs.push(Job {
+            name: role.clone(),
+            connect: Connect::Ssh(SshTarget {
+                name: role.clone(),
+                address: host.address.to_string(),
+                port: host.ssh_port,
+                user: host.admin_user.clone(),
+                host_keys: host.host_keys.clone(),
+                identity_file: t.identity.clone(),
+                connect_timeout_s: 10,
+                test_paths: None,
+            }),
+            privilege: privilege(&host.admin_user, password),
+            desired,
+        });
+    }
+    Ok(jobs)
 }
 
 /// The hosts to work on, each with its desired state.
