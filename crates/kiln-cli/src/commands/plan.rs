@@ -424,3 +424,100 @@ pub fn run(global: &GlobalArgs, args: Args) -> CmdResult {
         exit::SUCCESS
     }))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use kiln_converge::Change;
+    use kiln_converge::owned::Owned;
+    use kiln_converge::resource::ResourceId;
+
+    fn change(id: ResourceId, op: Op) -> Change {
+        Change {
+            id,
+            op,
+            details: vec![],
+            diff: None,
+            reason: None,
+            content: false,
+        }
+    }
+
+    #[test]
+    fn plans_render_with_symbols_details_diffs_and_redaction() {
+        let mut upd = change(ResourceId::File("/etc/app.conf".into()), Op::Update);
+        upd.details = vec!["content".into(), "mode 0644 → 0600".into()];
+        upd.diff = Some(Diff::Unified {
+            text: "--- a/etc/app.conf\n+++ b/etc/app.conf\n@@ -1 +1 @@\n-a=1\n+a=2\n".into(),
+        });
+        let mut secret = change(ResourceId::File("/etc/db.env".into()), Op::Create);
+        secret.diff = Some(Diff::Redacted);
+        let mut restart = change(ResourceId::Unit("app.service".into()), Op::Restart);
+        restart.reason = Some("/etc/app.conf changed".into());
+        let plan = Plan {
+            host: "web".into(),
+            changes: vec![
+                upd,
+                secret,
+                restart,
+                change(ResourceId::Symlink("/usr/bin/x".into()), Op::Remove),
+            ],
+            owned_after: Owned::default(),
+        };
+        assert_eq!(
+            render_plan("web", &plan),
+            "web: 1 to create, 2 to change, 1 to remove\n\
+             \x20 ~ update file /etc/app.conf  (content; mode 0644 → 0600)\n\
+             \x20     --- a/etc/app.conf\n\
+             \x20     +++ b/etc/app.conf\n\
+             \x20     @@ -1 +1 @@\n\
+             \x20     -a=1\n\
+             \x20     +a=2\n\
+             \x20 + create file /etc/db.env\n\
+             \x20     (content holds a secret: diff hidden)\n\
+             \x20 ↻ restart unit app.service  (because /etc/app.conf changed)\n\
+             \x20 - remove symlink /usr/bin/x\n"
+        );
+        let empty = Plan {
+            host: "web".into(),
+            changes: vec![],
+            owned_after: Owned::default(),
+        };
+        assert_eq!(render_plan("web", &empty), "web: no changes\n");
+    }
+
+    #[test]
+    fn state_file_needs_an_address_or_a_local_root() {
+        let dir = tempfile_dir();
+        let path = dir.join("state.json");
+        std::fs::write(&path, r#"{"hosts":[{"name":"web","desired":{}}]}"#).unwrap();
+        let t = Targeting {
+            env: None,
+            hosts: vec![],
+            identity: None,
+            ask_sudo_password: false,
+            state: Some(path.clone()),
+            jobs: 1,
+        };
+        let err = jobs_from_state(&path, &t, &None).unwrap_err();
+        assert!(
+            err.report
+                .to_string()
+                .contains("host web: needs `address` or `local_root`")
+        );
+        std::fs::write(
+            &path,
+            r#"{"hosts":[{"name":"web","desired":{},"bogus":1}]}"#,
+        )
+        .unwrap();
+        let err = jobs_from_state(&path, &t, &None).unwrap_err();
+        assert!(err.report.to_string().contains("unknown field `bogus`"));
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    fn tempfile_dir() -> PathBuf {
+        let d = std::env::temp_dir().join(format!("kiln-plan-test-{}", std::process::id()));
+        std::fs::create_dir_all(&d).unwrap();
+        d
+    }
+}
