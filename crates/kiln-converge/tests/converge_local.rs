@@ -236,3 +236,56 @@ fn a_file_written_with_a_restrictive_mode_never_has_a_looser_one() {
     let m = std::fs::metadata(dir.path().join("etc/secret.env")).unwrap();
     assert_eq!(m.mode() & 0o7777, 0o400);
 }
+
+#[test]
+fn apply_refuses_a_plan_other_than_the_confirmed_one() {
+    let dir = make_root();
+    let file = |p: &str| File {
+        path: p.into(),
+        content: Content::text("x\n"),
+        mode: 0o644,
+        owner: "root".into(),
+        group: "root".into(),
+        sensitive: false,
+        notify: vec![],
+    };
+    let mut d = DesiredState {
+        host: "local".into(),
+        files: vec![file("/etc/a"), file("/etc/b")],
+        ..Default::default()
+    };
+    let planned = run(dir.path(), &d, true)
+        .into_iter()
+        .find_map(|e| match e {
+            Event::Planned { plan, .. } => Some(plan),
+            _ => None,
+        })
+        .unwrap();
+    // The host changes after the user saw the plan: /etc/b appears with other content.
+    std::fs::write(dir.path().join("etc/b"), "someone else's\n").unwrap();
+    d.expect_plan = Some(planned.fingerprint());
+    let input = agent::frame_input(&d).unwrap();
+    let mut events = vec![];
+    assert!(!agent::run(
+        &mut target(dir.path()),
+        &input,
+        false,
+        &mut events
+    ));
+    assert!(
+        events.iter().any(|e| matches!(e, Event::Error { message } if message.contains("changed since the plan was shown"))),
+        "{events:?}"
+    );
+    assert!(!dir.path().join("etc/a").exists(), "nothing applied");
+    // Unchanged host: the confirmed plan is applied.
+    std::fs::remove_file(dir.path().join("etc/b")).unwrap();
+    let events = run(dir.path(), &d, false);
+    assert!(events.iter().any(|e| matches!(
+        e,
+        Event::Finished {
+            applied: 2,
+            failed: false,
+            ..
+        }
+    )));
+}

@@ -11,9 +11,9 @@ use std::time::Instant;
 
 use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
 use kiln_converge::event::Event;
-use kiln_converge::run::{HostUpdate, run_all};
+use kiln_converge::run::{HostUpdate, Slot, run_slots};
 
-use super::plan::{Targeting, agent_binary, collect_plans, render_plan, select_jobs};
+use super::plan::{Targeting, agent_binary, render_plan, select_jobs};
 use crate::GlobalArgs;
 use crate::exit::{self, CliError, CmdResult};
 
@@ -137,20 +137,37 @@ pub fn run(global: &GlobalArgs, args: Args) -> CmdResult {
         )));
     }
     let jobs = select_jobs(global, &args.target)?;
+    let binary = agent_binary()?;
+    let names: Vec<String> = jobs.iter().map(|j| j.name.clone()).collect();
+    // One slot per host: the plan shown and the apply share one SSH connection.
+    let mut slots: Vec<Slot> = jobs.into_iter().map(Slot::new).collect();
     if !args.yes {
-        let plans = collect_plans(jobs.clone(), args.target.jobs)?;
+        let (tx, rx) = mpsc::channel();
+        let mut plans = BTreeMap::new();
+        std::thread::scope(|s| {
+            s.spawn(|| run_slots(&mut slots, &binary, true, args.target.jobs, tx));
+            for (name, update) in rx {
+                if let HostUpdate::Done(r) = update {
+                    plans.insert(name, r);
+                }
+            }
+        });
         let mut any = false;
         let mut failures = vec![];
-        for (name, r) in &plans {
-            match r {
-                Ok(o) if !o.failed => {
+        for slot in &mut slots {
+            let name = slot.job.name.clone();
+            match plans.remove(&name) {
+                Some(Ok(o)) if !o.failed => {
                     if let Some(p) = &o.plan {
-                        print!("{}", render_plan(name, p));
+                        print!("{}", render_plan(&name, p));
                         any |= !p.is_empty();
+                        // Apply exactly this plan, or nothing.
+                        slot.job.desired.expect_plan = Some(p.fingerprint());
                     }
                 }
-                Ok(o) => failures.push(format!("{name}: {}", o.errors.join("; "))),
-                Err(e) => failures.push(e.to_string()),
+                Some(Ok(o)) => failures.push(format!("{name}: {}", o.errors.join("; "))),
+                Some(Err(e)) => failures.push(e.to_string()),
+                None => failures.push(format!("{name}: no result (internal error)")),
             }
         }
         if !failures.is_empty() {
@@ -169,12 +186,9 @@ pub fn run(global: &GlobalArgs, args: Args) -> CmdResult {
         }
     }
 
-    let binary = agent_binary()?;
-    let names: Vec<String> = jobs.iter().map(|j| j.name.clone()).collect();
     let start = Instant::now();
     let (tx, rx) = mpsc::channel();
     let parallel = args.target.jobs;
-    let handle = std::thread::spawn(move || run_all(jobs, &binary, false, parallel, tx));
     let mut renderer = if args.json {
         Renderer::Json
     } else if std::io::stderr().is_terminal() {
@@ -186,13 +200,15 @@ pub fn run(global: &GlobalArgs, args: Args) -> CmdResult {
         Renderer::Plain
     };
     let mut results = BTreeMap::new();
-    for (host, update) in rx {
-        renderer.event(&host, &update);
-        if let HostUpdate::Done(r) = update {
-            results.insert(host, r);
+    std::thread::scope(|s| {
+        s.spawn(|| run_slots(&mut slots, &binary, false, parallel, tx));
+        for (host, update) in rx {
+            renderer.event(&host, &update);
+            if let HostUpdate::Done(r) = update {
+                results.insert(host, r);
+            }
         }
-    }
-    let _ = handle.join();
+    });
 
     let mut failed = vec![];
     let mut changed = 0;
