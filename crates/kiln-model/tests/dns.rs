@@ -77,7 +77,7 @@ fn staging_lives_under_its_subdomain_and_lab_forbids_public_cas() {
     );
     let lab = triples(&m, "lab");
     let caa: Vec<_> = lab.iter().filter(|r| r.1 == "CAA").collect();
-    assert_eq!(caa, vec![&t("ergaster.lab", "CAA", "0 issue \";\"")]);
+    assert_eq!(caa, vec![&t("ergaster.test", "CAA", "0 issue \";\"")]);
 }
 
 #[test]
