@@ -164,7 +164,48 @@ pub(super) fn environments(
             hosts,
         });
     }
+    names_of_other_environments(cx, raw);
     out
+}
+
+/// A host reached by a DNS name that another environment owns (`services.example.org`
+/// from staging) is that environment's server.
+fn names_of_other_environments(cx: &mut Ctx<'_>, raw: &[(S<String>, RawEnvironment)]) {
+    for (ename, env) in raw {
+        for (role, host) in &env.hosts {
+            let Some(host) = host else { continue };
+            let address = host.get_ref().address.get_ref();
+            for (other_name, other) in raw.iter().filter(|(n, _)| n.get_ref() != ename.get_ref()) {
+                let domain = other.domain.get_ref();
+                let owned = address == domain
+                    || other
+                        .hosts
+                        .iter()
+                        .any(|(r, _)| *address == format!("{}.{domain}", r.get_ref()));
+                if owned {
+                    let e = cx
+                        .at(
+                            host.get_ref().address.span(),
+                            DUPLICATE,
+                            format!(
+                                "host `{}` of environment `{}` points at `{address}`, a name of environment `{}`",
+                                role.get_ref(),
+                                ename.get_ref(),
+                                other_name.get_ref()
+                            ),
+                        )
+                        .label(format!("a server of `{}`", other_name.get_ref()))
+                        .help(format!(
+                            "each environment needs its own servers: deploying `{}` there would overwrite `{}`",
+                            ename.get_ref(),
+                            other_name.get_ref()
+                        ));
+                    cx.push(e);
+                    break;
+                }
+            }
+        }
+    }
 }
 
 fn host<'a>(
