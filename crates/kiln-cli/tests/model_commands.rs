@@ -22,6 +22,7 @@ fn kiln_in(dir: &Path, args: &[&str]) -> Output {
         .env("NO_COLOR", "1")
         .env("COLUMNS", "100")
         .env_remove("KILN_CONFIG")
+        .env_remove("KILN_ENV")
         .output()
         .unwrap()
 }

@@ -25,7 +25,7 @@ Examples:
 )]
 pub struct Args {
     /// Only this environment (default: all).
-    #[arg(long, short, value_name = "ENV")]
+    #[arg(long, short, env = "KILN_ENV", value_name = "ENV")]
     pub env: Option<String>,
     /// Print JSON instead of text.
     #[arg(long)]
