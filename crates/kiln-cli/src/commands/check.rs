@@ -69,6 +69,10 @@ fn plural(n: usize) -> &'static str {
 /// current folder.
 pub fn config_path(global: &GlobalArgs) -> Result<PathBuf, CliError> {
     if let Some(p) = &global.config {
+        // `--config my-infra` means the kiln.toml in that folder.
+        if p.is_dir() {
+            return Ok(p.join(kiln_model::CONFIG_FILE));
+        }
         return Ok(p.clone());
     }
     let found = kiln_model::find_config(std::path::Path::new(".")).ok_or_else(|| {
