@@ -90,7 +90,12 @@ fn check_finds_kiln_toml_in_a_parent_folder_and_reports_a_missing_one() {
     assert_eq!(o.status.code(), Some(2));
     assert!(stderr(&o).contains("no kiln.toml"), "{}", stderr(&o));
     let o = kiln(&["check", "--config", "examples/reference"]);
-    assert_eq!(o.status.code(), Some(0), "a folder means its kiln.toml: {}", stderr(&o));
+    assert_eq!(
+        o.status.code(),
+        Some(0),
+        "a folder means its kiln.toml: {}",
+        stderr(&o)
+    );
     let o = kiln(&["check", "--config", "does/not/exist.toml"]);
     assert_eq!(o.status.code(), Some(2));
     assert!(
