@@ -144,6 +144,21 @@ fn lock(roots: &Roots) -> Result<std::fs::File> {
     Ok(f)
 }
 
+/// The public keys in the invoking user's ~/.ssh (the sudo caller's when run with sudo).
+fn user_public_keys() -> Vec<String> {
+    let home = std::env::var("SUDO_USER")
+        .ok()
+        .filter(|u| !u.is_empty() && u != "root")
+        .map(|u| PathBuf::from("/home").join(u))
+        .or_else(|| std::env::var_os("HOME").map(PathBuf::from));
+    let Some(home) = home else { return Vec::new() };
+    ["id_ed25519.pub", "id_ecdsa.pub", "id_rsa.pub"]
+        .iter()
+        .filter_map(|f| std::fs::read_to_string(home.join(".ssh").join(f)).ok())
+        .filter(|k| k.starts_with("ssh-") || k.starts_with("ecdsa-"))
+        .collect()
+}
+
 /// Whether any process still runs in the lab's cgroups.
 fn lab_alive(lab: &str) -> bool {
     layout::cgroup_lab_dirs(lab)
@@ -373,6 +388,11 @@ impl Lab {
         }
     }
 
+    /// Where progress lines go from now on.
+    pub fn set_progress(&mut self, progress: Option<Progress>) {
+        self.progress = progress;
+    }
+
     pub fn name(&self) -> &str {
         &self.state.name
     }
@@ -472,8 +492,13 @@ impl Lab {
             }
         }
         let operator_pub_path = self.identity_file().with_extension("pub");
-        let operator_pub = std::fs::read_to_string(&operator_pub_path)
+        let mut operator_pub = std::fs::read_to_string(&operator_pub_path)
             .map_err(io("reading", &operator_pub_path))?;
+        // As a provider does on a fresh VPS, also authorize the invoking user's own keys, so
+        // plain `ssh`/kiln with the user's agent work too.
+        for key in user_public_keys() {
+            operator_pub.push_str(&format!("\n{}", key.trim()));
+        }
         let started = Instant::now();
         // Indices and addresses first, so every server's /etc/hosts lists all of them.
         let mut planned = Vec::new();
@@ -731,7 +756,8 @@ pub fn down_all(roots: &Roots) -> Result<Cleaned> {
 pub struct LabStatus {
     pub name: String,
     pub host_address: IpAddr,
-    pub servers: Vec<(ServerState, bool)>,
+    /// Each server, whether its processes run, and their memory (PSS, KiB).
+    pub servers: Vec<(ServerState, bool, u64)>,
     pub s3: Option<crate::s3::S3State>,
 }
 
@@ -746,10 +772,9 @@ pub fn status(roots: &Roots) -> Result<Vec<LabStatus>> {
             .servers
             .iter()
             .map(|s| {
-                let alive = layout::cgroup_dirs(&lab, &s.name)
-                    .iter()
-                    .any(|d| !process::pids_in(d).is_empty());
-                (s.clone(), alive)
+                let dirs = layout::cgroup_dirs(&lab, &s.name);
+                let alive = dirs.iter().any(|d| !process::pids_in(d).is_empty());
+                (s.clone(), alive, process::pss_kib(&dirs))
             })
             .collect();
         out.push(LabStatus {
