@@ -298,3 +298,61 @@ fn lab_changed_host_key_is_refused() {
         "{presented:?} vs {real:?}"
     );
 }
+
+#[test]
+fn lab_sudo_password_is_sent_on_stdin_and_a_wrong_one_fails_cleanly() {
+    require_root();
+    let lab = Lab::start(LabOptions::unique("sudopw", 1)).expect("lab starts");
+    let s = &lab.servers()[0];
+    // An admin user whose sudo asks for a password.
+    s.exec_ok(
+        "sudo useradd -m -s /bin/sh op && echo 'op:correct-horse-9' | sudo chpasswd \
+         && echo 'op ALL=(ALL) ALL' | sudo tee /etc/sudoers.d/op >/dev/null \
+         && sudo install -d -o op -m 700 /home/op/.ssh \
+         && sudo install -o op -m 600 /home/kiln/.ssh/authorized_keys /home/op/.ssh/authorized_keys",
+    )
+    .unwrap();
+    let mut t = target(s, s.host_keys.clone());
+    t.user = "op".into();
+    let mut d = DesiredState {
+        host: "web".into(),
+        ..Default::default()
+    };
+    d.files.push(kiln_converge::resource::File {
+        path: "/etc/kiln-sudo.conf".into(),
+        content: kiln_converge::resource::Content::text("via sudo -S\n"),
+        mode: 0o600,
+        owner: "root".into(),
+        group: "root".into(),
+        sensitive: true,
+        notify: vec![],
+    });
+
+    let wrong = kiln_secrets::Secret::new("wrong-password");
+    let mut host = SshHost::new(t.clone(), Privilege::SudoPassword(wrong)).unwrap();
+    let err = host
+        .run_agent(&agent(), &d, false, &mut |_| {})
+        .unwrap_err();
+    assert!(matches!(err, HostError::Sudo { .. }), "{err}");
+    assert_eq!(
+        s.exec("sudo test -e /etc/kiln-sudo.conf")
+            .unwrap()
+            .status
+            .code(),
+        Some(1)
+    );
+
+    let right = kiln_secrets::Secret::new("correct-horse-9");
+    let mut host = SshHost::new(t, Privilege::SudoPassword(right)).unwrap();
+    let out = host.run_agent(&agent(), &d, false, &mut |_| {}).unwrap();
+    assert!(!out.failed, "{:?}", out.errors);
+    assert_eq!(out.applied, 1);
+    assert_eq!(
+        s.exec_ok("sudo cat /etc/kiln-sudo.conf").unwrap(),
+        "via sudo -S\n"
+    );
+    assert_eq!(
+        s.exec_ok("sudo stat -c %a:%U /etc/kiln-sudo.conf").unwrap(),
+        "600:root\n"
+    );
+}

@@ -30,6 +30,9 @@ pub const AGENT_DIR: &str = "/var/lib/kiln/bin";
 
 const UPLOAD_MARKER: &str = "KILN-UPLOAD-V1";
 
+/// Blank lines sent after a sudo password (more than sudo's `passwd_tries`, 3 by default).
+const SUDO_FILLER_LINES: usize = 9;
+
 /// How commands get root on the host.
 #[derive(Clone, Debug)]
 pub enum Privilege {
@@ -49,7 +52,10 @@ impl Privilege {
             Privilege::Sudo => (format!("sudo -n -- {}", join(words)), vec![]),
             Privilege::SudoPassword(p) => {
                 let mut stdin = p.expose().as_bytes().to_vec();
-                stdin.push(b'\n');
+                // Blank lines after the password: if it is wrong, sudo's further attempts
+                // read these, never the desired state that follows (the agent and the upload
+                // script skip everything before their marker line).
+                stdin.extend_from_slice(&[b'\n'; SUDO_FILLER_LINES + 1]);
                 (
                     format!(
                         "sudo -S -p {} -- {}",
@@ -291,9 +297,7 @@ pub trait Host: Send {
                 return Ok(outcome);
             }
             let tail = out.stderr_tail();
-            if tail.contains("sudo")
-                && (tail.contains("password") || tail.contains("not in the sudoers"))
-            {
+            if sudo_refused(&tail) {
                 return Err(HostError::Sudo {
                     host,
                     message: tail,
@@ -339,6 +343,11 @@ pub trait Host: Send {
         let out = self.exec(&command, &stdin, &mut |_| {})?;
         if out.code == Some(0) {
             Ok(())
+        } else if sudo_refused(&out.stderr) {
+            Err(HostError::Sudo {
+                host,
+                message: out.stderr_tail(),
+            })
         } else {
             Err(HostError::Upload {
                 host,
@@ -346,6 +355,14 @@ pub trait Host: Send {
             })
         }
     }
+}
+
+/// Whether stderr says sudo refused (password needed or wrong, not allowed).
+fn sudo_refused(stderr: &str) -> bool {
+    stderr.contains("sudo")
+        && (stderr.contains("password")
+            || stderr.contains("not in the sudoers")
+            || stderr.contains("not allowed"))
 }
 
 /// Runs a child process: writes `stdin` from a thread, streams stdout lines to `on_line`,

@@ -114,7 +114,10 @@ fn sudo_password_goes_on_stdin_never_in_the_command() {
         .unwrap();
     let (cmd, stdin) = &h.received[0];
     assert!(!cmd.contains("hunter2"), "{cmd}");
-    assert!(stdin.starts_with(b"hunter2-planted\nKILN-AGENT-INPUT-V1\n"));
+    let mut expected = b"hunter2-planted".to_vec();
+    expected.extend_from_slice(&[b'\n'; 10]);
+    expected.extend_from_slice(b"KILN-AGENT-INPUT-V1\n");
+    assert!(stdin.starts_with(&expected));
 }
 
 #[test]
