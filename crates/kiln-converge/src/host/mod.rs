@@ -325,13 +325,15 @@ pub trait Host: Send {
              while IFS= read -r l; do [ \"$l\" = {marker} ] && break; done; \
              head -c {len} > {tmp}; \
              echo {sha}'  '{tmp} | sha256sum -c --quiet -; \
-             chmod 755 {tmp}; mv -f {tmp} {dest}",
+             chmod 755 {tmp}; mv -f {tmp} {dest}; \
+             find {dir} -maxdepth 1 -name 'kiln-*' ! -name {name} -mtime +7 -delete 2>/dev/null || true",
             dir = quote(&dir),
             marker = UPLOAD_MARKER,
             len = binary.bytes.len(),
             tmp = format!("{}.tmp.$$", quote(&remote)),
             sha = quote(&binary.sha256),
             dest = quote(&remote),
+            name = quote(&format!("kiln-{}", binary.sha256)),
         );
         let (command, prefix) = self
             .privilege()

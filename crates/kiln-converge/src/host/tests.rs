@@ -212,7 +212,23 @@ fn upload_script_really_installs_the_binary_under_a_shell() {
         },
         dir: dir.path().join("bin").display().to_string(),
     };
+    // An agent shipped by an old kiln, unused for 10 days, and a recent one.
+    let bin_dir = dir.path().join("bin");
+    std::fs::create_dir_all(&bin_dir).unwrap();
+    std::fs::write(bin_dir.join("kiln-old"), b"old").unwrap();
+    std::fs::write(bin_dir.join("kiln-recent"), b"recent").unwrap();
+    let st = std::process::Command::new("touch")
+        .args(["-d", "10 days ago"])
+        .arg(bin_dir.join("kiln-old"))
+        .status()
+        .unwrap();
+    assert!(st.success());
     h.upload(&b).unwrap();
+    assert!(
+        !bin_dir.join("kiln-old").exists(),
+        "old agents are cleaned up"
+    );
+    assert!(bin_dir.join("kiln-recent").exists());
     let installed = dir.path().join("bin").join(format!("kiln-{}", b.sha256));
     assert_eq!(std::fs::read(&installed).unwrap(), *b.bytes);
     use std::os::unix::fs::PermissionsExt;
