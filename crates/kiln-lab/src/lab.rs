@@ -35,6 +35,8 @@ pub struct LabOptions {
     pub progress: Option<Progress>,
     /// How long a server may take from launch to SSH.
     pub boot_timeout: Duration,
+    /// Start an S3 server with Object Lock on the host side of the bridge.
+    pub s3: Option<crate::s3::S3Options>,
 }
 
 impl Default for LabOptions {
@@ -47,6 +49,7 @@ impl Default for LabOptions {
             roots: Roots::default(),
             progress: None,
             boot_timeout: Duration::from_secs(90),
+            s3: None,
         }
     }
 }
@@ -59,6 +62,7 @@ impl fmt::Debug for LabOptions {
             .field("server_names", &self.server_names)
             .field("install_missing", &self.install_missing)
             .field("roots", &self.roots)
+            .field("s3", &self.s3)
             .finish_non_exhaustive()
     }
 }
@@ -179,7 +183,14 @@ impl Lab {
                 p(m)
             }
         };
-        prereq::ensure(prereq::Needs::default(), opts.install_missing, &say)?;
+        prereq::ensure(
+            prereq::Needs {
+                s3: opts.s3.is_some(),
+                vm: false,
+            },
+            opts.install_missing,
+            &say,
+        )?;
         let mirror = mirror::host_mirror()?;
         let roots = opts.roots.clone();
 
@@ -242,7 +253,95 @@ impl Lab {
         net::create_bridge(&opts.name, index)?;
         lab.state.save(&roots)?;
         lab.add_servers(&names)?;
+        if let Some(s3) = &opts.s3 {
+            lab.start_s3(s3)?;
+        }
         Ok(lab)
+    }
+
+    /// Starts the lab's S3 server (moto) with a bucket under Object Lock and its two
+    /// credentials; recorded in the lab state.
+    pub fn start_s3(&mut self, opts: &crate::s3::S3Options) -> Result<&crate::s3::S3State> {
+        if self.state.s3.is_some() {
+            return Err(LabError::S3 {
+                operation: "start".into(),
+                target: format!("lab {}", self.state.name),
+                message: "the lab's S3 server is already running".into(),
+            });
+        }
+        let started = Instant::now();
+        let s3 = crate::s3::start(&self.roots, &self.state.name, self.host_address(), opts)?;
+        self.say(&format!(
+            "S3 server at {} (bucket {} with Object Lock, COMPLIANCE {} days) in {:.1} s",
+            s3.endpoint,
+            s3.bucket,
+            s3.retention_days,
+            started.elapsed().as_secs_f64()
+        ));
+        self.state.s3 = Some(s3.clone());
+        self.state.save(&self.roots)?;
+        Ok(self.state.s3.get_or_insert(s3))
+    }
+
+    /// Installs Debian packages on a server through the lab's apt proxy.
+    pub fn apt_install(&self, server: &str, packages: &[&str]) -> Result<()> {
+        let pkgs: Vec<String> = packages.iter().map(|p| cmd::shell_quote(p)).collect();
+        self.exec_ok(
+            server,
+            &format!(
+                "sudo apt-get update -q >/dev/null && sudo DEBIAN_FRONTEND=noninteractive apt-get install -y -q {} >/dev/null",
+                pkgs.join(" ")
+            ),
+        )
+        .map(|_| ())
+    }
+
+    /// Loads a lab container image (`postgres`, `caddy`, `synapse`) into a server's podman,
+    /// building it on this machine first when it is not cached, and installing podman on the
+    /// server when missing. Returns the local reference (also tagged with the upstream name).
+    pub fn load_image(&self, server: &str, image: &str) -> Result<String> {
+        let recipe = crate::images::recipe(image).ok_or_else(|| LabError::Image {
+            image: image.into(),
+            message: "unknown lab image (known: postgres, caddy, synapse)".into(),
+        })?;
+        self.server(server)?;
+        let say = |m: &str| self.say(m);
+        let mirror = mirror::host_mirror()?;
+        let tar = crate::images::ensure_image(&self.roots, &mirror, &recipe, &say)?;
+        if !self
+            .exec(server, "command -v podman >/dev/null")?
+            .status
+            .success()
+        {
+            self.say(&format!("installing podman on {server}"));
+            self.apt_install(server, &["podman"])?;
+        }
+        let file = format!("kiln-lab-image-{}.tar", recipe.name);
+        let host_path = self
+            .roots
+            .server_dir(&self.state.name, server)
+            .join("root/var/tmp")
+            .join(&file);
+        let unpack = cmd::run(
+            Command::new("zstd")
+                .args(["-q", "-d", "-f", "-o"])
+                .arg(&host_path)
+                .arg(&tar),
+        );
+        let imported = unpack.and_then(|_| {
+            self.exec_ok(
+                server,
+                &crate::images::import_command(&recipe, &format!("/var/tmp/{file}")),
+            )
+        });
+        let _ = std::fs::remove_file(&host_path);
+        imported?;
+        Ok(recipe.reference())
+    }
+
+    /// The lab's S3 server, when started.
+    pub fn s3(&self) -> Option<&crate::s3::S3State> {
+        self.state.s3.as_ref()
     }
 
     /// A lab started earlier (by another process); dropping the handle leaves it running.

@@ -2,7 +2,9 @@
 //! network namespace and interface names, addresses, cgroup paths, and the state file that
 //! lets `kiln lab down` clean up after a crashed run. Pure naming plus state (de)serialisation.
 
+use std::io::Write;
 use std::net::Ipv4Addr;
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
@@ -219,7 +221,15 @@ impl LabState {
             path: path.clone(),
             message: e.to_string(),
         })?;
-        std::fs::write(&tmp, text).map_err(io("writing", &tmp))?;
+        // Mode before content: the state holds the lab's S3 credentials.
+        let mut f = std::fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(0o600)
+            .open(&tmp)
+            .map_err(io("writing", &tmp))?;
+        f.write_all(text.as_bytes()).map_err(io("writing", &tmp))?;
         std::fs::rename(&tmp, &path).map_err(io("renaming into place", &path))
     }
 }

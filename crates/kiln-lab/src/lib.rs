@@ -9,6 +9,7 @@ pub mod cmd;
 pub mod config;
 pub mod error;
 pub mod image;
+pub mod images;
 pub mod lab;
 pub mod layout;
 pub mod mirror;
@@ -18,8 +19,10 @@ pub mod process;
 pub mod proxy;
 pub mod s3;
 pub mod server;
+pub mod sigv4;
 
 pub use error::{LabError, Result};
 pub use lab::{Cleaned, Lab, LabOptions, LabStatus, Progress, down, down_all, status};
 pub use layout::{LabState, Roots, ServerState};
+pub use s3::{Credentials, S3Client, S3Options, S3State};
 pub use server::Server;

@@ -19,6 +19,7 @@ pub struct Source {
 }
 
 impl Source {
+    /// A source named `name` (how errors show the file) with its text.
     pub fn new(name: impl Into<String>, text: impl Into<String>) -> Self {
         Source {
             name: Arc::from(name.into()),
@@ -26,10 +27,12 @@ impl Source {
         }
     }
 
+    /// How errors name the file.
     pub fn name(&self) -> &str {
         &self.name
     }
 
+    /// The file's content.
     pub fn text(&self) -> &str {
         &self.text
     }
@@ -54,10 +57,15 @@ impl Source {
 pub struct ConfigError {
     /// Stable error code, e.g. `kiln::config::unknown_key`.
     pub code: &'static str,
+    /// What is wrong, in one sentence.
     pub message: String,
+    /// Short text under the offending span.
     pub label: String,
+    /// How to fix it.
     pub help: Option<String>,
+    /// The file the error points into (`None` for errors about the file as a whole).
     pub source: Option<Source>,
+    /// Byte range of the offending text in `source`.
     pub span: Option<Range<usize>>,
     /// Secondary spans (e.g. "first claimed here").
     pub related_spans: Vec<(String, Range<usize>)>,
@@ -95,11 +103,13 @@ impl ConfigError {
         }
     }
 
+    /// Sets the label under the span.
     pub fn label(mut self, label: impl Into<String>) -> Self {
         self.label = label.into();
         self
     }
 
+    /// Sets the hint.
     pub fn help(mut self, help: impl Into<String>) -> Self {
         self.help = Some(help.into());
         self
@@ -257,10 +267,12 @@ impl Diagnostics {
         self.errors.iter().map(|e| &e.inner)
     }
 
+    /// How many errors.
     pub fn len(&self) -> usize {
         self.errors.len()
     }
 
+    /// Whether there are none (never the case for a returned error).
     pub fn is_empty(&self) -> bool {
         self.errors.is_empty()
     }

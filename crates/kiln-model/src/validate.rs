@@ -518,8 +518,10 @@ fn role_in_every_environment(
     who: &str,
     envs: &[(S<String>, RawEnvironment)],
 ) -> bool {
+    // An environment without any host is reported once, on its own.
     let missing: Vec<&str> = envs
         .iter()
+        .filter(|(_, e)| !e.hosts.is_empty())
         .filter(|(_, e)| !e.hosts.iter().any(|(r, _)| r.get_ref() == role.get_ref()))
         .map(|(n, _)| n.get_ref().as_str())
         .collect();

@@ -109,3 +109,15 @@ fn display_names_file_line_and_column() {
     assert!(text.starts_with("invalid/unknown-kind.toml:"), "{text}");
     assert!(text.contains("did you mean `container`?"), "{text}");
 }
+
+#[test]
+fn custom_containers_take_image_and_port_from_their_options() {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/config/valid/minimal.toml");
+    let m = parse(&path).unwrap();
+    let blog = m.service("blog").unwrap();
+    assert_eq!(
+        blog.image().as_deref(),
+        Some("docker.io/library/nginx:1.27")
+    );
+    assert_eq!(blog.port(), Some(80));
+}

@@ -55,6 +55,12 @@ struct UpArgs {
     /// Install missing host prerequisites with apt without asking.
     #[arg(long)]
     yes: bool,
+    /// Also start an S3 server with Object Lock (moto) with this bucket.
+    #[arg(long, value_name = "BUCKET")]
+    s3: Option<String>,
+    /// Default COMPLIANCE retention of the S3 bucket, in days.
+    #[arg(long, default_value_t = 7, value_name = "DAYS")]
+    retention_days: u32,
 }
 
 #[derive(Debug, clap::Args)]
@@ -178,6 +184,15 @@ fn up(global: &GlobalArgs, a: UpArgs) -> CmdResult {
     println!("  operator key: {}", lab.identity_file().display());
     println!("  known_hosts:  {}", lab.known_hosts().display());
     println!("  apt proxy:    {}", lab.apt_proxy());
+    if let Some(s3) = lab.s3() {
+        println!(
+            "  s3:           {} bucket {} (Object Lock COMPLIANCE {} days); credentials in {}",
+            s3.endpoint,
+            s3.bucket,
+            s3.retention_days,
+            lab.dir().join("state.json").display()
+        );
+    }
     lab.detach();
     Ok(ExitCode::SUCCESS)
 }

@@ -266,6 +266,8 @@ fn to_json(model: &Model, envs: &[&Environment]) -> Value {
                         "kind": s.kind,
                         "host": s.host,
                         "version": s.version,
+                        "image": s.image(),
+                        "port": s.port(),
                         "url": env.service_url(s),
                         "options": s.options,
                     })
