@@ -11,7 +11,7 @@ use std::time::Instant;
 
 use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
 use kiln_converge::event::Event;
-use kiln_converge::run::{HostUpdate, Slot, run_slots};
+use kiln_converge::run::{HostUpdate, Slot, close_all, run_slots};
 
 use super::plan::{Targeting, agent_binary, render_plan, select_jobs};
 use super::plan::{out, outln};
@@ -210,6 +210,7 @@ pub fn run(global: &GlobalArgs, args: Args) -> CmdResult {
             }
         }
     });
+    close_all(slots);
 
     let mut failed = vec![];
     let mut changed = 0;
