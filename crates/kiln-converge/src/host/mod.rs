@@ -195,7 +195,7 @@ pub trait Host: Send {
         on_line: &mut dyn FnMut(&str),
     ) -> Result<ExecOutput, HostError>;
 
-    fn agent_location(&self) -> AgentLocation {
+    fn agent_location(&self, _binary: &AgentBinary) -> AgentLocation {
         AgentLocation::Shipped
     }
 
@@ -226,7 +226,7 @@ pub trait Host: Send {
             source: std::io::Error::other(e),
         })?;
         let mut words: Vec<String>;
-        let location = self.agent_location();
+        let location = self.agent_location(binary);
         let remote = binary.remote_path(&self.agent_dir());
         match &location {
             AgentLocation::Shipped => {
@@ -447,8 +447,8 @@ impl Host for LocalHost {
         cmd.arg("-c").arg(command);
         run_child(&self.name, cmd, stdin, on_line)
     }
-    fn agent_location(&self) -> AgentLocation {
-        let path = std::env::current_exe().unwrap_or_else(|_| PathBuf::from("kiln"));
+    fn agent_location(&self, binary: &AgentBinary) -> AgentLocation {
+        let path = binary.local_path.clone();
         let args = match &self.root {
             Some(r) => vec!["--root".to_owned(), r.display().to_string()],
             None => vec![],
