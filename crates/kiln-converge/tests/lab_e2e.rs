@@ -44,6 +44,7 @@ fn target(s: &Server, keys: Vec<String>) -> SshTarget {
         identity_file: Some(s.identity_file.clone()),
         connect_timeout_s: 10,
         test_paths: None,
+        env: Some("lab".into()),
     }
 }
 
@@ -284,6 +285,10 @@ fn lab_changed_host_key_is_refused() {
         panic!("{err}")
     };
     assert!(expected[0].contains(&other_fp));
+    assert!(
+        err.to_string().contains("run `kiln trust web --env lab`"),
+        "{err}"
+    );
     let real: Vec<String> = s
         .host_keys
         .iter()

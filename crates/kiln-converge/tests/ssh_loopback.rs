@@ -105,6 +105,7 @@ fn target(sshd: &Sshd, keys: Vec<String>, root: &Path) -> SshTarget {
             sshd.dir.path().join("agents").display().to_string(),
             root.to_owned(),
         )),
+        env: None,
     }
 }
 
@@ -229,7 +230,9 @@ fn a_changed_host_key_is_refused_naming_both_fingerprints() {
             host,
             expected,
             presented,
+            trust,
         } => {
+            assert_eq!(trust, "kiln trust loop");
             assert_eq!(host, "loop");
             assert!(
                 expected.iter().any(|e| e.contains(&pinned_fp)),

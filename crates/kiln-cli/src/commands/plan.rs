@@ -158,6 +158,7 @@ fn jobs_from_state(
                 identity_file: t.identity.clone().or(h.identity_file.clone()),
                 connect_timeout_s: 10,
                 test_paths: None,
+                env: None,
             }),
             (None, None) => {
                 return Err(CliError::invalid(miette::miette!(
@@ -261,6 +262,7 @@ fn jobs_from_config(
                 identity_file: t.identity.clone(),
                 connect_timeout_s: 10,
                 test_paths: None,
+                env: Some(env_name.clone()),
             }),
             privilege: privilege(&host.admin_user, password),
             desired,

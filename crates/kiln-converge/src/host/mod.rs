@@ -93,18 +93,20 @@ pub enum HostError {
         hint: String,
     },
     #[error(
-        "host {host}: its SSH host key changed — refusing to connect\n  expected (pinned in kiln.toml): {}\n  presented by the host:          {}\n  hint: if the server was reinstalled, check the new key on the provider's console and run `kiln trust {host}`; otherwise someone may be intercepting the connection",
+        "host {host}: its SSH host key changed — refusing to connect\n  expected (pinned in kiln.toml): {}\n  presented by the host:          {}\n  hint: if the server was reinstalled, check the new key on the provider's console and run `{trust}`; otherwise someone may be intercepting the connection",
         expected.join(", "), if presented.is_empty() { "(could not be read)".to_owned() } else { presented.join(", ") }
     )]
     HostKeyChanged {
         host: String,
         expected: Vec<String>,
         presented: Vec<String>,
+        /// The command that checks and re-pins the keys (`kiln trust ROLE --env ENV`).
+        trust: String,
     },
     #[error(
-        "host {host}: no SSH host key is pinned in kiln.toml\n  hint: run `kiln trust {host}` to check and pin it"
+        "host {host}: no SSH host key is pinned in kiln.toml\n  hint: run `{trust}` to check and pin it"
     )]
-    NoHostKey { host: String },
+    NoHostKey { host: String, trust: String },
     #[error("host {host}: {message}")]
     BadHostKey { host: String, message: String },
     #[error(
