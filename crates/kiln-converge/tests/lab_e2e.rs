@@ -80,6 +80,38 @@ vars = {{ greeting = "{greeting}" }}
 [[roles.web.directories]]
 path = "/etc/kiln-e2e"
 
+[[roles.web.groups]]
+name = "kilnapp"
+system = true
+
+[[roles.web.users]]
+name = "kilnapp"
+system = true
+home = "/srv/kilnapp"
+shell = "/usr/sbin/nologin"
+groups = ["kilnapp"]
+
+[[roles.web.directories]]
+path = "/srv/kilnapp"
+mode = "0750"
+owner = "kilnapp"
+group = "kilnapp"
+
+[[roles.web.symlinks]]
+path = "/usr/local/bin/kiln-e2e-link"
+target = "/etc/kiln-e2e/a.conf"
+
+[[roles.web.commands]]
+name = "init-once"
+run = "echo ran >> /srv/kilnapp/init-runs"
+unless = "test -f /srv/kilnapp/init-runs"
+
+[[roles.web.commands]]
+name = "on-b"
+run = "echo ran >> /srv/kilnapp/b-runs"
+unless = "true"
+triggered_by = ["/etc/kiln-e2e/b.conf"]
+
 [[roles.web.files]]
 path = "/etc/kiln-e2e/a.conf"
 template = "templates/a.conf.j2"
@@ -161,11 +193,35 @@ fn lab_apply_converges_restarts_exactly_what_changed_removes_and_survives_a_kill
         "enabled\n"
     );
     assert!(s.exec_ok("tree --version").unwrap().contains("tree"));
+    let pw = s.exec_ok("getent passwd kilnapp").unwrap();
+    assert!(
+        pw.trim_end().ends_with(":/srv/kilnapp:/usr/sbin/nologin"),
+        "{pw}"
+    );
+    assert_eq!(s.exec_ok("id -gn kilnapp").unwrap(), "kilnapp\n");
+    assert_eq!(
+        s.exec_ok("sudo stat -c %U:%G:%a /srv/kilnapp").unwrap(),
+        "kilnapp:kilnapp:750\n"
+    );
+    assert_eq!(
+        s.exec_ok("readlink /usr/local/bin/kiln-e2e-link").unwrap(),
+        "/etc/kiln-e2e/a.conf\n"
+    );
+    let runs = |f: &str| s.exec_ok(&format!("sudo cat /srv/kilnapp/{f}")).unwrap();
+    assert_eq!(
+        (runs("init-runs"), runs("b-runs")),
+        ("ran\n".into(), "ran\n".into())
+    );
 
     // 2. Second apply: zero changes.
     let second = run(s, &d1, false);
     assert_eq!(second.applied, 0);
     assert!(second.plan.unwrap().is_empty());
+    assert_eq!(
+        (runs("init-runs"), runs("b-runs")),
+        ("ran\n".into(), "ran\n".into()),
+        "guarded commands did not rerun"
+    );
 
     // 3. A changed template: its diff in the plan, exactly its unit restarted.
     let (a_before, b_before) = (
