@@ -244,6 +244,15 @@ fn jobs_from_config(
             env: env_name.clone(),
             vault: std::sync::Mutex::new(None),
         });
+    for want in &t.hosts {
+        if !env.hosts.contains_key(want) {
+            let known: Vec<&str> = env.hosts.keys().map(String::as_str).collect();
+            return Err(CliError::invalid(miette::miette!(
+                "environment {env_name} has no host playing role {want:?} (known: {})",
+                known.join(", ")
+            )));
+        }
+    }
     let mut jobs = vec![];
     for (role, host) in &env.hosts {
         if !t.hosts.is_empty() && !t.hosts.contains(role) {
