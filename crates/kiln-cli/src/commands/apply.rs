@@ -11,9 +11,10 @@ use std::time::Instant;
 
 use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
 use kiln_converge::event::Event;
-use kiln_converge::run::{HostUpdate, Slot, run_slots};
+use kiln_converge::run::{HostUpdate, Slot, close_all, run_slots};
 
 use super::plan::{Targeting, agent_binary, render_plan, select_jobs};
+use super::plan::{out, outln};
 use crate::GlobalArgs;
 use crate::exit::{self, CliError, CmdResult};
 
@@ -54,7 +55,7 @@ impl Renderer {
                 if let Some(obj) = v.as_object_mut() {
                     obj.insert("host".into(), host.into());
                 }
-                println!("{v}");
+                outln!("{v}");
             }
             Renderer::Plain => match update {
                 HostUpdate::Started => eprintln!("[{host}] connecting"),
@@ -159,7 +160,7 @@ pub fn run(global: &GlobalArgs, args: Args) -> CmdResult {
             match plans.remove(&name) {
                 Some(Ok(o)) if !o.failed => {
                     if let Some(p) = &o.plan {
-                        print!("{}", render_plan(&name, p));
+                        out!("{}", render_plan(&name, p));
                         any |= !p.is_empty();
                         // Apply exactly this plan, or nothing.
                         slot.job.desired.expect_plan = Some(p.fingerprint());
@@ -177,11 +178,11 @@ pub fn run(global: &GlobalArgs, args: Args) -> CmdResult {
             )));
         }
         if !any {
-            println!("Nothing to do.");
+            outln!("Nothing to do.");
             return Ok(ExitCode::from(exit::SUCCESS));
         }
         if !confirm()? {
-            println!("Nothing applied.");
+            outln!("Nothing applied.");
             return Ok(ExitCode::from(exit::SUCCESS));
         }
     }
@@ -209,6 +210,7 @@ pub fn run(global: &GlobalArgs, args: Args) -> CmdResult {
             }
         }
     });
+    close_all(slots);
 
     let mut failed = vec![];
     let mut changed = 0;
@@ -221,7 +223,7 @@ pub fn run(global: &GlobalArgs, args: Args) -> CmdResult {
         }
     }
     if !args.json {
-        println!(
+        outln!(
             "Applied {changed} change(s) on {} host(s) in {:.1} s; {} failed.",
             names.len() - failed.len(),
             start.elapsed().as_secs_f64(),
