@@ -149,6 +149,9 @@ pub fn run(_global: &GlobalArgs, args: Args) -> CmdResult {
         tty: std::io::stderr().is_terminal(),
     };
     let mut t = Timings::default();
+    // A bad lab name is refused before anything is written.
+    kiln_lab::layout::validate_lab_name(&args.lab)
+        .map_err(|e| CliError::invalid(miette::miette!("{e}")))?;
 
     // 1. The repository.
     let title = "write the demo repository";
