@@ -22,6 +22,7 @@ fn kiln_in(dir: &Path, args: &[&str]) -> Output {
         .env("NO_COLOR", "1")
         .env("COLUMNS", "100")
         .env_remove("KILN_CONFIG")
+        .env_remove("KILN_ENV")
         .output()
         .unwrap()
 }
@@ -42,7 +43,9 @@ fn check_accepts_the_reference_example() {
     assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
     assert_eq!(
         stdout(&o),
-        "examples/reference/kiln.toml: ok — 3 environments (production, staging, lab), 6 hosts, 6 services, 19 secrets needed\n"
+        "examples/reference/kiln.toml: ok — 3 environments (production, staging, lab), 6 hosts, 6 services, 19 secrets needed\n\
+         note: staging: no pinned SSH host key yet for monitoring, services (run `kiln trust <role> --env staging` before deploying)\n\
+         note: lab: no pinned SSH host key yet for monitoring, services (run `kiln trust <role> --env lab` before deploying)\n"
     );
 }
 
@@ -86,6 +89,13 @@ fn check_finds_kiln_toml_in_a_parent_folder_and_reports_a_missing_one() {
     let o = kiln_in(&empty, &["check"]);
     assert_eq!(o.status.code(), Some(2));
     assert!(stderr(&o).contains("no kiln.toml"), "{}", stderr(&o));
+    let o = kiln(&["check", "--config", "examples/reference"]);
+    assert_eq!(
+        o.status.code(),
+        Some(0),
+        "a folder means its kiln.toml: {}",
+        stderr(&o)
+    );
     let o = kiln(&["check", "--config", "does/not/exist.toml"]);
     assert_eq!(o.status.code(), Some(2));
     assert!(

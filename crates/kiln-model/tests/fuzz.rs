@@ -69,7 +69,7 @@ fn cases() -> u32 {
     std::env::var("PROPTEST_CASES")
         .ok()
         .and_then(|c| c.parse().ok())
-        .unwrap_or(200)
+        .unwrap_or(150)
 }
 
 #[derive(Debug, Clone)]
@@ -83,11 +83,11 @@ enum Mutation {
 
 fn mutation() -> impl Strategy<Value = Mutation> {
     prop_oneof![
-        (any::<usize>(), any::<u8>()).prop_map(|(at, to)| Mutation::FlipByte { at, to }),
-        any::<usize>().prop_map(|at| Mutation::Truncate { at }),
-        any::<usize>().prop_map(|line| Mutation::DeleteLine { line }),
-        any::<usize>().prop_map(|line| Mutation::DuplicateLine { line }),
-        (
+        4 => (any::<usize>(), any::<u8>()).prop_map(|(at, to)| Mutation::FlipByte { at, to }),
+        4 => any::<usize>().prop_map(|at| Mutation::Truncate { at }),
+        4 => any::<usize>().prop_map(|line| Mutation::DeleteLine { line }),
+        4 => any::<usize>().prop_map(|line| Mutation::DuplicateLine { line }),
+        4 => (
             any::<usize>(),
             prop::sample::select(vec![
                 "=",
@@ -118,6 +118,9 @@ fn mutation() -> impl Strategy<Value = Mutation> {
                 at,
                 text: t.to_string()
             }),
+        // Lines longer than a terminal (and than miette's 65535-column limit).
+        1 => (any::<usize>(), 60_000usize..70_000)
+            .prop_map(|(at, n)| Mutation::InsertText { at, text: "x".repeat(n) }),
     ]
 }
 
@@ -155,7 +158,7 @@ fn apply(text: &str, mutations: &[Mutation]) -> String {
 }
 
 proptest! {
-    // 200 cases per property by default (a few seconds); PROPTEST_CASES=5000 for a long run.
+    // 150 cases per property by default (a few seconds); PROPTEST_CASES=5000 for a long run.
     #![proptest_config(ProptestConfig { cases: cases(), failure_persistence: None, ..ProptestConfig::default() })]
 
     #[test]
@@ -201,4 +204,21 @@ fn a_file_that_is_not_utf8_is_an_error_not_a_panic() {
     let err = kiln_model::load(&path).expect_err("non-UTF-8 accepted");
     assert!(err.to_string().contains("cannot read"), "{err}");
     let _ = std::fs::remove_file(&path);
+}
+
+#[test]
+fn errors_on_very_long_lines_render_without_a_snippet() {
+    for text in [
+        "a = ".to_string() + &"[".repeat(100_000),
+        format!("[project]\nname = \"{}\"\n", "x".repeat(70_000)),
+    ] {
+        let diags = kiln_model::parse_str("long.toml", &text, &base_dir()).expect_err("accepted");
+        let rendered = diags.render(80, false);
+        assert!(
+            rendered.contains("at long.toml:"),
+            "{}",
+            &rendered[..rendered.len().min(500)]
+        );
+        assert!(rendered.len() < 10_000, "the long line was drawn");
+    }
 }
