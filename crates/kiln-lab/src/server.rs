@@ -80,7 +80,9 @@ pub fn ssh_args(identity: &Path, known_hosts: &Path, port: u16) -> Vec<String> {
         "-o".into(),
         "GlobalKnownHostsFile=/dev/null".into(),
         "-o".into(),
-        "ConnectTimeout=10".into(),
+        // Generous: a loaded machine (CI on 2 cores booting several servers) can take
+        // seconds to answer the banner.
+        "ConnectTimeout=30".into(),
         "-o".into(),
         "LogLevel=ERROR".into(),
     ]
