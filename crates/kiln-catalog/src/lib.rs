@@ -5,6 +5,8 @@
 //! This crate holds plain data and lookups only: no I/O, no validation of a user's
 //! configuration (kiln-model does that, using the recipes as its reference).
 
+#![warn(missing_docs)]
+
 use kiln_secrets::{Alphabet, HashScheme, SecretRule};
 use serde::Serialize;
 
@@ -26,14 +28,51 @@ pub struct Recipe {
     pub options: &'static [OptionSpec],
     /// Secrets the service needs, named `<service>_<suffix>` in the vault.
     pub secrets: &'static [SecretTemplate],
+    /// Container image without tag (the service's `version` is the tag); `None` when the
+    /// user gives it (`container` kind: the `image` option).
+    pub image: Option<&'static str>,
+    /// Port the main container listens on (HTTP for web services); `None` when the user
+    /// gives it (`container` kind: the `port` option).
+    pub port: Option<u16>,
+    /// HTTP path answering 200 when the service is healthy (probes and monitoring).
+    pub health_path: Option<&'static str>,
+    /// Data that must survive a rebuild, and so is backed up.
+    pub volumes: &'static [Volume],
+}
+
+/// A named piece of persistent data of a service, mounted into its container.
+#[derive(Debug, Clone, Serialize)]
+pub struct Volume {
+    /// Volume name, unique within the recipe (`data`, `uploads`, ...).
+    pub name: &'static str,
+    /// Mount point inside the container.
+    pub container_path: &'static str,
+    /// What it holds.
+    pub description: &'static str,
+}
+
+const fn volume(
+    name: &'static str,
+    container_path: &'static str,
+    description: &'static str,
+) -> Volume {
+    Volume {
+        name,
+        container_path,
+        description,
+    }
 }
 
 /// One option of a recipe.
 #[derive(Debug, Clone, Serialize)]
 pub struct OptionSpec {
+    /// Key in the service's `options` table.
     pub name: &'static str,
+    /// Type of its value.
     pub kind: OptionKind,
+    /// Whether every service of the kind must set it.
     pub required: bool,
+    /// One line for humans (shown as the hint when the option is wrong).
     pub description: &'static str,
 }
 
@@ -61,8 +100,11 @@ pub enum OptionKind {
 /// service name turned into `_`).
 #[derive(Debug, Clone, Serialize)]
 pub struct SecretTemplate {
+    /// Appended to the service name to make the vault name.
     pub suffix: &'static str,
+    /// How to generate it.
     pub rule: SecretRule,
+    /// One line for humans.
     pub description: &'static str,
     /// Needed only when this option is set (e.g. a database password when `database` is).
     pub when_option: Option<&'static str>,
@@ -118,6 +160,14 @@ const DB_PASSWORD: SecretRule = SecretRule::Random {
 static RECIPES: &[Recipe] = &[
     Recipe {
         kind: "postgres",
+        image: Some("docker.io/library/postgres"),
+        port: Some(5432),
+        health_path: None,
+        volumes: &[volume(
+            "data",
+            "/var/lib/postgresql/data",
+            "the database cluster (backed up as a dump)",
+        )],
         description: "PostgreSQL database server shared by the services on its host",
         default_subdomain: None,
         http: false,
@@ -131,6 +181,14 @@ static RECIPES: &[Recipe] = &[
     },
     Recipe {
         kind: "synapse",
+        image: Some("docker.io/matrixdotorg/synapse"),
+        port: Some(8008),
+        health_path: Some("/health"),
+        volumes: &[volume(
+            "data",
+            "/data",
+            "configuration, signing key and media store",
+        )],
         description: "Synapse, the Matrix homeserver",
         default_subdomain: Some("matrix"),
         http: true,
@@ -195,6 +253,10 @@ static RECIPES: &[Recipe] = &[
     },
     Recipe {
         kind: "sliding-sync",
+        image: Some("ghcr.io/matrix-org/sliding-sync"),
+        port: Some(8008),
+        health_path: None,
+        volumes: &[],
         description: "Matrix sliding sync proxy (for Element X)",
         default_subdomain: Some("sliding.matrix"),
         http: true,
@@ -224,6 +286,13 @@ static RECIPES: &[Recipe] = &[
     },
     Recipe {
         kind: "nextcloud",
+        image: Some("docker.io/library/nextcloud"),
+        port: Some(80),
+        health_path: Some("/status.php"),
+        volumes: &[
+            volume("html", "/var/www/html", "Nextcloud code, config and apps"),
+            volume("data", "/var/www/html/data", "the files of the users"),
+        ],
         description: "Nextcloud file sync and share, with its own MariaDB",
         default_subdomain: Some("cloud"),
         http: true,
@@ -257,6 +326,14 @@ static RECIPES: &[Recipe] = &[
     },
     Recipe {
         kind: "hedgedoc",
+        image: Some("quay.io/hedgedoc/hedgedoc"),
+        port: Some(3000),
+        health_path: Some("/status"),
+        volumes: &[volume(
+            "uploads",
+            "/hedgedoc/public/uploads",
+            "uploaded images",
+        )],
         description: "HedgeDoc collaborative markdown editor",
         default_subdomain: Some("hdoc"),
         http: true,
@@ -294,6 +371,17 @@ static RECIPES: &[Recipe] = &[
     },
     Recipe {
         kind: "monitoring",
+        image: Some("docker.io/grafana/grafana"),
+        port: Some(3000),
+        health_path: Some("/api/health"),
+        volumes: &[
+            volume(
+                "grafana",
+                "/var/lib/grafana",
+                "Grafana dashboards and users",
+            ),
+            volume("prometheus", "/prometheus", "Prometheus metrics"),
+        ],
         description: "Prometheus, Alertmanager, blackbox probes and Grafana",
         default_subdomain: Some("grafana"),
         http: true,
@@ -315,6 +403,10 @@ static RECIPES: &[Recipe] = &[
     },
     Recipe {
         kind: "container",
+        image: None,
+        port: None,
+        health_path: None,
+        volumes: &[],
         description: "any container image serving HTTP on one port",
         default_subdomain: None,
         http: true,
@@ -411,6 +503,23 @@ mod tests {
             Some("matrix")
         );
         assert!(recipe("synapsee").is_none());
+    }
+
+    #[test]
+    fn every_recipe_but_custom_containers_names_its_image_and_port() {
+        for r in recipes() {
+            if r.kind == "container" {
+                assert!(r.option("image").is_some_and(|o| o.required));
+                assert!(r.option("port").is_some_and(|o| o.required));
+            } else {
+                assert!(r.image.is_some() && r.port.is_some(), "{}", r.kind);
+            }
+            let mut names = std::collections::BTreeSet::new();
+            for v in r.volumes {
+                assert!(names.insert(v.name), "{}: volume {} twice", r.kind, v.name);
+                assert!(v.container_path.starts_with('/'));
+            }
+        }
     }
 
     #[test]

@@ -22,6 +22,7 @@ fn kiln_in(dir: &Path, args: &[&str]) -> Output {
         .env("NO_COLOR", "1")
         .env("COLUMNS", "100")
         .env_remove("KILN_CONFIG")
+        .env_remove("KILN_ENV")
         .output()
         .unwrap()
 }
@@ -42,7 +43,9 @@ fn check_accepts_the_reference_example() {
     assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
     assert_eq!(
         stdout(&o),
-        "examples/reference/kiln.toml: ok — 3 environments (production, staging, lab), 6 hosts, 6 services, 19 secrets needed\n"
+        "examples/reference/kiln.toml: ok — 3 environments (production, staging, lab), 6 hosts, 6 services, 19 secrets needed\n\
+         note: staging: no pinned SSH host key yet for monitoring, services (run `kiln trust <role> --env staging` before deploying)\n\
+         note: lab: no pinned SSH host key yet for monitoring, services (run `kiln trust <role> --env lab` before deploying)\n"
     );
 }
 
@@ -86,6 +89,13 @@ fn check_finds_kiln_toml_in_a_parent_folder_and_reports_a_missing_one() {
     let o = kiln_in(&empty, &["check"]);
     assert_eq!(o.status.code(), Some(2));
     assert!(stderr(&o).contains("no kiln.toml"), "{}", stderr(&o));
+    let o = kiln(&["check", "--config", "examples/reference"]);
+    assert_eq!(
+        o.status.code(),
+        Some(0),
+        "a folder means its kiln.toml: {}",
+        stderr(&o)
+    );
     let o = kiln(&["check", "--config", "does/not/exist.toml"]);
     assert_eq!(o.status.code(), Some(2));
     assert!(
@@ -187,4 +197,114 @@ fn show_json_has_urls_fingerprints_and_only_secret_names() {
         serde_json::Value::Null,
         "staging has backups off"
     );
+}
+
+fn scratch(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("kiln-init-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    dir
+}
+
+fn snapshot_dir(dir: &Path) -> Vec<(PathBuf, Vec<u8>)> {
+    let mut out = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).unwrap() {
+            let p = e.unwrap().path();
+            if p.is_dir() {
+                stack.push(p);
+            } else {
+                out.push((p.clone(), std::fs::read(&p).unwrap()));
+            }
+        }
+    }
+    out.sort();
+    out
+}
+
+#[test]
+fn init_writes_a_starter_that_passes_check() {
+    let dir = scratch("ok").join("My Infra");
+    let d = dir.to_str().unwrap();
+    let o = kiln(&["init", d]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    for f in ["kiln.toml", ".gitignore", "secrets/README.md"] {
+        assert!(dir.join(f).is_file(), "{f} missing");
+    }
+    let toml = std::fs::read_to_string(dir.join("kiln.toml")).unwrap();
+    assert!(toml.contains("name = \"my-infra\""), "{toml}");
+    let o = kiln(&["check", "--config", dir.join("kiln.toml").to_str().unwrap()]);
+    assert_eq!(
+        o.status.code(),
+        Some(0),
+        "starter fails check:\n{}",
+        stderr(&o)
+    );
+    // Also found without --config, from inside the new repository.
+    let o = kiln_in(&dir, &["check"]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let _ = std::fs::remove_dir_all(dir.parent().unwrap());
+}
+
+#[test]
+fn init_with_a_domain_fills_it_in_and_dns_uses_it() {
+    let dir = scratch("domain");
+    let d = dir.to_str().unwrap();
+    let o = kiln(&["init", d, "--domain", "ergaster.org"]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let cfg = dir.join("kiln.toml");
+    let o = kiln(&[
+        "dns",
+        "--config",
+        cfg.to_str().unwrap(),
+        "--env",
+        "production",
+        "--format",
+        "json",
+    ]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let v: serde_json::Value = serde_json::from_str(&stdout(&o)).unwrap();
+    assert!(
+        v.as_array()
+            .unwrap()
+            .iter()
+            .any(|r| r["name"] == "hdoc.ergaster.org")
+    );
+    assert!(stdout(&o).contains("mailto:admin@ergaster.org"));
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn init_twice_fails_naming_the_files_and_changes_nothing() {
+    let dir = scratch("twice");
+    let d = dir.to_str().unwrap();
+    assert_eq!(kiln(&["init", d]).status.code(), Some(0));
+    std::fs::write(dir.join("kiln.toml"), "# edited by the user\n").unwrap();
+    let before = snapshot_dir(&dir);
+    let o = kiln(&["init", d]);
+    assert_eq!(o.status.code(), Some(2));
+    let err = stderr(&o);
+    assert!(
+        err.contains("kiln.toml") && err.contains("nothing was written"),
+        "{err}"
+    );
+    assert_eq!(snapshot_dir(&dir), before, "a refused init changed files");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn init_refuses_when_only_one_file_exists_and_writes_none() {
+    let dir = scratch("partial");
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join(".gitignore"), "target/\n").unwrap();
+    let o = kiln(&["init", dir.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(stderr(&o).contains(".gitignore"), "{}", stderr(&o));
+    assert!(!dir.join("kiln.toml").exists());
+    assert!(!dir.join("secrets").exists());
+    assert_eq!(
+        std::fs::read_to_string(dir.join(".gitignore")).unwrap(),
+        "target/\n"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
 }

@@ -15,6 +15,39 @@ const POISON_PASS: &str = "POISON-passphrase-93d0f2e4";
 /// per unlock; that path is covered by the tests that start from an empty repository).
 const FAST_LOG_N: u8 = 10;
 
+/// A valid configuration with three environments and a service whose recipe needs
+/// generated secrets.
+const KILN_TOML: &str = r#"
+[project]
+name = "demo"
+domain = "kiln-demo.net"
+acme_email = "admin@kiln-demo.net"
+
+[environments.production]
+domain = "kiln-demo.net"
+acme_ca = "letsencrypt"
+apex_host = "web"
+
+[environments.production.hosts.web]
+address = "192.0.2.10"
+admin_user = "admin"
+
+[environments.staging]
+domain = "staging.kiln-demo.net"
+acme_ca = "letsencrypt-staging"
+
+[environments.staging.hosts.web]
+address = "192.0.2.20"
+admin_user = "admin"
+
+[services.blog]
+kind = "container"
+host = "web"
+subdomain = "blog"
+version = "1.27"
+options = { image = "docker.io/library/nginx", port = 80 }
+"#;
+
 struct Repo {
     dir: tempfile::TempDir,
     tmp: PathBuf,
@@ -38,11 +71,7 @@ impl Repo {
     /// A repository with only kiln.toml.
     fn empty() -> Repo {
         let dir = tempfile::tempdir().unwrap();
-        fs::write(
-            dir.path().join("kiln.toml"),
-            "[project]\nname = \"t\"\ndomain = \"example.org\"\n",
-        )
-        .unwrap();
+        fs::write(dir.path().join("kiln.toml"), KILN_TOML).unwrap();
         let tmp = dir.path().join("tmp");
         fs::create_dir(&tmp).unwrap();
         let keys = dir.path().join("keys");
@@ -172,6 +201,11 @@ fn set_get_list_round_trip() {
         o.stdout, b"v1",
         "stdout not a terminal: the exact value, final newline stripped from stdin"
     );
+    // Setting the same value again leaves the file (and git) alone.
+    let before = vault_files(r.path());
+    let o = r.run(&["secrets", "set", "smtp_password"], Some("v1"));
+    assert!(text(&o.stderr).contains("unchanged"), "{}", text(&o.stderr));
+    assert_vault_unchanged(r.path(), &before);
     let o = r.run(
         &["secrets", "set", "multi", "--keep-newline"],
         Some("a\nb\n"),
@@ -681,7 +715,7 @@ fn poison_secret_never_leaks() {
     for (label, o) in &outputs {
         let expect_ok = !matches!(
             label.as_str(),
-            "get other env" | "get bad name" | "generate" | "set wrong passphrase"
+            "get other env" | "get bad name" | "set wrong passphrase"
         );
         assert_eq!(
             o.status.success(),
@@ -725,11 +759,6 @@ fn poison_secret_never_leaks() {
 #[test]
 fn an_environment_missing_from_kiln_toml_is_refused() {
     let r = Repo::new();
-    fs::write(
-        r.path().join("kiln.toml"),
-        "[project]\nname = \"t\"\n\n[environments.production]\n\n[environments.staging]\n",
-    )
-    .unwrap();
     let o = r.run(&["secrets", "set", "a", "--env", "prod"], Some("x"));
     assert_eq!(code(&o), 2);
     let err = text(&o.stderr);
@@ -738,4 +767,251 @@ fn an_environment_missing_from_kiln_toml_is_refused() {
     assert!(!r.path().join("secrets/prod").exists());
     let o = r.run(&["secrets", "set", "a", "--env", "staging"], Some("x"));
     assert!(o.status.success(), "{}", text(&o.stderr));
+}
+
+#[test]
+fn an_executable_vault_password_file_is_run_like_ansible_does() {
+    let r = Repo::new();
+    let script = r.path().join("keys/vault-pass.sh");
+    fs::write(&script, "#!/bin/sh\necho kiln-test-password\n").unwrap();
+    fs::set_permissions(&script, fs::Permissions::from_mode(0o700)).unwrap();
+    let o = r.run(
+        &[
+            "import",
+            "ansible-vault",
+            ansible_fixture("inline_1_2.yml").to_str().unwrap(),
+            "--vault-password-file",
+            script.to_str().unwrap(),
+        ],
+        None,
+    );
+    assert!(o.status.success(), "{}", text(&o.stderr));
+    assert_eq!(
+        r.run(&["secrets", "get", "grafana_admin_password"], None)
+            .stdout,
+        b"prod-secret-42"
+    );
+}
+
+#[test]
+fn identity_takes_precedence_over_a_passphrase_file_in_the_environment() {
+    let r = Repo::new();
+    assert!(
+        r.run(&["secrets", "set", "a"], Some("alpha"))
+            .status
+            .success()
+    );
+    let o = r.run(&["secrets", "recovery-key"], None);
+    let key = text(&o.stdout)
+        .lines()
+        .map(str::trim)
+        .find(|l| l.starts_with("AGE-SECRET-KEY-1"))
+        .unwrap()
+        .to_owned();
+    let paper = r.path().join("keys/recovery.txt");
+    fs::write(&paper, key).unwrap();
+    // KILN_PASSPHRASE_FILE points at a wrong passphrase: --identity wins.
+    let wrong = r.path().join("keys/wrong");
+    fs::write(&wrong, "wrong wrong\n").unwrap();
+    let mut c = r.cmd(&["secrets", "get", "a", "--identity", paper.to_str().unwrap()]);
+    c.env("KILN_PASSPHRASE_FILE", &wrong);
+    let o = run_with_stdin(c, None);
+    assert_eq!(o.stdout, b"alpha", "{}", text(&o.stderr));
+}
+
+#[test]
+fn generate_creates_what_the_configuration_needs_once() {
+    let r = Repo::new();
+    let o = r.run(&["secrets", "generate"], None);
+    assert!(o.status.success(), "{}", text(&o.stderr));
+    let created: Vec<String> = text(&o.stdout)
+        .lines()
+        .map(|l| l.trim_start_matches("created ").to_owned())
+        .collect();
+    assert!(created.contains(&"wireguard_web".to_owned()), "{created:?}");
+    assert!(
+        created.contains(&"wireguard_web_public".to_owned()),
+        "{created:?}"
+    );
+    let list = text(&r.run(&["secrets", "list"], None).stdout);
+    assert_eq!(list.lines().collect::<Vec<_>>(), {
+        let mut c = created.clone();
+        c.sort();
+        c
+    });
+    let before = vault_files(r.path());
+    let again = r.run(&["secrets", "generate"], None);
+    assert!(again.status.success());
+    assert!(again.stdout.is_empty(), "{}", text(&again.stdout));
+    assert!(
+        text(&again.stderr).contains("nothing to generate"),
+        "{}",
+        text(&again.stderr)
+    );
+    assert_vault_unchanged(r.path(), &before);
+    // A WireGuard private key: base64 of 32 clamped bytes.
+    let private = r.run(&["secrets", "get", "wireguard_web"], None).stdout;
+    assert_eq!(private.len(), 44, "{}", text(&private));
+}
+
+/// How the common mistakes render: reviewed once, then frozen. Paths are relative to the
+/// repository so the text (and miette's wrapping) is the same wherever the test runs.
+#[test]
+#[allow(clippy::vec_init_then_push)] // one case per push reads best
+fn error_messages_render_stably() {
+    let r = Repo::new();
+    assert!(
+        r.run(&["secrets", "set", "db_password"], Some("x"))
+            .status
+            .success()
+    );
+    fs::write(r.path().join("keys/wrong"), "not the passphrase\n").unwrap();
+    // Group/world-readable whatever the umask: the warning is part of the snapshot.
+    fs::set_permissions(
+        r.path().join("keys/wrong"),
+        fs::Permissions::from_mode(0o644),
+    )
+    .unwrap();
+    let vars = fs::read_to_string(ansible_fixture("inline_1_2.yml")).unwrap();
+    fs::write(r.path().join("keys/vars.yml"), &vars).unwrap();
+    fs::write(
+        r.path().join("keys/bad.yml"),
+        vars.replace("grafana_admin_password:", "GrafanaPass:"),
+    )
+    .unwrap();
+    fs::copy(
+        ansible_fixture("password.txt"),
+        r.path().join("keys/ansible-pass"),
+    )
+    .unwrap();
+    let mut cases: Vec<(&str, Output)> = vec![];
+    cases.push((
+        "wrong passphrase",
+        run_with_stdin(
+            r.cmd(&[
+                "secrets",
+                "get",
+                "db_password",
+                "--passphrase-file",
+                "keys/wrong",
+            ]),
+            None,
+        ),
+    ));
+    cases.push(("missing secret", r.run(&["secrets", "get", "nope"], None)));
+    cases.push((
+        "invalid name",
+        r.run(&["secrets", "set", "Bad.Name"], Some("x")),
+    ));
+    cases.push((
+        "unknown environment",
+        r.run(&["secrets", "list", "--env", "prod"], None),
+    ));
+    cases.push((
+        "ansible wrong password",
+        r.run(
+            &[
+                "import",
+                "ansible-vault",
+                "keys/vars.yml",
+                "--vault-password-file",
+                "keys/wrong",
+            ],
+            None,
+        ),
+    ));
+    cases.push((
+        "ansible bad variable name",
+        r.run(
+            &[
+                "import",
+                "ansible-vault",
+                "keys/bad.yml",
+                "--vault-password-file",
+                "keys/ansible-pass",
+            ],
+            None,
+        ),
+    ));
+    let f = r.path().join("secrets/production/db_password.age");
+    let t = fs::read_to_string(&f).unwrap();
+    let lines: Vec<&str> = t.lines().collect();
+    fs::write(&f, lines[..lines.len() - 2].join("\n")).unwrap();
+    cases.push((
+        "truncated secret",
+        r.run(&["secrets", "get", "db_password"], None),
+    ));
+
+    let mut all = String::new();
+    for (label, o) in &cases {
+        all.push_str(&format!(
+            "--- {label} (exit {})\n{}\n",
+            code(o),
+            text(&o.stderr)
+        ));
+    }
+    assert!(!all.contains(r.path().to_str().unwrap()), "{all}");
+    // age adds a random-length "grease" stanza, so the file's length (and the line where a
+    // truncated copy ends) varies: check it, then freeze the rest.
+    let cut_line = format!("db_password.age:{}:", lines.len() - 2);
+    assert!(all.contains(&cut_line), "{all}");
+    let all = all.replace(&cut_line, "db_password.age:[LINE]:");
+    insta::assert_snapshot!(all);
+}
+
+/// A real crash: `kiln secrets rekey` killed (SIGKILL) at various moments. Whatever the
+/// moment, one of the two passphrases opens the vault and every value is intact.
+#[test]
+fn a_killed_rekey_leaves_every_secret_readable() {
+    let values: Vec<(String, String)> = (0..6)
+        .map(|i| (format!("s{i}"), format!("value-{i}")))
+        .collect();
+    let new_pass = "the next passphrase";
+    for delay_ms in [0u64, 20, 80, 250, 600, 1200] {
+        let r = Repo::new();
+        {
+            let v = kiln_secrets::Vault::open_with(
+                r.path(),
+                "production",
+                kiln_secrets::Unlock::Passphrase(kiln_secrets::Secret::new(POISON_PASS)),
+                FAST_LOG_N,
+            )
+            .unwrap();
+            for (n, val) in &values {
+                v.set(n, &kiln_secrets::Secret::new(val.as_str())).unwrap();
+            }
+        }
+        let new_file = r.path().join("keys/new");
+        fs::write(&new_file, format!("{new_pass}\n")).unwrap();
+        let mut c = r.cmd(&["secrets", "rekey", "--new-passphrase-file", "keys/new"]);
+        c.env("KILN_PASSPHRASE_FILE", &r.pass_file)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null());
+        let mut child = c.spawn().unwrap();
+        std::thread::sleep(std::time::Duration::from_millis(delay_ms));
+        let _ = child.kill();
+        let _ = child.wait();
+
+        let mut opened = None;
+        for p in [POISON_PASS, new_pass] {
+            let v = kiln_secrets::Vault::open_with(
+                r.path(),
+                "production",
+                kiln_secrets::Unlock::Passphrase(kiln_secrets::Secret::new(p)),
+                FAST_LOG_N,
+            );
+            if let Ok(v) = v {
+                opened = Some(v);
+                break;
+            }
+        }
+        let v = opened
+            .unwrap_or_else(|| panic!("killed after {delay_ms} ms: no passphrase opens the vault"));
+        for (n, val) in &values {
+            let got = v
+                .get(n)
+                .unwrap_or_else(|e| panic!("killed after {delay_ms} ms: {n}: {e}"));
+            assert_eq!(got.expose(), val, "killed after {delay_ms} ms");
+        }
+    }
 }

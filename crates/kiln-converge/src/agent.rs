@@ -111,6 +111,19 @@ pub fn run(target: &mut Target, stdin: &[u8], plan_only: bool, sink: &mut dyn Ev
     if plan_only {
         return finish(sink, 0, false);
     }
+    if let Some(expected) = &desired.expect_plan
+        && *expected != plan.fingerprint()
+    {
+        sink.emit(Event::Error {
+            message: format!(
+                "host {}: its state changed since the plan was shown (plan {} expected, {} now); nothing applied\n  hint: run `kiln apply` again to see the new plan",
+                desired.host,
+                expected,
+                plan.fingerprint()
+            ),
+        });
+        return finish(sink, 0, true);
+    }
     let (applied, ok) = crate::apply::apply(
         target,
         facts.as_ref(),

@@ -106,6 +106,13 @@ pub struct Plan {
 }
 
 impl Plan {
+    /// A short hash of the changes (ids, operations, details, diffs), so an apply can
+    /// check it carries out the plan that was shown.
+    pub fn fingerprint(&self) -> String {
+        let bytes = serde_json::to_vec(&self.changes).unwrap_or_default();
+        sha256_hex(&bytes)[..16].to_owned()
+    }
+
     pub fn is_empty(&self) -> bool {
         self.changes.is_empty()
     }

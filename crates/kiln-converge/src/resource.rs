@@ -37,6 +37,10 @@ pub struct DesiredState {
     pub units: Vec<Unit>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub commands: Vec<Command>,
+    /// When set, the agent applies only if its plan has this fingerprint
+    /// ([`crate::plan::Plan::fingerprint`]): the plan the user confirmed, not a newer one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expect_plan: Option<String>,
 }
 
 /// The bytes of a file. On the wire: a JSON string when the bytes are UTF-8, otherwise

@@ -38,15 +38,29 @@ pub enum HostUpdate {
     Done(Result<AgentOutcome, HostError>),
 }
 
-/// Runs `jobs` with at most `parallel` hosts at once; returns when all are done.
-pub fn run_all(
-    jobs: Vec<Job>,
+/// A job and, once connected, its host, kept so that the plan shown before confirmation
+/// and the apply after it share one SSH connection.
+pub struct Slot {
+    pub job: Job,
+    host: Option<Box<dyn Host>>,
+}
+
+impl Slot {
+    pub fn new(job: Job) -> Slot {
+        Slot { job, host: None }
+    }
+}
+
+/// Runs the agent for every slot with at most `parallel` hosts at once; returns when all
+/// are done. Each host's agent refuses to apply a plan other than the one in `slot.job.desired.expect_plan` (the one the user confirmed).
+pub fn run_slots(
+    slots: &mut [Slot],
     binary: &AgentBinary,
     plan_only: bool,
     parallel: usize,
     tx: Sender<(String, HostUpdate)>,
 ) {
-    let queue = Mutex::new(jobs.into_iter());
+    let queue = Mutex::new(slots.iter_mut());
     let workers = parallel.max(1);
     std::thread::scope(|s| {
         for _ in 0..workers {
@@ -54,14 +68,14 @@ pub fn run_all(
             let queue = &queue;
             s.spawn(move || {
                 loop {
-                    let job = match queue.lock() {
+                    let slot = match queue.lock() {
                         Ok(mut q) => q.next(),
                         Err(_) => None,
                     };
-                    let Some(job) = job else { break };
-                    let name = job.name.clone();
+                    let Some(slot) = slot else { break };
+                    let name = slot.job.name.clone();
                     let _ = tx.send((name.clone(), HostUpdate::Started));
-                    let result = run_one(job, binary, plan_only, &mut |e| {
+                    let result = run_one(slot, binary, plan_only, &mut |e| {
                         let _ = tx.send((name.clone(), HostUpdate::Event(e.clone())));
                     });
                     let _ = tx.send((name, HostUpdate::Done(result)));
@@ -71,19 +85,51 @@ pub fn run_all(
     });
 }
 
+/// [`run_slots`] for one-shot use.
+pub fn run_all(
+    jobs: Vec<Job>,
+    binary: &AgentBinary,
+    plan_only: bool,
+    parallel: usize,
+    tx: Sender<(String, HostUpdate)>,
+) {
+    let mut slots: Vec<Slot> = jobs.into_iter().map(Slot::new).collect();
+    run_slots(&mut slots, binary, plan_only, parallel, tx);
+    close_all(slots);
+}
+
+/// Closes every host's connection at once (closing an SSH master takes a round trip).
+pub fn close_all(slots: Vec<Slot>) {
+    std::thread::scope(|s| {
+        for slot in slots {
+            s.spawn(move || drop(slot));
+        }
+    });
+}
+
 fn run_one(
-    job: Job,
+    slot: &mut Slot,
     binary: &AgentBinary,
     plan_only: bool,
     on_event: &mut dyn FnMut(&Event),
 ) -> Result<AgentOutcome, HostError> {
-    let mut host: Box<dyn Host> = match job.connect {
-        Connect::Ssh(t) => Box::new(SshHost::new(t, job.privilege)?),
-        Connect::Local { root } => Box::new(LocalHost {
-            name: job.name,
-            root,
-            privilege: job.privilege,
+    if slot.host.is_none() {
+        let job = &slot.job;
+        let host: Box<dyn Host> = match &job.connect {
+            Connect::Ssh(t) => Box::new(SshHost::new(t.clone(), job.privilege.clone())?),
+            Connect::Local { root } => Box::new(LocalHost {
+                name: job.name.clone(),
+                root: root.clone(),
+                privilege: job.privilege.clone(),
+            }),
+        };
+        slot.host = Some(host);
+    }
+    match slot.host.as_mut() {
+        Some(host) => host.run_agent(binary, &slot.job.desired, plan_only, on_event),
+        None => Err(HostError::Unexpected {
+            host: slot.job.name.clone(),
+            command: "no connection".into(),
         }),
-    };
-    host.run_agent(binary, &job.desired, plan_only, on_event)
+    }
 }

@@ -236,3 +236,120 @@ fn a_file_written_with_a_restrictive_mode_never_has_a_looser_one() {
     let m = std::fs::metadata(dir.path().join("etc/secret.env")).unwrap();
     assert_eq!(m.mode() & 0o7777, 0o400);
 }
+
+#[test]
+fn apply_refuses_a_plan_other_than_the_confirmed_one() {
+    let dir = make_root();
+    let file = |p: &str| File {
+        path: p.into(),
+        content: Content::text("x\n"),
+        mode: 0o644,
+        owner: "root".into(),
+        group: "root".into(),
+        sensitive: false,
+        notify: vec![],
+    };
+    let mut d = DesiredState {
+        host: "local".into(),
+        files: vec![file("/etc/a"), file("/etc/b")],
+        ..Default::default()
+    };
+    let planned = run(dir.path(), &d, true)
+        .into_iter()
+        .find_map(|e| match e {
+            Event::Planned { plan, .. } => Some(plan),
+            _ => None,
+        })
+        .unwrap();
+    // The host changes after the user saw the plan: /etc/b appears with other content.
+    std::fs::write(dir.path().join("etc/b"), "someone else's\n").unwrap();
+    d.expect_plan = Some(planned.fingerprint());
+    let input = agent::frame_input(&d).unwrap();
+    let mut events = vec![];
+    assert!(!agent::run(
+        &mut target(dir.path()),
+        &input,
+        false,
+        &mut events
+    ));
+    assert!(
+        events.iter().any(|e| matches!(e, Event::Error { message } if message.contains("changed since the plan was shown"))),
+        "{events:?}"
+    );
+    assert!(!dir.path().join("etc/a").exists(), "nothing applied");
+    // Unchanged host: the confirmed plan is applied.
+    std::fs::remove_file(dir.path().join("etc/b")).unwrap();
+    let events = run(dir.path(), &d, false);
+    assert!(events.iter().any(|e| matches!(
+        e,
+        Event::Finished {
+            applied: 2,
+            failed: false,
+            ..
+        }
+    )));
+}
+
+#[test]
+fn a_failing_host_does_not_stop_the_others() {
+    use kiln_converge::host::{AgentBinary, Privilege};
+    use kiln_converge::resource::Package;
+    use kiln_converge::run::{Connect, HostUpdate, Job, run_all};
+    let binary =
+        AgentBinary::from_path(Path::new(env!("CARGO_BIN_EXE_kiln-converge-agent"))).unwrap();
+    let good_root = make_root();
+    let bad_root = make_root();
+    let good = DesiredState {
+        host: "good".into(),
+        files: vec![File {
+            path: "/etc/ok".into(),
+            content: Content::text("ok\n"),
+            mode: 0o644,
+            owner: "root".into(),
+            group: "root".into(),
+            sensitive: false,
+            notify: vec![],
+        }],
+        ..Default::default()
+    };
+    // Packages on a root without /etc/os-release: the agent cannot observe them.
+    let bad = DesiredState {
+        host: "bad".into(),
+        packages: vec![Package {
+            name: "htop".into(),
+        }],
+        ..Default::default()
+    };
+    let job = |name: &str, root: &Path, desired: DesiredState| Job {
+        name: name.into(),
+        connect: Connect::Local {
+            root: Some(root.to_owned()),
+        },
+        privilege: Privilege::Root,
+        desired,
+    };
+    let jobs = vec![
+        job("bad", bad_root.path(), bad),
+        job("good", good_root.path(), good),
+    ];
+    let (tx, rx) = std::sync::mpsc::channel();
+    run_all(jobs, &binary, false, 1, tx);
+    let mut done = std::collections::BTreeMap::new();
+    for (name, update) in rx {
+        if let HostUpdate::Done(r) = update {
+            done.insert(name, r.unwrap());
+        }
+    }
+    assert!(done["bad"].failed);
+    assert!(
+        done["bad"].errors[0].contains("distribution is unknown"),
+        "{:?}",
+        done["bad"].errors
+    );
+    assert!(!done["good"].failed);
+    assert_eq!(done["good"].applied, 1);
+    assert_eq!(
+        std::fs::read_to_string(good_root.path().join("etc/ok")).unwrap(),
+        "ok\n"
+    );
+}

@@ -634,10 +634,6 @@ fn teardown_lab(roots: &Roots, lab: &str) -> Result<Cleaned> {
         c.mounts += 1;
     }
     c.loop_devices += detach_loops_under(&dir)?;
-    for ns in net::netns_with_prefix(&layout::netns_prefix(lab)) {
-        cmd::ip(["netns", "del", &ns])?;
-        c.namespaces += 1;
-    }
     let alias = layout::host_link_alias(lab);
     for (name, a) in net::host_links() {
         let ours = a.as_deref() == Some(alias.as_str())
@@ -646,11 +642,16 @@ fn teardown_lab(roots: &Roots, lab: &str) -> Result<Cleaned> {
                     .as_ref()
                     .is_some_and(|s| name == layout::host_link(s.index)));
         if ours {
-            // The link may vanish on its own with the bridge namespace.
+            // Deleted before the namespaces: deleting the bridge namespace would take the
+            // link with it, at a moment of the kernel's choosing.
             if cmd::ip(["link", "del", &name]).is_ok() {
                 c.links += 1;
             }
         }
+    }
+    for ns in net::netns_with_prefix(&layout::netns_prefix(lab)) {
+        cmd::ip(["netns", "del", &ns])?;
+        c.namespaces += 1;
     }
     if dir.exists() {
         if !server::mounts_under(&dir).is_empty() {

@@ -19,6 +19,7 @@ pub struct Source {
 }
 
 impl Source {
+    /// A source named `name` (how errors show the file) with its text.
     pub fn new(name: impl Into<String>, text: impl Into<String>) -> Self {
         Source {
             name: Arc::from(name.into()),
@@ -26,10 +27,12 @@ impl Source {
         }
     }
 
+    /// How errors name the file.
     pub fn name(&self) -> &str {
         &self.name
     }
 
+    /// The file's content.
     pub fn text(&self) -> &str {
         &self.text
     }
@@ -54,10 +57,15 @@ impl Source {
 pub struct ConfigError {
     /// Stable error code, e.g. `kiln::config::unknown_key`.
     pub code: &'static str,
+    /// What is wrong, in one sentence.
     pub message: String,
+    /// Short text under the offending span.
     pub label: String,
+    /// How to fix it.
     pub help: Option<String>,
+    /// The file the error points into (`None` for errors about the file as a whole).
     pub source: Option<Source>,
+    /// Byte range of the offending text in `source`.
     pub span: Option<Range<usize>>,
     /// Secondary spans (e.g. "first claimed here").
     pub related_spans: Vec<(String, Range<usize>)>,
@@ -73,7 +81,7 @@ impl ConfigError {
     ) -> Self {
         ConfigError {
             code,
-            message: message.into(),
+            message: shorten(message.into()),
             label: String::from("here"),
             help: None,
             source: Some(source.clone()),
@@ -95,13 +103,15 @@ impl ConfigError {
         }
     }
 
+    /// Sets the label under the span.
     pub fn label(mut self, label: impl Into<String>) -> Self {
-        self.label = label.into();
+        self.label = shorten(label.into());
         self
     }
 
+    /// Sets the hint.
     pub fn help(mut self, help: impl Into<String>) -> Self {
-        self.help = Some(help.into());
+        self.help = Some(shorten(help.into()));
         self
     }
 
@@ -142,10 +152,57 @@ impl ConfigError {
         Some(format!("{}:{line}:{col}", source.name))
     }
 
+    /// Whether a span sits on a line too long to draw (miette cannot pad past 65535
+    /// columns, and such a snippet would be unreadable anyway).
+    fn spans_long_line(&self) -> bool {
+        const MAX_LINE: usize = 2000;
+        let Some(source) = &self.source else {
+            return false;
+        };
+        let lines: Vec<&str> = source.text().split('\n').collect();
+        let spans = self
+            .span
+            .iter()
+            .chain(self.related_spans.iter().map(|(_, s)| s));
+        spans.into_iter().any(|span| {
+            // The snippet shows the spanned lines and one line of context around them.
+            let first = source.line_col(span.start).0.saturating_sub(2);
+            let last = source.line_col(span.end).0;
+            lines
+                .iter()
+                .skip(first)
+                .take(last + 1 - first)
+                .any(|l| l.len() > MAX_LINE)
+        })
+    }
+
+    /// The error without a source snippet: code, message, location, label and hint.
+    pub fn render_plain(&self) -> String {
+        let mut out = format!("{}\n\n  × {}\n", self.code, self.message);
+        if let Some(loc) = self.location() {
+            out.push_str(&format!("    at {loc}: {}\n", self.label));
+        }
+        if let Some(h) = &self.help {
+            out.push_str(&format!("  help: {h}\n"));
+        }
+        out
+    }
+
     /// 1-based (line, column) of the primary span.
     pub fn line_col(&self) -> Option<(usize, usize)> {
         Some(self.source.as_ref()?.line_col(self.span.as_ref()?.start))
     }
+}
+
+/// Cuts a message quoting a huge value (a pasted file, a runaway string) to a readable
+/// length.
+fn shorten(message: String) -> String {
+    const MAX: usize = 300;
+    if message.chars().count() <= MAX {
+        return message;
+    }
+    let cut: String = message.chars().take(MAX).collect();
+    format!("{cut}…")
 }
 
 fn clamp(span: Range<usize>, len: usize) -> Range<usize> {
@@ -257,10 +314,12 @@ impl Diagnostics {
         self.errors.iter().map(|e| &e.inner)
     }
 
+    /// How many errors.
     pub fn len(&self) -> usize {
         self.errors.len()
     }
 
+    /// Whether there are none (never the case for a returned error).
     pub fn is_empty(&self) -> bool {
         self.errors.is_empty()
     }
@@ -279,8 +338,8 @@ impl Diagnostics {
             .with_links(false);
         let mut out = String::new();
         for e in &self.errors {
-            if handler.render_report(&mut out, e).is_err() {
-                out.push_str(&format!("{e}\n"));
+            if e.inner.spans_long_line() || handler.render_report(&mut out, e).is_err() {
+                out.push_str(&e.inner.render_plain());
             }
             out.push('\n');
         }
@@ -308,9 +367,12 @@ impl fmt::Display for Diagnostics {
 
 impl std::error::Error for Diagnostics {}
 
+/// As a single miette diagnostic, its message lists every error as
+/// `file:line:column: message (hint: ...)`; use [`Diagnostics::render`] to draw each with
+/// its source snippet.
 impl Diagnostic for Diagnostics {
-    fn related<'a>(&'a self) -> Option<Box<dyn Iterator<Item = &'a dyn Diagnostic> + 'a>> {
-        Some(Box::new(self.errors.iter().map(|e| e as &dyn Diagnostic)))
+    fn code<'a>(&'a self) -> Option<Box<dyn fmt::Display + 'a>> {
+        Some(Box::new("kiln::config::invalid"))
     }
 }
 

@@ -12,13 +12,18 @@ use crate::model::{AcmeCa, Environment, HostAddress, Model};
 /// A DNS record type kiln emits.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 pub enum RecordType {
+    /// IPv4 address.
     A,
+    /// IPv6 address.
     AAAA,
+    /// Alias to another name.
     CNAME,
+    /// Which certificate authorities may issue certificates.
     CAA,
 }
 
 impl RecordType {
+    /// The record type as written in zone files.
     pub fn as_str(self) -> &'static str {
         match self {
             RecordType::A => "A",
@@ -32,8 +37,11 @@ impl RecordType {
 /// One record. Names are fully qualified, without the trailing dot.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct DnsRecord {
+    /// The environment the record belongs to.
     pub environment: String,
+    /// Owner name, fully qualified, no trailing dot.
     pub name: String,
+    /// Record type.
     #[serde(rename = "type")]
     pub rtype: RecordType,
     /// Address, target name, or CAA `flags tag "value"`.

@@ -13,6 +13,8 @@
 //! }
 //! ```
 
+#![warn(missing_docs)]
+
 mod checks;
 mod diagnostic;
 pub mod dns;

@@ -11,12 +11,15 @@ use serde::Serialize;
 /// The whole of kiln.toml, validated.
 #[derive(Debug, Clone, Serialize)]
 pub struct Model {
+    /// `[project]`.
     pub project: Project,
     /// In the order of the file.
     pub environments: Vec<Environment>,
     /// In the order of the file.
     pub services: Vec<Service>,
+    /// `[backups]`, if backups are configured.
     pub backups: Option<Backups>,
+    /// `[monitoring]`: where alerts go.
     pub monitoring: Option<Monitoring>,
     /// Extra resources per host role (`[roles.<role>]`).
     pub roles: BTreeMap<String, Role>,
@@ -53,8 +56,10 @@ impl Model {
     }
 }
 
+/// `[project]`: who and what the infrastructure is for.
 #[derive(Debug, Clone, Serialize)]
 pub struct Project {
+    /// Short name (`[a-z][a-z0-9-]*`).
     pub name: String,
     /// Base domain.
     pub domain: String,
@@ -75,8 +80,10 @@ pub enum AcmeCa {
 }
 
 impl AcmeCa {
+    /// The spellings accepted in kiln.toml.
     pub const NAMES: &'static [&'static str] = &["letsencrypt", "letsencrypt-staging", "internal"];
 
+    /// Parses a kiln.toml spelling.
     pub fn parse(s: &str) -> Option<Self> {
         match s {
             "letsencrypt" => Some(AcmeCa::Letsencrypt),
@@ -86,6 +93,7 @@ impl AcmeCa {
         }
     }
 
+    /// The kiln.toml spelling.
     pub fn as_str(self) -> &'static str {
         match self {
             AcmeCa::Letsencrypt => "letsencrypt",
@@ -115,9 +123,11 @@ impl fmt::Display for AcmeCa {
 /// One environment: the same roles on its own hosts, domain and CA.
 #[derive(Debug, Clone, Serialize)]
 pub struct Environment {
+    /// Name (`production`, `staging`, `lab`, ...).
     pub name: String,
     /// Services live on `<subdomain>.<domain>`, hosts on `<role>.<domain>`.
     pub domain: String,
+    /// Certificate authority of the environment's reverse proxy.
     pub acme_ca: AcmeCa,
     /// Role of the host the bare domain points to, if any.
     pub apex_host: Option<String>,
@@ -128,6 +138,7 @@ pub struct Environment {
 }
 
 impl Environment {
+    /// The host playing `role`, if the environment has one.
     pub fn host(&self, role: &str) -> Option<&Host> {
         self.hosts.get(role)
     }
@@ -155,7 +166,9 @@ impl Environment {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(untagged)]
 pub enum HostAddress {
+    /// An IPv4 or IPv6 address.
     Ip(IpAddr),
+    /// A DNS name (or an alias from ~/.ssh/config).
     Name(String),
 }
 
@@ -172,15 +185,21 @@ impl fmt::Display for HostAddress {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum OsFamily {
+    /// RHEL 9 family (Rocky, Alma, CentOS Stream 9).
     Rhel9,
+    /// RHEL 10 family.
     Rhel10,
+    /// Debian 12 (bookworm).
     Debian12,
+    /// Debian 13 (trixie).
     Debian13,
 }
 
 impl OsFamily {
+    /// The spellings accepted in kiln.toml.
     pub const NAMES: &'static [&'static str] = &["rhel9", "rhel10", "debian12", "debian13"];
 
+    /// Parses a kiln.toml spelling.
     pub fn parse(s: &str) -> Option<Self> {
         match s {
             "rhel9" => Some(OsFamily::Rhel9),
@@ -191,6 +210,7 @@ impl OsFamily {
         }
     }
 
+    /// The kiln.toml spelling.
     pub fn as_str(self) -> &'static str {
         match self {
             OsFamily::Rhel9 => "rhel9",
@@ -215,13 +235,19 @@ impl fmt::Display for OsFamily {
 /// One server.
 #[derive(Debug, Clone, Serialize)]
 pub struct Host {
+    /// Role shared across environments (`services`, `monitoring`, ...).
     pub role: String,
+    /// Where SSH connects.
     pub address: HostAddress,
+    /// IPv6 address, for AAAA records.
     pub address6: Option<Ipv6Addr>,
+    /// SSH port (default 22).
     pub ssh_port: u16,
+    /// Account kiln logs in with (uses sudo; never root).
     pub admin_user: String,
     /// Pinned OpenSSH public keys, `type base64` (comments dropped).
     pub host_keys: Vec<String>,
+    /// Operating system, when declared.
     pub os: Option<OsFamily>,
 }
 
@@ -239,6 +265,7 @@ impl Host {
 /// A service from the catalog, placed on a role.
 #[derive(Debug, Clone, Serialize)]
 pub struct Service {
+    /// Name (`[a-z][a-z0-9-]*`), the key under `[services]`.
     pub name: String,
     /// Catalog kind (`synapse`, `postgres`, ...).
     pub kind: String,
@@ -253,6 +280,7 @@ pub struct Service {
 }
 
 impl Service {
+    /// The catalog recipe of the service's kind.
     pub fn recipe(&self) -> Option<&'static kiln_catalog::Recipe> {
         kiln_catalog::recipe(&self.kind)
     }
@@ -261,32 +289,64 @@ impl Service {
     pub fn option_str(&self, name: &str) -> Option<&str> {
         self.options.get(name).and_then(|v| v.as_str())
     }
+
+    /// The image to run, `image:version` (the recipe's image, or the `image` option of a
+    /// custom container).
+    pub fn image(&self) -> Option<String> {
+        let image = self.recipe()?.image.or_else(|| self.option_str("image"))?;
+        Some(match &self.version {
+            Some(v) => format!("{image}:{v}"),
+            None => image.to_string(),
+        })
+    }
+
+    /// The port the service's container listens on (the recipe's, or the `port` option).
+    pub fn port(&self) -> Option<u16> {
+        self.recipe()?.port.or_else(|| {
+            self.options
+                .get("port")
+                .and_then(|p| p.as_integer())
+                .and_then(|p| u16::try_from(p).ok())
+        })
+    }
 }
 
+/// `[backups]`: off-site backups to S3 with Object Lock.
 #[derive(Debug, Clone, Serialize)]
 pub struct Backups {
     /// systemd `OnCalendar=` expression.
     pub schedule: String,
     /// Object Lock retention in days; `None` only with `allow_unlocked = true`.
     pub object_lock_days: Option<u32>,
+    /// Which snapshots to keep.
     pub retention: Retention,
+    /// Where the backup repository lives.
     pub repository: Repository,
+    /// Vault secret names of the credentials.
     pub credentials: BackupCredentials,
 }
 
+/// How many snapshots to keep per period (restic `forget --keep-*`).
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct Retention {
+    /// Last N daily snapshots.
     pub daily: u32,
+    /// Last N weekly snapshots.
     pub weekly: u32,
+    /// Last N monthly snapshots.
     pub monthly: u32,
+    /// Last N yearly snapshots.
     pub yearly: u32,
 }
 
+/// `[backups.repository]`: the S3 location.
 #[derive(Debug, Clone, Serialize)]
 pub struct Repository {
     /// S3 endpoint URL.
     pub endpoint: String,
+    /// S3 region, when the provider needs one.
     pub region: Option<String>,
+    /// Bucket (must have Object Lock enabled unless `allow_unlocked`).
     pub bucket: String,
     /// Key prefix; `{env}` is replaced by the environment name.
     pub prefix: String,
@@ -302,39 +362,60 @@ impl Repository {
 /// Names of vault secrets (never values).
 #[derive(Debug, Clone, Serialize)]
 pub struct BackupCredentials {
+    /// Secret holding the S3 access key id.
     pub access_key: String,
+    /// Secret holding the S3 secret access key.
     pub secret_key: String,
+    /// Secret holding the repository encryption password.
     pub repository_password: String,
 }
 
+/// `[monitoring]`: the monitoring host and where alerts go.
 #[derive(Debug, Clone, Serialize)]
 pub struct Monitoring {
     /// Role of the host running the monitoring stack.
     pub host: String,
+    /// E-mail address alerts are sent to.
     pub alert_email: Option<String>,
+    /// Webhook (e.g. ntfy) alerts are posted to.
     pub alert_webhook: Option<String>,
 }
 
 /// `[roles.<role>]`: plain resources for the hosts playing a role (contract 1).
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct Role {
+    /// The role these resources apply to.
     pub name: String,
+    /// Distribution packages to install.
     pub packages: Vec<String>,
+    /// Free-form template variables (`vars` in templates).
     pub vars: toml::Table,
+    /// Directories to create.
     pub directories: Vec<Directory>,
+    /// Files to write.
     pub files: Vec<File>,
+    /// Symbolic links to create.
     pub symlinks: Vec<Symlink>,
+    /// Users to create.
     pub users: Vec<User>,
+    /// Groups to create.
     pub groups: Vec<Group>,
+    /// systemd units to install, enable and start.
     pub units: Vec<Unit>,
+    /// Commands to run (guarded by `unless`, or triggered by file changes).
     pub commands: Vec<Command>,
 }
 
+/// A directory on the host.
 #[derive(Debug, Clone, Serialize)]
 pub struct Directory {
+    /// Absolute path.
     pub path: PathBuf,
+    /// Permissions (default 0o755).
     pub mode: u32,
+    /// Owner (default root).
     pub owner: String,
+    /// Group (default root).
     pub group: String,
 }
 
@@ -350,50 +431,77 @@ pub enum Content {
     Source(PathBuf),
 }
 
+/// A file on the host.
 #[derive(Debug, Clone, Serialize)]
 pub struct File {
+    /// Absolute path.
     pub path: PathBuf,
+    /// Where the content comes from.
     pub content: Content,
+    /// Permissions (default 0o644).
     pub mode: u32,
+    /// Owner (default root).
     pub owner: String,
+    /// Group (default root).
     pub group: String,
     /// Units restarted when this file changes (all declared in the same role).
     pub notify: Vec<String>,
 }
 
+/// A symbolic link on the host.
 #[derive(Debug, Clone, Serialize)]
 pub struct Symlink {
+    /// The link's absolute path.
     pub path: PathBuf,
+    /// What it points to.
     pub target: PathBuf,
 }
 
+/// A user account on the host.
 #[derive(Debug, Clone, Serialize)]
 pub struct User {
+    /// Login name.
     pub name: String,
+    /// A system account (no aging, low uid).
     pub system: bool,
+    /// Home directory.
     pub home: Option<PathBuf>,
+    /// Login shell.
     pub shell: Option<PathBuf>,
+    /// Supplementary groups.
     pub groups: Vec<String>,
 }
 
+/// A group on the host.
 #[derive(Debug, Clone, Serialize)]
 pub struct Group {
+    /// Group name.
     pub name: String,
+    /// A system group (low gid).
     pub system: bool,
 }
 
+/// A systemd unit on the host.
 #[derive(Debug, Clone, Serialize)]
 pub struct Unit {
+    /// Unit name, with its type suffix (`app.service`).
     pub name: String,
+    /// Where the unit file's content comes from.
     pub content: Content,
+    /// Enabled at boot (default true).
     pub enabled: bool,
+    /// Running (default true).
     pub started: bool,
 }
 
+/// A command run on the host by `/bin/sh -c`.
 #[derive(Debug, Clone, Serialize)]
 pub struct Command {
+    /// Unique name within the role.
     pub name: String,
+    /// The shell command.
     pub run: String,
+    /// Guard: the command is skipped when this exits 0.
     pub unless: Option<String>,
     /// Managed file paths whose change also triggers the command.
     pub triggered_by: Vec<PathBuf>,

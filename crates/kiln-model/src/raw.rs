@@ -231,8 +231,16 @@ pub(crate) fn decode_document(source: &Source) -> (RawDocument, Vec<ConfigError>
     let mut doc = RawDocument::default();
     let (root, syntax) = DeTable::parse_recoverable(source.text());
     if !syntax.is_empty() {
+        // One mistake can derail the parser into many follow-up errors: report distinct
+        // ones, and only the first few.
+        const MAX_SYNTAX_ERRORS: usize = 10;
+        let mut seen = std::collections::BTreeSet::new();
         for e in syntax {
-            errors.push(toml_error(source, &e, 0..0));
+            if seen.insert((e.message().to_string(), e.span().map(|s| (s.start, s.end))))
+                && seen.len() <= MAX_SYNTAX_ERRORS
+            {
+                errors.push(toml_error(source, &e, 0..0));
+            }
         }
         return (doc, errors);
     }

@@ -109,3 +109,70 @@ fn display_names_file_line_and_column() {
     assert!(text.starts_with("invalid/unknown-kind.toml:"), "{text}");
     assert!(text.contains("did you mean `container`?"), "{text}");
 }
+
+#[test]
+fn custom_containers_take_image_and_port_from_their_options() {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/config/valid/minimal.toml");
+    let m = parse(&path).unwrap();
+    let blog = m.service("blog").unwrap();
+    assert_eq!(
+        blog.image().as_deref(),
+        Some("docker.io/library/nginx:1.27")
+    );
+    assert_eq!(blog.port(), Some(80));
+}
+
+#[test]
+fn the_roles_sample_is_typed_as_the_contract_says() {
+    use kiln_model::Content;
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/config/valid/roles.toml");
+    let m = parse(&path).unwrap();
+    let web = &m.roles["web"];
+    assert_eq!(web.packages, ["htop", "rsync"]);
+    assert_eq!(web.vars["workers"].as_integer(), Some(4));
+    assert_eq!(web.vars["limits"]["memory"].as_str(), Some("1G"));
+    let dir = &web.directories[0];
+    assert_eq!(
+        (
+            dir.path.to_str(),
+            dir.mode,
+            dir.owner.as_str(),
+            dir.group.as_str()
+        ),
+        (Some("/srv/app"), 0o750, "app", "app")
+    );
+    let conf = &web.files[0];
+    assert_eq!(
+        conf.content,
+        Content::Template("templates/app.conf.j2".into())
+    );
+    assert_eq!((conf.mode, conf.group.as_str()), (0o640, "app"));
+    assert_eq!(conf.notify, ["app.service"]);
+    assert_eq!(web.files[1].content, Content::Inline("hello\n".into()));
+    assert_eq!(
+        (web.files[1].mode, web.files[1].owner.as_str()),
+        (0o644, "root"),
+        "defaults"
+    );
+    assert_eq!(
+        web.files[2].content,
+        Content::Source("files/logo.svg".into())
+    );
+    assert_eq!(web.symlinks[0].target.to_str(), Some("/srv/app/bin/app"));
+    let user = &web.users[0];
+    assert!(user.system);
+    assert_eq!(
+        user.shell.as_deref().and_then(|s| s.to_str()),
+        Some("/usr/sbin/nologin")
+    );
+    assert_eq!(user.groups, ["app"]);
+    assert!(web.groups[0].system);
+    assert!(web.units[0].enabled && web.units[0].started);
+    assert!(web.units[1].enabled && !web.units[1].started);
+    let cmd = &web.commands[0];
+    assert_eq!(cmd.unless.as_deref(), Some("test -f /srv/app/.migrated"));
+    assert_eq!(
+        cmd.triggered_by,
+        [std::path::PathBuf::from("/etc/app/app.conf")]
+    );
+}

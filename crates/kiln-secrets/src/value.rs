@@ -9,9 +9,19 @@ use zeroize::Zeroizing;
 /// What a secret shows instead of its value.
 pub const REDACTED: &str = "<redacted>";
 
-/// A secret value. Cloning copies the value; every copy is zeroized on drop.
-#[derive(Clone, PartialEq, Eq)]
+/// A secret value. Cloning copies the value; every copy is zeroized on drop. Equality
+/// compares in constant time (for equal lengths).
+#[derive(Clone)]
 pub struct Secret(Zeroizing<String>);
+
+impl PartialEq for Secret {
+    fn eq(&self, other: &Self) -> bool {
+        use subtle::ConstantTimeEq;
+        self.0.as_bytes().ct_eq(other.0.as_bytes()).into()
+    }
+}
+
+impl Eq for Secret {}
 
 impl Secret {
     pub fn new(value: impl Into<String>) -> Self {
@@ -54,6 +64,13 @@ mod tests {
         assert!(!format!("{s:?}").contains("hunter2"));
         assert!(!format!("{:#?}", vec![s.clone()]).contains("hunter2"));
         assert_eq!(s.expose(), "hunter2-planted");
+    }
+
+    #[test]
+    fn equality_compares_values() {
+        assert_eq!(Secret::new("abc"), Secret::new("abc"));
+        assert_ne!(Secret::new("abc"), Secret::new("abd"));
+        assert_ne!(Secret::new("abc"), Secret::new("abcd"));
     }
 
     #[test]

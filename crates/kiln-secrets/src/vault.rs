@@ -502,6 +502,17 @@ impl Vault {
         Ok(Secret::new(s))
     }
 
+    /// Every secret of this environment, by name (all or nothing: a damaged file fails
+    /// the whole read, naming it).
+    pub fn get_all(&self) -> Result<BTreeMap<String, Secret>> {
+        let mut out = BTreeMap::new();
+        for name in self.names()? {
+            let value = self.get(&name)?;
+            out.insert(name, value);
+        }
+        Ok(out)
+    }
+
     /// Stores secret `name` (creating or replacing it), encrypted to every recipient.
     pub fn set(&self, name: &str, value: &Secret) -> Result<()> {
         spec::check_name(name)?;
@@ -939,12 +950,16 @@ fn read_identity_file(path: &Path) -> Result<Vec<Box<dyn age::Identity + Send + 
         if line.is_empty() || line.starts_with('#') {
             continue;
         }
-        // Recovery keys typed from paper may carry spaces between groups.
-        let joined: String = line
+        // Recovery keys typed from paper may carry spaces between groups, be lowercase, and
+        // lack the fixed `AGE-SECRET-KEY-1` prefix.
+        let mut joined: String = line
             .split_whitespace()
             .collect::<Vec<_>>()
             .concat()
             .to_uppercase();
+        if !joined.starts_with("AGE-SECRET-KEY-1") {
+            joined.insert_str(0, "AGE-SECRET-KEY-1");
+        }
         let id = age::x25519::Identity::from_str(&joined)
             .map_err(|_| bad(format!("line {}: not an AGE-SECRET-KEY-1… key", i + 1)))?;
         out.push(Box::new(id));

@@ -79,6 +79,9 @@ fn set_get_list_round_trip_with_private_modes_and_armored_files() {
         "s3cr3t value\nwith newline"
     );
 
+    let all = v.get_all().unwrap();
+    assert_eq!(all.keys().collect::<Vec<_>>(), ["api_key", "db_password"]);
+    assert_eq!(all["api_key"].expose(), "k");
     // A second open (another process) reads the same values.
     let v2 = open(dir.path(), PASS).unwrap();
     assert_eq!(v2.get("api_key").unwrap().expose(), "k");
@@ -404,6 +407,23 @@ fn recovery_key_opens_every_secret_without_the_passphrase() {
     .unwrap();
     assert_eq!(r.get("a").unwrap().expose(), "alpha");
     assert_eq!(r.get("b").unwrap().expose(), "beta");
+    // Only the groups after the fixed prefix, in groups of four, as the printed sheet shows.
+    let body = &key.secret_key.expose()["AGE-SECRET-KEY-1".len()..];
+    let groups: Vec<&str> = body
+        .as_bytes()
+        .chunks(4)
+        .map(|c| std::str::from_utf8(c).unwrap())
+        .collect();
+    let groups_only = dir.path().join("groups.txt");
+    fs::write(&groups_only, groups.join(" ")).unwrap();
+    let g = Vault::open_with(
+        dir.path(),
+        "production",
+        Unlock::Identities(vec![groups_only]),
+        LOG_N,
+    )
+    .unwrap();
+    assert_eq!(g.get("a").unwrap().expose(), "alpha");
 
     // Forgotten passphrase: the recovery key sets a new one.
     let mut r = r;
@@ -841,4 +861,40 @@ fn an_ssh_ed25519_recipient_decrypts_with_its_private_key() {
             String::from_utf8_lossy(&out.stderr)
         );
     }
+}
+
+#[test]
+fn a_bad_line_in_recipients_txt_is_named() {
+    let dir = tempfile::tempdir().unwrap();
+    new_vault(dir.path()).set("a", &Secret::new("1")).unwrap();
+    let path = dir.path().join("secrets/recipients.txt");
+    let mut text = fs::read_to_string(&path).unwrap();
+    text.push_str("# added by hand\nage1thisisnotakey\n");
+    fs::write(&path, &text).unwrap();
+    let line = text.lines().count();
+    let err = open(dir.path(), PASS).unwrap_err();
+    assert!(
+        matches!(&err, VaultError::BadRecipient { line: l, .. } if *l == line),
+        "{err:?}"
+    );
+    assert!(
+        err.to_string().contains(&format!("recipients.txt:{line}:")),
+        "{err}"
+    );
+}
+
+#[test]
+fn a_damaged_identity_file_is_named() {
+    let dir = tempfile::tempdir().unwrap();
+    new_vault(dir.path());
+    let path = dir.path().join("secrets/identity.age");
+    let text = fs::read_to_string(&path).unwrap();
+    let lines: Vec<&str> = text.lines().collect();
+    fs::write(&path, lines[..lines.len() - 1].join("\n")).unwrap();
+    let err = open(dir.path(), PASS).unwrap_err();
+    assert!(
+        matches!(&err, VaultError::Corrupt { name, .. } if name == "identity.age"),
+        "{err:?}"
+    );
+    assert!(err.to_string().contains("identity.age:"), "{err}");
 }

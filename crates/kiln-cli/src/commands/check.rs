@@ -41,6 +41,23 @@ pub fn run(global: &GlobalArgs, _args: Args) -> CmdResult {
         model.required_secrets().len(),
         plural(model.required_secrets().len()),
     );
+    // Not errors, but kiln will refuse to connect to these hosts until their keys are pinned.
+    for env in &model.environments {
+        let unpinned: Vec<&str> = env
+            .hosts
+            .values()
+            .filter(|h| h.host_keys.is_empty())
+            .map(|h| h.role.as_str())
+            .collect();
+        if !unpinned.is_empty() {
+            println!(
+                "note: {}: no pinned SSH host key yet for {} (run `kiln trust <role> --env {}` before deploying)",
+                env.name,
+                unpinned.join(", "),
+                env.name
+            );
+        }
+    }
     Ok(ExitCode::SUCCESS)
 }
 
@@ -52,6 +69,10 @@ fn plural(n: usize) -> &'static str {
 /// current folder.
 pub fn config_path(global: &GlobalArgs) -> Result<PathBuf, CliError> {
     if let Some(p) = &global.config {
+        // `--config my-infra` means the kiln.toml in that folder.
+        if p.is_dir() {
+            return Ok(p.join(kiln_model::CONFIG_FILE));
+        }
         return Ok(p.clone());
     }
     let found = kiln_model::find_config(std::path::Path::new(".")).ok_or_else(|| {

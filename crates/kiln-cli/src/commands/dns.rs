@@ -23,7 +23,7 @@ Examples:
 )]
 pub struct Args {
     /// Only this environment (default: all).
-    #[arg(long, short, value_name = "ENV")]
+    #[arg(long, short, env = "KILN_ENV", value_name = "ENV")]
     pub env: Option<String>,
     /// Output format.
     #[arg(long, value_enum, default_value_t = Format::Table)]

@@ -54,8 +54,8 @@ pub fn run(global: &GlobalArgs, args: Args) -> CmdResult {
 }
 
 fn ansible_vault(global: &GlobalArgs, a: AnsibleArgs) -> CmdResult {
-    let base = sec::base_dir(global)?;
-    sec::check_env(global, &a.vault.env)?;
+    let model = sec::load(global, &a.vault.env)?;
+    let base = model.base_dir().to_path_buf();
     let password = vault_password(a.vault_password_file.as_deref())?;
 
     // 1. Read and decrypt everything (no vault access yet).

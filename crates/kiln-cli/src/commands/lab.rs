@@ -18,7 +18,8 @@ use crate::exit::{CliError, CmdResult};
   kiln lab up --servers 2     two Debian 13 servers, reachable over SSH
   kiln lab status             running labs, servers and addresses
   kiln lab ssh server1        a shell on a server (pinned host key)
-  kiln lab down               remove everything the lab created")]
+  kiln lab down               remove everything the lab created
+  kiln lab demo --yes         kiln end to end on an example, then removed")]
 pub struct Args {
     #[command(subcommand)]
     command: LabCommand,
@@ -39,6 +40,8 @@ enum LabCommand {
     /// Remove a lab: processes, namespaces, mounts, cgroups, files. Safe to repeat; also cleans
     /// up after a crashed run.
     Down(DownArgs),
+    /// kiln end to end on an embedded example: lab servers, vault, plan, apply, a web page.
+    Demo(super::demo::Args),
 }
 
 #[derive(Debug, clap::Args)]
@@ -120,6 +123,7 @@ pub fn run(global: &GlobalArgs, args: Args) -> CmdResult {
         LabCommand::Ssh(a) => ssh(a),
         LabCommand::Image(a) => image(a),
         LabCommand::Down(a) => down(a),
+        LabCommand::Demo(a) => super::demo::run(global, a),
     }
 }
 

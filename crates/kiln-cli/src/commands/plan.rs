@@ -19,7 +19,23 @@ use kiln_secrets::Secret;
 use serde::Deserialize;
 
 use crate::GlobalArgs;
+
+/// `print!`/`println!` that do not panic when stdout is closed (e.g. piped into `head`):
+/// kiln's work is done by then, and losing the rest of the text is the reader's choice.
+macro_rules! out {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let _ = write!(std::io::stdout(), $($arg)*);
+    }};
+}
+macro_rules! outln {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stdout(), $($arg)*);
+    }};
+}
 use crate::exit::{self, CliError, CmdResult};
+pub(crate) use {out, outln};
 
 /// Which hosts, and how to reach them (shared by plan and apply).
 #[derive(Debug, Clone, clap::Args)]
@@ -42,6 +58,9 @@ pub struct Targeting {
     /// Hosts converged in parallel.
     #[arg(long, short = 'j', default_value_t = 8, value_name = "N")]
     pub jobs: usize,
+    /// Vault passphrase file, for templates that use `secret()`.
+    #[arg(long, env = "KILN_PASSPHRASE_FILE", value_name = "FILE")]
+    pub passphrase_file: Option<PathBuf>,
 }
 
 /// Show what apply would change on each host.
@@ -142,6 +161,7 @@ fn jobs_from_state(
                 identity_file: t.identity.clone().or(h.identity_file.clone()),
                 connect_timeout_s: 10,
                 test_paths: None,
+                env: None,
             }),
             (None, None) => {
                 return Err(CliError::invalid(miette::miette!(
@@ -165,15 +185,104 @@ fn jobs_from_state(
     Ok(jobs)
 }
 
-/// Desired states from kiln.toml: needs kiln-model's `[roles.*]` (not in this build yet).
+/// Template secrets from the environment's vault, opened on first use (so configurations
+/// without `secret()` never need the passphrase).
+struct VaultSecrets {
+    base: PathBuf,
+    env: String,
+    passphrase_file: Option<PathBuf>,
+    vault: std::sync::Mutex<Option<kiln_secrets::vault::Vault>>,
+}
+
+impl kiln_converge::desired::SecretSource for VaultSecrets {
+    fn secret(&self, name: &str) -> Result<Secret, String> {
+        let mut guard = self
+            .vault
+            .lock()
+            .map_err(|_| "vault lock poisoned".to_owned())?;
+        if guard.is_none() {
+            let args = crate::commands::secrets::VaultArgs {
+                env: self.env.clone(),
+                passphrase_file: self.passphrase_file.clone(),
+                passphrase_command: None,
+                identity: vec![],
+            };
+            let v = crate::commands::secrets::open(&self.base, &args)
+                .map_err(|e| format!("cannot open the vault of {}: {:?}", self.env, e.report))?;
+            *guard = Some(v);
+        }
+        match guard.as_ref() {
+            Some(v) => v.get(name).map_err(|e| e.to_string()),
+            None => Err("vault not open".into()),
+        }
+    }
+}
+
+/// Desired states from kiln.toml: one job per host of the environment.
 fn jobs_from_config(
-    _global: &GlobalArgs,
-    _t: &Targeting,
-    _password: &Option<Secret>,
+    global: &GlobalArgs,
+    t: &Targeting,
+    password: &Option<Secret>,
 ) -> Result<Vec<Job>, CliError> {
-    Err(CliError::failed(miette::miette!(
-        "reading desired states from kiln.toml needs kiln-model, which is not in this build yet\n  hint: pass a desired-state JSON file with --state FILE"
-    )))
+    let model = crate::commands::check::load_model(global)?;
+    let names: Vec<&str> = model.environments.iter().map(|e| e.name.as_str()).collect();
+    let env_name = match &t.env {
+        Some(e) => e.clone(),
+        None if names.len() == 1 => names[0].to_owned(),
+        None => {
+            return Err(CliError::invalid(miette::miette!(
+                "several environments ({}): choose one with --env",
+                names.join(", ")
+            )));
+        }
+    };
+    let env = model.environment(&env_name).ok_or_else(|| {
+        CliError::invalid(miette::miette!(
+            "no environment {env_name:?} in kiln.toml (known: {})",
+            names.join(", ")
+        ))
+    })?;
+    let secrets: std::sync::Arc<dyn kiln_converge::desired::SecretSource> =
+        std::sync::Arc::new(VaultSecrets {
+            base: model.base_dir().to_owned(),
+            env: env_name.clone(),
+            passphrase_file: t.passphrase_file.clone(),
+            vault: std::sync::Mutex::new(None),
+        });
+    for want in &t.hosts {
+        if !env.hosts.contains_key(want) {
+            let known: Vec<&str> = env.hosts.keys().map(String::as_str).collect();
+            return Err(CliError::invalid(miette::miette!(
+                "environment {env_name} has no host playing role {want:?} (known: {})",
+                known.join(", ")
+            )));
+        }
+    }
+    let mut jobs = vec![];
+    for (role, host) in &env.hosts {
+        if !t.hosts.is_empty() && !t.hosts.contains(role) {
+            continue;
+        }
+        let desired = kiln_converge::desired::desired_for_host(&model, env, host, secrets.clone())
+            .map_err(|e| CliError::invalid(miette::miette!("{e}")))?;
+        jobs.push(Job {
+            name: role.clone(),
+            connect: Connect::Ssh(SshTarget {
+                name: role.clone(),
+                address: host.address.to_string(),
+                port: host.ssh_port,
+                user: host.admin_user.clone(),
+                host_keys: host.host_keys.clone(),
+                identity_file: t.identity.clone(),
+                connect_timeout_s: 10,
+                test_paths: None,
+                env: Some(env_name.clone()),
+            }),
+            privilege: privilege(&host.admin_user, password),
+            desired,
+        });
+    }
+    Ok(jobs)
 }
 
 /// The hosts to work on, each with its desired state.
@@ -311,9 +420,9 @@ pub fn run(global: &GlobalArgs, args: Args) -> CmdResult {
                 };
                 if args.json {
                     let v = serde_json::json!({ "host": name, "plan": plan });
-                    println!("{v}");
+                    outln!("{v}");
                 } else {
-                    print!("{}", render_plan(name, plan));
+                    out!("{}", render_plan(name, plan));
                 }
                 if !plan.is_empty() {
                     pending_hosts += 1;
@@ -325,13 +434,18 @@ pub fn run(global: &GlobalArgs, args: Args) -> CmdResult {
         }
     }
     if !args.json {
-        println!(
-            "\nPlan: {} to create, {} to change, {} to remove, on {} of {} host(s).",
+        outln!(
+            "\nPlan: {} to create, {} to change, {} to remove, on {} of {} host(s){}.",
             total.create,
             total.change,
             total.remove,
             pending_hosts,
-            results.len()
+            results.len(),
+            if failures.is_empty() {
+                String::new()
+            } else {
+                format!("; {} could not be planned", failures.len())
+            }
         );
     }
     if !failures.is_empty() {
@@ -346,4 +460,102 @@ pub fn run(global: &GlobalArgs, args: Args) -> CmdResult {
     } else {
         exit::SUCCESS
     }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use kiln_converge::Change;
+    use kiln_converge::owned::Owned;
+    use kiln_converge::resource::ResourceId;
+
+    fn change(id: ResourceId, op: Op) -> Change {
+        Change {
+            id,
+            op,
+            details: vec![],
+            diff: None,
+            reason: None,
+            content: false,
+        }
+    }
+
+    #[test]
+    fn plans_render_with_symbols_details_diffs_and_redaction() {
+        let mut upd = change(ResourceId::File("/etc/app.conf".into()), Op::Update);
+        upd.details = vec!["content".into(), "mode 0644 → 0600".into()];
+        upd.diff = Some(Diff::Unified {
+            text: "--- a/etc/app.conf\n+++ b/etc/app.conf\n@@ -1 +1 @@\n-a=1\n+a=2\n".into(),
+        });
+        let mut secret = change(ResourceId::File("/etc/db.env".into()), Op::Create);
+        secret.diff = Some(Diff::Redacted);
+        let mut restart = change(ResourceId::Unit("app.service".into()), Op::Restart);
+        restart.reason = Some("/etc/app.conf changed".into());
+        let plan = Plan {
+            host: "web".into(),
+            changes: vec![
+                upd,
+                secret,
+                restart,
+                change(ResourceId::Symlink("/usr/bin/x".into()), Op::Remove),
+            ],
+            owned_after: Owned::default(),
+        };
+        assert_eq!(
+            render_plan("web", &plan),
+            "web: 1 to create, 2 to change, 1 to remove\n\
+             \x20 ~ update file /etc/app.conf  (content; mode 0644 → 0600)\n\
+             \x20     --- a/etc/app.conf\n\
+             \x20     +++ b/etc/app.conf\n\
+             \x20     @@ -1 +1 @@\n\
+             \x20     -a=1\n\
+             \x20     +a=2\n\
+             \x20 + create file /etc/db.env\n\
+             \x20     (content holds a secret: diff hidden)\n\
+             \x20 ↻ restart unit app.service  (because /etc/app.conf changed)\n\
+             \x20 - remove symlink /usr/bin/x\n"
+        );
+        let empty = Plan {
+            host: "web".into(),
+            changes: vec![],
+            owned_after: Owned::default(),
+        };
+        assert_eq!(render_plan("web", &empty), "web: no changes\n");
+    }
+
+    #[test]
+    fn state_file_needs_an_address_or_a_local_root() {
+        let dir = tempfile_dir();
+        let path = dir.join("state.json");
+        std::fs::write(&path, r#"{"hosts":[{"name":"web","desired":{}}]}"#).unwrap();
+        let t = Targeting {
+            env: None,
+            hosts: vec![],
+            identity: None,
+            ask_sudo_password: false,
+            state: Some(path.clone()),
+            jobs: 1,
+            passphrase_file: None,
+        };
+        let err = jobs_from_state(&path, &t, &None).unwrap_err();
+        assert!(
+            err.report
+                .to_string()
+                .contains("host web: needs `address` or `local_root`")
+        );
+        std::fs::write(
+            &path,
+            r#"{"hosts":[{"name":"web","desired":{},"bogus":1}]}"#,
+        )
+        .unwrap();
+        let err = jobs_from_state(&path, &t, &None).unwrap_err();
+        assert!(err.report.to_string().contains("unknown field `bogus`"));
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    fn tempfile_dir() -> PathBuf {
+        let d = std::env::temp_dir().join(format!("kiln-plan-test-{}", std::process::id()));
+        std::fs::create_dir_all(&d).unwrap();
+        d
+    }
 }

@@ -12,7 +12,10 @@ use std::process::{Command, ExitCode, Stdio};
 use kiln_secrets::vault::{self, Rekey};
 use kiln_secrets::{Secret, Unlock, Vault, VaultError};
 
+use kiln_model::Model;
+
 use crate::GlobalArgs;
+use crate::commands::check;
 use crate::exit::{CliError, CmdResult};
 
 /// Manage the encrypted secrets kept in the repository.
@@ -40,7 +43,7 @@ pub struct VaultArgs {
     /// Environment whose secrets to use.
     #[arg(long, global = true, default_value = "production", value_name = "ENV")]
     pub env: String,
-    /// Read the vault passphrase from this file (first line).
+    /// Read the vault passphrase from this file (its content, final newline removed).
     #[arg(long, global = true, env = "KILN_PASSPHRASE_FILE", value_name = "FILE")]
     pub passphrase_file: Option<PathBuf>,
     /// Run this command (with sh) and use its output as the vault passphrase,
@@ -53,8 +56,9 @@ pub struct VaultArgs {
     )]
     pub passphrase_command: Option<String>,
     /// Unlock with an age identity file instead of the passphrase: a recovery key or the
-    /// private key of a recipient listed in secrets/recipients.txt.
-    #[arg(long, global = true, value_name = "FILE", conflicts_with_all = ["passphrase_file", "passphrase_command"])]
+    /// private key of a recipient listed in secrets/recipients.txt. Takes precedence over
+    /// the passphrase options.
+    #[arg(long, global = true, value_name = "FILE")]
     pub identity: Vec<PathBuf>,
 }
 
@@ -102,9 +106,9 @@ pub enum Sub {
 }
 
 pub fn run(global: &GlobalArgs, args: Args) -> CmdResult {
-    let base = base_dir(global)?;
     let a = &args.vault;
-    check_env(global, &a.env)?;
+    let model = load(global, &a.env)?;
+    let base = model.base_dir().to_path_buf();
     match args.command {
         Sub::List => {
             let v = open(&base, a)?;
@@ -119,6 +123,20 @@ pub fn run(global: &GlobalArgs, args: Args) -> CmdResult {
                     a.env,
                     v.root().join(&a.env).display()
                 );
+            }
+            // What the configuration needs and the vault lacks (names only, on stderr).
+            let specs = model.required_secrets_for(&a.env).unwrap_or_default();
+            for spec in &specs {
+                for output in spec.rule.outputs(&spec.name) {
+                    if names.binary_search(&output).is_err() {
+                        let how = if spec.rule == kiln_secrets::SecretRule::Provided {
+                            format!("kiln secrets set {output} --env {}", a.env)
+                        } else {
+                            format!("kiln secrets generate --env {}", a.env)
+                        };
+                        eprintln!("missing: {output} ({}): {how}", spec.description);
+                    }
+                }
             }
         }
         Sub::Get { name } => {
@@ -140,6 +158,11 @@ pub fn run(global: &GlobalArgs, args: Args) -> CmdResult {
             let v = open_or_create(&base, a)?;
             let value = read_value(&name, keep_newline)?;
             let existed = v.contains(&name).map_err(vault_err)?;
+            // Same value: leave the file alone (no noise in git).
+            if existed && v.get(&name).map_err(vault_err)? == value {
+                eprintln!("`{name}` unchanged in environment `{}`", a.env);
+                return Ok(ExitCode::SUCCESS);
+            }
             v.set(&name, &value).map_err(vault_err)?;
             eprintln!(
                 "{} `{name}` in environment `{}` ({})",
@@ -154,7 +177,7 @@ pub fn run(global: &GlobalArgs, args: Args) -> CmdResult {
             let v = open_or_create(&base, a)?;
             edit(&base, &v, &name)?;
         }
-        Sub::Generate => return generate(&base, a),
+        Sub::Generate => return generate(&model, a),
         Sub::Rekey {
             new_passphrase_file,
             new_passphrase_command,
@@ -187,6 +210,7 @@ pub fn run(global: &GlobalArgs, args: Args) -> CmdResult {
             );
             for r in &report.recipients {
                 let label = r.label.lines().next().unwrap_or("");
+                let label = label.split(" (").next().unwrap_or(label);
                 println!("{}  {}", short_recipient(&r.recipient), label);
             }
         }
@@ -199,9 +223,11 @@ pub fn run(global: &GlobalArgs, args: Args) -> CmdResult {
     Ok(ExitCode::SUCCESS)
 }
 
-fn generate(base: &Path, a: &VaultArgs) -> CmdResult {
-    let specs = required_secrets(base, &a.env)?;
-    let v = open_or_create(base, a)?;
+/// `kiln secrets generate`: creates the vault when missing and every missing generated secret
+/// of `a.env`; names what still needs a value.
+pub fn generate(model: &Model, a: &VaultArgs) -> CmdResult {
+    let specs = model.required_secrets_for(&a.env).unwrap_or_default();
+    let v = open_or_create(model.base_dir(), a)?;
     let report = v
         .generate_missing(&specs, &mut kiln_secrets::OsRng)
         .map_err(vault_err)?;
@@ -224,80 +250,23 @@ fn generate(base: &Path, a: &VaultArgs) -> CmdResult {
     Ok(ExitCode::SUCCESS)
 }
 
-/// Every secret the configuration needs (kiln-model's `Model::required_secrets`).
-fn required_secrets(_base: &Path, _env: &str) -> Result<Vec<kiln_secrets::SecretSpec>, CliError> {
-    Err(CliError::failed(miette::miette!(
-        help = "set secrets by hand meanwhile: kiln secrets set NAME",
-        "`kiln secrets generate` needs the service model (kiln-model's required_secrets), \
-         which is not in this build yet"
-    )))
-}
-
-/// The folder holding kiln.toml: `--config`/KILN_CONFIG, or the nearest one upward.
-pub fn base_dir(global: &GlobalArgs) -> Result<PathBuf, CliError> {
-    let config = match &global.config {
-        Some(c) => {
-            if !c.is_file() {
-                return Err(CliError::invalid(miette::miette!(
-                    "{}: no such file",
-                    c.display()
-                )));
-            }
-            c.clone()
-        }
-        None => {
-            let cwd = std::env::current_dir().map_err(|e| {
-                CliError::failed(miette::miette!("cannot read the current folder: {e}"))
-            })?;
-            find_config(&cwd).ok_or_else(|| {
-                CliError::invalid(miette::miette!(
-                    help = "run kiln in your infrastructure repository, or pass --config PATH",
-                    "no kiln.toml here or in any parent folder of {}",
-                    cwd.display()
-                ))
-            })?
-        }
-    };
-    let dir = config.parent().map(Path::to_path_buf).unwrap_or_default();
-    Ok(if dir.as_os_str().is_empty() {
-        PathBuf::from(".")
-    } else {
-        dir
-    })
-}
-
-/// Refuses an `--env` that kiln.toml does not declare (a typo would create a new vault
-/// folder). A kiln.toml that does not parse is left to `kiln check` to report.
-pub fn check_env(global: &GlobalArgs, env: &str) -> Result<(), CliError> {
-    let config = match &global.config {
-        Some(c) => c.clone(),
-        None => base_dir(global)?.join("kiln.toml"),
-    };
-    let Ok(text) = fs::read_to_string(&config) else {
-        return Ok(());
-    };
-    let Ok(table) = text.parse::<toml::Table>() else {
-        return Ok(());
-    };
-    let Some(envs) = table.get("environments").and_then(|e| e.as_table()) else {
-        return Ok(());
-    };
-    if envs.contains_key(env) {
-        return Ok(());
+/// Loads and validates kiln.toml (as every command does) and checks that it declares
+/// `env`: a typo must not create a new vault folder.
+pub fn load(global: &GlobalArgs, env: &str) -> Result<Model, CliError> {
+    let model = check::load_model(global)?;
+    if model.environment(env).is_none() {
+        let known: Vec<&str> = model.environments.iter().map(|e| e.name.as_str()).collect();
+        return Err(CliError::invalid(miette::miette!(
+            help = format!(
+                "environments in {}: {}",
+                model.config_path().display(),
+                known.join(", ")
+            ),
+            "environment `{env}` is not declared in {}",
+            model.config_path().display()
+        )));
     }
-    let known: Vec<&str> = envs.keys().map(String::as_str).collect();
-    Err(CliError::invalid(miette::miette!(
-        help = format!("environments in {}: {}", config.display(), known.join(", ")),
-        "environment `{env}` is not declared in {}",
-        config.display()
-    )))
-}
-
-fn find_config(start: &Path) -> Option<PathBuf> {
-    start
-        .ancestors()
-        .map(|d| d.join("kiln.toml"))
-        .find(|p| p.is_file())
+    Ok(model)
 }
 
 pub fn vault_err(e: VaultError) -> CliError {
@@ -677,7 +646,7 @@ fn print_recovery_sheet(base: &Path, key: &kiln_secrets::RecoveryKey) {
     println!();
     println!("    {secret}");
     println!();
-    println!("The same, in groups of four to copy by hand (after AGE-SECRET-KEY-1):");
+    println!("The same key after its fixed AGE-SECRET-KEY-1 prefix, in groups of four:");
     for row in &grouped {
         println!("    {row}");
     }
@@ -689,8 +658,8 @@ fn print_recovery_sheet(base: &Path, key: &kiln_secrets::RecoveryKey) {
     println!();
     println!("To use it, without kiln, with the stock age CLI:");
     println!("  1. type the key into a file:  cat > recovery.txt   (paste or type, then Ctrl-D)");
-    println!("     (groups may be typed with spaces and in lowercase for kiln; age itself needs");
-    println!("      the one-line form: AGE-SECRET-KEY-1 followed by the groups without spaces)");
+    println!("     age needs the one-line form: AGE-SECRET-KEY-1 then the groups, no spaces;");
+    println!("     kiln --identity also accepts the groups as typed: spaces, lowercase, no prefix");
     println!("  2. read a secret:             age -d -i recovery.txt secrets/production/NAME.age");
     println!("  With kiln, set a new passphrase: kiln secrets rekey --identity recovery.txt");
     println!("============================================================");

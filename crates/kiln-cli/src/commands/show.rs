@@ -25,7 +25,7 @@ Examples:
 )]
 pub struct Args {
     /// Only this environment (default: all).
-    #[arg(long, short, value_name = "ENV")]
+    #[arg(long, short, env = "KILN_ENV", value_name = "ENV")]
     pub env: Option<String>,
     /// Print JSON instead of text.
     #[arg(long)]
@@ -145,6 +145,23 @@ fn render_env(model: &Model, env: &Environment) -> String {
     }
     out.push_str(&indent(&align(&rows, "  "), "    "));
 
+    let roles: Vec<String> = env
+        .hosts
+        .keys()
+        .filter_map(|r| {
+            model
+                .roles
+                .get(r)
+                .map(|role| format!("{r}: {}", role_summary(role)))
+        })
+        .collect();
+    if !roles.is_empty() {
+        out.push_str("\n  extra resources per role\n");
+        for r in roles {
+            out.push_str(&format!("    {r}\n"));
+        }
+    }
+
     out.push_str("\n  backups: ");
     match model.backups.as_ref().filter(|_| env.backups_enabled) {
         None => out.push_str("off\n"),
@@ -177,6 +194,34 @@ fn render_env(model: &Model, env: &Environment) -> String {
     let names: Vec<String> = secrets.iter().map(|s| s.name.clone()).collect();
     out.push_str(&wrap(&names, 92, "    "));
     out
+}
+
+/// "2 packages, 1 file, 1 unit" for a `[roles.<role>]` section.
+fn role_summary(role: &kiln_model::Role) -> String {
+    let counts = [
+        (role.packages.len(), "package"),
+        (role.directories.len(), "directory"),
+        (role.files.len(), "file"),
+        (role.symlinks.len(), "symlink"),
+        (role.users.len(), "user"),
+        (role.groups.len(), "group"),
+        (role.units.len(), "unit"),
+        (role.commands.len(), "command"),
+    ];
+    let parts: Vec<String> = counts
+        .iter()
+        .filter(|(n, _)| *n > 0)
+        .map(|(n, what)| match (*n, *what) {
+            (1, w) => format!("1 {w}"),
+            (n, "directory") => format!("{n} directories"),
+            (n, w) => format!("{n} {w}s"),
+        })
+        .collect();
+    if parts.is_empty() {
+        "nothing".to_string()
+    } else {
+        parts.join(", ")
+    }
 }
 
 fn row(cells: [&str; 5]) -> [String; 5] {
@@ -266,6 +311,8 @@ fn to_json(model: &Model, envs: &[&Environment]) -> Value {
                         "kind": s.kind,
                         "host": s.host,
                         "version": s.version,
+                        "image": s.image(),
+                        "port": s.port(),
                         "url": env.service_url(s),
                         "options": s.options,
                     })
@@ -300,6 +347,7 @@ fn to_json(model: &Model, envs: &[&Environment]) -> Value {
                 "hosts": hosts,
                 "services": services,
                 "backups": backups,
+                "roles": env.hosts.keys().filter_map(|r| model.roles.get(r)).collect::<Vec<_>>(),
                 "secret_names": secrets,
             })
         })

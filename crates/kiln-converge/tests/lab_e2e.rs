@@ -1,0 +1,419 @@
+//! End-to-end on a lab server (Debian 13 in systemd-nspawn, reached over the real SSH
+//! transport as the lab's `kiln` admin user with sudo): the desired state comes from a
+//! kiln.toml `[roles.web]` through the model and the minijinja rendering, as `kiln apply`
+//! does. Needs root and the lab's prerequisites (.ci/install-lab.sh).
+
+use std::path::Path;
+use std::sync::Arc;
+
+use kiln_converge::desired::{NoSecrets, desired_for_host};
+use kiln_converge::event::Event;
+use kiln_converge::host::ssh::{SshHost, SshTarget};
+use kiln_converge::host::{AgentBinary, AgentOutcome, Host, HostError, Privilege};
+use kiln_converge::plan::{Diff, Op};
+use kiln_converge::resource::{DesiredState, ResourceId};
+use kiln_lab::{Lab, LabOptions, Server};
+
+fn require_root() {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap();
+    let uid = status
+        .lines()
+        .find(|l| l.starts_with("Uid:"))
+        .unwrap()
+        .split_whitespace()
+        .nth(1)
+        .unwrap()
+        .to_owned();
+    assert_eq!(
+        uid, "0",
+        "the lab end-to-end tests need root (after .ci/install-lab.sh)"
+    );
+}
+
+fn agent() -> AgentBinary {
+    AgentBinary::from_path(Path::new(env!("CARGO_BIN_EXE_kiln-converge-agent"))).unwrap()
+}
+
+fn target(s: &Server, keys: Vec<String>) -> SshTarget {
+    SshTarget {
+        name: "web".into(),
+        address: s.address.to_string(),
+        port: s.ssh_port,
+        user: s.admin_user.clone(),
+        host_keys: keys,
+        identity_file: Some(s.identity_file.clone()),
+        connect_timeout_s: 10,
+        test_paths: None,
+        env: Some("lab".into()),
+    }
+}
+
+/// kiln.toml for one `web` host at the server's address, plus templates.
+fn write_config(dir: &Path, s: &Server, greeting: &str, with_extra: bool) -> DesiredState {
+    let keys: Vec<String> = s.host_keys.iter().map(|k| format!("{k:?}")).collect();
+    let extra = if with_extra {
+        "\n[[roles.web.files]]\npath = \"/etc/kiln-e2e/extra.conf\"\ncontent = \"extra\\n\"\n"
+    } else {
+        ""
+    };
+    let toml = format!(
+        r#"[project]
+name = "e2e"
+domain = "e2e.lab"
+acme_email = "ops@e2e.lab"
+
+[environments.lab]
+domain = "e2e.lab"
+acme_ca = "internal"
+
+[environments.lab.hosts.web]
+address = "{addr}"
+ssh_port = {port}
+admin_user = "{user}"
+os = "debian13"
+host_keys = [{keys}]
+
+[roles.web]
+packages = ["tree"]
+vars = {{ greeting = "{greeting}" }}
+
+[[roles.web.directories]]
+path = "/etc/kiln-e2e"
+
+[[roles.web.groups]]
+name = "kilnapp"
+system = true
+
+[[roles.web.users]]
+name = "kilnapp"
+system = true
+home = "/srv/kilnapp"
+shell = "/usr/sbin/nologin"
+groups = ["kilnapp"]
+
+[[roles.web.directories]]
+path = "/srv/kilnapp"
+mode = "0750"
+owner = "kilnapp"
+group = "kilnapp"
+
+[[roles.web.symlinks]]
+path = "/usr/local/bin/kiln-e2e-link"
+target = "/etc/kiln-e2e/a.conf"
+
+[[roles.web.commands]]
+name = "init-once"
+run = "echo ran >> /srv/kilnapp/init-runs"
+unless = "test -f /srv/kilnapp/init-runs"
+
+[[roles.web.commands]]
+name = "on-b"
+run = "echo ran >> /srv/kilnapp/b-runs"
+unless = "true"
+triggered_by = ["/etc/kiln-e2e/b.conf"]
+
+[[roles.web.files]]
+path = "/etc/kiln-e2e/a.conf"
+template = "templates/a.conf.j2"
+notify = ["kiln-e2e-a.service"]
+
+[[roles.web.files]]
+path = "/etc/kiln-e2e/b.conf"
+content = "b is constant\n"
+notify = ["kiln-e2e-b.service"]
+{extra}
+[[roles.web.units]]
+name = "kiln-e2e-a.service"
+content = "[Service]\nExecStart=/bin/sleep infinity\n[Install]\nWantedBy=multi-user.target\n"
+
+[[roles.web.units]]
+name = "kiln-e2e-b.service"
+content = "[Service]\nExecStart=/bin/sleep infinity\n[Install]\nWantedBy=multi-user.target\n"
+"#,
+        addr = s.address,
+        port = s.ssh_port,
+        user = s.admin_user,
+        keys = keys.join(", "),
+    );
+    std::fs::create_dir_all(dir.join("templates")).unwrap();
+    std::fs::write(dir.join("kiln.toml"), toml).unwrap();
+    std::fs::write(
+        dir.join("templates/a.conf.j2"),
+        "# {{ host.role }} in {{ env.name }}\ngreeting = {{ vars.greeting }}\n",
+    )
+    .unwrap();
+    let model = kiln_model::load(&dir.join("kiln.toml")).unwrap_or_else(|d| panic!("{d:?}"));
+    let env = model.environment("lab").unwrap();
+    desired_for_host(
+        &model,
+        env,
+        env.host("web").unwrap(),
+        Arc::new(NoSecrets("no vault in this test".into())),
+    )
+    .unwrap()
+}
+
+fn run(s: &Server, d: &DesiredState, plan_only: bool) -> AgentOutcome {
+    let mut host = SshHost::new(target(s, s.host_keys.clone()), Privilege::Sudo).unwrap();
+    let out = host.run_agent(&agent(), d, plan_only, &mut |_| {}).unwrap();
+    assert!(!out.failed, "{:?}", out.errors);
+    out
+}
+
+fn invocation(s: &Server, unit: &str) -> String {
+    s.exec_ok(&format!("systemctl show -p InvocationID --value {unit}"))
+        .unwrap()
+        .trim()
+        .to_owned()
+}
+
+#[test]
+fn lab_apply_converges_restarts_exactly_what_changed_removes_and_survives_a_kill() {
+    require_root();
+    let lab = Lab::start(LabOptions::unique("converge", 1)).expect("lab starts");
+    let s = &lab.servers()[0];
+    let dir = tempfile::tempdir().unwrap();
+
+    // 1. From scratch.
+    let d1 = write_config(dir.path(), s, "hello", true);
+    let first = run(s, &d1, false);
+    assert!(first.applied > 0);
+    assert_eq!(
+        s.exec_ok("cat /etc/kiln-e2e/a.conf").unwrap(),
+        "# web in lab\ngreeting = hello\n"
+    );
+    assert_eq!(
+        s.exec_ok("systemctl is-active kiln-e2e-a.service kiln-e2e-b.service")
+            .unwrap(),
+        "active\nactive\n"
+    );
+    assert_eq!(
+        s.exec_ok("systemctl is-enabled kiln-e2e-a.service")
+            .unwrap(),
+        "enabled\n"
+    );
+    assert!(s.exec_ok("tree --version").unwrap().contains("tree"));
+    let pw = s.exec_ok("getent passwd kilnapp").unwrap();
+    assert!(
+        pw.trim_end().ends_with(":/srv/kilnapp:/usr/sbin/nologin"),
+        "{pw}"
+    );
+    assert_eq!(s.exec_ok("id -gn kilnapp").unwrap(), "kilnapp\n");
+    assert_eq!(
+        s.exec_ok("sudo stat -c %U:%G:%a /srv/kilnapp").unwrap(),
+        "kilnapp:kilnapp:750\n"
+    );
+    assert_eq!(
+        s.exec_ok("readlink /usr/local/bin/kiln-e2e-link").unwrap(),
+        "/etc/kiln-e2e/a.conf\n"
+    );
+    let runs = |f: &str| s.exec_ok(&format!("sudo cat /srv/kilnapp/{f}")).unwrap();
+    assert_eq!(
+        (runs("init-runs"), runs("b-runs")),
+        ("ran\n".into(), "ran\n".into())
+    );
+
+    // 2. Second apply: zero changes.
+    let second = run(s, &d1, false);
+    assert_eq!(second.applied, 0);
+    assert!(second.plan.unwrap().is_empty());
+    assert_eq!(
+        (runs("init-runs"), runs("b-runs")),
+        ("ran\n".into(), "ran\n".into()),
+        "guarded commands did not rerun"
+    );
+
+    // 3. A changed template: its diff in the plan, exactly its unit restarted.
+    let (a_before, b_before) = (
+        invocation(s, "kiln-e2e-a.service"),
+        invocation(s, "kiln-e2e-b.service"),
+    );
+    let d2 = write_config(dir.path(), s, "bonjour", true);
+    let plan = run(s, &d2, true).plan.unwrap();
+    let ops: Vec<(Op, ResourceId)> = plan.changes.iter().map(|c| (c.op, c.id.clone())).collect();
+    assert_eq!(
+        ops,
+        [
+            (Op::Update, ResourceId::File("/etc/kiln-e2e/a.conf".into())),
+            (Op::Restart, ResourceId::Unit("kiln-e2e-a.service".into())),
+        ]
+    );
+    let Some(Diff::Unified { text }) = &plan.changes[0].diff else {
+        panic!("no diff")
+    };
+    assert!(
+        text.contains("-greeting = hello\n+greeting = bonjour\n"),
+        "{text}"
+    );
+    assert_eq!(run(s, &d2, false).applied, 2);
+    assert_ne!(invocation(s, "kiln-e2e-a.service"), a_before, "a restarted");
+    assert_eq!(invocation(s, "kiln-e2e-b.service"), b_before, "b untouched");
+
+    // 4. A resource removed from the config is removed from the host.
+    let d3 = write_config(dir.path(), s, "bonjour", false);
+    let removal = run(s, &d3, false);
+    assert_eq!(removal.applied, 1);
+    assert_eq!(
+        s.exec("test -e /etc/kiln-e2e/extra.conf")
+            .unwrap()
+            .status
+            .code(),
+        Some(1)
+    );
+
+    // 5. An apply killed midway (agent SIGKILLed on the host) converges on rerun.
+    let mut big = d3.clone();
+    for i in 0..600 {
+        let mut f = big.files[1].clone();
+        f.path = format!("/etc/kiln-e2e/many/f{i}.conf").into();
+        f.content = kiln_converge::resource::Content::text(format!("file {i}\n").repeat(200));
+        f.notify.clear();
+        big.files.push(f);
+    }
+    let mut host = SshHost::new(target(s, s.host_keys.clone()), Privilege::Sudo).unwrap();
+    let mut seen = 0;
+    let killer = s;
+    let result = host.run_agent(&agent(), &big, false, &mut |e| {
+        if matches!(e, Event::Applied { .. }) {
+            seen += 1;
+            if seen == 20 {
+                killer
+                    .exec_ok("sudo pkill -KILL -f '/var/lib/kiln/bin/kil[n]-' || true")
+                    .unwrap();
+            }
+        }
+    });
+    assert!(
+        result.is_err() || result.as_ref().is_ok_and(|o| o.failed),
+        "the agent was killed: {result:?}"
+    );
+    let partial = s
+        .exec_ok("ls /etc/kiln-e2e/many | grep -c '^f' || true")
+        .unwrap();
+    assert!(
+        partial.trim().parse::<usize>().unwrap() < 600,
+        "killed before the end: {partial}"
+    );
+    let rerun = run(s, &big, false);
+    assert!(rerun.applied > 0);
+    assert_eq!(
+        s.exec_ok("ls /etc/kiln-e2e/many | grep -c '^f'")
+            .unwrap()
+            .trim(),
+        "600"
+    );
+    assert_eq!(
+        s.exec_ok("ls -a /etc/kiln-e2e/many | grep -c kiln-tmp || true")
+            .unwrap()
+            .trim(),
+        "0"
+    );
+    assert_eq!(run(s, &big, false).applied, 0);
+}
+
+#[test]
+fn lab_changed_host_key_is_refused() {
+    require_root();
+    let lab = Lab::start(LabOptions::unique("hostkey", 1)).expect("lab starts");
+    let s = &lab.servers()[0];
+    // Pin a key of another "server": what a reinstalled or impostor host looks like.
+    let dir = tempfile::tempdir().unwrap();
+    let st = std::process::Command::new("ssh-keygen")
+        .args(["-q", "-t", "ed25519", "-N", "", "-f"])
+        .arg(dir.path().join("k"))
+        .status()
+        .unwrap();
+    assert!(st.success());
+    let other = std::fs::read_to_string(dir.path().join("k.pub")).unwrap();
+    let other_fp = kiln_converge::host::keys::HostKey::parse(&other)
+        .unwrap()
+        .fingerprint();
+    let mut host = SshHost::new(target(s, vec![other.trim().to_owned()]), Privilege::Sudo).unwrap();
+    let err = host
+        .run_agent(&agent(), &DesiredState::default(), false, &mut |_| {})
+        .unwrap_err();
+    let HostError::HostKeyChanged {
+        expected,
+        presented,
+        ..
+    } = &err
+    else {
+        panic!("{err}")
+    };
+    assert!(expected[0].contains(&other_fp));
+    assert!(
+        err.to_string().contains("run `kiln trust web --env lab`"),
+        "{err}"
+    );
+    let real: Vec<String> = s
+        .host_keys
+        .iter()
+        .map(|k| {
+            kiln_converge::host::keys::HostKey::parse(k)
+                .unwrap()
+                .fingerprint()
+        })
+        .collect();
+    assert!(
+        presented.iter().any(|p| real.iter().any(|r| p.contains(r))),
+        "{presented:?} vs {real:?}"
+    );
+}
+
+#[test]
+fn lab_sudo_password_is_sent_on_stdin_and_a_wrong_one_fails_cleanly() {
+    require_root();
+    let lab = Lab::start(LabOptions::unique("sudopw", 1)).expect("lab starts");
+    let s = &lab.servers()[0];
+    // An admin user whose sudo asks for a password.
+    s.exec_ok(
+        "sudo useradd -m -s /bin/sh op && echo 'op:correct-horse-9' | sudo chpasswd \
+         && echo 'op ALL=(ALL) ALL' | sudo tee /etc/sudoers.d/op >/dev/null \
+         && sudo install -d -o op -m 700 /home/op/.ssh \
+         && sudo install -o op -m 600 /home/kiln/.ssh/authorized_keys /home/op/.ssh/authorized_keys",
+    )
+    .unwrap();
+    let mut t = target(s, s.host_keys.clone());
+    t.user = "op".into();
+    let mut d = DesiredState {
+        host: "web".into(),
+        ..Default::default()
+    };
+    d.files.push(kiln_converge::resource::File {
+        path: "/etc/kiln-sudo.conf".into(),
+        content: kiln_converge::resource::Content::text("via sudo -S\n"),
+        mode: 0o600,
+        owner: "root".into(),
+        group: "root".into(),
+        sensitive: true,
+        notify: vec![],
+    });
+
+    let wrong = kiln_secrets::Secret::new("wrong-password");
+    let mut host = SshHost::new(t.clone(), Privilege::SudoPassword(wrong)).unwrap();
+    let err = host
+        .run_agent(&agent(), &d, false, &mut |_| {})
+        .unwrap_err();
+    assert!(matches!(err, HostError::Sudo { .. }), "{err}");
+    assert_eq!(
+        s.exec("sudo test -e /etc/kiln-sudo.conf")
+            .unwrap()
+            .status
+            .code(),
+        Some(1)
+    );
+
+    let right = kiln_secrets::Secret::new("correct-horse-9");
+    let mut host = SshHost::new(t, Privilege::SudoPassword(right)).unwrap();
+    let out = host.run_agent(&agent(), &d, false, &mut |_| {}).unwrap();
+    assert!(!out.failed, "{:?}", out.errors);
+    assert_eq!(out.applied, 1);
+    assert_eq!(
+        s.exec_ok("sudo cat /etc/kiln-sudo.conf").unwrap(),
+        "via sudo -S\n"
+    );
+    assert_eq!(
+        s.exec_ok("sudo stat -c %a:%U /etc/kiln-sudo.conf").unwrap(),
+        "600:root\n"
+    );
+}
