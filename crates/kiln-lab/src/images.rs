@@ -172,8 +172,8 @@ fn images_dir(roots: &Roots) -> PathBuf {
 
 fn umount_under(dir: &Path) {
     for m in crate::server::mounts_under(dir) {
-        if cmd::run(Command::new("umount").arg(&m)).is_err() {
-            let _ = cmd::run(Command::new("umount").arg("-l").arg(&m));
+        if cmd::run(cmd::command("umount").arg(&m)).is_err() {
+            let _ = cmd::run(cmd::command("umount").arg("-l").arg(&m));
         }
     }
 }
@@ -196,7 +196,7 @@ fn ensure_minbase(roots: &Roots, mirror: &AptMirror, log: &dyn Fn(&str)) -> Resu
     }
     std::fs::create_dir_all(&tmp).map_err(io("creating", &tmp))?;
     log("debootstrap of the images' minbase tree (once)");
-    let mut deb = Command::new("debootstrap");
+    let mut deb = cmd::command("debootstrap");
     deb.args(["--variant=minbase", "--include=ca-certificates", SUITE])
         .arg(&tmp)
         .arg(&mirror.debian);
@@ -302,7 +302,7 @@ pub fn ensure_image(
     );
     let chroot = |script: &str| {
         cmd::run(
-            Command::new("chroot")
+            cmd::command("chroot")
                 .arg(&tree)
                 .args(["/bin/sh", "-c", script])
                 .env("PATH", "/usr/sbin:/usr/bin:/sbin:/bin"),
@@ -325,7 +325,7 @@ pub fn ensure_image(
         Ok(())
     };
     cmd::run(
-        Command::new("mount")
+        cmd::command("mount")
             .args(["-t", "proc", "proc"])
             .arg(tree.join("proc")),
     )?;

@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use std::fmt;
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output};
+use std::process::{Child, Output};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
@@ -245,14 +245,16 @@ impl Lab {
             progress: opts.progress.clone(),
             boot_timeout: opts.boot_timeout,
         };
-        net::ensure_host_shared()?;
-        proxy::ensure(&roots)?;
+        let shared = net::ensure_host_shared().and_then(|()| proxy::ensure(&roots));
+        // Release the lock before anything can drop `lab`: its teardown takes the lock too
+        // (flock is per open file, so holding it here would deadlock this very process).
         drop(guard);
+        shared?;
 
         let (base, _) = image::ensure_base(&roots, &mirror, &say)?;
         lab.state.base_image = base;
         let key = lab.identity_file();
-        let mut kg = Command::new("ssh-keygen");
+        let mut kg = cmd::command("ssh-keygen");
         kg.args([
             "-q",
             "-t",
@@ -338,7 +340,7 @@ impl Lab {
             .join("root/var/tmp")
             .join(&file);
         let unpack = cmd::run(
-            Command::new("zstd")
+            cmd::command("zstd")
                 .args(["-q", "-d", "-f", "-o"])
                 .arg(&host_path)
                 .arg(&tar),
@@ -626,8 +628,8 @@ fn teardown_lab(roots: &Roots, lab: &str) -> Result<Cleaned> {
     c.cgroups += cgroups;
     let dir = roots.lab_dir(lab);
     for m in server::mounts_under(&dir) {
-        if cmd::run(Command::new("umount").arg(&m)).is_err() {
-            cmd::run(Command::new("umount").arg("-l").arg(&m))?;
+        if cmd::run(cmd::command("umount").arg(&m)).is_err() {
+            cmd::run(cmd::command("umount").arg("-l").arg(&m))?;
         }
         c.mounts += 1;
     }
