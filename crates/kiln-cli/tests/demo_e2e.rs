@@ -84,6 +84,23 @@ fn lab_demo_deploys_verifies_the_page_and_leaves_no_lab() {
         .map(|m| std::os::unix::fs::PermissionsExt::mode(&m.permissions()) & 0o777)
         .unwrap();
     assert_eq!(mode, 0o600);
+    // The secret the templates put on the hosts never shows in the demo's output.
+    let secret = Command::new(kiln)
+        .args(["secrets", "get", "wireguard_services", "--env", "lab"])
+        .arg("--config")
+        .arg(dir.join("kiln.toml"))
+        .arg("--passphrase-file")
+        .arg(dir.join("demo-passphrase.txt"))
+        .output()
+        .unwrap();
+    assert!(secret.status.success(), "{secret:?}");
+    let secret = String::from_utf8(secret.stdout).unwrap();
+    assert!(secret.len() >= 40, "a WireGuard key: {secret:?}");
+    assert!(!stdout.contains(&secret) && !stderr.contains(&secret));
+    assert!(
+        stdout.contains("(content holds a secret: diff hidden)"),
+        "{stdout}"
+    );
 
     // No lab of that name is left.
     let labs = kiln_lab::status(&kiln_lab::Roots::default()).unwrap();
