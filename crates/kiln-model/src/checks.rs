@@ -1,9 +1,7 @@
 //! Checks on single values (domains, e-mail addresses, names, modes, URLs, OpenSSH keys):
 //! pure functions returning why a value is wrong. `validate` attaches spans and hints.
 
-use base64::Engine;
-use base64::engine::general_purpose::{STANDARD, STANDARD_NO_PAD};
-use sha2::{Digest, Sha256};
+use crate::ssh_key::HostKey;
 
 /// A DNS label: 1-63 of `a-z0-9-`, not starting or ending with `-`.
 fn label(l: &str) -> Result<(), String> {
@@ -280,43 +278,12 @@ pub fn image(s: &str) -> Result<(), String> {
     Ok(())
 }
 
-/// Key types kiln accepts as pinned host keys.
-pub const SSH_KEY_TYPES: &[&str] = &[
-    "ssh-ed25519",
-    "ecdsa-sha2-nistp256",
-    "ecdsa-sha2-nistp384",
-    "ecdsa-sha2-nistp521",
-    "ssh-rsa",
-    "sk-ssh-ed25519@openssh.com",
-    "sk-ecdsa-sha2-nistp256@openssh.com",
-];
-
 /// Parses an OpenSSH public key line (`type base64 [comment]`); returns the key type and
 /// its `SHA256:` fingerprint as `ssh-keygen -l` prints it.
 pub fn ssh_key_fingerprint(line: &str) -> Result<(String, String), String> {
-    let mut parts = line.split_whitespace();
-    let (Some(kind), Some(b64)) = (parts.next(), parts.next()) else {
-        return Err("is not an OpenSSH public key line (`<type> <base64> [comment]`)".into());
-    };
-    if !SSH_KEY_TYPES.contains(&kind) {
-        return Err(format!("has unknown key type `{kind}`"));
-    }
-    let blob = STANDARD
-        .decode(b64)
-        .map_err(|e| format!("has invalid base64 ({e})"))?;
-    // The blob starts with the key type as an SSH string: u32 length, bytes.
-    let inner = blob
-        .get(..4)
-        .map(|l| u32::from_be_bytes([l[0], l[1], l[2], l[3]]) as usize)
-        .and_then(|n| blob.get(4..4 + n));
-    if inner != Some(kind.as_bytes()) {
-        return Err(format!("has a key blob that is not a `{kind}` key"));
-    }
-    if kind == "ssh-ed25519" && blob.len() != 4 + 11 + 4 + 32 {
-        return Err("has an ed25519 key of the wrong length".into());
-    }
-    let fp = STANDARD_NO_PAD.encode(Sha256::digest(&blob));
-    Ok((kind.to_string(), format!("SHA256:{fp}")))
+    let key = HostKey::parse(line).map_err(|e| e.why)?;
+    let fingerprint = key.fingerprint();
+    Ok((key.kind, fingerprint))
 }
 
 /// `type base64` of a key line, without the comment.

@@ -21,6 +21,7 @@ pub mod dns;
 mod model;
 mod raw;
 mod secrets;
+pub mod ssh_key;
 mod validate;
 
 use std::path::{Path, PathBuf};
@@ -28,6 +29,7 @@ use std::path::{Path, PathBuf};
 pub use checks::ssh_key_fingerprint;
 pub use diagnostic::{ConfigError, Diagnostics, Source};
 pub use model::*;
+pub use ssh_key::{BadKey, HostKey};
 pub use toml;
 
 /// The configuration file name kiln looks for.

@@ -1,108 +1,10 @@
-//! SSH host keys: parsing OpenSSH public key lines, SHA256 fingerprints as `ssh-keygen -l`
-//! shows them, known_hosts lines (`[addr]:port` for non-22 ports), ssh-keyscan output.
+//! SSH host keys on the transport side: known_hosts lines (`[addr]:port` for non-22
+//! ports) and ssh-keyscan output. Parsing and fingerprints are kiln-model's
+//! [`HostKey`], shared with validation and `kiln show`.
 //!
 //! Pure functions; the transport and `kiln trust` use them.
 
-use base64::Engine as _;
-
-/// A public host key (`type base64`).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct HostKey {
-    pub kind: String,
-    pub base64: String,
-    blob: Vec<u8>,
-}
-
-/// A key line that is not an OpenSSH public key.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("not an OpenSSH public key line ({why}): {line:?}")]
-pub struct BadKey {
-    pub line: String,
-    pub why: &'static str,
-}
-
-fn read_string(blob: &[u8], at: usize) -> Option<(&[u8], usize)> {
-    let len = u32::from_be_bytes(blob.get(at..at + 4)?.try_into().ok()?) as usize;
-    let s = blob.get(at + 4..at + 4 + len)?;
-    Some((s, at + 4 + len))
-}
-
-impl HostKey {
-    /// Parses `type base64 [comment]`.
-    pub fn parse(line: &str) -> Result<HostKey, BadKey> {
-        let bad = |why| BadKey {
-            line: line.to_owned(),
-            why,
-        };
-        let mut words = line.split_whitespace();
-        let kind = words.next().ok_or_else(|| bad("empty"))?;
-        let b64 = words.next().ok_or_else(|| bad("no key data"))?;
-        let blob = base64::engine::general_purpose::STANDARD
-            .decode(b64)
-            .map_err(|_| bad("key data is not base64"))?;
-        let (inner, _) = read_string(&blob, 0).ok_or_else(|| bad("truncated key data"))?;
-        if inner != kind.as_bytes() {
-            return Err(bad("key type does not match its data"));
-        }
-        Ok(HostKey {
-            kind: kind.to_owned(),
-            base64: b64.to_owned(),
-            blob,
-        })
-    }
-
-    /// `SHA256:...` (unpadded base64 of the SHA-256 of the key blob), as OpenSSH prints.
-    pub fn fingerprint(&self) -> String {
-        use sha2::Digest;
-        let digest = sha2::Sha256::digest(&self.blob);
-        format!(
-            "SHA256:{}",
-            base64::engine::general_purpose::STANDARD_NO_PAD.encode(digest)
-        )
-    }
-
-    /// Key size in bits, as `ssh-keygen -l` reports it.
-    pub fn bits(&self) -> Option<u32> {
-        match self.kind.as_str() {
-            "ssh-ed25519" | "sk-ssh-ed25519@openssh.com" => Some(256),
-            "ecdsa-sha2-nistp256" | "sk-ecdsa-sha2-nistp256@openssh.com" => Some(256),
-            "ecdsa-sha2-nistp384" => Some(384),
-            "ecdsa-sha2-nistp521" => Some(521),
-            "ssh-rsa" => {
-                let (_, at) = read_string(&self.blob, 0)?;
-                let (_e, at) = read_string(&self.blob, at)?;
-                let (n, _) = read_string(&self.blob, at)?;
-                let n: Vec<u8> = n.iter().copied().skip_while(|b| *b == 0).collect();
-                let first = *n.first()?;
-                Some((n.len() as u32) * 8 - first.leading_zeros())
-            }
-            _ => None,
-        }
-    }
-
-    /// `ED25519`, `RSA`, `ECDSA`…
-    pub fn label(&self) -> String {
-        match self.kind.as_str() {
-            "ssh-ed25519" => "ED25519".into(),
-            "ssh-rsa" => "RSA".into(),
-            k if k.starts_with("ecdsa-") => "ECDSA".into(),
-            k => k.to_uppercase(),
-        }
-    }
-
-    /// `256 SHA256:... (ED25519)`, like `ssh-keygen -l`.
-    pub fn describe(&self) -> String {
-        match self.bits() {
-            Some(b) => format!("{b} {} ({})", self.fingerprint(), self.label()),
-            None => format!("{} ({})", self.fingerprint(), self.label()),
-        }
-    }
-
-    /// The `type base64` line to pin in kiln.toml.
-    pub fn line(&self) -> String {
-        format!("{} {}", self.kind, self.base64)
-    }
-}
+pub use kiln_model::ssh_key::{BadKey, HostKey};
 
 /// The host pattern known_hosts uses for `addr:port`.
 pub fn known_hosts_pattern(address: &str, port: u16) -> String {
@@ -194,7 +96,7 @@ mod tests {
         let data = ED.split_whitespace().nth(1).unwrap();
         assert_eq!(
             HostKey::parse(&format!("ssh-rsa {data}")).unwrap_err().why,
-            "key type does not match its data"
+            "has a key blob that is not a `ssh-rsa` key"
         );
     }
 
