@@ -403,7 +403,15 @@ fn step(
             op @ (Op::Enable | Op::Disable | Op::Start | Op::Stop | Op::Restart | Op::Reload),
         ) => {
             need_real("systemd units")?;
-            let verb = op.to_string();
+            // A unit planned to start was inactive when observed; something earlier in this
+            // apply may have started it since (Debian starts a service when its package is
+            // installed) with files this apply then replaced: `restart` starts a stopped
+            // unit and restarts a running one, so it always runs with the new files.
+            let verb = if op == Op::Start {
+                "restart".to_owned()
+            } else {
+                op.to_string()
+            };
             run_ok(target, &strs(&["systemctl", &verb, "--", name]), &[])?;
         }
         (ResourceId::Command(name), Op::Run) => {

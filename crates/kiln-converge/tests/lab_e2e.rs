@@ -42,7 +42,7 @@ fn target(s: &Server, keys: Vec<String>) -> SshTarget {
         user: s.admin_user.clone(),
         host_keys: keys,
         identity_file: Some(s.identity_file.clone()),
-        connect_timeout_s: 10,
+        connect_timeout_s: 30,
         test_paths: None,
         env: Some("lab".into()),
     }

@@ -7,10 +7,12 @@ use std::collections::BTreeMap;
 use std::io::{BufRead, IsTerminal, Write};
 use std::process::ExitCode;
 use std::sync::mpsc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
+use kiln_converge::Plan;
 use kiln_converge::event::Event;
+use kiln_converge::host::AgentBinary;
 use kiln_converge::run::{HostUpdate, Slot, close_all, run_slots};
 
 use super::plan::{Targeting, agent_binary, render_plan, select_jobs};
@@ -130,67 +132,75 @@ fn confirm() -> Result<bool, CliError> {
     Ok(matches!(line.trim(), "y" | "Y" | "yes"))
 }
 
-pub fn run(global: &GlobalArgs, args: Args) -> CmdResult {
-    let tty = std::io::stdin().is_terminal() && std::io::stderr().is_terminal();
-    if !args.yes && !tty {
-        return Err(CliError::invalid(miette::miette!(
-            "kiln apply needs confirmation: not on a terminal, so pass --yes (after checking `kiln plan`)"
+/// Plans every host over its slot's connection (kept for the apply that follows) and pins
+/// each host's plan: the agent then applies exactly that plan, or refuses. Returns the plans
+/// in slot order; any host that could not be planned fails the whole step.
+pub fn plan_pinned(
+    slots: &mut [Slot],
+    binary: &AgentBinary,
+    parallel: usize,
+) -> Result<Vec<(String, Plan)>, CliError> {
+    let (tx, rx) = mpsc::channel();
+    let mut results = BTreeMap::new();
+    std::thread::scope(|s| {
+        s.spawn(|| run_slots(slots, binary, true, parallel, tx));
+        for (name, update) in rx {
+            if let HostUpdate::Done(r) = update {
+                results.insert(name, r);
+            }
+        }
+    });
+    let mut plans = vec![];
+    let mut failures = vec![];
+    for slot in slots.iter_mut() {
+        let name = slot.job.name.clone();
+        match results.remove(&name) {
+            Some(Ok(o)) if !o.failed => match o.plan {
+                Some(p) => {
+                    // Apply exactly this plan, or nothing.
+                    slot.job.desired.expect_plan = Some(p.fingerprint());
+                    plans.push((name, p));
+                }
+                None => failures.push(format!("{name}: the agent reported no plan")),
+            },
+            Some(Ok(o)) => failures.push(format!("{name}: {}", o.errors.join("; "))),
+            Some(Err(e)) => failures.push(e.to_string()),
+            None => failures.push(format!("{name}: no result (internal error)")),
+        }
+    }
+    if !failures.is_empty() {
+        return Err(CliError::failed(miette::miette!(
+            "planning failed, nothing was applied:\n{}",
+            failures.join("\n")
         )));
     }
-    let jobs = select_jobs(global, &args.target)?;
-    let binary = agent_binary()?;
-    let names: Vec<String> = jobs.iter().map(|j| j.name.clone()).collect();
-    // One slot per host: the plan shown and the apply share one SSH connection.
-    let mut slots: Vec<Slot> = jobs.into_iter().map(Slot::new).collect();
-    if !args.yes {
-        let (tx, rx) = mpsc::channel();
-        let mut plans = BTreeMap::new();
-        std::thread::scope(|s| {
-            s.spawn(|| run_slots(&mut slots, &binary, true, args.target.jobs, tx));
-            for (name, update) in rx {
-                if let HostUpdate::Done(r) = update {
-                    plans.insert(name, r);
-                }
-            }
-        });
-        let mut any = false;
-        let mut failures = vec![];
-        for slot in &mut slots {
-            let name = slot.job.name.clone();
-            match plans.remove(&name) {
-                Some(Ok(o)) if !o.failed => {
-                    if let Some(p) = &o.plan {
-                        out!("{}", render_plan(&name, p));
-                        any |= !p.is_empty();
-                        // Apply exactly this plan, or nothing.
-                        slot.job.desired.expect_plan = Some(p.fingerprint());
-                    }
-                }
-                Some(Ok(o)) => failures.push(format!("{name}: {}", o.errors.join("; "))),
-                Some(Err(e)) => failures.push(e.to_string()),
-                None => failures.push(format!("{name}: no result (internal error)")),
-            }
-        }
-        if !failures.is_empty() {
-            return Err(CliError::failed(miette::miette!(
-                "planning failed, nothing was applied:\n{}",
-                failures.join("\n")
-            )));
-        }
-        if !any {
-            outln!("Nothing to do.");
-            return Ok(ExitCode::from(exit::SUCCESS));
-        }
-        if !confirm()? {
-            outln!("Nothing applied.");
-            return Ok(ExitCode::from(exit::SUCCESS));
-        }
-    }
+    Ok(plans)
+}
 
+/// How an apply went.
+#[derive(Debug)]
+pub struct ApplyReport {
+    /// Changes applied, over all hosts.
+    pub changed: usize,
+    /// Hosts worked on.
+    pub hosts: usize,
+    /// One line per failed host: `  host: why`.
+    pub failed: Vec<String>,
+    pub elapsed: Duration,
+}
+
+/// Applies every slot's desired state with live per-host progress on stderr (bars on a
+/// terminal, plain lines otherwise; JSON lines on stdout with `json`).
+pub fn apply_slots(
+    slots: &mut [Slot],
+    binary: &AgentBinary,
+    parallel: usize,
+    json: bool,
+) -> ApplyReport {
+    let names: Vec<String> = slots.iter().map(|s| s.job.name.clone()).collect();
     let start = Instant::now();
     let (tx, rx) = mpsc::channel();
-    let parallel = args.target.jobs;
-    let mut renderer = if args.json {
+    let mut renderer = if json {
         Renderer::Json
     } else if std::io::stderr().is_terminal() {
         Renderer::Bars {
@@ -202,7 +212,7 @@ pub fn run(global: &GlobalArgs, args: Args) -> CmdResult {
     };
     let mut results = BTreeMap::new();
     std::thread::scope(|s| {
-        s.spawn(|| run_slots(&mut slots, &binary, false, parallel, tx));
+        s.spawn(|| run_slots(slots, binary, false, parallel, tx));
         for (host, update) in rx {
             renderer.event(&host, &update);
             if let HostUpdate::Done(r) = update {
@@ -210,8 +220,6 @@ pub fn run(global: &GlobalArgs, args: Args) -> CmdResult {
             }
         }
     });
-    close_all(slots);
-
     let mut failed = vec![];
     let mut changed = 0;
     for name in &names {
@@ -222,21 +230,60 @@ pub fn run(global: &GlobalArgs, args: Args) -> CmdResult {
             None => failed.push(format!("  {name}: no result (internal error)")),
         }
     }
+    ApplyReport {
+        changed,
+        hosts: names.len(),
+        failed,
+        elapsed: start.elapsed(),
+    }
+}
+
+pub fn run(global: &GlobalArgs, args: Args) -> CmdResult {
+    let tty = std::io::stdin().is_terminal() && std::io::stderr().is_terminal();
+    if !args.yes && !tty {
+        return Err(CliError::invalid(miette::miette!(
+            "kiln apply needs confirmation: not on a terminal, so pass --yes (after checking `kiln plan`)"
+        )));
+    }
+    let jobs = select_jobs(global, &args.target)?;
+    let binary = agent_binary()?;
+    // One slot per host: the plan shown and the apply share one SSH connection.
+    let mut slots: Vec<Slot> = jobs.into_iter().map(Slot::new).collect();
+    if !args.yes {
+        let plans = plan_pinned(&mut slots, &binary, args.target.jobs)?;
+        let mut any = false;
+        for (name, p) in &plans {
+            out!("{}", render_plan(name, p));
+            any |= !p.is_empty();
+        }
+        if !any {
+            outln!("Nothing to do.");
+            return Ok(ExitCode::from(exit::SUCCESS));
+        }
+        if !confirm()? {
+            outln!("Nothing applied.");
+            return Ok(ExitCode::from(exit::SUCCESS));
+        }
+    }
+
+    let report = apply_slots(&mut slots, &binary, args.target.jobs, args.json);
+    close_all(slots);
     if !args.json {
         outln!(
-            "Applied {changed} change(s) on {} host(s) in {:.1} s; {} failed.",
-            names.len() - failed.len(),
-            start.elapsed().as_secs_f64(),
-            failed.len()
+            "Applied {} change(s) on {} host(s) in {:.1} s; {} failed.",
+            report.changed,
+            report.hosts - report.failed.len(),
+            report.elapsed.as_secs_f64(),
+            report.failed.len()
         );
     }
-    if failed.is_empty() {
+    if report.failed.is_empty() {
         Ok(ExitCode::from(exit::SUCCESS))
     } else {
         Err(CliError::failed(miette::miette!(
             "{} host(s) failed:\n{}",
-            failed.len(),
-            failed.join("\n")
+            report.failed.len(),
+            report.failed.join("\n")
         )))
     }
 }

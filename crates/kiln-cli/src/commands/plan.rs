@@ -58,6 +58,9 @@ pub struct Targeting {
     /// Hosts converged in parallel.
     #[arg(long, short = 'j', default_value_t = 8, value_name = "N")]
     pub jobs: usize,
+    /// Vault passphrase file, for templates that use `secret()`.
+    #[arg(long, env = "KILN_PASSPHRASE_FILE", value_name = "FILE")]
+    pub passphrase_file: Option<PathBuf>,
 }
 
 /// Show what apply would change on each host.
@@ -187,6 +190,7 @@ fn jobs_from_state(
 struct VaultSecrets {
     base: PathBuf,
     env: String,
+    passphrase_file: Option<PathBuf>,
     vault: std::sync::Mutex<Option<kiln_secrets::vault::Vault>>,
 }
 
@@ -199,7 +203,7 @@ impl kiln_converge::desired::SecretSource for VaultSecrets {
         if guard.is_none() {
             let args = crate::commands::secrets::VaultArgs {
                 env: self.env.clone(),
-                passphrase_file: std::env::var_os("KILN_PASSPHRASE_FILE").map(PathBuf::from),
+                passphrase_file: self.passphrase_file.clone(),
                 passphrase_command: None,
                 identity: vec![],
             };
@@ -242,6 +246,7 @@ fn jobs_from_config(
         std::sync::Arc::new(VaultSecrets {
             base: model.base_dir().to_owned(),
             env: env_name.clone(),
+            passphrase_file: t.passphrase_file.clone(),
             vault: std::sync::Mutex::new(None),
         });
     for want in &t.hosts {
@@ -530,6 +535,7 @@ mod tests {
             ask_sudo_password: false,
             state: Some(path.clone()),
             jobs: 1,
+            passphrase_file: None,
         };
         let err = jobs_from_state(&path, &t, &None).unwrap_err();
         assert!(

@@ -223,7 +223,9 @@ pub fn run(global: &GlobalArgs, args: Args) -> CmdResult {
     Ok(ExitCode::SUCCESS)
 }
 
-fn generate(model: &Model, a: &VaultArgs) -> CmdResult {
+/// `kiln secrets generate`: creates the vault when missing and every missing generated secret
+/// of `a.env`; names what still needs a value.
+pub fn generate(model: &Model, a: &VaultArgs) -> CmdResult {
     let specs = model.required_secrets_for(&a.env).unwrap_or_default();
     let v = open_or_create(model.base_dir(), a)?;
     let report = v
