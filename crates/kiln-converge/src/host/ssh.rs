@@ -226,7 +226,12 @@ impl Host for SshHost {
             }
             return Err(HostError::Connect {
                 host: self.target.name.clone(),
-                message: out.stderr.trim().to_owned(),
+                message: if out.stderr.trim().is_empty() {
+                    "ssh exited with status 255 without a message (the connection was closed)"
+                        .to_owned()
+                } else {
+                    out.stderr.trim().to_owned()
+                },
                 hint: format!(
                     "check that {}@{} port {} accepts your SSH key (BatchMode: no password prompts)",
                     self.target.user, self.target.address, self.target.port
