@@ -28,4 +28,4 @@ if ! command -v ansible-vault >/dev/null 2>&1; then
 fi
 
 echo "age $(age --version)"
-ansible-vault --version | head -n 1
+ansible-vault --version 2>&1 | sed -n 1p  # read it all: `head` closing the pipe breaks ansible

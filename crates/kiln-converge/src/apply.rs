@@ -261,6 +261,14 @@ fn step(
             if let Some(s) = &u.shell {
                 args.extend(["--shell".into(), s.display().to_string()]);
             }
+            // A group named like the user (declared, so created first): its primary group,
+            // instead of useradd failing to create a user-private group of that name.
+            if create
+                && ctx.accounts(target)?.gid(name).is_some()
+                && !name.chars().all(|c| c.is_ascii_digit())
+            {
+                args.extend(["--gid".into(), name.clone()]);
+            }
             if !create || !u.groups.is_empty() {
                 args.extend(["--groups".into(), u.groups.join(",")]);
             }

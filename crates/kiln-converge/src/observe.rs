@@ -98,6 +98,10 @@ pub enum ObserveError {
     Command { command: String, message: String },
     #[error("{0} needs the real system: the agent runs with a root prefix (tests only)")]
     NeedsRealRoot(String),
+    #[error(
+        "packages are declared but the host's distribution is unknown (no /etc/os-release with a Debian or RHEL ID)"
+    )]
+    UnknownOs,
 }
 
 fn read_err(path: &Path, source: std::io::Error) -> ObserveError {
@@ -349,7 +353,7 @@ pub fn observe(
         .collect();
     if !pkgs.is_empty() {
         let Some(facts) = facts else {
-            return Err(ObserveError::NeedsRealRoot("packages".into()));
+            return Err(ObserveError::UnknownOs);
         };
         let pm = facts.package_manager();
         let names: Vec<String> = pkgs.into_iter().collect();
@@ -430,6 +434,69 @@ mod tests {
         assert_eq!(a.uid("1234"), Some(1234));
         assert_eq!(a.user_name(998), "app");
         assert_eq!(a.group_name(4242), "4242");
+    }
+
+    #[test]
+    fn packages_and_units_are_observed_with_one_query_each() {
+        use crate::resource::{Content, Package, Unit};
+        use crate::system::{RunOutput, ScriptedRunner};
+        let facts = Facts::from_os_release("ID=debian\n").unwrap();
+        let out = |stdout: &str| RunOutput {
+            code: Some(0),
+            stdout: stdout.into(),
+            stderr: String::new(),
+        };
+        let runner = ScriptedRunner {
+            expected: [
+                (
+                    facts.package_manager().query(&["htop".into(), "rsync".into()]).args,
+                    RunOutput { code: Some(1), stdout: "htop\tinstalled\n".into(), stderr: "no packages found matching rsync\n".into() },
+                ),
+                (
+                    ["systemctl", "show", "--property=Id,UnitFileState,ActiveState", "--", "kiln-observe-test.service"]
+                        .map(String::from)
+                        .to_vec(),
+                    out("Id=kiln-observe-test.service\nUnitFileState=enabled\nActiveState=inactive\n"),
+                ),
+            ]
+            .into(),
+            ran: vec![],
+        };
+        let mut target = Target {
+            root: "/".into(),
+            runner: Box::new(runner),
+        };
+        let d = DesiredState {
+            host: "t".into(),
+            packages: vec![
+                Package {
+                    name: "htop".into(),
+                },
+                Package {
+                    name: "rsync".into(),
+                },
+            ],
+            units: vec![Unit {
+                name: "kiln-observe-test.service".into(),
+                content: Content::text(""),
+                enabled: true,
+                started: true,
+                sensitive: false,
+            }],
+            ..Default::default()
+        };
+        let obs = observe(&mut target, Some(&facts), &d).unwrap();
+        assert_eq!(obs.packages, BTreeSet::from(["htop".to_owned()]));
+        assert_eq!(
+            obs.units["kiln-observe-test.service"],
+            UnitStatus {
+                enabled: true,
+                active: false
+            }
+        );
+        // Without facts, packages cannot be observed: a clear error.
+        let err = observe(&mut target, None, &d).unwrap_err();
+        assert!(matches!(err, ObserveError::UnknownOs), "{err}");
     }
 
     #[test]

@@ -95,6 +95,16 @@ pub fn run_all(
 ) {
     let mut slots: Vec<Slot> = jobs.into_iter().map(Slot::new).collect();
     run_slots(&mut slots, binary, plan_only, parallel, tx);
+    close_all(slots);
+}
+
+/// Closes every host's connection at once (closing an SSH master takes a round trip).
+pub fn close_all(slots: Vec<Slot>) {
+    std::thread::scope(|s| {
+        for slot in slots {
+            s.spawn(move || drop(slot));
+        }
+    });
 }
 
 fn run_one(

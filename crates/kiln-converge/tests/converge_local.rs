@@ -289,3 +289,67 @@ fn apply_refuses_a_plan_other_than_the_confirmed_one() {
         }
     )));
 }
+
+#[test]
+fn a_failing_host_does_not_stop_the_others() {
+    use kiln_converge::host::{AgentBinary, Privilege};
+    use kiln_converge::resource::Package;
+    use kiln_converge::run::{Connect, HostUpdate, Job, run_all};
+    let binary =
+        AgentBinary::from_path(Path::new(env!("CARGO_BIN_EXE_kiln-converge-agent"))).unwrap();
+    let good_root = make_root();
+    let bad_root = make_root();
+    let good = DesiredState {
+        host: "good".into(),
+        files: vec![File {
+            path: "/etc/ok".into(),
+            content: Content::text("ok\n"),
+            mode: 0o644,
+            owner: "root".into(),
+            group: "root".into(),
+            sensitive: false,
+            notify: vec![],
+        }],
+        ..Default::default()
+    };
+    // Packages on a root without /etc/os-release: the agent cannot observe them.
+    let bad = DesiredState {
+        host: "bad".into(),
+        packages: vec![Package {
+            name: "htop".into(),
+        }],
+        ..Default::default()
+    };
+    let job = |name: &str, root: &Path, desired: DesiredState| Job {
+        name: name.into(),
+        connect: Connect::Local {
+            root: Some(root.to_owned()),
+        },
+        privilege: Privilege::Root,
+        desired,
+    };
+    let jobs = vec![
+        job("bad", bad_root.path(), bad),
+        job("good", good_root.path(), good),
+    ];
+    let (tx, rx) = std::sync::mpsc::channel();
+    run_all(jobs, &binary, false, 1, tx);
+    let mut done = std::collections::BTreeMap::new();
+    for (name, update) in rx {
+        if let HostUpdate::Done(r) = update {
+            done.insert(name, r.unwrap());
+        }
+    }
+    assert!(done["bad"].failed);
+    assert!(
+        done["bad"].errors[0].contains("distribution is unknown"),
+        "{:?}",
+        done["bad"].errors
+    );
+    assert!(!done["good"].failed);
+    assert_eq!(done["good"].applied, 1);
+    assert_eq!(
+        std::fs::read_to_string(good_root.path().join("etc/ok")).unwrap(),
+        "ok\n"
+    );
+}

@@ -42,8 +42,9 @@ fn target(s: &Server, keys: Vec<String>) -> SshTarget {
         user: s.admin_user.clone(),
         host_keys: keys,
         identity_file: Some(s.identity_file.clone()),
-        connect_timeout_s: 10,
+        connect_timeout_s: 30,
         test_paths: None,
+        env: Some("lab".into()),
     }
 }
 
@@ -78,6 +79,38 @@ vars = {{ greeting = "{greeting}" }}
 
 [[roles.web.directories]]
 path = "/etc/kiln-e2e"
+
+[[roles.web.groups]]
+name = "kilnapp"
+system = true
+
+[[roles.web.users]]
+name = "kilnapp"
+system = true
+home = "/srv/kilnapp"
+shell = "/usr/sbin/nologin"
+groups = ["kilnapp"]
+
+[[roles.web.directories]]
+path = "/srv/kilnapp"
+mode = "0750"
+owner = "kilnapp"
+group = "kilnapp"
+
+[[roles.web.symlinks]]
+path = "/usr/local/bin/kiln-e2e-link"
+target = "/etc/kiln-e2e/a.conf"
+
+[[roles.web.commands]]
+name = "init-once"
+run = "echo ran >> /srv/kilnapp/init-runs"
+unless = "test -f /srv/kilnapp/init-runs"
+
+[[roles.web.commands]]
+name = "on-b"
+run = "echo ran >> /srv/kilnapp/b-runs"
+unless = "true"
+triggered_by = ["/etc/kiln-e2e/b.conf"]
 
 [[roles.web.files]]
 path = "/etc/kiln-e2e/a.conf"
@@ -160,11 +193,35 @@ fn lab_apply_converges_restarts_exactly_what_changed_removes_and_survives_a_kill
         "enabled\n"
     );
     assert!(s.exec_ok("tree --version").unwrap().contains("tree"));
+    let pw = s.exec_ok("getent passwd kilnapp").unwrap();
+    assert!(
+        pw.trim_end().ends_with(":/srv/kilnapp:/usr/sbin/nologin"),
+        "{pw}"
+    );
+    assert_eq!(s.exec_ok("id -gn kilnapp").unwrap(), "kilnapp\n");
+    assert_eq!(
+        s.exec_ok("sudo stat -c %U:%G:%a /srv/kilnapp").unwrap(),
+        "kilnapp:kilnapp:750\n"
+    );
+    assert_eq!(
+        s.exec_ok("readlink /usr/local/bin/kiln-e2e-link").unwrap(),
+        "/etc/kiln-e2e/a.conf\n"
+    );
+    let runs = |f: &str| s.exec_ok(&format!("sudo cat /srv/kilnapp/{f}")).unwrap();
+    assert_eq!(
+        (runs("init-runs"), runs("b-runs")),
+        ("ran\n".into(), "ran\n".into())
+    );
 
     // 2. Second apply: zero changes.
     let second = run(s, &d1, false);
     assert_eq!(second.applied, 0);
     assert!(second.plan.unwrap().is_empty());
+    assert_eq!(
+        (runs("init-runs"), runs("b-runs")),
+        ("ran\n".into(), "ran\n".into()),
+        "guarded commands did not rerun"
+    );
 
     // 3. A changed template: its diff in the plan, exactly its unit restarted.
     let (a_before, b_before) = (
@@ -206,7 +263,7 @@ fn lab_apply_converges_restarts_exactly_what_changed_removes_and_survives_a_kill
 
     // 5. An apply killed midway (agent SIGKILLed on the host) converges on rerun.
     let mut big = d3.clone();
-    for i in 0..300 {
+    for i in 0..600 {
         let mut f = big.files[1].clone();
         f.path = format!("/etc/kiln-e2e/many/f{i}.conf").into();
         f.content = kiln_converge::resource::Content::text(format!("file {i}\n").repeat(200));
@@ -219,7 +276,7 @@ fn lab_apply_converges_restarts_exactly_what_changed_removes_and_survives_a_kill
     let result = host.run_agent(&agent(), &big, false, &mut |e| {
         if matches!(e, Event::Applied { .. }) {
             seen += 1;
-            if seen == 50 {
+            if seen == 20 {
                 killer
                     .exec_ok("sudo pkill -KILL -f '/var/lib/kiln/bin/kil[n]-' || true")
                     .unwrap();
@@ -234,7 +291,7 @@ fn lab_apply_converges_restarts_exactly_what_changed_removes_and_survives_a_kill
         .exec_ok("ls /etc/kiln-e2e/many | grep -c '^f' || true")
         .unwrap();
     assert!(
-        partial.trim().parse::<usize>().unwrap() < 300,
+        partial.trim().parse::<usize>().unwrap() < 600,
         "killed before the end: {partial}"
     );
     let rerun = run(s, &big, false);
@@ -243,7 +300,7 @@ fn lab_apply_converges_restarts_exactly_what_changed_removes_and_survives_a_kill
         s.exec_ok("ls /etc/kiln-e2e/many | grep -c '^f'")
             .unwrap()
             .trim(),
-        "300"
+        "600"
     );
     assert_eq!(
         s.exec_ok("ls -a /etc/kiln-e2e/many | grep -c kiln-tmp || true")
@@ -284,6 +341,10 @@ fn lab_changed_host_key_is_refused() {
         panic!("{err}")
     };
     assert!(expected[0].contains(&other_fp));
+    assert!(
+        err.to_string().contains("run `kiln trust web --env lab`"),
+        "{err}"
+    );
     let real: Vec<String> = s
         .host_keys
         .iter()
@@ -296,5 +357,63 @@ fn lab_changed_host_key_is_refused() {
     assert!(
         presented.iter().any(|p| real.iter().any(|r| p.contains(r))),
         "{presented:?} vs {real:?}"
+    );
+}
+
+#[test]
+fn lab_sudo_password_is_sent_on_stdin_and_a_wrong_one_fails_cleanly() {
+    require_root();
+    let lab = Lab::start(LabOptions::unique("sudopw", 1)).expect("lab starts");
+    let s = &lab.servers()[0];
+    // An admin user whose sudo asks for a password.
+    s.exec_ok(
+        "sudo useradd -m -s /bin/sh op && echo 'op:correct-horse-9' | sudo chpasswd \
+         && echo 'op ALL=(ALL) ALL' | sudo tee /etc/sudoers.d/op >/dev/null \
+         && sudo install -d -o op -m 700 /home/op/.ssh \
+         && sudo install -o op -m 600 /home/kiln/.ssh/authorized_keys /home/op/.ssh/authorized_keys",
+    )
+    .unwrap();
+    let mut t = target(s, s.host_keys.clone());
+    t.user = "op".into();
+    let mut d = DesiredState {
+        host: "web".into(),
+        ..Default::default()
+    };
+    d.files.push(kiln_converge::resource::File {
+        path: "/etc/kiln-sudo.conf".into(),
+        content: kiln_converge::resource::Content::text("via sudo -S\n"),
+        mode: 0o600,
+        owner: "root".into(),
+        group: "root".into(),
+        sensitive: true,
+        notify: vec![],
+    });
+
+    let wrong = kiln_secrets::Secret::new("wrong-password");
+    let mut host = SshHost::new(t.clone(), Privilege::SudoPassword(wrong)).unwrap();
+    let err = host
+        .run_agent(&agent(), &d, false, &mut |_| {})
+        .unwrap_err();
+    assert!(matches!(err, HostError::Sudo { .. }), "{err}");
+    assert_eq!(
+        s.exec("sudo test -e /etc/kiln-sudo.conf")
+            .unwrap()
+            .status
+            .code(),
+        Some(1)
+    );
+
+    let right = kiln_secrets::Secret::new("correct-horse-9");
+    let mut host = SshHost::new(t, Privilege::SudoPassword(right)).unwrap();
+    let out = host.run_agent(&agent(), &d, false, &mut |_| {}).unwrap();
+    assert!(!out.failed, "{:?}", out.errors);
+    assert_eq!(out.applied, 1);
+    assert_eq!(
+        s.exec_ok("sudo cat /etc/kiln-sudo.conf").unwrap(),
+        "via sudo -S\n"
+    );
+    assert_eq!(
+        s.exec_ok("sudo stat -c %a:%U /etc/kiln-sudo.conf").unwrap(),
+        "600:root\n"
     );
 }

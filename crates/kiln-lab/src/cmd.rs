@@ -61,13 +61,22 @@ fn missing_hint(err: &std::io::Error) -> Option<String> {
         .then(|| "not installed? `kiln lab up --yes` installs the lab's prerequisites".to_string())
 }
 
+/// A `Command` for a system program, found in PATH or in /usr/sbin and /sbin even when they
+/// are not in PATH (sudo and cron often drop them).
+pub fn command(program: &str) -> Command {
+    match which(program) {
+        Some(path) => Command::new(path),
+        None => Command::new(program),
+    }
+}
+
 /// Shorthand: `program args...`, checked.
 pub fn run_args<I, S>(program: &str, args: I) -> Result<Output>
 where
     I: IntoIterator<Item = S>,
     S: AsRef<OsStr>,
 {
-    run(Command::new(program).args(args))
+    run(command(program).args(args))
 }
 
 /// `ip` with arguments, checked.

@@ -4,7 +4,6 @@
 //! clones of it. Host keys and machine ids are removed here and made per server.
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::time::Instant;
 
 use crate::cmd;
@@ -87,7 +86,7 @@ pub fn ensure_base(
         "building the base image (debootstrap {SUITE} from {}), about 90 s, once",
         mirror.debian
     ));
-    let mut deb = Command::new("debootstrap");
+    let mut deb = cmd::command("debootstrap");
     deb.arg("--variant=minbase")
         .arg(format!("--include={}", PACKAGES.join(",")))
         .arg(SUITE)
@@ -181,7 +180,7 @@ rm -rf /var/lib/apt/lists/* /var/log/*.log
 "#,
         u = ADMIN_USER
     );
-    let mut c = Command::new("chroot");
+    let mut c = cmd::command("chroot");
     c.arg(root)
         .args(["/bin/sh", "-c", &script])
         .env("PATH", "/usr/sbin:/usr/bin:/sbin:/bin");

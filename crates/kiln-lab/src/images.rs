@@ -75,9 +75,9 @@ pub fn postgres() -> ImageRecipe {
             "postgresql-client-17",
             "gzip",
             "tzdata",
-            "locales-all",
+            "locales",
         ],
-        post_install: "mkdir -p /docker-entrypoint-initdb.d /var/lib/postgresql/data /var/run/postgresql\nchown -R postgres:postgres /var/lib/postgresql /var/run/postgresql\nchmod 3777 /var/run/postgresql\nchmod 1777 /var/lib/postgresql/data\n",
+        post_install: "localedef -i en_US -c -f UTF-8 -A /usr/share/locale/locale.alias en_US.UTF-8\nmkdir -p /docker-entrypoint-initdb.d /var/lib/postgresql/data /var/run/postgresql\nchown -R postgres:postgres /var/lib/postgresql /var/run/postgresql\nchmod 3777 /var/run/postgresql\nchmod 1777 /var/lib/postgresql/data\n",
         files: &[(
             "/usr/local/bin/docker-entrypoint.sh",
             0o755,
@@ -98,7 +98,8 @@ pub fn postgres() -> ImageRecipe {
 }
 
 /// The Caddy image: Debian's caddy with the upstream image's layout (/etc/caddy/Caddyfile,
-/// /data, /config, /srv, ports 80/443/2019, XDG_CONFIG_HOME/XDG_DATA_HOME).
+/// serving /usr/share/caddy, /data, /config, /srv, ports 80/443/2019,
+/// XDG_CONFIG_HOME/XDG_DATA_HOME).
 pub fn caddy() -> ImageRecipe {
     ImageRecipe {
         name: "caddy",
@@ -107,10 +108,7 @@ pub fn caddy() -> ImageRecipe {
         pre_install: "",
         packages: &["caddy", "ca-certificates"],
         post_install: "mkdir -p /config/caddy /data/caddy /srv /etc/caddy\n",
-        files: &[
-            ("/etc/caddy/Caddyfile", 0o644, CADDY_FILE),
-            ("/srv/index.html", 0o644, "kiln lab caddy\n"),
-        ],
+        files: &[("/etc/caddy/Caddyfile", 0o644, CADDY_FILE)],
         changes: &[
             "ENV XDG_CONFIG_HOME=/config",
             "ENV XDG_DATA_HOME=/data",
@@ -138,18 +136,20 @@ pub fn synapse() -> ImageRecipe {
             "python3",
             "python3-venv",
             "libpq5",
+            "python3-psycopg2",
             "ca-certificates",
             "libjpeg62-turbo",
             "libwebp7",
             "libxslt1.1",
         ],
-        post_install: "python3 -m venv /opt/synapse\n/opt/synapse/bin/pip install --no-cache-dir -q 'matrix-synapse[postgres]'\nmkdir -p /data\n",
+        post_install: "python3 -m venv --system-site-packages /opt/synapse\n/opt/synapse/bin/pip install --no-cache-dir -q matrix-synapse\n/opt/synapse/bin/python -c 'import psycopg2, synapse'\nmkdir -p /data\n",
         files: &[("/start.sh", 0o755, SYNAPSE_START)],
         changes: &[
             "ENV PATH=/opt/synapse/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
             "ENV UID=991",
             "ENV GID=991",
             "VOLUME /data",
+            "WORKDIR /data",
             "ENTRYPOINT [\"/start.sh\"]",
             "EXPOSE 8008",
         ],
@@ -172,8 +172,8 @@ fn images_dir(roots: &Roots) -> PathBuf {
 
 fn umount_under(dir: &Path) {
     for m in crate::server::mounts_under(dir) {
-        if cmd::run(Command::new("umount").arg(&m)).is_err() {
-            let _ = cmd::run(Command::new("umount").arg("-l").arg(&m));
+        if cmd::run(cmd::command("umount").arg(&m)).is_err() {
+            let _ = cmd::run(cmd::command("umount").arg("-l").arg(&m));
         }
     }
 }
@@ -196,7 +196,7 @@ fn ensure_minbase(roots: &Roots, mirror: &AptMirror, log: &dyn Fn(&str)) -> Resu
     }
     std::fs::create_dir_all(&tmp).map_err(io("creating", &tmp))?;
     log("debootstrap of the images' minbase tree (once)");
-    let mut deb = Command::new("debootstrap");
+    let mut deb = cmd::command("debootstrap");
     deb.args(["--variant=minbase", "--include=ca-certificates", SUITE])
         .arg(&tmp)
         .arg(&mirror.debian);
@@ -282,37 +282,70 @@ pub fn ensure_image(
     std::fs::create_dir_all(tree.join("etc/apt/sources.list.d")).map_err(io("creating", &tree))?;
     std::fs::write(tree.join("etc/apt/sources.list.d/debian.sources"), sources)
         .map_err(io("writing", &tree))?;
+    // Build-time downloads (pip) trust what this machine trusts (e.g. an egress proxy's CA).
+    let host_ca = Path::new("/etc/ssl/certs/ca-certificates.crt");
+    let ca_env = if host_ca.exists() {
+        std::fs::copy(host_ca, tree.join("tmp/kiln-lab-host-ca.crt"))
+            .map_err(io("copying the host CA bundle into", &tree))?;
+        "export PIP_CERT=/tmp/kiln-lab-host-ca.crt SSL_CERT_FILE=/tmp/kiln-lab-host-ca.crt REQUESTS_CA_BUNDLE=/tmp/kiln-lab-host-ca.crt PIP_FIND_LINKS=\n"
+    } else {
+        ""
+    };
+    let install = format!(
+        "set -e\nexport DEBIAN_FRONTEND=noninteractive LC_ALL=C.UTF-8\n{NO_DAEMONS}{}\napt-get update -q\napt-get install -y -q --no-install-recommends {}\n",
+        recipe.pre_install,
+        recipe.packages.join(" "),
+    );
+    let finish = format!(
+        "set -e\nexport LC_ALL=C.UTF-8\n{ca_env}{}\napt-get clean\nrm -rf /var/lib/apt/lists/* /usr/sbin/policy-rc.d /var/log/*.log /root/.cache /tmp/kiln-lab-host-ca.crt\n: > /etc/resolv.conf\n",
+        recipe.post_install
+    );
+    let chroot = |script: &str| {
+        cmd::run(
+            cmd::command("chroot")
+                .arg(&tree)
+                .args(["/bin/sh", "-c", script])
+                .env("PATH", "/usr/sbin:/usr/bin:/sbin:/bin"),
+        )
+        .map(|_| ())
+        .map_err(|e| err(e.to_string()))
+    };
+    let write_files = || -> Result<()> {
+        // After the packages: the recipe's files replace the packages' defaults.
+        for (path, mode, content) in recipe.files {
+            let p = tree.join(path.trim_start_matches('/'));
+            if let Some(parent) = p.parent() {
+                std::fs::create_dir_all(parent).map_err(io("creating", parent))?;
+            }
+            std::fs::write(&p, content).map_err(io("writing", &p))?;
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::set_permissions(&p, std::fs::Permissions::from_mode(*mode))
+                .map_err(io("chmod", &p))?;
+        }
+        Ok(())
+    };
     cmd::run(
-        Command::new("mount")
+        cmd::command("mount")
             .args(["-t", "proc", "proc"])
             .arg(tree.join("proc")),
     )?;
-    let script = format!(
-        "set -e\nexport DEBIAN_FRONTEND=noninteractive LC_ALL=C.UTF-8\n{NO_DAEMONS}{}\napt-get update -q\napt-get install -y -q --no-install-recommends {}\n{}\napt-get clean\nrm -rf /var/lib/apt/lists/* /usr/sbin/policy-rc.d /var/log/*.log /root/.cache\n: > /etc/resolv.conf\n",
-        recipe.pre_install,
-        recipe.packages.join(" "),
-        recipe.post_install
-    );
-    for (path, mode, content) in recipe.files {
-        let p = tree.join(path.trim_start_matches('/'));
-        if let Some(parent) = p.parent() {
-            std::fs::create_dir_all(parent).map_err(io("creating", parent))?;
-        }
-        std::fs::write(&p, content).map_err(io("writing", &p))?;
-        use std::os::unix::fs::PermissionsExt;
-        std::fs::set_permissions(&p, std::fs::Permissions::from_mode(*mode))
-            .map_err(io("chmod", &p))?;
-    }
-    let built = cmd::run(
-        Command::new("chroot")
-            .arg(&tree)
-            .args(["/bin/sh", "-c", &script])
-            .env("PATH", "/usr/sbin:/usr/bin:/sbin:/bin"),
-    );
+    let built = chroot(&install)
+        .and_then(|_| write_files())
+        .and_then(|_| chroot(&finish));
     umount_under(&tree);
-    built.map_err(|e| err(e.to_string()))?;
+    built?;
     pack(&tree, &tar)?;
     std::fs::remove_dir_all(&tree).map_err(io("removing", &tree))?;
+    // Older builds of the same image (another recipe version) are now dead weight.
+    let prefix = format!("{}-{}-", recipe.name, recipe.tag);
+    if let Ok(rd) = std::fs::read_dir(&dir) {
+        for e in rd.flatten() {
+            let name = e.file_name().to_string_lossy().into_owned();
+            if name.starts_with(&prefix) && name.ends_with(".tar.zst") && e.path() != tar {
+                let _ = std::fs::remove_file(e.path());
+            }
+        }
+    }
     log(&format!(
         "image {} built in {:.0} s",
         recipe.reference(),

@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use std::fmt;
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output};
+use std::process::{Child, Output};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
@@ -144,6 +144,21 @@ fn lock(roots: &Roots) -> Result<std::fs::File> {
     Ok(f)
 }
 
+/// The public keys in the invoking user's ~/.ssh (the sudo caller's when run with sudo).
+fn user_public_keys() -> Vec<String> {
+    let home = std::env::var("SUDO_USER")
+        .ok()
+        .filter(|u| !u.is_empty() && u != "root")
+        .map(|u| PathBuf::from("/home").join(u))
+        .or_else(|| std::env::var_os("HOME").map(PathBuf::from));
+    let Some(home) = home else { return Vec::new() };
+    ["id_ed25519.pub", "id_ecdsa.pub", "id_rsa.pub"]
+        .iter()
+        .filter_map(|f| std::fs::read_to_string(home.join(".ssh").join(f)).ok())
+        .filter(|k| k.starts_with("ssh-") || k.starts_with("ecdsa-"))
+        .collect()
+}
+
 /// Whether any process still runs in the lab's cgroups.
 fn lab_alive(lab: &str) -> bool {
     layout::cgroup_lab_dirs(lab)
@@ -230,14 +245,16 @@ impl Lab {
             progress: opts.progress.clone(),
             boot_timeout: opts.boot_timeout,
         };
-        net::ensure_host_shared()?;
-        proxy::ensure(&roots)?;
+        let shared = net::ensure_host_shared().and_then(|()| proxy::ensure(&roots));
+        // Release the lock before anything can drop `lab`: its teardown takes the lock too
+        // (flock is per open file, so holding it here would deadlock this very process).
         drop(guard);
+        shared?;
 
         let (base, _) = image::ensure_base(&roots, &mirror, &say)?;
         lab.state.base_image = base;
         let key = lab.identity_file();
-        let mut kg = Command::new("ssh-keygen");
+        let mut kg = cmd::command("ssh-keygen");
         kg.args([
             "-q",
             "-t",
@@ -323,7 +340,7 @@ impl Lab {
             .join("root/var/tmp")
             .join(&file);
         let unpack = cmd::run(
-            Command::new("zstd")
+            cmd::command("zstd")
                 .args(["-q", "-d", "-f", "-o"])
                 .arg(&host_path)
                 .arg(&tar),
@@ -371,6 +388,11 @@ impl Lab {
         if let Some(p) = &self.progress {
             p(m)
         }
+    }
+
+    /// Where progress lines go from now on.
+    pub fn set_progress(&mut self, progress: Option<Progress>) {
+        self.progress = progress;
     }
 
     pub fn name(&self) -> &str {
@@ -472,8 +494,13 @@ impl Lab {
             }
         }
         let operator_pub_path = self.identity_file().with_extension("pub");
-        let operator_pub = std::fs::read_to_string(&operator_pub_path)
+        let mut operator_pub = std::fs::read_to_string(&operator_pub_path)
             .map_err(io("reading", &operator_pub_path))?;
+        // As a provider does on a fresh VPS, also authorize the invoking user's own keys, so
+        // plain `ssh`/kiln with the user's agent work too.
+        for key in user_public_keys() {
+            operator_pub.push_str(&format!("\n{}", key.trim()));
+        }
         let started = Instant::now();
         // Indices and addresses first, so every server's /etc/hosts lists all of them.
         let mut planned = Vec::new();
@@ -601,8 +628,8 @@ fn teardown_lab(roots: &Roots, lab: &str) -> Result<Cleaned> {
     c.cgroups += cgroups;
     let dir = roots.lab_dir(lab);
     for m in server::mounts_under(&dir) {
-        if cmd::run(Command::new("umount").arg(&m)).is_err() {
-            cmd::run(Command::new("umount").arg("-l").arg(&m))?;
+        if cmd::run(cmd::command("umount").arg(&m)).is_err() {
+            cmd::run(cmd::command("umount").arg("-l").arg(&m))?;
         }
         c.mounts += 1;
     }
@@ -731,7 +758,8 @@ pub fn down_all(roots: &Roots) -> Result<Cleaned> {
 pub struct LabStatus {
     pub name: String,
     pub host_address: IpAddr,
-    pub servers: Vec<(ServerState, bool)>,
+    /// Each server, whether its processes run, and their memory (PSS, KiB).
+    pub servers: Vec<(ServerState, bool, u64)>,
     pub s3: Option<crate::s3::S3State>,
 }
 
@@ -746,10 +774,9 @@ pub fn status(roots: &Roots) -> Result<Vec<LabStatus>> {
             .servers
             .iter()
             .map(|s| {
-                let alive = layout::cgroup_dirs(&lab, &s.name)
-                    .iter()
-                    .any(|d| !process::pids_in(d).is_empty());
-                (s.clone(), alive)
+                let dirs = layout::cgroup_dirs(&lab, &s.name);
+                let alive = dirs.iter().any(|d| !process::pids_in(d).is_empty());
+                (s.clone(), alive, process::pss_kib(&dirs))
             })
             .collect();
         out.push(LabStatus {

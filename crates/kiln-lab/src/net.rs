@@ -5,7 +5,6 @@
 //! proxy and S3 ports and never be forwarded anywhere.
 
 use std::net::Ipv4Addr;
-use std::process::Command;
 
 use crate::cmd;
 use crate::error::Result;
@@ -200,10 +199,10 @@ pub fn ensure_host_shared() -> Result<()> {
         cmd::ip(["addr", "add", &format!("{PROXY_ADDR}/32"), "dev", "lo"])?;
     }
     if cmd::which("nft").is_some() {
-        let _ = cmd::output(Command::new("nft").args(["delete", "table", "inet", NFT_TABLE]));
+        let _ = cmd::output(cmd::command("nft").args(["delete", "table", "inet", NFT_TABLE]));
         let path = std::env::temp_dir().join(format!("kiln-lab-nft-{}.conf", std::process::id()));
         std::fs::write(&path, nft_ruleset()).map_err(crate::error::io("writing", &path))?;
-        let r = cmd::run(Command::new("nft").arg("-f").arg(&path));
+        let r = cmd::run(cmd::command("nft").arg("-f").arg(&path));
         let _ = std::fs::remove_file(&path);
         r?;
     }
@@ -217,14 +216,14 @@ pub fn remove_host_shared() -> Result<()> {
         cmd::ip(["addr", "del", &format!("{PROXY_ADDR}/32"), "dev", "lo"])?;
     }
     if cmd::which("nft").is_some() {
-        let _ = cmd::output(Command::new("nft").args(["delete", "table", "inet", NFT_TABLE]));
+        let _ = cmd::output(cmd::command("nft").args(["delete", "table", "inet", NFT_TABLE]));
     }
     Ok(())
 }
 
 /// Whether the host-side filter table is installed.
 pub fn host_filter_present() -> bool {
-    cmd::output(Command::new("nft").args(["list", "table", "inet", NFT_TABLE]))
+    cmd::output(cmd::command("nft").args(["list", "table", "inet", NFT_TABLE]))
         .map(|o| o.status.success())
         .unwrap_or(false)
 }

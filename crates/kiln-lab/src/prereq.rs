@@ -1,8 +1,6 @@
 //! Host prerequisites: which tools the lab needs, why, and from which Debian package; checking
 //! them, and installing the missing ones with apt (Debian/Ubuntu, as root, after consent).
 
-use std::process::Command;
-
 use crate::cmd;
 use crate::error::{LabError, Result};
 
@@ -153,12 +151,12 @@ pub fn ensure(needs: Needs, install: bool, log: &dyn Fn(&str)) -> Result<()> {
     pkgs.dedup();
     log(&format!("installing {}", pkgs.join(" ")));
     cmd::run(
-        Command::new("apt-get")
+        cmd::command("apt-get")
             .args(["update", "-q"])
             .env("DEBIAN_FRONTEND", "noninteractive"),
     )?;
     cmd::run(
-        Command::new("apt-get")
+        cmd::command("apt-get")
             .args(["install", "-y", "-q", "--no-install-recommends"])
             .args(&pkgs)
             .env("DEBIAN_FRONTEND", "noninteractive"),
@@ -182,9 +180,9 @@ pub fn ensure(needs: Needs, install: bool, log: &dyn Fn(&str)) -> Result<()> {
 /// instance bound to the lab address only, so the system one must not hold the port.
 pub fn disable_system_acng() {
     if std::path::Path::new("/run/systemd/system").exists() {
-        let _ = cmd::output(Command::new("systemctl").args(["disable", "--now", "apt-cacher-ng"]));
+        let _ = cmd::output(cmd::command("systemctl").args(["disable", "--now", "apt-cacher-ng"]));
     } else if cmd::which("service").is_some() {
-        let _ = cmd::output(Command::new("service").args(["apt-cacher-ng", "stop"]));
+        let _ = cmd::output(cmd::command("service").args(["apt-cacher-ng", "stop"]));
     }
 }
 

@@ -3,7 +3,7 @@
 //! descendant through the cgroup, even after the starting process died.
 
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
 
 use crate::cmd::{self, shell_quote};
@@ -47,7 +47,7 @@ pub fn spawn_in_cgroups(
         .open(log)
         .map_err(io("opening log", log))?;
     let logf2 = logf.try_clone().map_err(io("opening log", log))?;
-    let mut c = Command::new("setsid");
+    let mut c = cmd::command("setsid");
     c.args(["sh", "-c", &script, "sh"])
         .args(argv)
         .envs(env.iter().copied());
@@ -113,7 +113,7 @@ pub fn kill_and_remove_cgroups(roots: &[PathBuf]) -> Result<(usize, usize)> {
                 let _ = std::fs::write(&kill, "1");
             }
         }
-        let mut c = Command::new("kill");
+        let mut c = cmd::command("kill");
         c.arg("-KILL").args(pids.iter().map(|p| p.to_string()));
         let _ = cmd::output(&mut c);
         killed = killed.max(pids.len());

@@ -80,7 +80,9 @@ pub fn ssh_args(identity: &Path, known_hosts: &Path, port: u16) -> Vec<String> {
         "-o".into(),
         "GlobalKnownHostsFile=/dev/null".into(),
         "-o".into(),
-        "ConnectTimeout=10".into(),
+        // Generous: a loaded machine (CI on 2 cores booting several servers) can take
+        // seconds to answer the banner.
+        "ConnectTimeout=30".into(),
         "-o".into(),
         "LogLevel=ERROR".into(),
     ]
@@ -189,7 +191,7 @@ pub fn create(s: &NewServer) -> Result<(Ipv4Addr, Vec<String>)> {
         work.display()
     );
     cmd::run(
-        Command::new("mount")
+        cmd::command("mount")
             .args(["-t", "overlay", "overlay", "-o", &opts])
             .arg(&root),
     )?;
@@ -222,7 +224,7 @@ pub fn create(s: &NewServer) -> Result<(Ipv4Addr, Vec<String>)> {
     let mut children = Vec::new();
     for (t, bits) in [("ed25519", None), ("ecdsa", Some("256"))] {
         let key = root.join(format!("etc/ssh/ssh_host_{t}_key"));
-        let mut c = Command::new("ssh-keygen");
+        let mut c = cmd::command("ssh-keygen");
         c.args(["-q", "-t", t, "-N", "", "-C", &format!("root@{name}"), "-f"])
             .arg(&key);
         if let Some(b) = bits {

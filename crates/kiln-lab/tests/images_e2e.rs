@@ -89,3 +89,100 @@ fn postgres_image_initialises_from_env_and_accepts_connections() {
         "{logs}"
     );
 }
+
+/// GET `url` from inside the server with python; prints the status and the body.
+fn http_get(url: &str) -> String {
+    format!(
+        "python3 -c 'import urllib.request,sys\nr=urllib.request.urlopen(\"{url}\", timeout=5)\nsys.stdout.write(str(r.status)+\"\\n\"+r.read().decode())'"
+    )
+}
+
+fn wait_for(s: &kiln_lab::Server, command: &str, what: &str, logs: &str) -> String {
+    let deadline = Instant::now() + Duration::from_secs(180);
+    loop {
+        let out = s.exec(command).unwrap();
+        if out.status.success() {
+            return String::from_utf8_lossy(&out.stdout).into_owned();
+        }
+        if Instant::now() > deadline {
+            let logs = s.exec(logs).unwrap();
+            panic!(
+                "{what} not ready: {}\nlogs:\n{}",
+                String::from_utf8_lossy(&out.stderr),
+                String::from_utf8_lossy(&logs.stdout)
+            );
+        }
+        std::thread::sleep(Duration::from_secs(1));
+    }
+}
+
+#[test]
+fn caddy_image_serves_its_site_on_port_80_with_the_upstream_layout() {
+    common::require_root();
+    let lab = Lab::start(LabOptions::unique("caddy", 1)).expect("lab starts");
+    assert_eq!(
+        lab.load_image("server1", "caddy").unwrap(),
+        "localhost/caddy:2"
+    );
+    let s = lab.server("server1").unwrap().clone();
+    // As with the upstream image: the default Caddyfile serves /usr/share/caddy on :80 and
+    // Caddy keeps its configuration state under /config (XDG_CONFIG_HOME).
+    s.exec_ok(
+        "sudo mkdir -p /srv/site /srv/caddy-config /srv/caddy-data && echo 'hello from the lab' | sudo tee /srv/site/index.html >/dev/null && \
+         sudo podman run -d --name web -p 8080:80 -v /srv/site:/usr/share/caddy:ro -v /srv/caddy-config:/config \
+         -v /srv/caddy-data:/data docker.io/library/caddy:2",
+    )
+    .unwrap();
+    let out = wait_for(
+        &s,
+        &http_get(&format!("http://{}:8080/", s.address)),
+        "caddy",
+        "sudo podman logs web 2>&1 | tail",
+    );
+    assert_eq!(out, "200\nhello from the lab\n");
+    s.exec_ok("sudo test -f /srv/caddy-config/caddy/autosave.json")
+        .unwrap();
+    let env = s
+        .exec_ok("sudo podman exec web sh -c 'echo $XDG_CONFIG_HOME $XDG_DATA_HOME'")
+        .unwrap();
+    assert_eq!(env.trim(), "/config /data");
+}
+
+#[test]
+fn synapse_image_generates_its_config_and_serves_the_client_api() {
+    common::require_root();
+    let lab = Lab::start(LabOptions::unique("synapse", 1)).expect("lab starts");
+    assert_eq!(
+        lab.load_image("server1", "synapse").unwrap(),
+        "localhost/synapse:latest"
+    );
+    let s = lab.server("server1").unwrap().clone();
+    // The upstream image's `generate` mode: config and signing key in /data, owned by 991.
+    s.exec_ok(
+        "sudo mkdir -p /srv/synapse && sudo podman run --rm -v /srv/synapse:/data -e SYNAPSE_SERVER_NAME=lab.test \
+         -e SYNAPSE_REPORT_STATS=no docker.io/matrixdotorg/synapse:latest generate",
+    )
+    .unwrap();
+    let files = s
+        .exec_ok("sudo ls /srv/synapse && sudo stat -c %u /srv/synapse/homeserver.yaml")
+        .unwrap();
+    assert!(
+        files.contains("homeserver.yaml") && files.contains("lab.test.signing.key"),
+        "{files}"
+    );
+    assert!(files.trim_end().ends_with("991"), "{files}");
+    s.exec_ok("sudo podman run -d --name synapse -v /srv/synapse:/data -p 8008:8008 docker.io/matrixdotorg/synapse:latest").unwrap();
+    let out = wait_for(
+        &s,
+        &http_get(&format!(
+            "http://{}:8008/_matrix/client/versions",
+            s.address
+        )),
+        "synapse",
+        "sudo podman logs synapse 2>&1 | tail -30",
+    );
+    assert!(
+        out.starts_with("200\n") && out.contains("\"versions\""),
+        "{out}"
+    );
+}

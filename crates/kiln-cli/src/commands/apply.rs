@@ -13,9 +13,10 @@ use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
 use kiln_converge::Plan;
 use kiln_converge::event::Event;
 use kiln_converge::host::AgentBinary;
-use kiln_converge::run::{HostUpdate, Slot, run_slots};
+use kiln_converge::run::{HostUpdate, Slot, close_all, run_slots};
 
 use super::plan::{Targeting, agent_binary, render_plan, select_jobs};
+use super::plan::{out, outln};
 use crate::GlobalArgs;
 use crate::exit::{self, CliError, CmdResult};
 
@@ -56,7 +57,7 @@ impl Renderer {
                 if let Some(obj) = v.as_object_mut() {
                     obj.insert("host".into(), host.into());
                 }
-                println!("{v}");
+                outln!("{v}");
             }
             Renderer::Plain => match update {
                 HostUpdate::Started => eprintln!("[{host}] connecting"),
@@ -252,22 +253,23 @@ pub fn run(global: &GlobalArgs, args: Args) -> CmdResult {
         let plans = plan_pinned(&mut slots, &binary, args.target.jobs)?;
         let mut any = false;
         for (name, p) in &plans {
-            print!("{}", render_plan(name, p));
+            out!("{}", render_plan(name, p));
             any |= !p.is_empty();
         }
         if !any {
-            println!("Nothing to do.");
+            outln!("Nothing to do.");
             return Ok(ExitCode::from(exit::SUCCESS));
         }
         if !confirm()? {
-            println!("Nothing applied.");
+            outln!("Nothing applied.");
             return Ok(ExitCode::from(exit::SUCCESS));
         }
     }
 
     let report = apply_slots(&mut slots, &binary, args.target.jobs, args.json);
+    close_all(slots);
     if !args.json {
-        println!(
+        outln!(
             "Applied {} change(s) on {} host(s) in {:.1} s; {} failed.",
             report.changed,
             report.hosts - report.failed.len(),

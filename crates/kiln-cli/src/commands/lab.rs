@@ -34,6 +34,9 @@ enum LabCommand {
     Status(StatusArgs),
     /// Open SSH to a lab server as its admin user (or run a command there).
     Ssh(SshArgs),
+    /// Load a lab container image (postgres, caddy, synapse), built locally from Debian
+    /// packages without a registry, into a server's podman (also under the upstream name).
+    Image(ImageArgs),
     /// Remove a lab: processes, namespaces, mounts, cgroups, files. Safe to repeat; also cleans
     /// up after a crashed run.
     Down(DownArgs),
@@ -85,6 +88,17 @@ struct SshArgs {
 }
 
 #[derive(Debug, clap::Args)]
+struct ImageArgs {
+    #[command(flatten)]
+    lab: LabName,
+    /// Image name: postgres, caddy or synapse.
+    image: String,
+    /// Server to load it into.
+    #[arg(long)]
+    server: String,
+}
+
+#[derive(Debug, clap::Args)]
 struct DownArgs {
     #[command(flatten)]
     lab: LabName,
@@ -107,6 +121,7 @@ pub fn run(global: &GlobalArgs, args: Args) -> CmdResult {
         LabCommand::Up(a) => up(global, a),
         LabCommand::Status(a) => status(a),
         LabCommand::Ssh(a) => ssh(a),
+        LabCommand::Image(a) => image(a),
         LabCommand::Down(a) => down(a),
         LabCommand::Demo(a) => super::demo::run(global, a),
     }
@@ -210,8 +225,9 @@ fn status(a: StatusArgs) -> CmdResult {
                 serde_json::json!({
                     "name": l.name,
                     "host_address": l.host_address.to_string(),
-                    "servers": l.servers.iter().map(|(s, alive)| serde_json::json!({
+                    "servers": l.servers.iter().map(|(s, alive, mem)| serde_json::json!({
                         "name": s.name, "address": s.address.to_string(), "running": alive, "host_keys": s.host_keys,
+                        "memory_kib": mem,
                     })).collect::<Vec<_>>(),
                 })
             })
@@ -224,12 +240,13 @@ fn status(a: StatusArgs) -> CmdResult {
     }
     for l in labs {
         println!("lab `{}` (host side {})", l.name, l.host_address);
-        for (s, alive) in &l.servers {
+        for (s, alive, mem) in &l.servers {
             println!(
-                "  {:<12} {:<14} {}",
+                "  {:<12} {:<14} {:<8} {:>6.1} MiB",
                 s.name,
                 s.address,
-                if *alive { "running" } else { "stopped" }
+                if *alive { "running" } else { "stopped" },
+                *mem as f64 / 1024.0
             );
         }
         if let Some(s3) = &l.s3 {
@@ -253,6 +270,21 @@ fn ssh(a: SshArgs) -> CmdResult {
         .status()
         .map_err(|e| CliError::failed(miette::miette!("cannot run ssh: {e}")))?;
     Ok(ExitCode::from(status.code().map(|c| c as u8).unwrap_or(1)))
+}
+
+fn image(a: ImageArgs) -> CmdResult {
+    let mut lab = Lab::attach(&Roots::default(), &a.lab.name).map_err(failed)?;
+    let started = Instant::now();
+    lab.set_progress(Some(Arc::new(move |m: &str| {
+        eprintln!("[{:5.1}s] {m}", started.elapsed().as_secs_f64())
+    })));
+    let reference = lab.load_image(&a.server, &a.image).map_err(failed)?;
+    println!(
+        "{reference} loaded into {} ({:.1} s)",
+        a.server,
+        started.elapsed().as_secs_f64()
+    );
+    Ok(ExitCode::SUCCESS)
 }
 
 fn down(a: DownArgs) -> CmdResult {

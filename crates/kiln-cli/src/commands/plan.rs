@@ -19,7 +19,23 @@ use kiln_secrets::Secret;
 use serde::Deserialize;
 
 use crate::GlobalArgs;
+
+/// `print!`/`println!` that do not panic when stdout is closed (e.g. piped into `head`):
+/// kiln's work is done by then, and losing the rest of the text is the reader's choice.
+macro_rules! out {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let _ = write!(std::io::stdout(), $($arg)*);
+    }};
+}
+macro_rules! outln {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stdout(), $($arg)*);
+    }};
+}
 use crate::exit::{self, CliError, CmdResult};
+pub(crate) use {out, outln};
 
 /// Which hosts, and how to reach them (shared by plan and apply).
 #[derive(Debug, Clone, clap::Args)]
@@ -145,6 +161,7 @@ fn jobs_from_state(
                 identity_file: t.identity.clone().or(h.identity_file.clone()),
                 connect_timeout_s: 10,
                 test_paths: None,
+                env: None,
             }),
             (None, None) => {
                 return Err(CliError::invalid(miette::miette!(
@@ -232,6 +249,15 @@ fn jobs_from_config(
             passphrase_file: t.passphrase_file.clone(),
             vault: std::sync::Mutex::new(None),
         });
+    for want in &t.hosts {
+        if !env.hosts.contains_key(want) {
+            let known: Vec<&str> = env.hosts.keys().map(String::as_str).collect();
+            return Err(CliError::invalid(miette::miette!(
+                "environment {env_name} has no host playing role {want:?} (known: {})",
+                known.join(", ")
+            )));
+        }
+    }
     let mut jobs = vec![];
     for (role, host) in &env.hosts {
         if !t.hosts.is_empty() && !t.hosts.contains(role) {
@@ -250,6 +276,7 @@ fn jobs_from_config(
                 identity_file: t.identity.clone(),
                 connect_timeout_s: 10,
                 test_paths: None,
+                env: Some(env_name.clone()),
             }),
             privilege: privilege(&host.admin_user, password),
             desired,
@@ -393,9 +420,9 @@ pub fn run(global: &GlobalArgs, args: Args) -> CmdResult {
                 };
                 if args.json {
                     let v = serde_json::json!({ "host": name, "plan": plan });
-                    println!("{v}");
+                    outln!("{v}");
                 } else {
-                    print!("{}", render_plan(name, plan));
+                    out!("{}", render_plan(name, plan));
                 }
                 if !plan.is_empty() {
                     pending_hosts += 1;
@@ -407,13 +434,18 @@ pub fn run(global: &GlobalArgs, args: Args) -> CmdResult {
         }
     }
     if !args.json {
-        println!(
-            "\nPlan: {} to create, {} to change, {} to remove, on {} of {} host(s).",
+        outln!(
+            "\nPlan: {} to create, {} to change, {} to remove, on {} of {} host(s){}.",
             total.create,
             total.change,
             total.remove,
             pending_hosts,
-            results.len()
+            results.len(),
+            if failures.is_empty() {
+                String::new()
+            } else {
+                format!("; {} could not be planned", failures.len())
+            }
         );
     }
     if !failures.is_empty() {

@@ -11,6 +11,7 @@ use kiln_converge::host::keys::HostKey;
 use kiln_converge::host::ssh::keyscan;
 use toml_edit::{Array, DocumentMut, Item, value};
 
+use super::plan::outln;
 use crate::GlobalArgs;
 use crate::exit::{self, CliError, CmdResult};
 
@@ -167,12 +168,15 @@ pub fn run(global: &GlobalArgs, args: Args) -> CmdResult {
     let keys = keyscan(&args.role, &entry.address, entry.port, 10)
         .map_err(|e| CliError::failed(miette::miette!("{e}")))?;
 
-    println!(
+    outln!(
         "Host keys presented by {} ({} port {}, environment {}):",
-        args.role, entry.address, entry.port, entry.env
+        args.role,
+        entry.address,
+        entry.port,
+        entry.env
     );
     for k in &keys {
-        println!("  {}", k.describe());
+        outln!("  {}", k.describe());
     }
     let pinned: Vec<HostKey> = entry
         .pinned
@@ -181,20 +185,20 @@ pub fn run(global: &GlobalArgs, args: Args) -> CmdResult {
         .collect();
     let same = !pinned.is_empty() && pinned.iter().all(|p| keys.contains(p));
     if same {
-        println!(
+        outln!(
             "\nThese keys are already pinned in {}. Nothing to do.",
             path.display()
         );
         return Ok(ExitCode::from(exit::SUCCESS));
     }
     if !pinned.is_empty() {
-        println!("\nWARNING: kiln.toml pins different keys for this host:");
+        outln!("\nWARNING: kiln.toml pins different keys for this host:");
         for k in &pinned {
-            println!("  {}", k.describe());
+            outln!("  {}", k.describe());
         }
-        println!("A reinstalled server gets new keys; otherwise this may be an attack.");
+        outln!("A reinstalled server gets new keys; otherwise this may be an attack.");
     }
-    println!(
+    outln!(
         "\nCheck these fingerprints through a channel nobody can tamper with before trusting them:\n\
          open your provider's web console (VNC or serial console) for this server, log in, and run\n\
          \n    for f in /etc/ssh/ssh_host_*_key.pub; do ssh-keygen -lf \"$f\"; done\n\n\
@@ -208,7 +212,7 @@ pub fn run(global: &GlobalArgs, args: Args) -> CmdResult {
             )));
         }
         if !confirm(&format!("Pin these keys in {}?", path.display()))? {
-            println!("Nothing pinned.");
+            outln!("Nothing pinned.");
             return Ok(ExitCode::from(exit::FAILURE));
         }
     }
@@ -218,7 +222,7 @@ pub fn run(global: &GlobalArgs, args: Args) -> CmdResult {
     std::fs::write(&tmp, doc.to_string())
         .and_then(|_| std::fs::rename(&tmp, &path))
         .map_err(|e| CliError::failed(miette::miette!("cannot write {}: {e}", path.display())))?;
-    println!(
+    outln!(
         "Pinned {} key(s) for {} in {}.",
         keys.len(),
         args.role,

@@ -30,6 +30,9 @@ pub const AGENT_DIR: &str = "/var/lib/kiln/bin";
 
 const UPLOAD_MARKER: &str = "KILN-UPLOAD-V1";
 
+/// Blank lines sent after a sudo password (more than sudo's `passwd_tries`, 3 by default).
+const SUDO_FILLER_LINES: usize = 9;
+
 /// How commands get root on the host.
 #[derive(Clone, Debug)]
 pub enum Privilege {
@@ -49,7 +52,10 @@ impl Privilege {
             Privilege::Sudo => (format!("sudo -n -- {}", join(words)), vec![]),
             Privilege::SudoPassword(p) => {
                 let mut stdin = p.expose().as_bytes().to_vec();
-                stdin.push(b'\n');
+                // Blank lines after the password: if it is wrong, sudo's further attempts
+                // read these, never the desired state that follows (the agent and the upload
+                // script skip everything before their marker line).
+                stdin.extend_from_slice(&[b'\n'; SUDO_FILLER_LINES + 1]);
                 (
                     format!(
                         "sudo -S -p {} -- {}",
@@ -87,18 +93,20 @@ pub enum HostError {
         hint: String,
     },
     #[error(
-        "host {host}: its SSH host key changed — refusing to connect\n  expected (pinned in kiln.toml): {}\n  presented by the host:          {}\n  hint: if the server was reinstalled, check the new key on the provider's console and run `kiln trust {host}`; otherwise someone may be intercepting the connection",
+        "host {host}: its SSH host key changed — refusing to connect\n  expected (pinned in kiln.toml): {}\n  presented by the host:          {}\n  hint: if the server was reinstalled, check the new key on the provider's console and run `{trust}`; otherwise someone may be intercepting the connection",
         expected.join(", "), if presented.is_empty() { "(could not be read)".to_owned() } else { presented.join(", ") }
     )]
     HostKeyChanged {
         host: String,
         expected: Vec<String>,
         presented: Vec<String>,
+        /// The command that checks and re-pins the keys (`kiln trust ROLE --env ENV`).
+        trust: String,
     },
     #[error(
-        "host {host}: no SSH host key is pinned in kiln.toml\n  hint: run `kiln trust {host}` to check and pin it"
+        "host {host}: no SSH host key is pinned in kiln.toml\n  hint: run `{trust}` to check and pin it"
     )]
-    NoHostKey { host: String },
+    NoHostKey { host: String, trust: String },
     #[error("host {host}: {message}")]
     BadHostKey { host: String, message: String },
     #[error(
@@ -189,7 +197,7 @@ pub trait Host: Send {
         on_line: &mut dyn FnMut(&str),
     ) -> Result<ExecOutput, HostError>;
 
-    fn agent_location(&self) -> AgentLocation {
+    fn agent_location(&self, _binary: &AgentBinary) -> AgentLocation {
         AgentLocation::Shipped
     }
 
@@ -220,7 +228,7 @@ pub trait Host: Send {
             source: std::io::Error::other(e),
         })?;
         let mut words: Vec<String>;
-        let location = self.agent_location();
+        let location = self.agent_location(binary);
         let remote = binary.remote_path(&self.agent_dir());
         match &location {
             AgentLocation::Shipped => {
@@ -291,9 +299,7 @@ pub trait Host: Send {
                 return Ok(outcome);
             }
             let tail = out.stderr_tail();
-            if tail.contains("sudo")
-                && (tail.contains("password") || tail.contains("not in the sudoers"))
-            {
+            if sudo_refused(&tail) {
                 return Err(HostError::Sudo {
                     host,
                     message: tail,
@@ -321,13 +327,15 @@ pub trait Host: Send {
              while IFS= read -r l; do [ \"$l\" = {marker} ] && break; done; \
              head -c {len} > {tmp}; \
              echo {sha}'  '{tmp} | sha256sum -c --quiet -; \
-             chmod 755 {tmp}; mv -f {tmp} {dest}",
+             chmod 755 {tmp}; mv -f {tmp} {dest}; \
+             find {dir} -maxdepth 1 -name 'kiln-*' ! -name {name} -mtime +7 -delete 2>/dev/null || true",
             dir = quote(&dir),
             marker = UPLOAD_MARKER,
             len = binary.bytes.len(),
             tmp = format!("{}.tmp.$$", quote(&remote)),
             sha = quote(&binary.sha256),
             dest = quote(&remote),
+            name = quote(&format!("kiln-{}", binary.sha256)),
         );
         let (command, prefix) = self
             .privilege()
@@ -339,6 +347,11 @@ pub trait Host: Send {
         let out = self.exec(&command, &stdin, &mut |_| {})?;
         if out.code == Some(0) {
             Ok(())
+        } else if sudo_refused(&out.stderr) {
+            Err(HostError::Sudo {
+                host,
+                message: out.stderr_tail(),
+            })
         } else {
             Err(HostError::Upload {
                 host,
@@ -346,6 +359,14 @@ pub trait Host: Send {
             })
         }
     }
+}
+
+/// Whether stderr says sudo refused (password needed or wrong, not allowed).
+fn sudo_refused(stderr: &str) -> bool {
+    stderr.contains("sudo")
+        && (stderr.contains("password")
+            || stderr.contains("not in the sudoers")
+            || stderr.contains("not allowed"))
 }
 
 /// Runs a child process: writes `stdin` from a thread, streams stdout lines to `on_line`,
@@ -428,8 +449,8 @@ impl Host for LocalHost {
         cmd.arg("-c").arg(command);
         run_child(&self.name, cmd, stdin, on_line)
     }
-    fn agent_location(&self) -> AgentLocation {
-        let path = std::env::current_exe().unwrap_or_else(|_| PathBuf::from("kiln"));
+    fn agent_location(&self, binary: &AgentBinary) -> AgentLocation {
+        let path = binary.local_path.clone();
         let args = match &self.root {
             Some(r) => vec!["--root".to_owned(), r.display().to_string()],
             None => vec![],

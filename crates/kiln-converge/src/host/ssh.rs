@@ -26,6 +26,18 @@ pub struct SshTarget {
     /// Tests only: ship the agent to this folder instead of /var/lib/kiln/bin, and have it
     /// converge `agent_root` instead of `/` (a loopback sshd on the test machine).
     pub test_paths: Option<(String, PathBuf)>,
+    /// The environment the host belongs to (for hints).
+    pub env: Option<String>,
+}
+
+impl SshTarget {
+    /// The command that checks and pins this host's keys.
+    pub fn trust_command(&self) -> String {
+        match &self.env {
+            Some(e) => format!("kiln trust {} --env {e}", self.name),
+            None => format!("kiln trust {}", self.name),
+        }
+    }
 }
 
 /// A host reached over SSH. The control socket and known_hosts file live in a private
@@ -42,6 +54,7 @@ impl SshHost {
         if target.host_keys.is_empty() {
             return Err(HostError::NoHostKey {
                 host: target.name.clone(),
+                trust: target.trust_command(),
             });
         }
         let pinned = target
@@ -208,6 +221,7 @@ impl Host for SshHost {
                     host: self.target.name.clone(),
                     expected: self.pinned.iter().map(|k| k.describe()).collect(),
                     presented,
+                    trust: self.target.trust_command(),
                 });
             }
             return Err(HostError::Connect {

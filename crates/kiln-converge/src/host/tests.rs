@@ -114,7 +114,10 @@ fn sudo_password_goes_on_stdin_never_in_the_command() {
         .unwrap();
     let (cmd, stdin) = &h.received[0];
     assert!(!cmd.contains("hunter2"), "{cmd}");
-    assert!(stdin.starts_with(b"hunter2-planted\nKILN-AGENT-INPUT-V1\n"));
+    let mut expected = b"hunter2-planted".to_vec();
+    expected.extend_from_slice(&[b'\n'; 10]);
+    expected.extend_from_slice(b"KILN-AGENT-INPUT-V1\n");
+    assert!(stdin.starts_with(&expected));
 }
 
 #[test]
@@ -209,7 +212,23 @@ fn upload_script_really_installs_the_binary_under_a_shell() {
         },
         dir: dir.path().join("bin").display().to_string(),
     };
+    // An agent shipped by an old kiln, unused for 10 days, and a recent one.
+    let bin_dir = dir.path().join("bin");
+    std::fs::create_dir_all(&bin_dir).unwrap();
+    std::fs::write(bin_dir.join("kiln-old"), b"old").unwrap();
+    std::fs::write(bin_dir.join("kiln-recent"), b"recent").unwrap();
+    let st = std::process::Command::new("touch")
+        .args(["-d", "10 days ago"])
+        .arg(bin_dir.join("kiln-old"))
+        .status()
+        .unwrap();
+    assert!(st.success());
     h.upload(&b).unwrap();
+    assert!(
+        !bin_dir.join("kiln-old").exists(),
+        "old agents are cleaned up"
+    );
+    assert!(bin_dir.join("kiln-recent").exists());
     let installed = dir.path().join("bin").join(format!("kiln-{}", b.sha256));
     assert_eq!(std::fs::read(&installed).unwrap(), *b.bytes);
     use std::os::unix::fs::PermissionsExt;

@@ -22,13 +22,29 @@ case "$mode" in
 		: "${SYNAPSE_REPORT_STATS:?SYNAPSE_REPORT_STATS must be set to yes or no}"
 		mkdir -p "$SYNAPSE_CONFIG_DIR" "$SYNAPSE_DATA_DIR"
 		chown "$UID:$GID" "$SYNAPSE_CONFIG_DIR" "$SYNAPSE_DATA_DIR"
-		exec "${as_user[@]}" python3 -m synapse.app.homeserver \
+		"${as_user[@]}" python3 -m synapse.app.homeserver \
 			--server-name "$SYNAPSE_SERVER_NAME" \
 			--report-stats "$SYNAPSE_REPORT_STATS" \
 			--config-path "$SYNAPSE_CONFIG_PATH" \
 			--config-directory "$SYNAPSE_CONFIG_DIR" \
 			--data-directory "$SYNAPSE_DATA_DIR" \
 			--generate-config --open-private-ports
+		# As the upstream image: log to the console (the container's log), not to a file.
+		cat > "$SYNAPSE_CONFIG_DIR/$SYNAPSE_SERVER_NAME.log.config" <<-'EOF'
+			version: 1
+			formatters:
+			  precise:
+			    format: '%(asctime)s - %(name)s - %(lineno)d - %(levelname)s - %(message)s'
+			handlers:
+			  console:
+			    class: logging.StreamHandler
+			    formatter: precise
+			root:
+			  level: INFO
+			  handlers: [console]
+			disable_existing_loggers: false
+		EOF
+		chown "$UID:$GID" "$SYNAPSE_CONFIG_DIR/$SYNAPSE_SERVER_NAME.log.config"
 		;;
 	run)
 		exec "${as_user[@]}" python3 -m synapse.app.homeserver --config-path "$SYNAPSE_CONFIG_PATH"
