@@ -165,6 +165,20 @@ pub fn run(_global: &GlobalArgs, args: Args) -> CmdResult {
     ));
     t.steps.push((title.into(), s.elapsed()));
 
+    // Interrupted (Ctrl-C, SIGTERM): remove the lab, unless --keep, and stop.
+    let (lab_name, keep) = (args.lab.clone(), args.keep);
+    let _ = ctrlc::set_handler(move || {
+        if keep {
+            eprintln!("\ninterrupted: the lab `{lab_name}` is left as it is (--keep)");
+        } else {
+            eprintln!("\ninterrupted: removing the lab `{lab_name}`");
+            if let Err(e) = kiln_lab::down(&kiln_lab::Roots::default(), &lab_name) {
+                eprintln!("removing it failed: {e}\n  hint: kiln lab down --lab {lab_name}");
+            }
+        }
+        std::process::exit(130);
+    });
+
     // 2. The lab.
     let title = "start the lab servers";
     let s = n.step(2, title);
