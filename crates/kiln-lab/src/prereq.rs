@@ -126,6 +126,29 @@ pub fn ensure(needs: Needs, install: bool, log: &dyn Fn(&str)) -> Result<()> {
     if !is_root() {
         return Err(LabError::NotRoot);
     }
+    ensure_packages(needs, install, log)?;
+    if needs.s3 && crate::s3::moto_binary().is_none() {
+        if !install {
+            return Err(LabError::MissingPrerequisites {
+                missing: vec!["moto_server (PyPI moto[server]): the lab's S3 server with Object Lock".into()],
+                hint: "`kiln lab up --yes` installs it in /opt/kiln-lab/venv (as .ci/install-lab.sh does)".into(),
+            });
+        }
+        log("installing moto[server] from PyPI into /opt/kiln-lab/venv");
+        cmd::run(cmd::command("python3").args(["-m", "venv", MOTO_VENV]))?;
+        cmd::run(cmd::command(&format!("{MOTO_VENV}/bin/pip")).args([
+            "install",
+            "-q",
+            "moto[server]>=5.1,<6",
+        ]))?;
+    }
+    Ok(())
+}
+
+/// Where `--yes` (and .ci/install-lab.sh) installs moto.
+pub const MOTO_VENV: &str = "/opt/kiln-lab/venv";
+
+fn ensure_packages(needs: Needs, install: bool, log: &dyn Fn(&str)) -> Result<()> {
     let missing = missing(needs);
     if missing.is_empty() {
         return Ok(());

@@ -41,6 +41,12 @@ pub fn ensure(roots: &Roots) -> Result<()> {
     if is_up() {
         return Ok(());
     }
+    // The proxy is shared by all labs: its cache lives in the default cache folder, whatever
+    // cache folder the lab starting it uses for images.
+    let roots = &Roots {
+        state: roots.state.clone(),
+        cache: Roots::default().cache,
+    };
     let bin = binary().ok_or_else(|| LabError::MissingPrerequisites {
         missing: vec![
             "apt-cacher-ng (package apt-cacher-ng): the servers' only way to install packages"

@@ -144,6 +144,11 @@ fn up(global: &GlobalArgs, a: UpArgs) -> CmdResult {
     let mut opts = LabOptions {
         name: a.lab.name.clone(),
         install_missing: a.yes,
+        s3: a.s3.clone().map(|bucket| kiln_lab::S3Options {
+            bucket,
+            retention_days: a.retention_days,
+            ..Default::default()
+        }),
         ..Default::default()
     };
     match (a.servers, &config) {
