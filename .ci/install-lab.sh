@@ -18,6 +18,11 @@ apt-get install -y -q --no-install-recommends \
     debootstrap systemd-container iproute2 nftables apt-cacher-ng openssh-client zstd \
     python3 python3-venv procps util-linux mount ca-certificates
 
+# VM servers (`kiln lab up --vm NAME`, tests/vm_e2e.rs): qemu under software emulation, and
+# mkfs.ext4 to make a VM's root disk from a tree. On a Debian 12 host with bookworm-backports'
+# qemu-utils this replaces it by Debian 12's own qemu 7.2 stack; the lab needs no qemu-img.
+apt-get install -y -q --no-install-recommends qemu-system-x86 e2fsprogs
+
 # The apt-cacher-ng package starts a system-wide service listening on every address; the lab
 # runs its own instance bound to the lab's proxy address only (10.77.0.1:3142).
 if [ -d /run/systemd/system ]; then

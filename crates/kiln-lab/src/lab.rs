@@ -37,6 +37,8 @@ pub struct LabOptions {
     pub boot_timeout: Duration,
     /// Start an S3 server with Object Lock on the host side of the bridge.
     pub s3: Option<crate::s3::S3Options>,
+    /// Servers that are qemu VMs (software emulation, Debian kernel, device-mapper).
+    pub vms: Vec<String>,
 }
 
 impl Default for LabOptions {
@@ -50,6 +52,7 @@ impl Default for LabOptions {
             progress: None,
             boot_timeout: Duration::from_secs(90),
             s3: None,
+            vms: Vec::new(),
         }
     }
 }
@@ -63,6 +66,7 @@ impl fmt::Debug for LabOptions {
             .field("install_missing", &self.install_missing)
             .field("roots", &self.roots)
             .field("s3", &self.s3)
+            .field("vms", &self.vms)
             .finish_non_exhaustive()
     }
 }
@@ -190,7 +194,7 @@ impl Lab {
     pub fn start(opts: LabOptions) -> Result<Lab> {
         layout::validate_lab_name(&opts.name)?;
         let names = opts.names();
-        for n in &names {
+        for n in names.iter().chain(&opts.vms) {
             layout::validate_server_name(n)?;
         }
         let say = |m: &str| {
@@ -201,7 +205,7 @@ impl Lab {
         prereq::ensure(
             prereq::Needs {
                 s3: opts.s3.is_some(),
-                vm: false,
+                vm: !opts.vms.is_empty(),
             },
             opts.install_missing,
             &say,
@@ -270,6 +274,9 @@ impl Lab {
         net::create_bridge(&opts.name, index)?;
         lab.state.save(&roots)?;
         lab.add_servers(&names)?;
+        if !opts.vms.is_empty() {
+            lab.add_vms(&opts.vms)?;
+        }
         if let Some(s3) = &opts.s3 {
             lab.start_s3(s3)?;
         }
@@ -575,6 +582,89 @@ impl Lab {
             server::wait_ssh(&srv, self.children.get_mut(n), &log, self.boot_timeout)?;
             self.say(&format!(
                 "{n} answers SSH at {} ({:.1} s)",
+                srv.address,
+                started.elapsed().as_secs_f64()
+            ));
+        }
+        Ok(())
+    }
+
+    /// Adds qemu VM servers to the running lab (built, booted, SSH-ready); see `vm.rs`.
+    pub fn add_vms(&mut self, names: &[String]) -> Result<()> {
+        for n in names {
+            layout::validate_server_name(n)?;
+            if self.state.servers.iter().any(|s| &s.name == n) {
+                return Err(LabError::InvalidName {
+                    what: "server",
+                    name: n.clone(),
+                    reason: "a server of this name already exists in the lab",
+                });
+            }
+        }
+        let say = |m: &str| self.say(m);
+        let vm_base = crate::vm::ensure_vm_base(&self.roots, &self.state.base_image, &say)?;
+        let operator_pub_path = self.identity_file().with_extension("pub");
+        let mut operator_pub = std::fs::read_to_string(&operator_pub_path)
+            .map_err(io("reading", &operator_pub_path))?;
+        for key in user_public_keys() {
+            operator_pub.push_str(&format!("\n{}", key.trim()));
+        }
+        for n in names {
+            let started = Instant::now();
+            let used: Vec<u8> = self.state.servers.iter().map(|s| s.server_index).collect();
+            let i = (1..=200u8)
+                .find(|i| !used.contains(i))
+                .ok_or(LabError::NoFreeSubnet)?;
+            let address = layout::server_addr(self.state.index, i);
+            self.say(&format!("creating VM {n}"));
+            self.state.servers.push(ServerState {
+                name: n.clone(),
+                server_index: i,
+                address,
+                host_keys: Vec::new(),
+            });
+            self.state.save(&self.roots)?;
+            let peers: Vec<(String, std::net::Ipv4Addr)> = self
+                .state
+                .servers
+                .iter()
+                .map(|s| (s.name.clone(), s.address))
+                .collect();
+            let (addr, keys) = server::create(&NewServer {
+                roots: &self.roots,
+                lab: &self.state.name,
+                index: self.state.index,
+                name: n,
+                server_index: i,
+                base_root: &vm_base,
+                operator_pub: &operator_pub,
+                peers: &peers,
+            })?;
+            if let Some(s) = self.state.servers.iter_mut().find(|s| &s.name == n) {
+                s.address = addr;
+                s.host_keys = keys;
+            }
+            self.state.save(&self.roots)?;
+            crate::vm::prepare(&self.roots, &self.state.name, self.state.index, n, i, addr)?;
+            let child = crate::vm::boot(&self.roots, &self.state.name, self.state.index, n, i)?;
+            self.children.insert(n.clone(), child);
+            self.write_known_hosts()?;
+            self.servers = self
+                .state
+                .servers
+                .iter()
+                .map(|s| self.server_view(s))
+                .collect();
+            let srv = self.server(n)?.clone();
+            let log = self
+                .roots
+                .server_dir(&self.state.name, n)
+                .join("console.log");
+            // Software emulation: a VM boots in about a minute.
+            let timeout = self.boot_timeout.max(Duration::from_secs(300));
+            server::wait_ssh(&srv, self.children.get_mut(n), &log, timeout)?;
+            self.say(&format!(
+                "VM {n} answers SSH at {} ({:.1} s)",
                 srv.address,
                 started.elapsed().as_secs_f64()
             ));

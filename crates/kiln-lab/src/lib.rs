@@ -20,6 +20,7 @@ pub mod proxy;
 pub mod s3;
 pub mod server;
 pub mod sigv4;
+pub mod vm;
 
 pub use error::{LabError, Result};
 pub use lab::{Cleaned, Lab, LabOptions, LabStatus, Progress, down, down_all, status};

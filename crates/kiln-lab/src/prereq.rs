@@ -90,6 +90,11 @@ pub fn requirements(needs: Needs) -> Vec<Requirement> {
             package: "qemu-system-x86",
             why: "VM servers (software emulation)",
         });
+        r.push(Requirement {
+            program: "mkfs.ext4",
+            package: "e2fsprogs",
+            why: "makes a VM server's root disk from its tree",
+        });
     }
     r
 }

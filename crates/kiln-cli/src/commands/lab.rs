@@ -16,6 +16,7 @@ use crate::exit::{CliError, CmdResult};
 #[derive(Debug, clap::Args)]
 #[command(after_help = "Examples:
   kiln lab up --servers 2     two Debian 13 servers, reachable over SSH
+  kiln lab up --vm vm1        one qemu VM server (Debian kernel, LVM works)
   kiln lab status             running labs, servers and addresses
   kiln lab ssh server1        a shell on a server (pinned host key)
   kiln lab down               remove everything the lab created
@@ -58,6 +59,10 @@ struct UpArgs {
     /// Number of servers (named server1..N); default: the lab hosts of kiln.toml, else 1.
     #[arg(long, value_name = "N")]
     servers: Option<usize>,
+    /// Also start a server that is a qemu VM under software emulation (Debian kernel,
+    /// device-mapper for LVM scenarios; about a minute to SSH). Repeatable.
+    #[arg(long = "vm", value_name = "NAME")]
+    vms: Vec<String>,
     /// Install missing host prerequisites with apt without asking.
     #[arg(long)]
     yes: bool,
@@ -163,13 +168,21 @@ fn up(global: &GlobalArgs, a: UpArgs) -> CmdResult {
         }
         (None, None) => opts.servers = 1,
     }
-    if opts.servers == 0 && opts.server_names.is_empty() {
+    if !a.vms.is_empty() && a.servers.is_none() && opts.server_names.is_empty() {
+        // `--vm NAME` alone: just the VM.
+        opts.servers = 0;
+    }
+    opts.vms = a.vms.clone();
+    if opts.servers == 0 && opts.server_names.is_empty() && opts.vms.is_empty() {
         return Err(CliError::invalid(miette::miette!(
-            "--servers must be at least 1"
+            "--servers must be at least 1 (or give --vm NAME)"
         )));
     }
     if !a.yes && std::io::stdin().is_terminal() {
-        let missing = kiln_lab::prereq::missing(Default::default());
+        let missing = kiln_lab::prereq::missing(kiln_lab::prereq::Needs {
+            s3: a.s3.is_some(),
+            vm: !a.vms.is_empty(),
+        });
         if !missing.is_empty() && kiln_lab::prereq::is_root() && kiln_lab::prereq::is_debian_like()
         {
             eprintln!("The lab needs these packages:");
