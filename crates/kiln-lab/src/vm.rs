@@ -337,6 +337,10 @@ mod tests {
         assert!(a.contains("file=/s/t/servers/vm1/data.img,"), "{a}");
         assert!(a.contains("ifname=t2,"), "{a}");
         assert!(a.contains("mac=02:6b:6c:03:02:01"), "{a}");
-        assert_eq!(a.matches("file=").count(), 3, "{a}");
+        // Exactly two disks, both the server's own image files.
+        assert_eq!(a.matches("-drive ").count(), 2, "{a}");
+        for (i, _) in a.match_indices("file=") {
+            assert!(a[i + 5..].starts_with("/s/t/servers/vm1/"), "{a}");
+        }
     }
 }
