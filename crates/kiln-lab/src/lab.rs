@@ -490,6 +490,17 @@ impl Lab {
 
     /// Adds servers to the running lab (created, booted, SSH-ready).
     pub fn add_servers(&mut self, names: &[String]) -> Result<()> {
+        self.create_servers(names, Kind::Container)
+    }
+
+    /// Adds qemu VM servers to the running lab (built, booted, SSH-ready); see `vm.rs`.
+    pub fn add_vms(&mut self, names: &[String]) -> Result<()> {
+        self.create_servers(names, Kind::Vm)
+    }
+
+    /// Creates, boots and waits for `names`: systemd-nspawn containers on the lab's base
+    /// tree, or qemu VMs on the VM base (the same tree plus a kernel); one path for both.
+    fn create_servers(&mut self, names: &[String], kind: Kind) -> Result<()> {
         for n in names {
             layout::validate_server_name(n)?;
             if self.state.servers.iter().any(|s| &s.name == n) {
@@ -500,6 +511,13 @@ impl Lab {
                 });
             }
         }
+        let base_root = match kind {
+            Kind::Container => self.state.base_image.clone(),
+            Kind::Vm => {
+                let say = |m: &str| self.say(m);
+                crate::vm::ensure_vm_base(&self.roots, &self.state.base_image, &say)?
+            }
+        };
         let operator_pub_path = self.identity_file().with_extension("pub");
         let mut operator_pub = std::fs::read_to_string(&operator_pub_path)
             .map_err(io("reading", &operator_pub_path))?;
@@ -537,7 +555,8 @@ impl Lab {
             .collect();
         for (n, i) in &planned {
             self.say(&format!(
-                "creating {n} ({:.1} s)",
+                "creating {}{n} ({:.1} s)",
+                kind.label(),
                 started.elapsed().as_secs_f64()
             ));
             // Record first: a failure half-way must still be cleaned by teardown.
@@ -554,7 +573,7 @@ impl Lab {
                 index: self.state.index,
                 name: n,
                 server_index: *i,
-                base_root: &self.state.base_image,
+                base_root: &base_root,
                 operator_pub: &operator_pub,
                 peers: &peers,
             })?;
@@ -563,7 +582,14 @@ impl Lab {
                 s.host_keys = keys;
             }
             self.state.save(&self.roots)?;
-            let child = server::boot(&self.roots, &self.state.name, n)?;
+            let child = match kind {
+                Kind::Container => server::boot(&self.roots, &self.state.name, n)?,
+                Kind::Vm => {
+                    let lab = (&self.roots, self.state.name.as_str(), self.state.index);
+                    crate::vm::prepare(lab.0, lab.1, lab.2, n, *i, addr)?;
+                    crate::vm::boot(lab.0, lab.1, lab.2, n, *i)?
+                }
+            };
             self.children.insert(n.clone(), child);
         }
         self.write_known_hosts()?;
@@ -579,92 +605,15 @@ impl Lab {
                 .roots
                 .server_dir(&self.state.name, n)
                 .join("console.log");
-            server::wait_ssh(&srv, self.children.get_mut(n), &log, self.boot_timeout)?;
-            self.say(&format!(
-                "{n} answers SSH at {} ({:.1} s)",
-                srv.address,
-                started.elapsed().as_secs_f64()
-            ));
-        }
-        Ok(())
-    }
-
-    /// Adds qemu VM servers to the running lab (built, booted, SSH-ready); see `vm.rs`.
-    pub fn add_vms(&mut self, names: &[String]) -> Result<()> {
-        for n in names {
-            layout::validate_server_name(n)?;
-            if self.state.servers.iter().any(|s| &s.name == n) {
-                return Err(LabError::InvalidName {
-                    what: "server",
-                    name: n.clone(),
-                    reason: "a server of this name already exists in the lab",
-                });
-            }
-        }
-        let say = |m: &str| self.say(m);
-        let vm_base = crate::vm::ensure_vm_base(&self.roots, &self.state.base_image, &say)?;
-        let operator_pub_path = self.identity_file().with_extension("pub");
-        let mut operator_pub = std::fs::read_to_string(&operator_pub_path)
-            .map_err(io("reading", &operator_pub_path))?;
-        for key in user_public_keys() {
-            operator_pub.push_str(&format!("\n{}", key.trim()));
-        }
-        for n in names {
-            let started = Instant::now();
-            let used: Vec<u8> = self.state.servers.iter().map(|s| s.server_index).collect();
-            let i = (1..=200u8)
-                .find(|i| !used.contains(i))
-                .ok_or(LabError::NoFreeSubnet)?;
-            let address = layout::server_addr(self.state.index, i);
-            self.say(&format!("creating VM {n}"));
-            self.state.servers.push(ServerState {
-                name: n.clone(),
-                server_index: i,
-                address,
-                host_keys: Vec::new(),
-            });
-            self.state.save(&self.roots)?;
-            let peers: Vec<(String, std::net::Ipv4Addr)> = self
-                .state
-                .servers
-                .iter()
-                .map(|s| (s.name.clone(), s.address))
-                .collect();
-            let (addr, keys) = server::create(&NewServer {
-                roots: &self.roots,
-                lab: &self.state.name,
-                index: self.state.index,
-                name: n,
-                server_index: i,
-                base_root: &vm_base,
-                operator_pub: &operator_pub,
-                peers: &peers,
-            })?;
-            if let Some(s) = self.state.servers.iter_mut().find(|s| &s.name == n) {
-                s.address = addr;
-                s.host_keys = keys;
-            }
-            self.state.save(&self.roots)?;
-            crate::vm::prepare(&self.roots, &self.state.name, self.state.index, n, i, addr)?;
-            let child = crate::vm::boot(&self.roots, &self.state.name, self.state.index, n, i)?;
-            self.children.insert(n.clone(), child);
-            self.write_known_hosts()?;
-            self.servers = self
-                .state
-                .servers
-                .iter()
-                .map(|s| self.server_view(s))
-                .collect();
-            let srv = self.server(n)?.clone();
-            let log = self
-                .roots
-                .server_dir(&self.state.name, n)
-                .join("console.log");
-            // Software emulation: a VM boots in about a minute.
-            let timeout = self.boot_timeout.max(Duration::from_secs(300));
+            let timeout = match kind {
+                Kind::Container => self.boot_timeout,
+                // Software emulation: a VM boots in about a minute.
+                Kind::Vm => self.boot_timeout.max(Duration::from_secs(300)),
+            };
             server::wait_ssh(&srv, self.children.get_mut(n), &log, timeout)?;
             self.say(&format!(
-                "VM {n} answers SSH at {} ({:.1} s)",
+                "{}{n} answers SSH at {} ({:.1} s)",
+                kind.label(),
                 srv.address,
                 started.elapsed().as_secs_f64()
             ));
@@ -877,4 +826,23 @@ pub fn status(roots: &Roots) -> Result<Vec<LabStatus>> {
         });
     }
     Ok(out)
+}
+
+/// What a lab server runs on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    /// A systemd-nspawn container (fast, shares the host kernel).
+    Container,
+    /// A qemu VM under software emulation with a Debian kernel (device-mapper, LVM).
+    Vm,
+}
+
+impl Kind {
+    /// Prefix for progress messages.
+    fn label(self) -> &'static str {
+        match self {
+            Kind::Container => "",
+            Kind::Vm => "VM ",
+        }
+    }
 }
