@@ -167,6 +167,18 @@ pub fn delete_server(lab: &str, server: &str, server_index: Option<u8>) -> Resul
     Ok(())
 }
 
+/// One `nft -f` transaction that replaces the table whether or not it exists. Deleting the
+/// table and loading it again in two steps would leave a moment with no conntrack user in
+/// the host namespace: the kernel then stops tracking, and packets of SSH sessions already
+/// open to other labs' servers come back untracked, fall through to the reject rule and reset
+/// those sessions (seen when tests start labs side by side).
+fn nft_replace_script() -> String {
+    format!(
+        "table inet {NFT_TABLE} {{}}\ndelete table inet {NFT_TABLE}\n{}",
+        nft_ruleset()
+    )
+}
+
 /// Everything host-side the servers may reach, and nothing forwarded: an nftables table
 /// filtering only packets coming in from lab interfaces.
 fn nft_ruleset() -> String {
@@ -175,6 +187,7 @@ fn nft_ruleset() -> String {
   chain input {{
     type filter hook input priority filter; policy accept;
     iifname \"{p}*\" ct state established,related accept
+    iifname \"{p}*\" ct state invalid drop
     iifname \"{p}*\" ip daddr {PROXY_ADDR} tcp dport {PROXY_PORT} accept
     iifname \"{p}*\" tcp dport {S3_PORT} accept
     iifname \"{p}*\" icmp type echo-request accept
@@ -199,9 +212,8 @@ pub fn ensure_host_shared() -> Result<()> {
         cmd::ip(["addr", "add", &format!("{PROXY_ADDR}/32"), "dev", "lo"])?;
     }
     if cmd::which("nft").is_some() {
-        let _ = cmd::output(cmd::command("nft").args(["delete", "table", "inet", NFT_TABLE]));
         let path = std::env::temp_dir().join(format!("kiln-lab-nft-{}.conf", std::process::id()));
-        std::fs::write(&path, nft_ruleset()).map_err(crate::error::io("writing", &path))?;
+        std::fs::write(&path, nft_replace_script()).map_err(crate::error::io("writing", &path))?;
         let r = cmd::run(cmd::command("nft").arg("-f").arg(&path));
         let _ = std::fs::remove_file(&path);
         r?;
@@ -231,6 +243,27 @@ pub fn host_filter_present() -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_table_is_replaced_in_one_transaction() {
+        let s = nft_replace_script();
+        let add = s
+            .find("table inet kiln_lab {}")
+            .expect("creates the table first");
+        let del = s
+            .find("delete table inet kiln_lab")
+            .expect("then deletes it");
+        let load = s.find("chain input").expect("then loads the rules");
+        assert!(add < del && del < load, "{s}");
+    }
+
+    #[test]
+    fn invalid_packets_from_servers_are_dropped_not_reset() {
+        let r = nft_ruleset();
+        let drop = r.find("ct state invalid drop").expect("invalid dropped");
+        let reset = r.find("reject with tcp reset").unwrap();
+        assert!(drop < reset, "{r}");
+    }
 
     #[test]
     fn ruleset_filters_only_lab_interfaces_and_opens_only_proxy_and_s3() {

@@ -1,6 +1,7 @@
 //! End-to-end: real lab servers on this machine (root). Two servers reached over SSH with
 //! pinned host keys, reaching each other and nothing outside the lab; apt through the proxy;
-//! teardown by `down`, by `Drop` on panic, and after a crashed run leaves nothing.
+//! teardown by `down`, by `Drop` on panic, and after a crashed run leaves nothing; labs side by
+//! side do not disturb each other's sessions.
 
 mod common;
 
@@ -163,6 +164,65 @@ fn two_servers_pinned_ssh_reach_each_other_not_outside_and_down_leaves_nothing()
         again.processes == 0 && again.mounts == 0 && again.namespaces == 0 && again.links == 0,
         "{again:?}"
     );
+}
+
+/// Labs start and stop side by side (tests, a user's lab next to CI's): reloading the host
+/// filter for one lab must not reset SSH sessions open to another lab's servers. An upload
+/// over SSH to lab A streams while lab B starts and stops three times; every byte must
+/// arrive and the session end cleanly.
+#[test]
+fn a_session_to_one_lab_survives_another_lab_starting_and_stopping() {
+    use std::io::Write;
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, Ordering};
+
+    require_root();
+    let a = Lab::start(LabOptions::unique("keep", 1)).expect("lab A starts");
+    let mut child = a.servers()[0]
+        .ssh_command()
+        .arg("wc -c")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("ssh runs");
+    let mut stdin = child.stdin.take().unwrap();
+    let stop = Arc::new(AtomicBool::new(false));
+    let writer = {
+        let stop = stop.clone();
+        std::thread::spawn(move || {
+            let chunk = vec![b'k'; 256 * 1024];
+            let mut sent: u64 = 0;
+            while !stop.load(Ordering::Relaxed) {
+                if stdin.write_all(&chunk).is_err() {
+                    return (sent, false);
+                }
+                sent += chunk.len() as u64;
+            }
+            (sent, true)
+        })
+    };
+    for _ in 0..3 {
+        let b = Lab::start(LabOptions::unique("churn", 1)).expect("lab B starts");
+        b.exec_ok("server1", "true").expect("lab B answers");
+        drop(b);
+        assert!(
+            !writer.is_finished(),
+            "the upload broke while lab B started or stopped"
+        );
+    }
+    stop.store(true, Ordering::Relaxed);
+    let (sent, ok) = writer.join().unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        ok && out.status.success(),
+        "the upload broke after {sent} bytes: {}: {}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let received: u64 = String::from_utf8_lossy(&out.stdout).trim().parse().unwrap();
+    assert_eq!(received, sent);
+    assert!(sent > 10_000_000, "{sent} bytes");
 }
 
 #[test]
