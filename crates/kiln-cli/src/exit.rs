@@ -4,9 +4,6 @@
 //! 2 bad input (usage, invalid configuration, wrong passphrase);
 //! 3 `kiln plan` found changes to make.
 
-// Some constructors are used only once every command has landed.
-#![allow(dead_code)]
-
 use std::process::ExitCode;
 
 pub const SUCCESS: u8 = 0;
@@ -60,12 +57,4 @@ pub fn finish(result: CmdResult) -> ExitCode {
             ExitCode::from(err.code)
         }
     }
-}
-
-/// Placeholder for commands whose issue has not landed yet: an explicit error, never a
-/// silent success.
-pub fn not_yet(command: &str) -> CmdResult {
-    Err(CliError::failed(miette::miette!(
-        "`kiln {command}` is not implemented yet in this build"
-    )))
 }

@@ -106,18 +106,17 @@ fn two_servers_pinned_ssh_reach_each_other_not_outside_and_down_leaves_nothing()
     // By name, too (/etc/hosts).
     a.exec_ok(&format!("ping -c1 -W2 {}", b.name)).unwrap();
 
-    // Nothing outside the lab: no default route, so a connect to a public address fails at
-    // once with ENETUNREACH (decided locally, no packet leaves).
+    // Nothing outside the lab: no default route, so a connect to a public address fails
+    // with ENETUNREACH, decided locally before any packet leaves (a filtered packet would
+    // time out instead).
     let routes = a.exec_ok("ip -4 route show; ip -6 route show").unwrap();
     assert!(!routes.contains("default"), "{routes}");
     for target in ["198.51.100.7", "1.1.1.1"] {
-        let t = std::time::Instant::now();
         assert_eq!(
             a.exec_ok(&connect_probe(target, 443)).unwrap().trim(),
             "ENETUNREACH",
             "{target}"
         );
-        assert!(t.elapsed().as_secs() < 3);
     }
     // The host's own outside address is not routed either.
     let host_route = Command::new("ip")
