@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 
 use crate::cmd;
 use crate::error::{LabError, Result, io};
-use crate::layout::{self, ADMIN_USER, LabState, Roots, ServerState};
+use crate::layout::{self, ADMIN_USER, LabState, Roots, ServerKind as Kind, ServerState};
 use crate::server::{self, NewServer, Server};
 use crate::{image, mirror, net, prereq, process, proxy};
 
@@ -341,26 +341,75 @@ impl Lab {
             self.apt_install(server, &["podman"])?;
         }
         let file = format!("kiln-lab-image-{}.tar", recipe.name);
-        let host_path = self
-            .roots
-            .server_dir(&self.state.name, server)
-            .join("root/var/tmp")
-            .join(&file);
-        let unpack = cmd::run(
-            cmd::command("zstd")
-                .args(["-q", "-d", "-f", "-o"])
-                .arg(&host_path)
-                .arg(&tar),
-        );
-        let imported = unpack.and_then(|_| {
-            self.exec_ok(
-                server,
-                &crate::images::import_command(&recipe, &format!("/var/tmp/{file}")),
-            )
-        });
-        let _ = std::fs::remove_file(&host_path);
-        imported?;
+        let remote = format!("/var/tmp/{file}");
+        let kind = self
+            .state
+            .servers
+            .iter()
+            .find(|s| s.name == server)
+            .map(|s| s.kind)
+            .unwrap_or_default();
+        match kind {
+            // A container's tree is a folder on this machine: write the archive into it.
+            Kind::Container => {
+                let host_path = self
+                    .roots
+                    .server_dir(&self.state.name, server)
+                    .join("root/var/tmp")
+                    .join(&file);
+                let unpack = cmd::run(
+                    cmd::command("zstd")
+                        .args(["-q", "-d", "-f", "-o"])
+                        .arg(&host_path)
+                        .arg(&tar),
+                );
+                let imported = unpack.and_then(|_| {
+                    self.exec_ok(server, &crate::images::import_command(&recipe, &remote))
+                });
+                let _ = std::fs::remove_file(&host_path);
+                imported?;
+            }
+            // A VM's disk is its own: stream the archive over SSH.
+            Kind::Vm => {
+                self.stream_to(server, &tar, &remote)?;
+                let imported =
+                    self.exec_ok(server, &crate::images::import_command(&recipe, &remote));
+                let _ = self.exec(server, &format!("rm -f {remote}"));
+                imported?;
+            }
+        }
         Ok(recipe.reference())
+    }
+
+    /// Decompresses a zstd archive of this machine into `remote` on a server, over SSH.
+    fn stream_to(&self, server: &str, archive: &Path, remote: &str) -> Result<()> {
+        use std::process::Stdio;
+        let s = self.server(server)?;
+        let mut unzstd = cmd::command("zstd")
+            .args(["-q", "-d", "-c"])
+            .arg(archive)
+            .stdout(Stdio::piped())
+            .spawn()
+            .map_err(io("running zstd on", archive))?;
+        let stdout = unzstd.stdout.take().expect("piped");
+        let out = s
+            .ssh_command()
+            .arg(format!("cat > {remote}"))
+            .stdin(stdout)
+            .output()
+            .map_err(io("streaming over ssh", archive))?;
+        let unzstd_status = unzstd.wait().map_err(io("running zstd on", archive))?;
+        if !out.status.success() || !unzstd_status.success() {
+            return Err(LabError::Image {
+                image: archive.display().to_string(),
+                message: format!(
+                    "copying to {server}:{remote} failed (zstd {unzstd_status}, ssh {}): {}",
+                    out.status,
+                    String::from_utf8_lossy(&out.stderr).trim()
+                ),
+            });
+        }
+        Ok(())
     }
 
     /// The lab's S3 server, when started.
@@ -565,6 +614,7 @@ impl Lab {
                 server_index: *i,
                 address: layout::server_addr(self.state.index, *i),
                 host_keys: Vec::new(),
+                kind,
             });
             self.state.save(&self.roots)?;
             let (addr, keys) = server::create(&NewServer {
@@ -826,23 +876,4 @@ pub fn status(roots: &Roots) -> Result<Vec<LabStatus>> {
         });
     }
     Ok(out)
-}
-
-/// What a lab server runs on.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Kind {
-    /// A systemd-nspawn container (fast, shares the host kernel).
-    Container,
-    /// A qemu VM under software emulation with a Debian kernel (device-mapper, LVM).
-    Vm,
-}
-
-impl Kind {
-    /// Prefix for progress messages.
-    fn label(self) -> &'static str {
-        match self {
-            Kind::Container => "",
-            Kind::Vm => "VM ",
-        }
-    }
 }

@@ -194,6 +194,37 @@ pub struct ServerState {
     pub server_index: u8,
     pub address: Ipv4Addr,
     pub host_keys: Vec<String>,
+    /// Container or VM (state files written before VMs existed hold containers).
+    #[serde(default)]
+    pub kind: ServerKind,
+}
+
+/// What a lab server runs on.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ServerKind {
+    /// A systemd-nspawn container (fast, shares the host kernel).
+    #[default]
+    Container,
+    /// A qemu VM under software emulation with a Debian kernel (device-mapper, LVM).
+    Vm,
+}
+
+impl ServerKind {
+    /// Prefix for progress messages.
+    pub fn label(self) -> &'static str {
+        match self {
+            ServerKind::Container => "",
+            ServerKind::Vm => "VM ",
+        }
+    }
+    /// One word for status tables.
+    pub fn word(self) -> &'static str {
+        match self {
+            ServerKind::Container => "container",
+            ServerKind::Vm => "vm",
+        }
+    }
 }
 
 impl LabState {

@@ -24,6 +24,6 @@ pub mod vm;
 
 pub use error::{LabError, Result};
 pub use lab::{Cleaned, Lab, LabOptions, LabStatus, Progress, down, down_all, status};
-pub use layout::{LabState, Roots, ServerState};
+pub use layout::{LabState, Roots, ServerKind, ServerState};
 pub use s3::{Credentials, S3Client, S3Options, S3State};
 pub use server::Server;

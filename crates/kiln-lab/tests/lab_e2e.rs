@@ -26,6 +26,15 @@ fn two_servers_pinned_ssh_reach_each_other_not_outside_and_down_leaves_nothing()
     let roots = lab.roots().clone();
     let servers = lab.servers().to_vec();
     assert_eq!(servers.len(), 2);
+    let recorded = kiln_lab::status(&roots).unwrap();
+    let me = recorded.iter().find(|l| l.name == name).expect("listed");
+    assert!(
+        me.servers
+            .iter()
+            .all(|(s, running, _)| *running && s.kind == kiln_lab::ServerKind::Container),
+        "{:?}",
+        me.servers
+    );
 
     for s in &servers {
         // SSH with StrictHostKeyChecking=yes against the recorded keys, admin user with sudo.

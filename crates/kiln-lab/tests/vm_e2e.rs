@@ -50,6 +50,11 @@ fn vm_server_has_pinned_ssh_lvm_snapshots_and_down_leaves_nothing() {
     let ed = vm.exec_ok("cat /etc/ssh/ssh_host_ed25519_key.pub").unwrap();
     let ed: Vec<&str> = ed.split_whitespace().take(2).collect();
     assert!(vm.host_keys.contains(&ed.join(" ")), "{:?}", vm.host_keys);
+    // The lab records it as a VM (for `kiln lab status` and image loading).
+    let recorded = kiln_lab::status(&roots).unwrap();
+    let me = recorded.iter().find(|l| l.name == name).expect("listed");
+    assert_eq!(me.servers[0].0.kind, kiln_lab::ServerKind::Vm);
+
     // A real kernel of its own, not the host's.
     let uname = vm.exec_ok("uname -r").unwrap();
     assert!(uname.contains("deb13"), "{uname}");

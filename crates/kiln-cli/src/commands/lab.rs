@@ -244,7 +244,7 @@ fn status(a: StatusArgs) -> CmdResult {
                     "name": l.name,
                     "host_address": l.host_address.to_string(),
                     "servers": l.servers.iter().map(|(s, alive, mem)| serde_json::json!({
-                        "name": s.name, "address": s.address.to_string(), "running": alive, "host_keys": s.host_keys,
+                        "name": s.name, "kind": s.kind.word(), "address": s.address.to_string(), "running": alive, "host_keys": s.host_keys,
                         "memory_kib": mem,
                     })).collect::<Vec<_>>(),
                 })
@@ -260,8 +260,9 @@ fn status(a: StatusArgs) -> CmdResult {
         println!("lab `{}` (host side {})", l.name, l.host_address);
         for (s, alive, mem) in &l.servers {
             println!(
-                "  {:<12} {:<14} {:<8} {:>6.1} MiB",
+                "  {:<12} {:<9} {:<14} {:<8} {:>6.1} MiB",
                 s.name,
+                s.kind.word(),
                 s.address,
                 if *alive { "running" } else { "stopped" },
                 *mem as f64 / 1024.0
