@@ -125,14 +125,28 @@ def ansible_files(work, server, identity, known_hosts):
         json.dump(play, f, indent=1)  # JSON is valid YAML
 
 
+def busy_cpu_seconds():
+    """CPU time the whole machine spent busy (all cores; not idle, not iowait), from /proc/stat.
+
+    The lab's servers share this machine's cores, so for runs on many servers at once the
+    busy time divided by the core count is a floor no orchestration can beat here."""
+    with open("/proc/stat") as f:
+        fields = [int(x) for x in f.readline().split()[1:]]
+    user, nice, system, _idle, _iowait, irq, softirq, steal = fields[:8]
+    return (user + nice + system + irq + softirq + steal) / os.sysconf("SC_CLK_TCK")
+
+
 def timed(cmd, env=None, cwd=None):
+    """Wall seconds, output, and machine-wide busy CPU seconds of one run."""
+    c = busy_cpu_seconds()
     t = time.monotonic()
     r = subprocess.run(cmd, env=env, cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     dt = time.monotonic() - t
+    cpu = busy_cpu_seconds() - c
     if r.returncode != 0:
         sys.stderr.write(r.stdout[-3000:])
         raise SystemExit(f"failed ({r.returncode}): {' '.join(cmd)}")
-    return dt, r.stdout
+    return dt, r.stdout, cpu
 
 
 def ssh(server, identity, known_hosts, command):
@@ -189,33 +203,46 @@ def main():
         play = [a.ansible, "-i", os.path.join(work, "inventory.ini"), os.path.join(work, "playbook.json")]
 
         res = {k: [] for k in ["kiln_first", "kiln_nochange", "ansible_first", "ansible_nochange", "kiln_first_all", "kiln_nochange_all"]}
+        cpu = {k: [] for k in res}
+
+        def measure(key, cmd, **kw):
+            dt, _, c = timed(cmd, **kw)
+            res[key].append(dt)
+            cpu[key].append(c)
+
         for r in range(a.rounds):
             for s in servers:
                 ssh(s, identity, known_hosts, RESET)
-            res["kiln_first"].append(timed(kiln_apply("one.json"))[0])
+            measure("kiln_first", kiln_apply("one.json"))
             for _ in range(3):
-                res["kiln_nochange"].append(timed(kiln_apply("one.json"))[0])
+                measure("kiln_nochange", kiln_apply("one.json"))
             ssh(one, identity, known_hosts, RESET)
             if not (a.skip_ansible_first and r > 0):
-                res["ansible_first"].append(timed(play, env=env, cwd=work)[0])
-            res["ansible_nochange"].append(timed(play, env=env, cwd=work)[0])
+                measure("ansible_first", play, env=env, cwd=work)
+            measure("ansible_nochange", play, env=env, cwd=work)
             ssh(one, identity, known_hosts, RESET)
-            res["kiln_first_all"].append(timed(kiln_apply("all.json"))[0])
+            measure("kiln_first_all", kiln_apply("all.json"))
             for _ in range(3):
-                res["kiln_nochange_all"].append(timed(kiln_apply("all.json"))[0])
+                measure("kiln_nochange_all", kiln_apply("all.json"))
             print(f"round {r + 1}: " + ", ".join(f"{k}={v[-1]:.2f}s" for k, v in res.items() if v), flush=True)
 
         med = {k: statistics.median(v) for k, v in res.items() if v}
-        print("\nmedians (seconds):")
+        med_cpu = {k: statistics.median(v) for k, v in cpu.items() if v}
+        cores = os.cpu_count() or 1
+        print(f"\nmedians (seconds; busy CPU = the whole machine's, {cores} cores):")
         for k, v in med.items():
-            print(f"  {k:20} {v:8.3f}   (n={len(res[k])})")
+            print(f"  {k:20} {v:8.3f}   busy CPU {med_cpu[k]:7.2f} s ({100 * med_cpu[k] / (cores * v):3.0f}% of {cores} cores)   (n={len(res[k])})")
         print("\nratios:")
         print(f"  no-change  ansible/kiln          = {med['ansible_nochange'] / med['kiln_nochange']:.1f}x  (target >= 30x, kiln < 1 s)")
         print(f"  first run  ansible/kiln          = {med['ansible_first'] / med['kiln_first']:.1f}x")
         print(f"  {len(servers)} servers / 1 server, first run = {med['kiln_first_all'] / med['kiln_first']:.2f}  (target < 2)")
         print(f"  {len(servers)} servers / 1 server, no-change = {med['kiln_nochange_all'] / med['kiln_nochange']:.2f}")
+        floor = med_cpu["kiln_first_all"] / cores
+        print(f"  {len(servers)} servers, first run: the servers share this machine's {cores} cores; its busy CPU "
+              f"{med_cpu['kiln_first_all']:.1f} s / {cores} = {floor:.1f} s is the floor here; wall/floor = "
+              f"{med['kiln_first_all'] / floor:.2f}")
         with open(os.path.join(work, "results.json"), "w") as f:
-            json.dump({"raw": res, "median": med}, f, indent=1)
+            json.dump({"raw": res, "median": med, "busy_cpu": cpu}, f, indent=1)
     finally:
         if not a.keep_lab:
             subprocess.run([lab_kiln, "lab", "down", "--lab", a.lab], cwd=work, stdout=subprocess.DEVNULL)

@@ -182,6 +182,7 @@ struct Ctx<'a> {
     facts: Option<&'a Facts>,
     accounts: Option<Accounts>,
     packages_done: bool,
+    enables_done: bool,
 }
 
 impl Ctx<'_> {
@@ -398,9 +399,24 @@ fn step(
             need_real("systemd units")?;
             run_ok(target, &strs(&["systemctl", "daemon-reload"]), &[])?;
         }
+        (ResourceId::Unit(_), Op::Enable) => {
+            // All enables in one `systemctl enable`, at the first one: each call reloads the
+            // manager (≈ 175 ms each on a lab server), and the planner puts every unit file
+            // change and the daemon-reload before any unit state change.
+            if !ctx.enables_done {
+                need_real("systemd units")?;
+                let mut argv = strs(&["systemctl", "enable", "--"]);
+                argv.extend(plan.changes.iter().filter_map(|c| match (&c.id, c.op) {
+                    (ResourceId::Unit(n), Op::Enable) => Some(n.clone()),
+                    _ => None,
+                }));
+                run_ok(target, &argv, &[])?;
+                ctx.enables_done = true;
+            }
+        }
         (
             ResourceId::Unit(name),
-            op @ (Op::Enable | Op::Disable | Op::Start | Op::Stop | Op::Restart | Op::Reload),
+            op @ (Op::Disable | Op::Start | Op::Stop | Op::Restart | Op::Reload),
         ) => {
             need_real("systemd units")?;
             // A unit planned to start was inactive when observed; something earlier in this
@@ -479,6 +495,7 @@ pub fn apply(
         facts,
         accounts: None,
         packages_done: false,
+        enables_done: false,
     };
     let total = plan.changes.len();
     let mut applied = 0;

@@ -463,3 +463,30 @@ fn user_attributes_are_updated() {
         ["home /home/app → /srv/app", "groups [] → [www]"]
     );
 }
+
+/// `apply` enables every unit in one `systemctl enable` at the first enable; that is right
+/// only because every unit file write and the daemon-reload come before any enable.
+#[test]
+fn every_unit_file_and_the_reload_precede_the_first_enable() {
+    let mut d = DesiredState {
+        host: "web".into(),
+        ..Default::default()
+    };
+    d.units = (0..5)
+        .map(|i| unit(&format!("u{i}.service"), "[Service]\n"))
+        .collect();
+    d.files = vec![file("/etc/after-units.conf", "x\n")];
+    let p = plan(&d, &Observed::default()).unwrap();
+    let first_enable = p
+        .changes
+        .iter()
+        .position(|c| c.op == Op::Enable)
+        .expect("enables planned");
+    let last_file_or_reload = p
+        .changes
+        .iter()
+        .rposition(|c| matches!(c.id, ResourceId::File(_) | ResourceId::Systemd))
+        .unwrap();
+    assert!(last_file_or_reload < first_enable, "{:?}", ops(&p));
+    assert_eq!(p.changes.iter().filter(|c| c.op == Op::Enable).count(), 5);
+}
