@@ -391,13 +391,26 @@ impl Lab {
             .stdout(Stdio::piped())
             .spawn()
             .map_err(io("running zstd on", archive))?;
-        let stdout = unzstd.stdout.take().expect("piped");
-        let out = s
+        let Some(stdout) = unzstd.stdout.take() else {
+            let _ = unzstd.kill();
+            let _ = unzstd.wait();
+            return Err(io("running zstd on", archive)(std::io::Error::other(
+                "zstd's output was not piped",
+            )));
+        };
+        let out = match s
             .ssh_command()
             .arg(format!("cat > {remote}"))
             .stdin(stdout)
             .output()
-            .map_err(io("streaming over ssh", archive))?;
+        {
+            Ok(out) => out,
+            Err(e) => {
+                let _ = unzstd.kill();
+                let _ = unzstd.wait();
+                return Err(io("streaming over ssh", archive)(e));
+            }
+        };
         let unzstd_status = unzstd.wait().map_err(io("running zstd on", archive))?;
         if !out.status.success() || !unzstd_status.success() {
             return Err(LabError::Image {
