@@ -6,15 +6,8 @@
 use std::process::Command;
 
 fn require_root() {
-    let status = std::fs::read_to_string("/proc/self/status").unwrap();
-    let uid = status
-        .lines()
-        .find(|l| l.starts_with("Uid:"))
-        .and_then(|l| l.split_whitespace().nth(1))
-        .unwrap()
-        .to_owned();
-    assert_eq!(
-        uid, "0",
+    assert!(
+        kiln_lab::prereq::is_root(),
         "the demo end-to-end test needs root (after .ci/install-lab.sh)"
     );
 }

@@ -15,17 +15,8 @@ use kiln_converge::resource::{DesiredState, ResourceId};
 use kiln_lab::{Lab, LabOptions, Server};
 
 fn require_root() {
-    let status = std::fs::read_to_string("/proc/self/status").unwrap();
-    let uid = status
-        .lines()
-        .find(|l| l.starts_with("Uid:"))
-        .unwrap()
-        .split_whitespace()
-        .nth(1)
-        .unwrap()
-        .to_owned();
-    assert_eq!(
-        uid, "0",
+    assert!(
+        kiln_lab::prereq::is_root(),
         "the lab end-to-end tests need root (after .ci/install-lab.sh)"
     );
 }

@@ -97,15 +97,7 @@ pub fn ensure_base(
         Some("check that this machine reaches its Debian mirror (apt-get update works)"),
     )?;
     customize(&tmp_root, &mirror.plain_http())?;
-    std::fs::write(
-        tmp.join("complete"),
-        format!("built in {:.0} s\n", started.elapsed().as_secs_f64()),
-    )
-    .map_err(io("writing", tmp.join("complete")))?;
-    if dir.exists() {
-        std::fs::remove_dir_all(&dir).map_err(io("removing an incomplete image", &dir))?;
-    }
-    std::fs::rename(&tmp, &dir).map_err(io("moving the built image into place", &dir))?;
+    publish(&tmp, &dir, started)?;
     log(&format!(
         "base image ready in {:.0} s: {}",
         started.elapsed().as_secs_f64(),
@@ -188,6 +180,22 @@ rm -rf /var/lib/apt/lists/* /var/log/*.log
         image: "base".into(),
         message: e.to_string(),
     })
+}
+
+/// Marks a tree built in `tmp` complete and moves it to `dir` (replacing an incomplete one):
+/// a cached image is used only when its `complete` marker exists, so a build killed midway
+/// is rebuilt, never used.
+pub(crate) fn publish(tmp: &Path, dir: &Path, started: Instant) -> Result<()> {
+    let marker = tmp.join("complete");
+    std::fs::write(
+        &marker,
+        format!("built in {:.0} s\n", started.elapsed().as_secs_f64()),
+    )
+    .map_err(io("writing", &marker))?;
+    if dir.exists() {
+        std::fs::remove_dir_all(dir).map_err(io("removing an incomplete image", dir))?;
+    }
+    std::fs::rename(tmp, dir).map_err(io("moving the built image into place", dir))
 }
 
 #[cfg(test)]

@@ -146,15 +146,7 @@ pub fn ensure_vm_base(roots: &Roots, base_root: &Path, log: &dyn Fn(&str)) -> Re
     std::fs::write(tmp_root.join("etc/fstab"), "/dev/vda / ext4 rw 0 1\n")
         .map_err(io("writing", tmp_root.join("etc/fstab")))?;
     kernel_files(&tmp_root)?;
-    std::fs::write(
-        tmp.join("complete"),
-        format!("built in {:.0} s\n", started.elapsed().as_secs_f64()),
-    )
-    .map_err(io("writing", tmp.join("complete")))?;
-    if dir.exists() {
-        std::fs::remove_dir_all(&dir).map_err(io("removing an incomplete image", &dir))?;
-    }
-    std::fs::rename(&tmp, &dir).map_err(io("moving the built image into place", &dir))?;
+    crate::image::publish(&tmp, &dir, started)?;
     log(&format!(
         "VM base image ready in {:.0} s",
         started.elapsed().as_secs_f64()

@@ -9,17 +9,8 @@ use std::time::{Duration, Instant};
 use kiln_lab::Roots;
 
 pub fn require_root() {
-    let status = std::fs::read_to_string("/proc/self/status").unwrap();
-    let uid = status
-        .lines()
-        .find(|l| l.starts_with("Uid:"))
-        .unwrap()
-        .split_whitespace()
-        .nth(2)
-        .unwrap()
-        .to_string();
-    assert_eq!(
-        uid, "0",
+    assert!(
+        kiln_lab::prereq::is_root(),
         "the lab end-to-end tests need root (network namespaces, mounts); run them as root after .ci/install-lab.sh"
     );
 }
