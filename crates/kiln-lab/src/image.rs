@@ -203,6 +203,24 @@ mod tests {
     use super::*;
 
     #[test]
+    fn publish_marks_complete_and_replaces_an_incomplete_tree() {
+        let base = std::env::temp_dir().join(format!("kiln-publish-{}", std::process::id()));
+        let (tmp, dir) = (base.join("img.tmp"), base.join("img"));
+        std::fs::create_dir_all(dir.join("root")).unwrap();
+        std::fs::write(dir.join("root/stale"), "from a killed build").unwrap();
+        std::fs::create_dir_all(tmp.join("root")).unwrap();
+        std::fs::write(tmp.join("root/new"), "built").unwrap();
+
+        publish(&tmp, &dir, Instant::now()).unwrap();
+
+        assert!(!tmp.exists());
+        assert!(dir.join("complete").is_file());
+        assert!(dir.join("root/new").is_file());
+        assert!(!dir.join("root/stale").exists());
+        std::fs::remove_dir_all(&base).unwrap();
+    }
+
+    #[test]
     fn sources_use_the_given_mirror_and_security_archive() {
         let m = AptMirror {
             debian: "http://m.example/debian".into(),
