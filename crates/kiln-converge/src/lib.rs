@@ -13,7 +13,7 @@ pub mod host;
 pub mod observe;
 pub mod owned;
 pub mod plan;
-pub mod quote;
+
 pub mod resource;
 pub mod run;
 pub mod system;

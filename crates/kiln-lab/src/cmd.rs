@@ -6,23 +6,13 @@ use std::process::{Command, Output, Stdio};
 
 use crate::error::{LabError, Result};
 
-/// Quotes one word for display (and for `sh -c` use) the POSIX way.
-pub fn shell_quote(word: &str) -> String {
-    if !word.is_empty()
-        && word
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || "-_./=:,@+%".contains(c))
-    {
-        word.to_string()
-    } else {
-        format!("'{}'", word.replace('\'', "'\\''"))
-    }
-}
-
 /// The command line as a user would type it.
 pub fn display(cmd: &Command) -> String {
-    let mut parts = vec![shell_quote(&cmd.get_program().to_string_lossy())];
-    parts.extend(cmd.get_args().map(|a| shell_quote(&a.to_string_lossy())));
+    let mut parts = vec![kiln_shell::quote(&cmd.get_program().to_string_lossy())];
+    parts.extend(
+        cmd.get_args()
+            .map(|a| kiln_shell::quote(&a.to_string_lossy())),
+    );
     parts.join(" ")
 }
 
@@ -104,14 +94,6 @@ pub fn which(program: &str) -> Option<std::path::PathBuf> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn quoting_keeps_plain_words_and_quotes_the_rest() {
-        assert_eq!(shell_quote("abc-1.2/x"), "abc-1.2/x");
-        assert_eq!(shell_quote(""), "''");
-        assert_eq!(shell_quote("a b"), "'a b'");
-        assert_eq!(shell_quote("it's"), "'it'\\''s'");
-    }
 
     #[test]
     fn failure_names_the_command_and_its_stderr() {

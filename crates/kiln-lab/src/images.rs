@@ -358,18 +358,18 @@ pub fn ensure_image(
 pub fn import_command(recipe: &ImageRecipe, tar_in_server: &str) -> String {
     let mut c = String::from("sudo podman import -q");
     for ch in recipe.changes {
-        c.push_str(&format!(" --change {}", cmd::shell_quote(ch)));
+        c.push_str(&format!(" --change {}", kiln_shell::quote(ch)));
     }
     c.push_str(&format!(
         " {} {}",
-        cmd::shell_quote(tar_in_server),
-        cmd::shell_quote(&recipe.reference())
+        kiln_shell::quote(tar_in_server),
+        kiln_shell::quote(&recipe.reference())
     ));
     for alias in recipe.aliases {
         c.push_str(&format!(
             " && sudo podman tag {} {}",
-            cmd::shell_quote(&recipe.reference()),
-            cmd::shell_quote(alias)
+            kiln_shell::quote(&recipe.reference()),
+            kiln_shell::quote(alias)
         ));
     }
     c

@@ -309,7 +309,7 @@ impl Lab {
 
     /// Installs Debian packages on a server through the lab's apt proxy.
     pub fn apt_install(&self, server: &str, packages: &[&str]) -> Result<()> {
-        let pkgs: Vec<String> = packages.iter().map(|p| cmd::shell_quote(p)).collect();
+        let pkgs: Vec<String> = packages.iter().map(|p| kiln_shell::quote(p)).collect();
         self.exec_ok(
             server,
             &format!(

@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
 
-use crate::cmd::{self, shell_quote};
+use crate::cmd;
 use crate::error::{LabError, Result, io};
 
 /// How the launched program is supervised by its `sh` parent.
@@ -32,7 +32,7 @@ pub fn spawn_in_cgroups(
     for cg in cgroups {
         script.push_str(&format!(
             "echo $$ > {} || exit 97\n",
-            shell_quote(&cg.join("cgroup.procs").to_string_lossy())
+            kiln_shell::quote(&cg.join("cgroup.procs").to_string_lossy())
         ));
     }
     match restart {

@@ -68,7 +68,7 @@ pub fn run(_global: &GlobalArgs, args: Args) -> CmdResult {
             CliError::failed(miette::miette!("cannot write {}: {e}", path.display()))
         })?;
     }
-    let shown = shell_quote(&args.dir.display().to_string());
+    let shown = kiln_shell::quote(&args.dir.display().to_string());
     println!("Created a kiln repository in {shown}:");
     for (rel, _) in &files {
         println!("  {rel}");
@@ -80,18 +80,6 @@ pub fn run(_global: &GlobalArgs, args: Args) -> CmdResult {
          4. git init {shown} && git -C {shown} add . && git -C {shown} commit -m 'kiln init'"
     );
     Ok(ExitCode::SUCCESS)
-}
-
-/// `s` quoted for a POSIX shell when it needs to be.
-fn shell_quote(s: &str) -> String {
-    if !s.is_empty()
-        && s.chars()
-            .all(|c| c.is_ascii_alphanumeric() || "/._-+=:@,".contains(c))
-    {
-        s.to_string()
-    } else {
-        format!("'{}'", s.replace('\'', "'\\''"))
-    }
 }
 
 /// Creates `path` (and its parents) with `content`; fails if it exists.
@@ -297,12 +285,5 @@ mod tests {
             "infra-2024-servers"
         );
         assert_eq!(project_name(Path::new("/tmp/ergaster")), "ergaster");
-    }
-
-    #[test]
-    fn paths_are_quoted_for_the_shell_only_when_needed() {
-        assert_eq!(shell_quote("my-infra/x"), "my-infra/x");
-        assert_eq!(shell_quote("/tmp/My Infra"), "'/tmp/My Infra'");
-        assert_eq!(shell_quote("it's"), "'it'\\''s'");
     }
 }

@@ -5,7 +5,7 @@
 //!
 //! The composite operation — ship the agent if missing, run it with the desired state on
 //! stdin, collect its events — is a default method, [`Host::run_agent`], written once.
-//! Every value interpolated into a command line goes through [`crate::quote`].
+//! Every value interpolated into a command line goes through [`kiln_shell::quote`].
 
 pub mod keys;
 pub mod ssh;
@@ -22,8 +22,8 @@ use crate::agent::{AGENT_MISSING_EXIT, frame_input};
 use crate::event::Event;
 use crate::owned::sha256_hex;
 use crate::plan::Plan;
-use crate::quote::{join, quote};
 use crate::resource::DesiredState;
+use kiln_shell::{join, quote};
 
 /// Where shipped agents live on hosts.
 pub const AGENT_DIR: &str = "/var/lib/kiln/bin";

@@ -1,6 +1,7 @@
-//! Quoting for POSIX shells: every value kiln puts into a remote command line goes through
-//! [`quote`]. Small on purpose, so it can be audited: safe words pass unchanged, anything
-//! else is wrapped in single quotes with embedded single quotes written as `'\''`.
+//! Quoting for POSIX shells: every word kiln puts into a command line that a shell will
+//! read (over SSH, through sudo, into a lab server) goes through [`quote`], here and nowhere
+//! else. Small on purpose, so it can be audited: safe words pass unchanged, anything else is
+//! wrapped in single quotes with embedded single quotes written as `'\''`.
 
 /// Quotes one word for `sh`.
 pub fn quote(word: &str) -> String {
@@ -50,6 +51,23 @@ mod tests {
         assert_eq!(quote("$(rm -rf /)"), "'$(rm -rf /)'");
         assert_eq!(quote("a\nb"), "'a\nb'");
         assert_eq!(join(&["echo", "x;y"]), "echo 'x;y'");
+    }
+
+    #[test]
+    fn quoting_keeps_plain_words_and_quotes_the_rest() {
+        // (moved from kiln-lab's cmd.rs, whose copy of this function is gone)
+        assert_eq!(quote("abc-1.2/x"), "abc-1.2/x");
+        assert_eq!(quote(""), "''");
+        assert_eq!(quote("a b"), "'a b'");
+        assert_eq!(quote("it's"), "'it'\\''s'");
+    }
+
+    #[test]
+    fn paths_are_quoted_for_the_shell_only_when_needed() {
+        // (moved from kiln-cli's init.rs, whose copy of this function is gone)
+        assert_eq!(quote("my-infra/x"), "my-infra/x");
+        assert_eq!(quote("/tmp/My Infra"), "'/tmp/My Infra'");
+        assert_eq!(quote("it's"), "'it'\\''s'");
     }
 
     proptest! {
