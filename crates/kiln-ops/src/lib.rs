@@ -1,0 +1,18 @@
+//! kiln's application layer, between the command line and the engines.
+//!
+//! The CLI parses arguments and renders; the engines (kiln-model, kiln-secrets,
+//! kiln-converge, kiln-lab) each own one stage of the data flow. This crate owns what a
+//! command *does* with them:
+//!
+//! - [`config`]: which kiln.toml a command works on (one resolution rule for every command);
+//! - [`target`]: which environment and which hosts (one rule for the default environment);
+//! - [`vault`]: opening an environment's vault from library options (no terminal here: a
+//!   passphrase prompt is a callback the CLI provides);
+//!
+//! and, built on those, plan and apply sessions and workflows (the lab demo, later
+//! recover, drill and move) that report through typed events only.
+//!
+//! Nothing here prints, prompts or knows about clap.
+
+pub mod config;
+pub mod target;
