@@ -6,7 +6,6 @@
 //! through [`Progress`], failures through [`LabError`].
 
 pub mod cmd;
-pub mod config;
 pub mod error;
 pub mod image;
 pub mod images;

@@ -18,6 +18,7 @@
 mod checks;
 mod diagnostic;
 pub mod dns;
+pub mod edit;
 mod model;
 mod raw;
 mod secrets;

@@ -15,4 +15,5 @@
 //! Nothing here prints, prompts or knows about clap.
 
 pub mod config;
+pub mod lab;
 pub mod target;

@@ -278,8 +278,10 @@ fn write_repository(dir: Option<&Path>) -> Result<PathBuf, CliError> {
 
 /// Step 2: one server per host role of the `lab` environment, recorded in kiln.toml.
 fn start_lab(n: &Narrator, args: &Args, config: &Path, t: &mut Timings) -> Result<Lab, CliError> {
-    let lab_err = |e: kiln_lab::LabError| failed(e.to_string());
-    let roles = kiln_lab::config::lab_roles(config).map_err(lab_err)?;
+    let model = super::check::load_model(&GlobalArgs {
+        config: Some(config.to_owned()),
+    })?;
+    let roles = kiln_ops::lab::roles(&model);
     n.say(&format!(
         "lab `{}`: one Debian 13 server per host role of the `{ENV}` environment ({})",
         args.lab,
@@ -323,7 +325,7 @@ fn start_lab(n: &Narrator, args: &Args, config: &Path, t: &mut Timings) -> Resul
         ));
     }
     // From here, a failure drops `lab`, which tears it down.
-    kiln_lab::config::record_hosts(config, lab.servers()).map_err(lab_err)?;
+    kiln_ops::lab::record(config, lab.servers()).map_err(|e| failed(e.to_string()))?;
     n.say(&format!(
         "recorded their addresses and pinned SSH host keys in {}",
         config.display()

@@ -132,16 +132,11 @@ pub fn run(global: &GlobalArgs, args: Args) -> CmdResult {
     }
 }
 
+/// The kiln.toml `lab up` records its servers in, when there is one (the one rule of
+/// `kiln_ops::config::locate`; no kiln.toml is fine here: the lab then has numbered servers).
 fn config_path(global: &GlobalArgs) -> Option<PathBuf> {
-    match &global.config {
-        Some(p) => Some(p.clone()),
-        None => {
-            let cwd = std::env::current_dir().ok()?;
-            cwd.ancestors()
-                .map(|d| d.join("kiln.toml"))
-                .find(|p| p.is_file())
-        }
-    }
+    let cwd = std::env::current_dir().ok()?;
+    kiln_ops::config::locate(global.config.as_deref(), &cwd).ok()
 }
 
 fn up(global: &GlobalArgs, a: UpArgs) -> CmdResult {
@@ -159,7 +154,10 @@ fn up(global: &GlobalArgs, a: UpArgs) -> CmdResult {
     match (a.servers, &config) {
         (Some(n), _) => opts.servers = n,
         (None, Some(path)) => {
-            let roles = kiln_lab::config::lab_roles(path).map_err(failed)?;
+            let model = super::check::load_model(&GlobalArgs {
+                config: Some(path.clone()),
+            })?;
+            let roles = kiln_ops::lab::roles(&model);
             if roles.is_empty() {
                 opts.servers = 1;
             } else {
@@ -201,7 +199,8 @@ fn up(global: &GlobalArgs, a: UpArgs) -> CmdResult {
     }));
     let lab = Lab::start(opts).map_err(failed)?;
     if let Some(path) = &config {
-        kiln_lab::config::record_hosts(path, lab.servers()).map_err(failed)?;
+        kiln_ops::lab::record(path, lab.servers())
+            .map_err(|e| CliError::failed(miette::miette!("{e}")))?;
         eprintln!(
             "recorded the lab hosts' addresses and host keys in {}",
             path.display()

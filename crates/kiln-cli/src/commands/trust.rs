@@ -9,7 +9,7 @@ use std::process::ExitCode;
 
 use kiln_converge::host::keys::HostKey;
 use kiln_converge::host::ssh::keyscan;
-use toml_edit::{Array, DocumentMut, Item, value};
+use toml_edit::{DocumentMut, Item};
 
 use super::plan::outln;
 use crate::GlobalArgs;
@@ -121,30 +121,6 @@ pub fn find_host(
     })
 }
 
-/// Sets `host_keys` for the host, keeping the rest of the document as it was.
-pub fn pin(doc: &mut DocumentMut, env: &str, role: &str, keys: &[HostKey]) -> Result<(), String> {
-    let host = doc
-        .get_mut("environments")
-        .and_then(|e| e.get_mut(env))
-        .and_then(|e| e.get_mut("hosts"))
-        .and_then(|h| h.get_mut(role))
-        .and_then(Item::as_table_like_mut)
-        .ok_or_else(|| format!("no [environments.{env}.hosts.{role}] table"))?;
-    let mut arr = Array::new();
-    for k in keys {
-        arr.push(k.line());
-    }
-    if keys.len() > 1 {
-        for v in arr.iter_mut() {
-            v.decor_mut().set_prefix("\n  ");
-        }
-        arr.set_trailing("\n");
-        arr.set_trailing_comma(true);
-    }
-    host.insert("host_keys", value(arr));
-    Ok(())
-}
-
 fn confirm(question: &str) -> Result<bool, CliError> {
     eprint!("{question} [y/N] ");
     let _ = std::io::stderr().flush();
@@ -160,7 +136,7 @@ pub fn run(global: &GlobalArgs, args: Args) -> CmdResult {
     let path = config_path(global)?;
     let text = std::fs::read_to_string(&path)
         .map_err(|e| CliError::invalid(miette::miette!("cannot read {}: {e}", path.display())))?;
-    let mut doc: DocumentMut = text
+    let doc: DocumentMut = text
         .parse()
         .map_err(|e| CliError::invalid(miette::miette!("{}: {e}", path.display())))?;
     let entry = find_host(&doc, &path, args.env.as_deref(), &args.role)
@@ -216,12 +192,9 @@ pub fn run(global: &GlobalArgs, args: Args) -> CmdResult {
             return Ok(ExitCode::from(exit::FAILURE));
         }
     }
-    pin(&mut doc, &entry.env, &args.role, &keys)
-        .map_err(|m| CliError::failed(miette::miette!("{m}")))?;
-    let tmp = path.with_extension("toml.kiln-tmp");
-    std::fs::write(&tmp, doc.to_string())
-        .and_then(|_| std::fs::rename(&tmp, &path))
-        .map_err(|e| CliError::failed(miette::miette!("cannot write {}: {e}", path.display())))?;
+    let lines: Vec<String> = keys.iter().map(HostKey::line).collect();
+    kiln_model::edit::set_host_keys(&path, &entry.env, &args.role, &lines)
+        .map_err(|e| CliError::failed(miette::miette!("{e}")))?;
     outln!(
         "Pinned {} key(s) for {} in {}.",
         keys.len(),
@@ -234,9 +207,6 @@ pub fn run(global: &GlobalArgs, args: Args) -> CmdResult {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    const ED: &str =
-        "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOMqqnkVzrm0SdG6UOoqKLsabgH5C9okWi0dh2l9GKJl";
 
     const DOC: &str = r#"# my infra
 [environments.lab] # the lab
@@ -272,24 +242,5 @@ host_keys = ["ssh-ed25519 OLD"]
         );
         let err = find_host(&doc, Path::new("kiln.toml"), Some("lab"), "db").unwrap_err();
         assert_eq!(err, "kiln.toml: no [environments.lab.hosts.db]");
-    }
-
-    #[test]
-    fn pinning_keeps_comments_and_replaces_old_keys() {
-        let mut doc: DocumentMut = DOC.parse().unwrap();
-        let k = HostKey::parse(ED).unwrap();
-        pin(&mut doc, "lab", "services", std::slice::from_ref(&k)).unwrap();
-        pin(&mut doc, "prod", "services", &[k]).unwrap();
-        let out = doc.to_string();
-        assert!(
-            out.contains("# my infra")
-                && out.contains("# first server")
-                && out.contains("# the lab"),
-            "{out}"
-        );
-        assert!(!out.contains("OLD"), "{out}");
-        let doc: DocumentMut = out.parse().unwrap();
-        let e = find_host(&doc, Path::new("kiln.toml"), Some("lab"), "services").unwrap();
-        assert_eq!(e.pinned, [ED]);
     }
 }

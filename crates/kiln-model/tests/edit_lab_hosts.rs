@@ -1,10 +1,12 @@
-//! The lab records its servers in kiln.toml's `lab` environment: the file must still load with
-//! kiln's model, with the recorded addresses and host keys pinned, comments kept.
+//! The lab records its servers in kiln.toml's `lab` environment (through
+//! `kiln_model::edit`): the file must still load with kiln's model, with the recorded
+//! addresses and host keys pinned, comments kept. (Moved from kiln-lab's config_model.rs;
+//! the lab's roles now come from the loaded model, whose hosts are sorted by role.)
 
 use std::path::Path;
 use std::process::Command;
 
-use kiln_lab::Server;
+use kiln_model::edit::LabHost;
 
 fn copy_dir(from: &Path, to: &Path) {
     std::fs::create_dir_all(to).unwrap();
@@ -40,26 +42,31 @@ fn recorded_hosts_load_with_the_model_and_comments_stay() {
     let _ = std::fs::remove_dir_all(&dir);
     copy_dir(&example, &dir);
     let config = dir.join("kiln.toml");
-    let roles = kiln_lab::config::lab_roles(&config).unwrap();
+    let roles: Vec<String> = kiln_model::load(&config)
+        .unwrap()
+        .environment("lab")
+        .expect("lab environment")
+        .hosts
+        .keys()
+        .cloned()
+        .collect();
     assert_eq!(
         roles,
-        vec!["services".to_string(), "monitoring".to_string()]
+        vec!["monitoring".to_string(), "services".to_string()]
     );
 
-    let servers: Vec<Server> = roles
+    let servers: Vec<LabHost> = roles
         .iter()
         .enumerate()
-        .map(|(i, role)| Server {
-            name: role.clone(),
-            address: format!("10.77.9.{}", 11 + i).parse().unwrap(),
+        .map(|(i, role)| LabHost {
+            role: role.clone(),
+            address: format!("10.77.9.{}", 11 + i),
             ssh_port: 22,
             admin_user: "kiln".into(),
             host_keys: vec![host_key(&dir, &format!("key_{role}"))],
-            identity_file: dir.join("id"),
-            known_hosts: dir.join("known_hosts"),
         })
         .collect();
-    kiln_lab::config::record_hosts(&config, &servers).unwrap();
+    kiln_model::edit::record_lab_hosts(&config, &servers).unwrap();
 
     let text = std::fs::read_to_string(&config).unwrap();
     assert!(
@@ -71,7 +78,7 @@ fn recorded_hosts_load_with_the_model_and_comments_stay() {
         kiln_model::load(&config).unwrap_or_else(|d| panic!("kiln.toml no longer loads: {d:?}"));
     let lab = model.environment("lab").expect("lab environment");
     for s in &servers {
-        let host = &lab.hosts[&s.name];
+        let host = &lab.hosts[&s.role];
         assert_eq!(host.address.to_string(), s.address.to_string());
         assert_eq!(host.host_keys, s.host_keys);
         assert_eq!(host.admin_user, "kiln");
