@@ -58,3 +58,24 @@ pub fn finish(result: CmdResult) -> ExitCode {
         }
     }
 }
+
+impl From<kiln_ops::jobs::JobsError> for CliError {
+    fn from(e: kiln_ops::jobs::JobsError) -> Self {
+        let bad = e.is_bad_input();
+        let report = match &e {
+            kiln_ops::jobs::JobsError::Target(t) => miette::miette!(help = t.hint(), "{e}"),
+            _ => miette::miette!("{e}"),
+        };
+        if bad {
+            CliError::invalid(report)
+        } else {
+            CliError::failed(report)
+        }
+    }
+}
+
+impl From<kiln_ops::session::SessionError> for CliError {
+    fn from(e: kiln_ops::session::SessionError) -> Self {
+        CliError::failed(miette::miette!("{e}"))
+    }
+}

@@ -2,8 +2,11 @@
 //! mapping of failures to exit codes. Terminal output (tables, prompts, progress) lives
 //! here and nowhere in the library crates.
 
+mod args;
 mod commands;
 mod exit;
+mod render;
+mod vault_source;
 
 use std::path::PathBuf;
 use std::process::ExitCode;

@@ -6,7 +6,7 @@
 //! Must not: boot or tear down servers itself (kiln-lab does), edit kiln.toml other than
 //! through `kiln_model::edit`, or print.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use kiln_model::Model;
 use kiln_model::edit::{EditError, LAB_ENVIRONMENT, LabHost};
@@ -33,4 +33,96 @@ pub fn record(config: &Path, servers: &[kiln_lab::Server]) -> Result<(), EditErr
         })
         .collect();
     kiln_model::edit::record_lab_hosts(config, &hosts)
+}
+
+/// The operator key of the lab on this machine whose servers have every address of
+/// `env`'s hosts, when there is one (so that plan and apply reach a lab environment
+/// without `--identity`, also for a user with no SSH key of their own).
+pub fn operator_identity(
+    roots: &kiln_lab::Roots,
+    env: &kiln_model::Environment,
+) -> Option<PathBuf> {
+    let addresses: Vec<String> = env.hosts.values().map(|h| h.address.to_string()).collect();
+    lab_for_addresses(roots, &addresses).map(|lab| lab.identity_file())
+}
+
+/// The lab whose servers have all of `addresses`.
+// SWITCH: replace with `kiln_lab::lab_for_addresses` once it lands on main.
+fn lab_for_addresses(roots: &kiln_lab::Roots, addresses: &[String]) -> Option<kiln_lab::Lab> {
+    if addresses.is_empty() {
+        return None;
+    }
+    roots.labs().into_iter().find_map(|name| {
+        let lab = kiln_lab::Lab::attach(roots, &name).ok()?;
+        let ours = addresses
+            .iter()
+            .all(|a| lab.servers().iter().any(|s| s.address.to_string() == *a));
+        (ours && lab.identity_file().is_file()).then_some(lab)
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use kiln_lab::{LabState, Roots, ServerKind, ServerState};
+
+    fn env_with(addresses: &[&str]) -> kiln_model::Environment {
+        let mut text = String::from(
+            "[project]\nname = \"t\"\ndomain = \"example.org\"\nacme_email = \"a@example.org\"\n[environments.lab]\ndomain = \"lab.example.org\"\nacme_ca = \"internal\"\n",
+        );
+        for (i, a) in addresses.iter().enumerate() {
+            text.push_str(&format!(
+                "[environments.lab.hosts.h{i}]\naddress = \"{a}\"\nadmin_user = \"kiln\"\n"
+            ));
+        }
+        let m = kiln_model::parse_str("kiln.toml", &text, Path::new("."))
+            .unwrap_or_else(|d| panic!("{}", d.render(100, false)));
+        m.environment("lab").unwrap().clone()
+    }
+
+    fn fake_lab(roots: &Roots, name: &str, addresses: &[&str]) -> PathBuf {
+        std::fs::create_dir_all(roots.lab_dir(name)).unwrap();
+        let state = LabState {
+            name: name.into(),
+            index: 9,
+            base_image: PathBuf::new(),
+            servers: addresses
+                .iter()
+                .enumerate()
+                .map(|(i, a)| ServerState {
+                    name: format!("s{i}"),
+                    server_index: i as u8,
+                    address: a.parse().unwrap(),
+                    host_keys: vec![],
+                    kind: ServerKind::Container,
+                })
+                .collect(),
+            s3: None,
+        };
+        state.save(roots).unwrap();
+        let key = roots.lab_dir(name).join("id_ed25519");
+        std::fs::write(&key, "not really a key").unwrap();
+        key
+    }
+
+    #[test]
+    fn the_lab_whose_servers_have_every_address_gives_its_key() {
+        let dir = tempfile::tempdir().unwrap();
+        let roots = Roots {
+            state: dir.path().join("state"),
+            cache: dir.path().join("cache"),
+        };
+        assert_eq!(operator_identity(&roots, &env_with(&["10.77.3.11"])), None);
+        fake_lab(&roots, "other", &["10.77.2.11"]);
+        let key = fake_lab(&roots, "mine", &["10.77.3.11", "10.77.3.12"]);
+        assert_eq!(
+            operator_identity(&roots, &env_with(&["10.77.3.12", "10.77.3.11"])),
+            Some(key)
+        );
+        // One address that no lab has: not a lab environment.
+        assert_eq!(
+            operator_identity(&roots, &env_with(&["10.77.3.11", "192.0.2.1"])),
+            None
+        );
+    }
 }

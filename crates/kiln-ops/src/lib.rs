@@ -9,11 +9,18 @@
 //! - [`vault`]: opening an environment's vault from library options (no terminal here: a
 //!   passphrase prompt is a callback the CLI provides);
 //!
+//! - [`jobs`]: the hosts to work on, with their desired states and connections;
+//! - [`session`]: plan and apply sessions over those jobs, one result per host;
+//! - [`lab`]: the model's `lab` environment and the lab's servers (roles, recording,
+//!   the operator key);
+//!
 //! and, built on those, plan and apply sessions and workflows (the lab demo, later
 //! recover, drill and move) that report through typed events only.
 //!
 //! Nothing here prints, prompts or knows about clap.
 
 pub mod config;
+pub mod jobs;
 pub mod lab;
+pub mod session;
 pub mod target;

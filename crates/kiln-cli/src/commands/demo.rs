@@ -17,13 +17,14 @@ use std::process::ExitCode;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use kiln_converge::plan::Summary;
 use kiln_converge::run::Slot;
 use kiln_lab::{Lab, LabOptions};
+use kiln_ops::session;
 
-use super::plan::{Targeting, add, agent_binary, collect_plans, render_plan, select_jobs};
 use crate::GlobalArgs;
+use crate::args::Targeting;
 use crate::exit::{CliError, CmdResult};
+use crate::render::plan::render_plan;
 
 /// The demo repository, embedded in the binary: (path relative to the folder, content).
 const FILES: &[(&str, &str)] = &[
@@ -444,16 +445,20 @@ fn plan_and_apply(
     target: &Targeting,
     t: &mut Timings,
 ) -> Result<(), CliError> {
-    let jobs = select_jobs(global, target)?;
-    let binary = agent_binary()?;
+    let jobs = target.jobs(global)?;
+    let binary = session::agent_binary()?;
     let mut slots: Vec<Slot> = jobs.into_iter().map(Slot::new).collect();
     let s = Instant::now();
-    let plans = super::apply::plan_pinned(&mut slots, &binary, target.jobs)?;
-    let mut total = Summary::default();
+    let plans = session::plan_pinned(
+        &mut slots,
+        &binary,
+        target.jobs,
+        &mut session::no_progress(),
+    )?;
     for (name, p) in &plans {
         print!("{}", render_plan(name, p));
-        add(&mut total, p.counts());
     }
+    let total = session::total(plans.iter().map(|(_, p)| p));
     let _ = std::io::stdout().flush();
     n.say(&format!(
         "plan: {} to create, {} to change, {} to remove on {} host(s), in {:.1} s",
@@ -464,12 +469,23 @@ fn plan_and_apply(
         s.elapsed().as_secs_f64()
     ));
     n.say("applying exactly this plan (Caddy comes from Debian through the lab's apt proxy)");
-    let report = super::apply::apply_slots(&mut slots, &binary, target.jobs, false);
+    let report = session::apply(
+        &mut slots,
+        &binary,
+        target.jobs,
+        &mut crate::render::progress::Renderer::new(false),
+    );
+    kiln_converge::run::close_all(slots);
     if !report.failed.is_empty() {
         return Err(failed(format!(
             "{} host(s) failed:\n{}",
             report.failed.len(),
-            report.failed.join("\n")
+            report
+                .failed
+                .iter()
+                .map(|f| format!("  {f}"))
+                .collect::<Vec<_>>()
+                .join("\n")
         )));
     }
     t.applied = report.changed;
@@ -613,26 +629,15 @@ fn noop_plan(
     t: &mut Timings,
 ) -> Result<(), CliError> {
     let s = Instant::now();
-    let jobs = select_jobs(global, target)?;
-    let results = collect_plans(jobs, target.jobs)?;
+    let jobs = target.jobs(global)?;
+    let binary = session::agent_binary()?;
+    let report = session::plan(jobs, &binary, target.jobs, &mut session::no_progress());
     t.noop_plan = s.elapsed();
-    let mut pending = vec![];
-    let mut failures = vec![];
-    for (name, r) in &results {
-        match r {
-            Ok(o) if !o.failed => match &o.plan {
-                Some(p) => {
-                    print!("{}", render_plan(name, p));
-                    if !p.is_empty() {
-                        pending.push(name.clone());
-                    }
-                }
-                None => failures.push(format!("{name}: the agent reported no plan")),
-            },
-            Ok(o) => failures.push(format!("{name}: {}", o.errors.join("; "))),
-            Err(e) => failures.push(e.to_string()),
-        }
+    for (name, p) in report.plans() {
+        print!("{}", render_plan(name, p));
     }
+    let pending = report.pending();
+    let failures: Vec<String> = report.failures().map(ToString::to_string).collect();
     let _ = std::io::stdout().flush();
     if !failures.is_empty() {
         return Err(failed(format!(
@@ -649,7 +654,7 @@ fn noop_plan(
     }
     n.say(&format!(
         "zero changes on {} host(s); the plan took {:.1} s (connect, ship the agent if needed, observe, compare)",
-        results.len(),
+        report.hosts.len(),
         t.noop_plan.as_secs_f64()
     ));
     Ok(())

@@ -11,9 +11,9 @@ use kiln_converge::host::keys::HostKey;
 use kiln_converge::host::ssh::keyscan;
 use toml_edit::{DocumentMut, Item};
 
-use super::plan::outln;
 use crate::GlobalArgs;
 use crate::exit::{self, CliError, CmdResult};
+use crate::render::outln;
 
 /// Check and pin a host's SSH host keys.
 #[derive(Debug, clap::Args)]

@@ -1,0 +1,89 @@
+//! Arguments shared by several commands (clap only: each becomes a kiln-ops option here,
+//! and no clap type crosses into the library).
+
+use std::io::IsTerminal;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use kiln_converge::desired::SecretSource;
+use kiln_converge::run::Job;
+
+use kiln_ops::jobs::JobOptions;
+use kiln_secrets::Secret;
+
+use crate::exit::CliError;
+
+/// Which hosts, and how to reach them (plan and apply).
+#[derive(Debug, Clone, clap::Args)]
+pub struct Targeting {
+    /// Environment to work on (production, staging, lab…).
+    #[arg(long, short, env = "KILN_ENV")]
+    pub env: Option<String>,
+    /// Only the host playing this role (repeatable).
+    #[arg(long = "host", value_name = "ROLE")]
+    pub hosts: Vec<String>,
+    /// Private key for SSH (default: for a lab environment, the running lab's operator key;
+    /// otherwise whatever your ssh configuration uses).
+    #[arg(long, env = "KILN_SSH_IDENTITY", value_name = "FILE")]
+    pub identity: Option<PathBuf>,
+    /// Ask once for the sudo password of the admin user (sent on stdin, never in argv).
+    #[arg(long)]
+    pub ask_sudo_password: bool,
+    /// Desired states and connections from a JSON file instead of kiln.toml (development).
+    #[arg(long, value_name = "FILE", hide = true)]
+    pub state: Option<PathBuf>,
+    /// Hosts converged in parallel.
+    #[arg(long, short = 'j', default_value_t = 8, value_name = "N")]
+    pub jobs: usize,
+    /// Vault passphrase file, for templates that use `secret()`.
+    #[arg(long, env = "KILN_PASSPHRASE_FILE", value_name = "FILE")]
+    pub passphrase_file: Option<PathBuf>,
+}
+
+impl Targeting {
+    /// The library's options for these arguments (asks for the sudo password when told to).
+    pub fn job_options(&self) -> Result<JobOptions, CliError> {
+        Ok(JobOptions {
+            env: self.env.clone(),
+            roles: self.hosts.clone(),
+            identity: self.identity.clone(),
+            sudo_password: ask_password(self.ask_sudo_password)?,
+            lab_roots: kiln_lab::Roots::default(),
+        })
+    }
+}
+
+fn ask_password(ask: bool) -> Result<Option<Secret>, CliError> {
+    if !ask {
+        return Ok(None);
+    }
+    if !std::io::stdin().is_terminal() {
+        return Err(CliError::invalid(miette::miette!(
+            "--ask-sudo-password needs a terminal to ask on"
+        )));
+    }
+    let p = rpassword::prompt_password("sudo password for the admin user: ")
+        .map_err(|e| CliError::failed(miette::miette!("cannot read the password: {e}")))?;
+    Ok(Some(Secret::new(p)))
+}
+
+impl Targeting {
+    /// The hosts to work on, each with its desired state: from kiln.toml (templates get
+    /// their secrets from the environment's vault, opened on first use), or from `--state`.
+    pub fn jobs(&self, global: &crate::GlobalArgs) -> Result<Vec<Job>, CliError> {
+        let opts = self.job_options()?;
+        if let Some(path) = &self.state {
+            return Ok(kiln_ops::jobs::from_state_file(path, &opts)?);
+        }
+        let model = crate::commands::check::load_model(global)?;
+        let env = kiln_ops::target::environment(&model, opts.env.as_deref())
+            .map_err(kiln_ops::jobs::JobsError::from)?;
+        let secrets: Arc<dyn SecretSource> = Arc::new(crate::vault_source::VaultSecrets {
+            base: model.base_dir().to_owned(),
+            env: env.name.clone(),
+            passphrase_file: self.passphrase_file.clone(),
+            vault: std::sync::Mutex::new(None),
+        });
+        Ok(kiln_ops::jobs::from_config(&model, &opts, secrets)?)
+    }
+}

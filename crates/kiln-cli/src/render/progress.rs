@@ -1,0 +1,120 @@
+//! Live per-host progress of an apply: bars on a terminal, plain lines on stderr
+//! otherwise, JSON lines (each with a "host" field) on stdout with `--json`.
+
+use std::collections::BTreeMap;
+use std::io::IsTerminal;
+
+use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
+use kiln_converge::event::Event;
+use kiln_converge::run::HostUpdate;
+
+use super::outln;
+
+/// How apply progress is shown.
+pub enum Renderer {
+    Json,
+    Plain,
+    Bars {
+        multi: MultiProgress,
+        bars: BTreeMap<String, ProgressBar>,
+    },
+}
+
+impl Renderer {
+    /// JSON lines with `json`; bars on a terminal; plain lines otherwise.
+    pub fn new(json: bool) -> Renderer {
+        if json {
+            Renderer::Json
+        } else if std::io::stderr().is_terminal() {
+            Renderer::Bars {
+                multi: MultiProgress::new(),
+                bars: BTreeMap::new(),
+            }
+        } else {
+            Renderer::Plain
+        }
+    }
+
+    fn event(&mut self, host: &str, update: &HostUpdate) {
+        match self {
+            Renderer::Json => {
+                let mut v = match update {
+                    HostUpdate::Event(e) => serde_json::to_value(e).unwrap_or_default(),
+                    HostUpdate::Started => serde_json::json!({ "event": "connecting" }),
+                    HostUpdate::Done(Ok(_)) => serde_json::json!({ "event": "host-done" }),
+                    HostUpdate::Done(Err(e)) => {
+                        serde_json::json!({ "event": "host-failed", "error": e.to_string() })
+                    }
+                };
+                if let Some(obj) = v.as_object_mut() {
+                    obj.insert("host".into(), host.into());
+                }
+                outln!("{v}");
+            }
+            Renderer::Plain => match update {
+                HostUpdate::Started => eprintln!("[{host}] connecting"),
+                HostUpdate::Event(Event::Applying {
+                    index,
+                    total,
+                    id,
+                    op,
+                }) => {
+                    eprintln!("[{host}] ({}/{total}) {op} {id}", index + 1)
+                }
+                HostUpdate::Event(Event::Failed { id, op, error, .. }) => {
+                    eprintln!("[{host}] FAILED {op} {id}: {error}")
+                }
+                HostUpdate::Event(Event::Warning { message }) => {
+                    eprintln!("[{host}] warning: {message}")
+                }
+                HostUpdate::Event(Event::Error { message }) => {
+                    eprintln!("[{host}] error: {message}")
+                }
+                HostUpdate::Event(Event::Finished { applied, ms, .. }) => {
+                    eprintln!("[{host}] done: {applied} change(s) in {ms} ms")
+                }
+                _ => {}
+            },
+            Renderer::Bars { multi, bars } => {
+                let bar = bars.entry(host.to_owned()).or_insert_with(|| {
+                    let b = multi.add(ProgressBar::new(0));
+                    b.set_style(
+                        ProgressStyle::with_template(
+                            "{prefix:>12} [{bar:30}] {pos}/{len} {wide_msg}",
+                        )
+                        .unwrap_or_else(|_| ProgressStyle::default_bar())
+                        .progress_chars("=> "),
+                    );
+                    b.set_prefix(host.to_owned());
+                    b
+                });
+                match update {
+                    HostUpdate::Started => bar.set_message("connecting"),
+                    HostUpdate::Event(Event::Planned { plan, .. }) => {
+                        bar.set_length(plan.changes.len() as u64);
+                        bar.set_message("applying");
+                    }
+                    HostUpdate::Event(Event::Applying { id, op, .. }) => {
+                        bar.set_message(format!("{op} {id}"))
+                    }
+                    HostUpdate::Event(Event::Applied { .. }) => bar.inc(1),
+                    HostUpdate::Event(Event::Warning { message }) => {
+                        let _ = multi.println(format!("[{host}] warning: {message}"));
+                    }
+                    HostUpdate::Event(Event::Failed { id, op, .. }) => {
+                        bar.set_message(format!("FAILED {op} {id}"))
+                    }
+                    HostUpdate::Done(Ok(o)) if !o.failed => bar.finish_with_message("done"),
+                    HostUpdate::Done(_) => bar.abandon_with_message("failed"),
+                    _ => {}
+                }
+            }
+        }
+    }
+}
+
+impl kiln_ops::session::SessionSink for Renderer {
+    fn update(&mut self, host: &str, update: &HostUpdate) {
+        self.event(host, update)
+    }
+}
