@@ -57,6 +57,15 @@ pub enum SessionError {
     AgentBinary(#[source] std::io::Error),
     #[error("planning failed, nothing was applied:\n{}", lines(.0))]
     PlanningFailed(Vec<HostFailure>),
+    /// A worker thread panicked: a bug, never a host's result.
+    #[error(
+        "the host workers stopped unexpectedly ({message}); hosts without an answer: {}",
+        if .missing.is_empty() { "none".to_owned() } else { .missing.join(", ") }
+    )]
+    WorkerPanicked {
+        message: String,
+        missing: Vec<String>,
+    },
 }
 
 fn lines(failures: &[HostFailure]) -> String {
@@ -129,7 +138,7 @@ pub fn plan(
     binary: &AgentBinary,
     parallel: usize,
     sink: &mut dyn SessionSink,
-) -> PlanReport {
+) -> Result<PlanReport, SessionError> {
     plan_with(
         jobs,
         Box::new(|slots, tx| run_slots(slots, binary, true, parallel, tx)),
@@ -137,11 +146,16 @@ pub fn plan(
     )
 }
 
-fn plan_with(jobs: Vec<Job>, run: Box<Runner<'_>>, sink: &mut dyn SessionSink) -> PlanReport {
+fn plan_with(
+    jobs: Vec<Job>,
+    run: Box<Runner<'_>>,
+    sink: &mut dyn SessionSink,
+) -> Result<PlanReport, SessionError> {
     let mut slots: Vec<Slot> = jobs.into_iter().map(Slot::new).collect();
     let answers = drive(&mut slots, run, sink);
     close_all(slots);
-    PlanReport {
+    let answers = answers?;
+    Ok(PlanReport {
         hosts: answers
             .into_iter()
             .map(|(host, r)| {
@@ -149,10 +163,10 @@ fn plan_with(jobs: Vec<Job>, run: Box<Runner<'_>>, sink: &mut dyn SessionSink) -
                 HostPlan { host, plan }
             })
             .collect(),
-    }
+    })
 }
 
-fn plan_of(host: &str, r: Result<AgentOutcome, HostError>) -> Result<Plan, HostFailure> {
+fn plan_of(host: &str, r: Answer) -> Result<Plan, HostFailure> {
     match r {
         Ok(o) if !o.failed => o.plan.ok_or_else(|| HostFailure::NoPlan {
             host: host.to_owned(),
@@ -161,7 +175,7 @@ fn plan_of(host: &str, r: Result<AgentOutcome, HostError>) -> Result<Plan, HostF
             host: host.to_owned(),
             errors: o.errors,
         }),
-        Err(e) => Err(HostFailure::Host(e)),
+        Err(f) => Err(f),
     }
 }
 
@@ -174,27 +188,21 @@ pub fn plan_pinned(
     parallel: usize,
     sink: &mut dyn SessionSink,
 ) -> Result<Vec<(String, Plan)>, SessionError> {
-    let mut results: BTreeMap<String, _> = drive(
+    let answers = drive(
         slots,
         Box::new(|slots, tx| run_slots(slots, binary, true, parallel, tx)),
         sink,
-    )
-    .into_iter()
-    .collect();
+    )?;
     let mut plans = vec![];
     let mut failures = vec![];
-    for slot in slots.iter_mut() {
-        let name = slot.job.name.clone();
-        match results.remove(&name) {
-            Some(r) => match plan_of(&name, r) {
-                Ok(p) => {
-                    // Apply exactly this plan, or nothing.
-                    slot.job.desired.expect_plan = Some(p.fingerprint());
-                    plans.push((name, p));
-                }
-                Err(f) => failures.push(f),
-            },
-            None => failures.push(HostFailure::NoAnswer { host: name }),
+    for (slot, (name, answer)) in slots.iter_mut().zip(answers) {
+        match plan_of(&name, answer) {
+            Ok(p) => {
+                // Apply exactly this plan, or nothing.
+                slot.job.desired.expect_plan = Some(p.fingerprint());
+                plans.push((name, p));
+            }
+            Err(f) => failures.push(f),
         }
     }
     if !failures.is_empty() {
@@ -221,59 +229,159 @@ pub fn apply(
     binary: &AgentBinary,
     parallel: usize,
     sink: &mut dyn SessionSink,
-) -> ApplyReport {
-    let names: Vec<String> = slots.iter().map(|s| s.job.name.clone()).collect();
+) -> Result<ApplyReport, SessionError> {
     let start = Instant::now();
-    let mut results: BTreeMap<String, _> = drive(
+    let answers = drive(
         slots,
         Box::new(|slots, tx| run_slots(slots, binary, false, parallel, tx)),
         sink,
-    )
-    .into_iter()
-    .collect();
+    )?;
+    let hosts = answers.len();
     let mut failed = vec![];
     let mut changed = 0;
-    for name in &names {
-        match results.remove(name) {
-            Some(Ok(o)) if !o.failed => changed += o.applied,
-            Some(Ok(o)) => failed.push(HostFailure::Agent {
-                host: name.clone(),
+    for (name, answer) in answers {
+        match answer {
+            Ok(o) if !o.failed => changed += o.applied,
+            Ok(o) => failed.push(HostFailure::Agent {
+                host: name,
                 errors: o.errors,
             }),
-            Some(Err(e)) => failed.push(HostFailure::Host(e)),
-            None => failed.push(HostFailure::NoAnswer { host: name.clone() }),
+            Err(f) => failed.push(f),
         }
     }
-    ApplyReport {
+    Ok(ApplyReport {
         changed,
-        hosts: names.len(),
+        hosts,
         failed,
         elapsed: start.elapsed(),
-    }
+    })
 }
 
+/// One host's final answer.
+type Answer = Result<AgentOutcome, HostFailure>;
+
 /// Runs `run` on the slots in a worker thread, hands every update to `sink`, and returns
-/// the hosts' final answers in slot order.
+/// one answer for EVERY slot, in slot order: a host that sent none gets
+/// [`HostFailure::NoAnswer`]; a panicked worker is an error.
 // SWITCH: once kiln-converge's run.rs returns every host's result in job order (erroring
 // for hosts with no answer), this is the one function to replace.
 fn drive(
     slots: &mut [Slot],
     run: Box<Runner<'_>>,
     sink: &mut dyn SessionSink,
-) -> Vec<(String, Result<AgentOutcome, HostError>)> {
+) -> Result<Vec<(String, Answer)>, SessionError> {
     let names: Vec<String> = slots.iter().map(|s| s.job.name.clone()).collect();
     let (tx, rx) = mpsc::channel();
-    let mut results = vec![];
-    std::thread::scope(|s| {
+    let mut results: BTreeMap<String, Result<AgentOutcome, HostError>> = BTreeMap::new();
+    let joined = std::thread::scope(|s| {
         let worker = s.spawn(move || run(slots, tx));
         for (name, update) in rx {
             sink.update(&name, &update);
             if let HostUpdate::Done(r) = update {
-                results.push((name, r));
+                results.insert(name, r);
             }
         }
-        let _ = worker.join();
+        worker.join()
     });
-    results.sort_by_key(|(n, _)| names.iter().position(|x| x == n));
-    results
+    if let Err(payload) = joined {
+        let message = payload
+            .downcast_ref::<&str>()
+            .map(|m| (*m).to_owned())
+            .or_else(|| payload.downcast_ref::<String>().cloned())
+            .unwrap_or_else(|| "a worker panicked".into());
+        return Err(SessionError::WorkerPanicked {
+            message,
+            missing: names
+                .iter()
+                .filter(|n| !results.contains_key(*n))
+                .cloned()
+                .collect(),
+        });
+    }
+    Ok(names
+        .into_iter()
+        .map(|name| {
+            let answer = match results.remove(&name) {
+                Some(r) => r.map_err(HostFailure::Host),
+                None => Err(HostFailure::NoAnswer { host: name.clone() }),
+            };
+            (name, answer)
+        })
+        .collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use kiln_converge::host::Privilege;
+    use kiln_converge::owned::Owned;
+    use kiln_converge::run::Connect;
+
+    fn job(name: &str) -> Job {
+        Job {
+            name: name.into(),
+            connect: Connect::Local { root: None },
+            privilege: Privilege::Root,
+            desired: Default::default(),
+        }
+    }
+
+    fn answer(tx: &Sender<(String, HostUpdate)>, host: &str) {
+        let outcome = AgentOutcome {
+            plan: Some(Plan {
+                host: host.into(),
+                changes: vec![],
+                owned_after: Owned::default(),
+            }),
+            ..Default::default()
+        };
+        tx.send((host.into(), HostUpdate::Started)).unwrap();
+        tx.send((host.into(), HostUpdate::Done(Ok(outcome))))
+            .unwrap();
+    }
+
+    #[test]
+    fn a_host_without_an_answer_is_a_failure_naming_it() {
+        let mut seen = vec![];
+        let report = plan_with(
+            vec![job("web"), job("db"), job("mail")],
+            // Answers out of order, and never for `db`.
+            Box::new(|_slots: &mut [Slot], tx| {
+                answer(&tx, "mail");
+                answer(&tx, "web");
+            }),
+            &mut |host: &str, _: &HostUpdate| seen.push(host.to_owned()),
+        )
+        .unwrap();
+        let hosts: Vec<_> = report.hosts.iter().map(|h| h.host.as_str()).collect();
+        assert_eq!(
+            hosts,
+            ["web", "db", "mail"],
+            "every selected host, in job order"
+        );
+        let failures: Vec<String> = report.failures().map(ToString::to_string).collect();
+        assert_eq!(failures, ["db: no result (internal error)"]);
+        assert_eq!(
+            seen,
+            ["mail", "mail", "web", "web"],
+            "the sink saw every update"
+        );
+    }
+
+    #[test]
+    fn a_panicked_worker_is_an_error() {
+        let result = plan_with(
+            vec![job("web"), job("db")],
+            Box::new(|_slots: &mut [Slot], tx| {
+                answer(&tx, "web");
+                panic!("worker bug");
+            }),
+            &mut no_progress(),
+        );
+        let err = result.unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "the host workers stopped unexpectedly (worker bug); hosts without an answer: db"
+        );
+    }
 }

@@ -80,6 +80,7 @@ pub fn run(global: &GlobalArgs, args: Args) -> CmdResult {
         &mut Renderer::new(args.json),
     );
     close_all(slots);
+    let report = report?;
     if !args.json {
         outln!(
             "Applied {} change(s) on {} host(s) in {:.1} s; {} failed.",

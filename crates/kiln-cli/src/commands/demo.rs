@@ -476,6 +476,7 @@ fn plan_and_apply(
         &mut crate::render::progress::Renderer::new(false),
     );
     kiln_converge::run::close_all(slots);
+    let report = report?;
     if !report.failed.is_empty() {
         return Err(failed(format!(
             "{} host(s) failed:\n{}",
@@ -631,7 +632,7 @@ fn noop_plan(
     let s = Instant::now();
     let jobs = target.jobs(global)?;
     let binary = session::agent_binary()?;
-    let report = session::plan(jobs, &binary, target.jobs, &mut session::no_progress());
+    let report = session::plan(jobs, &binary, target.jobs, &mut session::no_progress())?;
     t.noop_plan = s.elapsed();
     for (name, p) in report.plans() {
         print!("{}", render_plan(name, p));

@@ -31,7 +31,7 @@ pub fn run(global: &GlobalArgs, args: Args) -> CmdResult {
         &binary,
         args.target.jobs,
         &mut kiln_ops::session::no_progress(),
-    );
+    )?;
     for (name, plan) in report.plans() {
         if args.json {
             let v = serde_json::json!({ "host": name, "plan": plan });
