@@ -29,20 +29,20 @@ pub struct UnlockOptions {
 /// Asks the person at the terminal. `None`: there is no terminal to ask on.
 pub trait Ask {
     /// The current passphrase.
-    fn passphrase(&self) -> Option<Result<Secret, String>>;
-    /// A new passphrase, asked twice; `Ok(None)` keeps the current one (only offered
-    /// when `allow_keep`).
-    fn new_passphrase(&self, allow_keep: bool) -> Option<Result<Option<Secret>, String>>;
+    fn passphrase(&self) -> Option<Result<Secret, UnlockError>>;
+    /// A new passphrase, asked twice ([`UnlockError::Mismatch`] when the answers differ);
+    /// `Ok(None)` keeps the current one (only offered when `allow_keep`).
+    fn new_passphrase(&self, allow_keep: bool) -> Option<Result<Option<Secret>, UnlockError>>;
 }
 
 /// Never asks: for non-interactive runs (the demo, tests, `--yes` workflows).
 pub struct NoTerminal;
 
 impl Ask for NoTerminal {
-    fn passphrase(&self) -> Option<Result<Secret, String>> {
+    fn passphrase(&self) -> Option<Result<Secret, UnlockError>> {
         None
     }
-    fn new_passphrase(&self, _allow_keep: bool) -> Option<Result<Option<Secret>, String>> {
+    fn new_passphrase(&self, _allow_keep: bool) -> Option<Result<Option<Secret>, UnlockError>> {
         None
     }
 }
@@ -103,6 +103,8 @@ pub enum UnlockError {
     TooShort,
     #[error("reading the passphrase failed: {0}")]
     Prompt(String),
+    #[error("the two passphrases differ; nothing changed")]
+    Mismatch,
 }
 
 impl UnlockError {
@@ -130,7 +132,7 @@ impl UnlockError {
 }
 
 /// Strips one final line ending (files and commands usually end with one).
-fn strip_newline(mut s: String) -> String {
+pub fn strip_newline(mut s: String) -> String {
     if s.ends_with('\n') {
         s.pop();
         if s.ends_with('\r') {
@@ -209,7 +211,7 @@ pub fn passphrase(
         (Some(f), _) => passphrase_from_file(f, notice),
         (_, Some(c)) => passphrase_from_command(c),
         _ => match ask.passphrase() {
-            Some(r) => r.map_err(UnlockError::Prompt),
+            Some(r) => r,
             None => Err(UnlockError::NoSource),
         },
     }
@@ -228,7 +230,7 @@ pub fn new_passphrase(
         (Some(f), _) => Some(passphrase_from_file(f, notice)?),
         (_, Some(c)) => Some(passphrase_from_command(c)?),
         _ => match ask.new_passphrase(allow_keep) {
-            Some(r) => r.map_err(UnlockError::Prompt)?,
+            Some(r) => r?,
             None if allow_keep => None,
             None => return Err(UnlockError::NoSource),
         },
@@ -338,6 +340,15 @@ mod tests {
     use super::*;
     use kiln_converge::desired::SecretSource;
     use std::os::unix::fs::PermissionsExt;
+
+    #[test]
+    fn strip_newline_removes_one_line_ending() {
+        // (moved from kiln-cli's secrets.rs with the function)
+        assert_eq!(strip_newline("a\n".into()), "a");
+        assert_eq!(strip_newline("a\r\n".into()), "a");
+        assert_eq!(strip_newline("a\n\n".into()), "a\n");
+        assert_eq!(strip_newline("a".into()), "a");
+    }
 
     #[test]
     fn passphrase_sources_and_their_errors() {

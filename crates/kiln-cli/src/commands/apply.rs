@@ -18,7 +18,7 @@ use kiln_converge::run::{HostUpdate, Slot, close_all, run_slots};
 use super::plan::{Targeting, agent_binary, render_plan, select_jobs};
 use super::plan::{out, outln};
 use crate::GlobalArgs;
-use crate::exit::{self, CliError, CmdResult};
+use crate::error::{self, CliError, CmdResult};
 
 /// Bring hosts to the declared state.
 #[derive(Debug, clap::Args)]
@@ -258,11 +258,11 @@ pub fn run(global: &GlobalArgs, args: Args) -> CmdResult {
         }
         if !any {
             outln!("Nothing to do.");
-            return Ok(ExitCode::from(exit::SUCCESS));
+            return Ok(ExitCode::from(error::SUCCESS));
         }
         if !confirm()? {
             outln!("Nothing applied.");
-            return Ok(ExitCode::from(exit::SUCCESS));
+            return Ok(ExitCode::from(error::SUCCESS));
         }
     }
 
@@ -278,7 +278,7 @@ pub fn run(global: &GlobalArgs, args: Args) -> CmdResult {
         );
     }
     if report.failed.is_empty() {
-        Ok(ExitCode::from(exit::SUCCESS))
+        Ok(ExitCode::from(error::SUCCESS))
     } else {
         Err(CliError::failed(miette::miette!(
             "{} host(s) failed:\n{}",

@@ -23,7 +23,7 @@ use kiln_lab::{Lab, LabOptions};
 
 use super::plan::{Targeting, add, agent_binary, collect_plans, render_plan, select_jobs};
 use crate::GlobalArgs;
-use crate::exit::{CliError, CmdResult};
+use crate::error::{CliError, CmdResult};
 
 /// The demo repository, embedded in the binary: (path relative to the folder, content).
 const FILES: &[(&str, &str)] = &[
@@ -362,13 +362,15 @@ fn with_lab(n: &Narrator, lab: &Lab, dir: &Path, t: &mut Timings) -> Result<(), 
         "random demo passphrase written to {} (mode 0600; a real repository keeps its passphrase out of git, e.g. in a password manager)",
         pass.display()
     ));
-    let vault = super::secrets::VaultArgs {
-        env: ENV.into(),
+    let unlock = kiln_ops::vault::UnlockOptions {
         passphrase_file: Some(pass.clone()),
-        passphrase_command: None,
-        identity: vec![],
+        ..Default::default()
     };
-    super::secrets::generate(&model, &vault).map_err(|e| in_step(4, title, e))?;
+    let ctx = crate::context::Context::new(
+        &global,
+        crate::printer::Printer::new(crate::printer::Mode::Human),
+    );
+    super::secrets::generate(&ctx, ENV, &unlock).map_err(|e| in_step(4, title, e))?;
     n.say(&format!(
         "secrets are in {}, one age file per secret",
         dir.join("secrets").join(ENV).display()

@@ -34,7 +34,7 @@ macro_rules! outln {
         let _ = writeln!(std::io::stdout(), $($arg)*);
     }};
 }
-use crate::exit::{self, CliError, CmdResult};
+use crate::error::{self, CliError, CmdResult};
 pub(crate) use {out, outln};
 
 /// Which hosts, and how to reach them (shared by plan and apply).
@@ -185,39 +185,6 @@ fn jobs_from_state(
     Ok(jobs)
 }
 
-/// Template secrets from the environment's vault, opened on first use (so configurations
-/// without `secret()` never need the passphrase).
-struct VaultSecrets {
-    base: PathBuf,
-    env: String,
-    passphrase_file: Option<PathBuf>,
-    vault: std::sync::Mutex<Option<kiln_secrets::vault::Vault>>,
-}
-
-impl kiln_converge::desired::SecretSource for VaultSecrets {
-    fn secret(&self, name: &str) -> Result<Secret, String> {
-        let mut guard = self
-            .vault
-            .lock()
-            .map_err(|_| "vault lock poisoned".to_owned())?;
-        if guard.is_none() {
-            let args = crate::commands::secrets::VaultArgs {
-                env: self.env.clone(),
-                passphrase_file: self.passphrase_file.clone(),
-                passphrase_command: None,
-                identity: vec![],
-            };
-            let v = crate::commands::secrets::open(&self.base, &args)
-                .map_err(|e| format!("cannot open the vault of {}: {:?}", self.env, e.report))?;
-            *guard = Some(v);
-        }
-        match guard.as_ref() {
-            Some(v) => v.get(name).map_err(|e| e.to_string()),
-            None => Err("vault not open".into()),
-        }
-    }
-}
-
 /// Desired states from kiln.toml: one job per host of the environment.
 fn jobs_from_config(
     global: &GlobalArgs,
@@ -243,12 +210,15 @@ fn jobs_from_config(
         ))
     })?;
     let secrets: std::sync::Arc<dyn kiln_converge::desired::SecretSource> =
-        std::sync::Arc::new(VaultSecrets {
-            base: model.base_dir().to_owned(),
-            env: env_name.clone(),
-            passphrase_file: t.passphrase_file.clone(),
-            vault: std::sync::Mutex::new(None),
-        });
+        std::sync::Arc::new(kiln_ops::vault::LazyVault::new(
+            model.base_dir(),
+            &env_name,
+            kiln_ops::vault::UnlockOptions {
+                passphrase_file: t.passphrase_file.clone(),
+                ..Default::default()
+            },
+            Box::new(crate::context::Terminal),
+        ));
     for want in &t.hosts {
         if !env.hosts.contains_key(want) {
             let known: Vec<&str> = env.hosts.keys().map(String::as_str).collect();
@@ -456,9 +426,9 @@ pub fn run(global: &GlobalArgs, args: Args) -> CmdResult {
         )));
     }
     Ok(ExitCode::from(if pending_hosts > 0 {
-        exit::CHANGES_PENDING
+        error::CHANGES_PENDING
     } else {
-        exit::SUCCESS
+        error::SUCCESS
     }))
 }
 

@@ -13,7 +13,7 @@ use toml_edit::{Array, DocumentMut, Item, value};
 
 use super::plan::outln;
 use crate::GlobalArgs;
-use crate::exit::{self, CliError, CmdResult};
+use crate::error::{self, CliError, CmdResult};
 
 /// Check and pin a host's SSH host keys.
 #[derive(Debug, clap::Args)]
@@ -189,7 +189,7 @@ pub fn run(global: &GlobalArgs, args: Args) -> CmdResult {
             "\nThese keys are already pinned in {}. Nothing to do.",
             path.display()
         );
-        return Ok(ExitCode::from(exit::SUCCESS));
+        return Ok(ExitCode::from(error::SUCCESS));
     }
     if !pinned.is_empty() {
         outln!("\nWARNING: kiln.toml pins different keys for this host:");
@@ -213,7 +213,7 @@ pub fn run(global: &GlobalArgs, args: Args) -> CmdResult {
         }
         if !confirm(&format!("Pin these keys in {}?", path.display()))? {
             outln!("Nothing pinned.");
-            return Ok(ExitCode::from(exit::FAILURE));
+            return Ok(ExitCode::from(error::FAILURE));
         }
     }
     pin(&mut doc, &entry.env, &args.role, &keys)
@@ -228,7 +228,7 @@ pub fn run(global: &GlobalArgs, args: Args) -> CmdResult {
         args.role,
         path.display()
     );
-    Ok(ExitCode::from(exit::SUCCESS))
+    Ok(ExitCode::from(error::SUCCESS))
 }
 
 #[cfg(test)]

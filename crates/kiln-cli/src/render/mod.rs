@@ -1,0 +1,3 @@
+//! Rendering shared by several commands: text only, no I/O (the printer writes it).
+
+pub mod table;
