@@ -1,5 +1,5 @@
-//! Arguments shared by several commands (clap only: each becomes a kiln-ops option here,
-//! and no clap type crosses into the library).
+//! clap arguments that several commands share. Each converts into the library's own
+//! options type: no clap type crosses into a library API.
 
 use std::io::IsTerminal;
 use std::path::PathBuf;
@@ -7,11 +7,46 @@ use std::sync::Arc;
 
 use kiln_converge::desired::SecretSource;
 use kiln_converge::run::Job;
-
 use kiln_ops::jobs::JobOptions;
+use kiln_ops::vault::UnlockOptions;
 use kiln_secrets::Secret;
 
-use crate::exit::CliError;
+use crate::error::CliError;
+
+/// How to find and unlock the vault (`kiln secrets`, `kiln import`).
+#[derive(Debug, clap::Args)]
+pub struct VaultArgs {
+    /// Environment whose secrets to use (default: the only environment, else production).
+    #[arg(long, global = true, env = "KILN_ENV", value_name = "ENV")]
+    pub env: Option<String>,
+    /// Read the vault passphrase from this file (its content, final newline removed).
+    #[arg(long, global = true, env = "KILN_PASSPHRASE_FILE", value_name = "FILE")]
+    pub passphrase_file: Option<PathBuf>,
+    /// Run this command (with sh) and use its output as the vault passphrase,
+    /// e.g. "pass show kiln/vault".
+    #[arg(
+        long,
+        global = true,
+        value_name = "COMMAND",
+        conflicts_with = "passphrase_file"
+    )]
+    pub passphrase_command: Option<String>,
+    /// Unlock with an age identity file instead of the passphrase: a recovery key or the
+    /// private key of a recipient listed in secrets/recipients.txt. Takes precedence over
+    /// the passphrase options.
+    #[arg(long, global = true, value_name = "FILE")]
+    pub identity: Vec<PathBuf>,
+}
+
+impl VaultArgs {
+    pub fn unlock(&self) -> UnlockOptions {
+        UnlockOptions {
+            passphrase_file: self.passphrase_file.clone(),
+            passphrase_command: self.passphrase_command.clone(),
+            identities: self.identity.clone(),
+        }
+    }
+}
 
 /// Which hosts, and how to reach them (plan and apply).
 #[derive(Debug, Clone, clap::Args)]
@@ -70,20 +105,22 @@ fn ask_password(ask: bool) -> Result<Option<Secret>, CliError> {
 impl Targeting {
     /// The hosts to work on, each with its desired state: from kiln.toml (templates get
     /// their secrets from the environment's vault, opened on first use), or from `--state`.
-    pub fn jobs(&self, global: &crate::GlobalArgs) -> Result<Vec<Job>, CliError> {
+    pub fn jobs(&self, ctx: &crate::context::Context) -> Result<Vec<Job>, CliError> {
         let opts = self.job_options()?;
         if let Some(path) = &self.state {
             return Ok(kiln_ops::jobs::from_state_file(path, &opts)?);
         }
-        let model = crate::commands::check::load_model(global)?;
-        let env = kiln_ops::target::environment(&model, opts.env.as_deref())
-            .map_err(kiln_ops::jobs::JobsError::from)?;
-        let secrets: Arc<dyn SecretSource> = Arc::new(crate::vault_source::VaultSecrets {
-            base: model.base_dir().to_owned(),
-            env: env.name.clone(),
-            passphrase_file: self.passphrase_file.clone(),
-            vault: std::sync::Mutex::new(None),
-        });
-        Ok(kiln_ops::jobs::from_config(&model, &opts, secrets)?)
+        let model = ctx.model()?;
+        let env = ctx.environment(opts.env.as_deref())?;
+        let secrets: Arc<dyn SecretSource> = Arc::new(kiln_ops::vault::LazyVault::new(
+            model.base_dir(),
+            &env.name,
+            UnlockOptions {
+                passphrase_file: self.passphrase_file.clone(),
+                ..Default::default()
+            },
+            Box::new(crate::context::Terminal),
+        ));
+        Ok(kiln_ops::jobs::from_config(model, &opts, secrets)?)
     }
 }

@@ -1,12 +1,16 @@
 //! The `kiln` command line: clap definitions, dispatch to one module per command, and the
-//! mapping of failures to exit codes. Terminal output (tables, prompts, progress) lives
-//! here and nowhere in the library crates.
+//! terminal side of kiln — nothing else. The backbone every command shares: [`context`]
+//! (config path, model, environment, vaults), [`printer`] (all output), [`error`] (every
+//! conversion of a failure into an exit code), [`args`] (shared clap arguments). What a
+//! command does lives in kiln-ops and the engine crates; commands do not import each other.
 
 mod args;
 mod commands;
-mod exit;
+mod context;
+mod error;
+mod printer;
+mod progress;
 mod render;
-mod vault_source;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -58,19 +62,20 @@ pub enum Command {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    let ctx = context::Context::new(&cli.global, printer::Printer::new(printer::Mode::Human));
     let result = match cli.command {
-        Command::Init(args) => commands::init::run(&cli.global, args),
-        Command::Check(args) => commands::check::run(&cli.global, args),
-        Command::Dns(args) => commands::dns::run(&cli.global, args),
-        Command::Show(args) => commands::show::run(&cli.global, args),
-        Command::Secrets(args) => commands::secrets::run(&cli.global, args),
-        Command::Import(args) => commands::import::run(&cli.global, args),
+        Command::Init(args) => commands::init::run(&ctx, args),
+        Command::Check(args) => commands::check::run(&ctx, args),
+        Command::Dns(args) => commands::dns::run(&ctx, args),
+        Command::Show(args) => commands::show::run(&ctx, args),
+        Command::Secrets(args) => commands::secrets::run(&ctx, args),
+        Command::Import(args) => commands::import::run(&ctx, args),
         Command::Lab(args) => commands::lab::run(&cli.global, args),
-        Command::Trust(args) => commands::trust::run(&cli.global, args),
-        Command::Plan(args) => commands::plan::run(&cli.global, args),
-        Command::Apply(args) => commands::apply::run(&cli.global, args),
+        Command::Trust(args) => commands::trust::run(&ctx, args),
+        Command::Plan(args) => commands::plan::run(&ctx, args),
+        Command::Apply(args) => commands::apply::run(&ctx, args),
         Command::Agent(args) => commands::agent::run(&cli.global, args),
-        Command::Completions(args) => commands::completions::run(args),
+        Command::Completions(args) => commands::completions::run(&ctx, args),
     };
-    exit::finish(result)
+    error::finish(result)
 }

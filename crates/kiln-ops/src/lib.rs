@@ -24,3 +24,4 @@ pub mod jobs;
 pub mod lab;
 pub mod session;
 pub mod target;
+pub mod vault;

@@ -26,6 +26,13 @@ pub enum TargetError {
         .known.join(", ")
     )]
     Ambiguous { known: Vec<String> },
+    /// A listing command (dns, show) was asked for an environment kiln.toml lacks.
+    #[error("no environment `{wanted}` in {config}")]
+    NoSuchEnvironment {
+        wanted: String,
+        known: Vec<String>,
+        config: String,
+    },
     #[error("{config} declares no environment")]
     NoEnvironment { config: String },
     #[error("environment {env} has no host playing role `{wanted}`")]
@@ -40,8 +47,9 @@ impl TargetError {
     /// What the user can do about it.
     pub fn hint(&self) -> String {
         match self {
-            TargetError::UnknownEnvironment { known, .. } => {
-                format!("environments declared: {}", known.join(", "))
+            TargetError::UnknownEnvironment { known, config, .. }
+            | TargetError::NoSuchEnvironment { known, config, .. } => {
+                format!("environments in {config}: {}", known.join(", "))
             }
             TargetError::Ambiguous { .. } => "e.g. --env staging, or set KILN_ENV".into(),
             TargetError::NoEnvironment { .. } => {
@@ -90,7 +98,16 @@ pub fn environments<'m>(
     wanted: Option<&str>,
 ) -> Result<Vec<&'m Environment>, TargetError> {
     match wanted {
-        Some(_) => environment(model, wanted).map(|e| vec![e]),
+        Some(name) => {
+            model
+                .environment(name)
+                .map(|e| vec![e])
+                .ok_or_else(|| TargetError::NoSuchEnvironment {
+                    wanted: name.to_owned(),
+                    known: names(model),
+                    config: model.config_path().display().to_string(),
+                })
+        }
         None => Ok(model.environments.iter().collect()),
     }
 }
@@ -149,7 +166,7 @@ mod tests {
             err.to_string(),
             "environment `prod` is not declared in ./kiln.toml"
         );
-        assert_eq!(err.hint(), "environments declared: lab, staging");
+        assert_eq!(err.hint(), "environments in ./kiln.toml: lab, staging");
     }
 
     #[test]
@@ -157,6 +174,8 @@ mod tests {
         let m = model(&["lab", "staging"]);
         assert_eq!(environments(&m, None).unwrap().len(), 2);
         assert_eq!(environments(&m, Some("lab")).unwrap().len(), 1);
+        let err = environments(&m, Some("prod")).unwrap_err();
+        assert_eq!(err.to_string(), "no environment `prod` in ./kiln.toml");
         let env = environment(&m, Some("lab")).unwrap();
         assert_eq!(hosts(env, &[]).unwrap().len(), 1);
         let err = hosts(env, &["db".into()]).unwrap_err();

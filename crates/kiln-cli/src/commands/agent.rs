@@ -10,7 +10,7 @@ use kiln_converge::event::Event;
 use kiln_converge::system::{SystemRunner, Target};
 
 use crate::GlobalArgs;
-use crate::exit::{self, CliError, CmdResult};
+use crate::error::{self, CliError, CmdResult};
 
 /// Run on a host: observe, plan and apply a desired state from stdin.
 #[derive(Debug, clap::Args)]
@@ -45,8 +45,8 @@ pub fn run(_global: &GlobalArgs, args: Args) -> CmdResult {
     };
     let ok = kiln_converge::agent::run(&mut target, &input, args.plan_only, &mut sink);
     if ok {
-        Ok(ExitCode::from(exit::SUCCESS))
+        Ok(ExitCode::from(error::SUCCESS))
     } else {
-        Err(CliError::silent(exit::FAILURE))
+        Err(CliError::silent(error::FAILURE))
     }
 }

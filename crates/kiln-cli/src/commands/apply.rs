@@ -3,18 +3,18 @@
 //! terminal, plain lines otherwise, JSON lines with `--json`). A failing host does not stop
 //! the others; the summary says what failed where and why, and the exit code is non-zero.
 
-use std::io::{BufRead, IsTerminal, Write};
+use std::io::{BufRead, IsTerminal};
 use std::process::ExitCode;
 
 use kiln_converge::run::{Slot, close_all};
 use kiln_ops::session;
 
-use crate::GlobalArgs;
 use crate::args::Targeting;
-use crate::exit::{self, CliError, CmdResult};
+use crate::context::Context;
+use crate::error::{self, CliError, CmdResult};
+use crate::printer::Printer;
+use crate::progress::Renderer;
 use crate::render::plan::render_plan;
-use crate::render::progress::Renderer;
-use crate::render::{out, outln};
 
 /// Bring hosts to the declared state.
 #[derive(Debug, clap::Args)]
@@ -29,9 +29,8 @@ pub struct Args {
     pub json: bool,
 }
 
-fn confirm() -> Result<bool, CliError> {
-    eprint!("Apply these changes? [y/N] ");
-    let _ = std::io::stderr().flush();
+fn confirm(p: &Printer) -> Result<bool, CliError> {
+    p.prompt("Apply these changes? [y/N] ");
     let mut line = String::new();
     std::io::stdin()
         .lock()
@@ -40,14 +39,15 @@ fn confirm() -> Result<bool, CliError> {
     Ok(matches!(line.trim(), "y" | "Y" | "yes"))
 }
 
-pub fn run(global: &GlobalArgs, args: Args) -> CmdResult {
+pub fn run(ctx: &Context, args: Args) -> CmdResult {
+    let p = &ctx.printer;
     let tty = std::io::stdin().is_terminal() && std::io::stderr().is_terminal();
     if !args.yes && !tty {
         return Err(CliError::invalid(miette::miette!(
             "kiln apply needs confirmation: not on a terminal, so pass --yes (after checking `kiln plan`)"
         )));
     }
-    let jobs = args.target.jobs(global)?;
+    let jobs = args.target.jobs(ctx)?;
     let binary = session::agent_binary()?;
     // One slot per host: the plan shown and the apply share one SSH connection.
     let mut slots: Vec<Slot> = jobs.into_iter().map(Slot::new).collect();
@@ -59,17 +59,17 @@ pub fn run(global: &GlobalArgs, args: Args) -> CmdResult {
             &mut session::no_progress(),
         )?;
         let mut any = false;
-        for (name, p) in &plans {
-            out!("{}", render_plan(name, p));
-            any |= !p.is_empty();
+        for (name, plan) in &plans {
+            p.out(render_plan(name, plan));
+            any |= !plan.is_empty();
         }
         if !any {
-            outln!("Nothing to do.");
-            return Ok(ExitCode::from(exit::SUCCESS));
+            p.outln("Nothing to do.");
+            return Ok(ExitCode::from(error::SUCCESS));
         }
-        if !confirm()? {
-            outln!("Nothing applied.");
-            return Ok(ExitCode::from(exit::SUCCESS));
+        if !confirm(p)? {
+            p.outln("Nothing applied.");
+            return Ok(ExitCode::from(error::SUCCESS));
         }
     }
 
@@ -77,21 +77,21 @@ pub fn run(global: &GlobalArgs, args: Args) -> CmdResult {
         &mut slots,
         &binary,
         args.target.jobs,
-        &mut Renderer::new(args.json),
+        &mut Renderer::new(*p, args.json),
     );
     close_all(slots);
     let report = report?;
     if !args.json {
-        outln!(
+        p.outln(format_args!(
             "Applied {} change(s) on {} host(s) in {:.1} s; {} failed.",
             report.changed,
             report.hosts - report.failed.len(),
             report.elapsed.as_secs_f64(),
             report.failed.len()
-        );
+        ));
     }
     if report.failed.is_empty() {
-        Ok(ExitCode::from(exit::SUCCESS))
+        Ok(ExitCode::from(error::SUCCESS))
     } else {
         Err(CliError::failed(miette::miette!(
             "{} host(s) failed:\n{}",

@@ -1,15 +1,14 @@
 //! `kiln check`: validate kiln.toml and report every error (exit 2), or say what was
-//! checked (exit 0). Also home of [`load_model`], which every command reading kiln.toml
-//! uses so that they all find and report the configuration the same way.
+//! checked (exit 0). Finding and loading the file is the context's (one rule for every
+//! command).
 
-use std::io::IsTerminal;
-use std::path::PathBuf;
 use std::process::ExitCode;
 
 use kiln_model::Model;
 
 use crate::GlobalArgs;
-use crate::exit::{CliError, CmdResult};
+use crate::context::Context;
+use crate::error::{CliError, CmdResult};
 
 /// Validate kiln.toml and report every error.
 #[derive(Debug, clap::Args)]
@@ -24,11 +23,12 @@ Examples:
 )]
 pub struct Args {}
 
-pub fn run(global: &GlobalArgs, _args: Args) -> CmdResult {
-    let model = load_model(global)?;
+pub fn run(ctx: &Context, _args: Args) -> CmdResult {
+    let model = ctx.model()?;
+    let p = &ctx.printer;
     let hosts: usize = model.environments.iter().map(|e| e.hosts.len()).sum();
     let envs: Vec<&str> = model.environments.iter().map(|e| e.name.as_str()).collect();
-    println!(
+    p.outln(format_args!(
         "{}: ok — {} environment{} ({}), {} host{}, {} service{}, {} secret{} needed",
         model.config_path().display(),
         envs.len(),
@@ -40,7 +40,7 @@ pub fn run(global: &GlobalArgs, _args: Args) -> CmdResult {
         plural(model.services.len()),
         model.required_secrets().len(),
         plural(model.required_secrets().len()),
-    );
+    ));
     // Not errors, but kiln will refuse to connect to these hosts until their keys are pinned.
     for env in &model.environments {
         let unpinned: Vec<&str> = env
@@ -50,12 +50,12 @@ pub fn run(global: &GlobalArgs, _args: Args) -> CmdResult {
             .map(|h| h.role.as_str())
             .collect();
         if !unpinned.is_empty() {
-            println!(
+            p.outln(format_args!(
                 "note: {}: no pinned SSH host key yet for {} (run `kiln trust <role> --env {}` before deploying)",
                 env.name,
                 unpinned.join(", "),
                 env.name
-            );
+            ));
         }
     }
     Ok(ExitCode::SUCCESS)
@@ -65,49 +65,12 @@ fn plural(n: usize) -> &'static str {
     if n == 1 { "" } else { "s" }
 }
 
-/// The kiln.toml to use: `--config` / `KILN_CONFIG`, else the nearest one upward from the
-/// current folder.
-pub fn config_path(global: &GlobalArgs) -> Result<PathBuf, CliError> {
-    if let Some(p) = &global.config {
-        // `--config my-infra` means the kiln.toml in that folder.
-        if p.is_dir() {
-            return Ok(p.join(kiln_model::CONFIG_FILE));
-        }
-        return Ok(p.clone());
-    }
-    let found = kiln_model::find_config(std::path::Path::new(".")).ok_or_else(|| {
-        CliError::invalid(miette::miette!(
-            help = "run `kiln init` to create one, or pass --config PATH",
-            "no kiln.toml in this folder or any parent folder"
-        ))
-    })?;
-    // Shown relative to the current folder when it is below it.
-    let cwd = std::env::current_dir().unwrap_or_default();
-    Ok(found.strip_prefix(&cwd).map(PathBuf::from).unwrap_or(found))
-}
-
-/// Loads and validates kiln.toml; on failure prints every diagnostic to stderr and
-/// returns an exit-2 error.
+/// Loads and validates kiln.toml as every command does (stand-in for the commands that
+/// are not on the context yet: plan, apply, demo).
 pub fn load_model(global: &GlobalArgs) -> Result<Model, CliError> {
-    let path = config_path(global)?;
-    kiln_model::load(&path).map_err(|diags| {
-        let stderr = std::io::stderr();
-        let colors = stderr.is_terminal() && std::env::var_os("NO_COLOR").is_none();
-        let width = terminal_width();
-        eprint!("{}", diags.render(width, colors));
-        let n = diags.len();
-        CliError::invalid(miette::miette!(
-            "{n} problem{} in {}",
-            if n == 1 { "" } else { "s" },
-            path.display()
-        ))
-    })
-}
-
-fn terminal_width() -> usize {
-    std::env::var("COLUMNS")
-        .ok()
-        .and_then(|c| c.parse().ok())
-        .unwrap_or(100)
-        .clamp(60, 160)
+    let ctx = Context::new(
+        global,
+        crate::printer::Printer::new(crate::printer::Mode::Human),
+    );
+    ctx.into_model()
 }

@@ -5,7 +5,8 @@ use std::process::ExitCode;
 use clap::CommandFactory;
 
 use crate::Cli;
-use crate::exit::CmdResult;
+use crate::context::Context;
+use crate::error::CmdResult;
 
 /// Print a shell completion script.
 #[derive(Debug, clap::Args)]
@@ -15,8 +16,11 @@ pub struct Args {
     pub shell: clap_complete::Shell,
 }
 
-pub fn run(args: Args) -> CmdResult {
+pub fn run(ctx: &Context, args: Args) -> CmdResult {
     let mut cmd = Cli::command();
-    clap_complete::generate(args.shell, &mut cmd, "kiln", &mut std::io::stdout());
+    let mut script = Vec::new();
+    clap_complete::generate(args.shell, &mut cmd, "kiln", &mut script);
+    // A closed pipe (`kiln completions bash | head`) is the reader's choice.
+    let _ = ctx.printer.out_bytes(&script);
     Ok(ExitCode::SUCCESS)
 }

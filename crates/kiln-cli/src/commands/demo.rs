@@ -23,7 +23,7 @@ use kiln_ops::session;
 
 use crate::GlobalArgs;
 use crate::args::Targeting;
-use crate::exit::{CliError, CmdResult};
+use crate::error::{CliError, CmdResult};
 use crate::render::plan::render_plan;
 
 /// The demo repository, embedded in the binary: (path relative to the folder, content).
@@ -365,13 +365,15 @@ fn with_lab(n: &Narrator, lab: &Lab, dir: &Path, t: &mut Timings) -> Result<(), 
         "random demo passphrase written to {} (mode 0600; a real repository keeps its passphrase out of git, e.g. in a password manager)",
         pass.display()
     ));
-    let vault = super::secrets::VaultArgs {
-        env: ENV.into(),
+    let unlock = kiln_ops::vault::UnlockOptions {
         passphrase_file: Some(pass.clone()),
-        passphrase_command: None,
-        identity: vec![],
+        ..Default::default()
     };
-    super::secrets::generate(&model, &vault).map_err(|e| in_step(4, title, e))?;
+    let ctx = crate::context::Context::new(
+        &global,
+        crate::printer::Printer::new(crate::printer::Mode::Human),
+    );
+    super::secrets::generate(&ctx, ENV, &unlock).map_err(|e| in_step(4, title, e))?;
     n.say(&format!(
         "secrets are in {}, one age file per secret",
         dir.join("secrets").join(ENV).display()
@@ -392,7 +394,7 @@ fn with_lab(n: &Narrator, lab: &Lab, dir: &Path, t: &mut Timings) -> Result<(), 
     let title = "plan, then apply";
     let s = n.step(5, title);
     let apply_start = Instant::now();
-    plan_and_apply(n, &global, &target, t).map_err(|e| in_step(5, title, e))?;
+    plan_and_apply(n, &ctx, &target, t).map_err(|e| in_step(5, title, e))?;
     t.apply = apply_start.elapsed();
     t.steps.push((title.into(), s.elapsed()));
 
@@ -405,7 +407,7 @@ fn with_lab(n: &Narrator, lab: &Lab, dir: &Path, t: &mut Timings) -> Result<(), 
     // 7. Plan again: nothing to do.
     let title = "plan again: nothing should change";
     let s = n.step(7, title);
-    noop_plan(n, &global, &target, t).map_err(|e| in_step(7, title, e))?;
+    noop_plan(n, &ctx, &target, t).map_err(|e| in_step(7, title, e))?;
     t.steps.push((title.into(), s.elapsed()));
     Ok(())
 }
@@ -441,11 +443,11 @@ fn write_passphrase(dir: &Path) -> Result<PathBuf, CliError> {
 /// `kiln apply` without the question: the plan is shown, pinned, then applied.
 fn plan_and_apply(
     n: &Narrator,
-    global: &GlobalArgs,
+    ctx: &crate::context::Context,
     target: &Targeting,
     t: &mut Timings,
 ) -> Result<(), CliError> {
-    let jobs = target.jobs(global)?;
+    let jobs = target.jobs(ctx)?;
     let binary = session::agent_binary()?;
     let mut slots: Vec<Slot> = jobs.into_iter().map(Slot::new).collect();
     let s = Instant::now();
@@ -473,7 +475,7 @@ fn plan_and_apply(
         &mut slots,
         &binary,
         target.jobs,
-        &mut crate::render::progress::Renderer::new(false),
+        &mut crate::progress::Renderer::new(ctx.printer, false),
     );
     kiln_converge::run::close_all(slots);
     let report = report?;
@@ -625,12 +627,12 @@ fn http_get(addr: SocketAddr, host: &str) -> Result<(u16, String), String> {
 /// Step 7: `kiln plan` on fresh connections; every host must report no changes.
 fn noop_plan(
     n: &Narrator,
-    global: &GlobalArgs,
+    ctx: &crate::context::Context,
     target: &Targeting,
     t: &mut Timings,
 ) -> Result<(), CliError> {
     let s = Instant::now();
-    let jobs = target.jobs(global)?;
+    let jobs = target.jobs(ctx)?;
     let binary = session::agent_binary()?;
     let report = session::plan(jobs, &binary, target.jobs, &mut session::no_progress())?;
     t.noop_plan = s.elapsed();

@@ -5,9 +5,10 @@ use std::process::ExitCode;
 
 use kiln_model::dns::{self, DnsRecord};
 
-use crate::GlobalArgs;
-use crate::commands::check::load_model;
-use crate::exit::{CliError, CmdResult};
+use crate::context::Context;
+use crate::error::CmdResult;
+use crate::printer::Printer;
+use crate::render::table::align;
 
 /// Print the DNS records each environment needs.
 #[derive(Debug, clap::Args)]
@@ -40,57 +41,32 @@ pub enum Format {
     Json,
 }
 
-pub fn run(global: &GlobalArgs, args: Args) -> CmdResult {
-    let model = load_model(global)?;
-    let envs = select_environments(&model, args.env.as_deref())?;
+pub fn run(ctx: &Context, args: Args) -> CmdResult {
+    let model = ctx.model()?;
+    let envs = ctx.environments(args.env.as_deref())?;
+    let p = Printer::json_if(matches!(args.format, Format::Json));
     match args.format {
         Format::Json => {
             let records: Vec<DnsRecord> =
-                envs.iter().flat_map(|e| dns::records(&model, e)).collect();
-            let text = serde_json::to_string_pretty(&records)
-                .map_err(|e| CliError::failed(miette::miette!("cannot write JSON: {e}")))?;
-            println!("{text}");
+                envs.iter().flat_map(|e| dns::records(model, e)).collect();
+            p.json(&records)?;
         }
         Format::Zone => {
             let parts: Vec<String> = envs
                 .iter()
-                .map(|e| dns::render_zone(e, &dns::records(&model, e), args.ttl))
+                .map(|e| dns::render_zone(e, &dns::records(model, e), args.ttl))
                 .collect();
-            print!("{}", parts.join("\n"));
+            p.out(parts.join("\n"));
         }
         Format::Table => {
             let parts: Vec<String> = envs
                 .iter()
-                .map(|e| table(e, &dns::records(&model, e)))
+                .map(|e| table(e, &dns::records(model, e)))
                 .collect();
-            print!("{}", parts.join("\n"));
+            p.out(parts.join("\n"));
         }
     }
     Ok(ExitCode::SUCCESS)
-}
-
-/// The environments named by `--env`, or all of them.
-pub fn select_environments<'a>(
-    model: &'a kiln_model::Model,
-    name: Option<&str>,
-) -> Result<Vec<&'a kiln_model::Environment>, CliError> {
-    match name {
-        None => Ok(model.environments.iter().collect()),
-        Some(n) => match model.environment(n) {
-            Some(e) => Ok(vec![e]),
-            None => {
-                let known: Vec<&str> = model.environments.iter().map(|e| e.name.as_str()).collect();
-                Err(CliError::invalid(miette::miette!(
-                    help = format!(
-                        "environments in {}: {}",
-                        model.config_path().display(),
-                        known.join(", ")
-                    ),
-                    "no environment `{n}`"
-                )))
-            }
-        },
-    }
 }
 
 /// An aligned table under a heading line for the environment.
@@ -109,6 +85,6 @@ pub fn table(env: &kiln_model::Environment, records: &[DnsRecord]) -> String {
         "{} ({}, certificates from {})\n",
         env.name, env.domain, env.acme_ca
     );
-    out.push_str(&crate::commands::show::align(&rows, "  "));
+    out.push_str(&align(&rows, "  "));
     out
 }

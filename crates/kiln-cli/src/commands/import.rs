@@ -5,16 +5,16 @@
 
 use std::collections::BTreeMap;
 use std::fs;
-use std::io::{self, IsTerminal, Write};
+use std::io::{self, IsTerminal};
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode};
 
 use kiln_secrets::Secret;
 use kiln_secrets::ansible::{self, ImportedVar};
 
-use crate::GlobalArgs;
-use crate::commands::secrets::{self as sec, VaultArgs};
-use crate::exit::{CliError, CmdResult};
+use crate::args::VaultArgs;
+use crate::context::Context;
+use crate::error::{CliError, CmdResult};
 
 /// Import secrets from other tools (ansible-vault).
 #[derive(Debug, clap::Args)]
@@ -47,15 +47,15 @@ pub struct AnsibleArgs {
     pub vault: VaultArgs,
 }
 
-pub fn run(global: &GlobalArgs, args: Args) -> CmdResult {
+pub fn run(ctx: &Context, args: Args) -> CmdResult {
     match args.command {
-        Sub::AnsibleVault(a) => ansible_vault(global, a),
+        Sub::AnsibleVault(a) => ansible_vault(ctx, a),
     }
 }
 
-fn ansible_vault(global: &GlobalArgs, a: AnsibleArgs) -> CmdResult {
-    let model = sec::load(global, &a.vault.env)?;
-    let base = model.base_dir().to_path_buf();
+fn ansible_vault(ctx: &Context, a: AnsibleArgs) -> CmdResult {
+    // A typo must not create a new vault folder: the environment must be declared.
+    let env = ctx.environment(a.vault.env.as_deref())?.name.clone();
     let password = vault_password(a.vault_password_file.as_deref())?;
 
     // 1. Read and decrypt everything (no vault access yet).
@@ -63,13 +63,7 @@ fn ansible_vault(global: &GlobalArgs, a: AnsibleArgs) -> CmdResult {
     for file in &a.files {
         let contents = fs::read_to_string(file)
             .map_err(|e| CliError::invalid(miette::miette!("{}: {e}", file.display())))?;
-        let found = ansible::read_vars_file(file, &contents, &password).map_err(|e| {
-            if e.is_bad_input() {
-                CliError::invalid(miette::miette!("{e}"))
-            } else {
-                CliError::failed(miette::miette!("{e}"))
-            }
-        })?;
+        let found = ansible::read_vars_file(file, &contents, &password)?;
         vars.extend(found);
     }
     let mut seen: BTreeMap<&str, &ImportedVar> = BTreeMap::new();
@@ -87,12 +81,12 @@ fn ansible_vault(global: &GlobalArgs, a: AnsibleArgs) -> CmdResult {
     }
 
     // 2. Compare with the vault; refuse to change values unless asked.
-    let vault = sec::open_or_create(&base, &a.vault)?;
+    let vault = ctx.open_or_create_vault(&env, &a.vault.unlock())?;
     let mut plan = vec![];
     let mut conflicts = vec![];
     for v in &vars {
-        let status = if vault.contains(&v.name).map_err(sec::vault_err)? {
-            let current = vault.get(&v.name).map_err(sec::vault_err)?;
+        let status = if vault.contains(&v.name)? {
+            let current = vault.get(&v.name)?;
             if current == v.value {
                 "unchanged"
             } else if a.overwrite {
@@ -114,13 +108,12 @@ fn ansible_vault(global: &GlobalArgs, a: AnsibleArgs) -> CmdResult {
         return Err(CliError::invalid(miette::miette!(
             help = "pass --overwrite to replace them; nothing was imported",
             "already in the vault of `{}` with a different value: {}",
-            a.vault.env,
+            env,
             list.join(", ")
         )));
     }
 
     // 3. Write and report.
-    let mut out = io::stdout().lock();
     let width = plan
         .iter()
         .map(|(v, _)| location(v).len())
@@ -128,17 +121,15 @@ fn ansible_vault(global: &GlobalArgs, a: AnsibleArgs) -> CmdResult {
         .unwrap_or(0);
     for (v, status) in &plan {
         if *status != "unchanged" {
-            vault.set(&v.name, &v.value).map_err(sec::vault_err)?;
+            vault.set(&v.name, &v.value)?;
         }
-        writeln!(
-            out,
+        ctx.printer.outln(format_args!(
             "{:width$}  {}  ->  secrets/{}/{}.age  ({status})",
             location(v),
             v.name,
-            a.vault.env,
+            env,
             v.name
-        )
-        .map_err(|e| CliError::failed(miette::miette!("writing to stdout failed: {e}")))?;
+        ));
     }
     Ok(ExitCode::SUCCESS)
 }

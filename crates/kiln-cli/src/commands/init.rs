@@ -6,8 +6,8 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
-use crate::GlobalArgs;
-use crate::exit::{CliError, CmdResult};
+use crate::context::Context;
+use crate::error::{CliError, CmdResult};
 
 /// Create a commented starter infrastructure repository.
 #[derive(Debug, clap::Args)]
@@ -32,7 +32,7 @@ pub struct Args {
     pub email: Option<String>,
 }
 
-pub fn run(_global: &GlobalArgs, args: Args) -> CmdResult {
+pub fn run(ctx: &Context, args: Args) -> CmdResult {
     let name = project_name(&args.dir);
     let domain = args
         .domain
@@ -69,16 +69,17 @@ pub fn run(_global: &GlobalArgs, args: Args) -> CmdResult {
         })?;
     }
     let shown = kiln_shell::quote(&args.dir.display().to_string());
-    println!("Created a kiln repository in {shown}:");
+    let p = &ctx.printer;
+    p.outln(format_args!("Created a kiln repository in {shown}:"));
     for (rel, _) in &files {
-        println!("  {rel}");
+        p.outln(format_args!("  {rel}"));
     }
-    println!(
+    p.outln(format_args!(
         "\nNext:\n  1. edit {shown}/kiln.toml (domain, server addresses, services)\n  \
          2. kiln check --config {shown}/kiln.toml\n  \
          3. kiln dns --config {shown}/kiln.toml   (the records to create at your registrar)\n  \
          4. git init {shown} && git -C {shown} add . && git -C {shown} commit -m 'kiln init'"
-    );
+    ));
     Ok(ExitCode::SUCCESS)
 }
 

@@ -10,7 +10,7 @@ use std::time::Instant;
 use kiln_lab::{Lab, LabOptions, Roots};
 
 use crate::GlobalArgs;
-use crate::exit::{CliError, CmdResult};
+use crate::error::{CliError, CmdResult};
 
 /// Throwaway servers on this machine, to test and rehearse.
 #[derive(Debug, clap::Args)]

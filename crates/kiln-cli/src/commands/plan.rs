@@ -7,11 +7,10 @@
 
 use std::process::ExitCode;
 
-use crate::GlobalArgs;
 use crate::args::Targeting;
-use crate::exit::{self, CliError, CmdResult};
+use crate::context::Context;
+use crate::error::{self, CliError, CmdResult};
 use crate::render::plan::render_plan;
-use crate::render::{out, outln};
 
 /// Show what apply would change on each host.
 #[derive(Debug, clap::Args)]
@@ -23,8 +22,9 @@ pub struct Args {
     pub json: bool,
 }
 
-pub fn run(global: &GlobalArgs, args: Args) -> CmdResult {
-    let jobs = args.target.jobs(global)?;
+pub fn run(ctx: &Context, args: Args) -> CmdResult {
+    let p = &ctx.printer;
+    let jobs = args.target.jobs(ctx)?;
     let binary = kiln_ops::session::agent_binary()?;
     let report = kiln_ops::session::plan(
         jobs,
@@ -35,16 +35,16 @@ pub fn run(global: &GlobalArgs, args: Args) -> CmdResult {
     for (name, plan) in report.plans() {
         if args.json {
             let v = serde_json::json!({ "host": name, "plan": plan });
-            outln!("{v}");
+            p.outln(v);
         } else {
-            out!("{}", render_plan(name, plan));
+            p.out(render_plan(name, plan));
         }
     }
     let failures: Vec<String> = report.failures().map(ToString::to_string).collect();
     let total = report.total();
     let pending_hosts = report.pending().len();
     if !args.json {
-        outln!(
+        p.outln(format_args!(
             "\nPlan: {} to create, {} to change, {} to remove, on {} of {} host(s){}.",
             total.create,
             total.change,
@@ -56,7 +56,7 @@ pub fn run(global: &GlobalArgs, args: Args) -> CmdResult {
             } else {
                 format!("; {} could not be planned", failures.len())
             }
-        );
+        ));
     }
     if !failures.is_empty() {
         return Err(CliError::failed(miette::miette!(
@@ -66,8 +66,8 @@ pub fn run(global: &GlobalArgs, args: Args) -> CmdResult {
         )));
     }
     Ok(ExitCode::from(if pending_hosts > 0 {
-        exit::CHANGES_PENDING
+        error::CHANGES_PENDING
     } else {
-        exit::SUCCESS
+        error::SUCCESS
     }))
 }

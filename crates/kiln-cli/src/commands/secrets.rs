@@ -7,16 +7,15 @@
 use std::fs;
 use std::io::{self, IsTerminal, Read, Write};
 use std::path::{Path, PathBuf};
-use std::process::{Command, ExitCode, Stdio};
+use std::process::{Command, ExitCode};
 
-use kiln_secrets::vault::{self, Rekey};
-use kiln_secrets::{Secret, Unlock, Vault, VaultError};
+use kiln_ops::vault::{UnlockOptions, strip_newline};
+use kiln_secrets::vault::Rekey;
+use kiln_secrets::{Secret, Vault};
 
-use kiln_model::Model;
-
-use crate::GlobalArgs;
-use crate::commands::check;
-use crate::exit::{CliError, CmdResult};
+pub use crate::args::VaultArgs;
+use crate::context::Context;
+use crate::error::{CliError, CmdResult};
 
 /// Manage the encrypted secrets kept in the repository.
 ///
@@ -35,31 +34,6 @@ pub struct Args {
     pub vault: VaultArgs,
     #[command(subcommand)]
     pub command: Sub,
-}
-
-/// How to find and unlock the vault (shared with `kiln import`).
-#[derive(Debug, clap::Args)]
-pub struct VaultArgs {
-    /// Environment whose secrets to use.
-    #[arg(long, global = true, default_value = "production", value_name = "ENV")]
-    pub env: String,
-    /// Read the vault passphrase from this file (its content, final newline removed).
-    #[arg(long, global = true, env = "KILN_PASSPHRASE_FILE", value_name = "FILE")]
-    pub passphrase_file: Option<PathBuf>,
-    /// Run this command (with sh) and use its output as the vault passphrase,
-    /// e.g. "pass show kiln/vault".
-    #[arg(
-        long,
-        global = true,
-        value_name = "COMMAND",
-        conflicts_with = "passphrase_file"
-    )]
-    pub passphrase_command: Option<String>,
-    /// Unlock with an age identity file instead of the passphrase: a recovery key or the
-    /// private key of a recipient listed in secrets/recipients.txt. Takes precedence over
-    /// the passphrase options.
-    #[arg(long, global = true, value_name = "FILE")]
-    pub identity: Vec<PathBuf>,
 }
 
 #[derive(Debug, clap::Subcommand)]
@@ -105,95 +79,96 @@ pub enum Sub {
     RecoveryKey,
 }
 
-pub fn run(global: &GlobalArgs, args: Args) -> CmdResult {
+pub fn run(ctx: &Context, args: Args) -> CmdResult {
     let a = &args.vault;
-    let model = load(global, &a.env)?;
+    // A typo must not create a new vault folder: the environment must be declared.
+    let env = ctx.environment(a.env.as_deref())?.name.clone();
+    let model = ctx.model()?;
     let base = model.base_dir().to_path_buf();
+    let unlock = a.unlock();
+    let p = &ctx.printer;
     match args.command {
         Sub::List => {
-            let v = open(&base, a)?;
-            let names = v.names().map_err(vault_err)?;
-            let mut out = io::stdout().lock();
+            let v = ctx.open_vault(&env, &unlock)?;
+            let names = v.names()?;
             for n in &names {
-                writeln!(out, "{n}").map_err(stdout_err)?;
+                p.outln(n);
             }
             if names.is_empty() {
-                eprintln!(
-                    "no secrets in environment `{}` yet ({})",
-                    a.env,
-                    v.root().join(&a.env).display()
-                );
+                p.note(format_args!(
+                    "no secrets in environment `{env}` yet ({})",
+                    v.root().join(&env).display()
+                ));
             }
             // What the configuration needs and the vault lacks (names only, on stderr).
-            let specs = model.required_secrets_for(&a.env).unwrap_or_default();
+            let specs = model.required_secrets_for(&env).ok_or_else(|| {
+                CliError::failed(miette::miette!(
+                    "environment `{env}` vanished from the model (internal error)"
+                ))
+            })?;
             for spec in &specs {
                 for output in spec.rule.outputs(&spec.name) {
                     if names.binary_search(&output).is_err() {
                         let how = if spec.rule == kiln_secrets::SecretRule::Provided {
-                            format!("kiln secrets set {output} --env {}", a.env)
+                            format!("kiln secrets set {output} --env {env}")
                         } else {
-                            format!("kiln secrets generate --env {}", a.env)
+                            format!("kiln secrets generate --env {env}")
                         };
-                        eprintln!("missing: {output} ({}): {how}", spec.description);
+                        p.note(format_args!(
+                            "missing: {output} ({}): {how}",
+                            spec.description
+                        ));
                     }
                 }
             }
         }
         Sub::Get { name } => {
-            kiln_secrets::check_name(&name)
-                .map_err(|e| CliError::invalid(miette::miette!("{e}")))?;
-            let v = open(&base, a)?;
-            let value = v.get(&name).map_err(vault_err)?;
-            let mut out = io::stdout().lock();
-            out.write_all(value.expose().as_bytes())
-                .map_err(stdout_err)?;
-            if io::stdout().is_terminal() && !value.expose().ends_with('\n') {
-                out.write_all(b"\n").map_err(stdout_err)?;
+            kiln_secrets::check_name(&name)?;
+            let v = ctx.open_vault(&env, &unlock)?;
+            let value = v.get(&name)?;
+            let mut bytes = value.expose().as_bytes().to_vec();
+            if p.stdout_is_terminal() && !value.expose().ends_with('\n') {
+                bytes.push(b'\n');
             }
-            out.flush().map_err(stdout_err)?;
+            let written = p.out_bytes(&bytes);
+            zeroize::Zeroize::zeroize(&mut bytes);
+            written
+                .map_err(|e| CliError::failed(miette::miette!("writing to stdout failed: {e}")))?;
         }
         Sub::Set { name, keep_newline } => {
-            kiln_secrets::check_name(&name)
-                .map_err(|e| CliError::invalid(miette::miette!("{e}")))?;
-            let v = open_or_create(&base, a)?;
+            kiln_secrets::check_name(&name)?;
+            let v = ctx.open_or_create_vault(&env, &unlock)?;
             let value = read_value(&name, keep_newline)?;
-            let existed = v.contains(&name).map_err(vault_err)?;
+            let existed = v.contains(&name)?;
             // Same value: leave the file alone (no noise in git).
-            if existed && v.get(&name).map_err(vault_err)? == value {
-                eprintln!("`{name}` unchanged in environment `{}`", a.env);
+            if existed && v.get(&name)? == value {
+                p.note(format_args!("`{name}` unchanged in environment `{env}`"));
                 return Ok(ExitCode::SUCCESS);
             }
-            v.set(&name, &value).map_err(vault_err)?;
-            eprintln!(
-                "{} `{name}` in environment `{}` ({})",
+            v.set(&name, &value)?;
+            p.note(format_args!(
+                "{} `{name}` in environment `{env}` ({})",
                 if existed { "updated" } else { "created" },
-                a.env,
                 relative(&base, &v.path_of(&name))
-            );
+            ));
         }
         Sub::Edit { name } => {
-            kiln_secrets::check_name(&name)
-                .map_err(|e| CliError::invalid(miette::miette!("{e}")))?;
-            let v = open_or_create(&base, a)?;
-            edit(&base, &v, &name)?;
+            kiln_secrets::check_name(&name)?;
+            let v = ctx.open_or_create_vault(&env, &unlock)?;
+            edit(ctx, &base, &v, &name)?;
         }
-        Sub::Generate => return generate(&model, a),
+        Sub::Generate => return generate(ctx, &env, &unlock),
         Sub::Rekey {
             new_passphrase_file,
             new_passphrase_command,
             add_recipient,
             remove_recipient,
         } => {
-            let mut v = open(&base, a)?;
-            let new_passphrase = match (&new_passphrase_file, &new_passphrase_command) {
-                (Some(f), _) => Some(passphrase_from_file(f)?),
-                (_, Some(c)) => Some(passphrase_from_command(c)?),
-                _ if has_tty() => prompt_new_passphrase(true)?,
-                _ => None,
-            };
-            if let Some(p) = &new_passphrase {
-                check_new_passphrase(p)?;
-            }
+            let mut v = ctx.open_vault(&env, &unlock)?;
+            let new_passphrase = ctx.new_passphrase(
+                new_passphrase_file.as_deref(),
+                new_passphrase_command.as_deref(),
+            )?;
             let change = Rekey {
                 new_passphrase,
                 add: add_recipient
@@ -202,255 +177,54 @@ pub fn run(global: &GlobalArgs, args: Args) -> CmdResult {
                     .collect(),
                 remove: remove_recipient,
             };
-            let report = v.rekey(change).map_err(vault_err)?;
-            eprintln!(
+            let report = v.rekey(change)?;
+            p.note(format_args!(
                 "re-encrypted {} secret(s) to {} recipient(s); no value changed",
                 report.reencrypted,
                 report.recipients.len()
-            );
+            ));
             for r in &report.recipients {
                 let label = r.label.lines().next().unwrap_or("");
                 let label = label.split(" (").next().unwrap_or(label);
-                println!("{}  {}", short_recipient(&r.recipient), label);
+                p.outln(format_args!("{}  {}", short_recipient(&r.recipient), label));
             }
         }
         Sub::RecoveryKey => {
-            let mut v = open(&base, a)?;
-            let key = v.add_recovery_key(&today()).map_err(vault_err)?;
-            print_recovery_sheet(&base, &key);
+            let mut v = ctx.open_vault(&env, &unlock)?;
+            let key = v.add_recovery_key(&today())?;
+            print_recovery_sheet(ctx, &base, &key);
         }
     }
     Ok(ExitCode::SUCCESS)
 }
 
 /// `kiln secrets generate`: creates the vault when missing and every missing generated secret
-/// of `a.env`; names what still needs a value.
-pub fn generate(model: &Model, a: &VaultArgs) -> CmdResult {
-    let specs = model.required_secrets_for(&a.env).unwrap_or_default();
-    let v = open_or_create(model.base_dir(), a)?;
-    let report = v
-        .generate_missing(&specs, &mut kiln_secrets::OsRng)
-        .map_err(vault_err)?;
-    let mut out = io::stdout().lock();
-    for n in &report.created {
-        writeln!(out, "created {n}").map_err(stdout_err)?;
-    }
-    if report.created.is_empty() {
-        eprintln!(
-            "nothing to generate: every generated secret of `{}` exists",
-            a.env
-        );
-    }
-    for (n, description) in &report.needs_value {
-        eprintln!(
-            "needs a value: {n} ({description}): kiln secrets set {n} --env {}",
-            a.env
-        );
-    }
-    Ok(ExitCode::SUCCESS)
-}
-
-/// Loads and validates kiln.toml (as every command does) and checks that it declares
-/// `env`: a typo must not create a new vault folder.
-pub fn load(global: &GlobalArgs, env: &str) -> Result<Model, CliError> {
-    let model = check::load_model(global)?;
-    if model.environment(env).is_none() {
-        let known: Vec<&str> = model.environments.iter().map(|e| e.name.as_str()).collect();
-        return Err(CliError::invalid(miette::miette!(
-            help = format!(
-                "environments in {}: {}",
-                model.config_path().display(),
-                known.join(", ")
-            ),
+/// of `env`; names what still needs a value.
+pub fn generate(ctx: &Context, env: &str, unlock: &UnlockOptions) -> CmdResult {
+    let model = ctx.model()?;
+    let specs = model.required_secrets_for(env).ok_or_else(|| {
+        CliError::invalid(miette::miette!(
             "environment `{env}` is not declared in {}",
             model.config_path().display()
-        )));
-    }
-    Ok(model)
-}
-
-pub fn vault_err(e: VaultError) -> CliError {
-    let bad = e.is_bad_input();
-    let report = match e.hint() {
-        Some(h) => miette::miette!(help = h, "{e}"),
-        None => miette::miette!("{e}"),
-    };
-    if bad {
-        CliError::invalid(report)
-    } else {
-        CliError::failed(report)
-    }
-}
-
-fn stdout_err(e: io::Error) -> CliError {
-    CliError::failed(miette::miette!("writing to stdout failed: {e}"))
-}
-
-fn has_tty() -> bool {
-    fs::OpenOptions::new()
-        .read(true)
-        .write(true)
-        .open("/dev/tty")
-        .is_ok()
-}
-
-/// Opens an existing vault, unlocking it from the configured source.
-pub fn open(base: &Path, a: &VaultArgs) -> Result<Vault, CliError> {
-    if !vault::exists(base) && a.identity.is_empty() {
-        return Err(vault_err(VaultError::NotInitialised {
-            dir: vault::secrets_dir(base),
-        }));
-    }
-    let unlock = if a.identity.is_empty() {
-        Unlock::Passphrase(passphrase(a)?)
-    } else {
-        Unlock::Identities(a.identity.clone())
-    };
-    Vault::open(base, &a.env, unlock).map_err(vault_err)
-}
-
-/// Opens the vault, or creates it (asking for a new passphrase) when there is none.
-pub fn open_or_create(base: &Path, a: &VaultArgs) -> Result<Vault, CliError> {
-    if vault::exists(base) || !a.identity.is_empty() {
-        return open(base, a);
-    }
-    let p = match (&a.passphrase_file, &a.passphrase_command) {
-        (Some(f), _) => passphrase_from_file(f)?,
-        (_, Some(c)) => passphrase_from_command(c)?,
-        _ if has_tty() => prompt_new_passphrase(false)?
-            .ok_or_else(|| CliError::invalid(miette::miette!("the vault needs a passphrase")))?,
-        _ => return Err(no_passphrase_source()),
-    };
-    check_new_passphrase(&p)?;
-    let v = Vault::create(base, &a.env, p).map_err(vault_err)?;
-    eprintln!(
-        "created a new vault in {} (vault key in identity.age, protected by your passphrase);\n\
-         consider `kiln secrets recovery-key` and keep it offline",
-        relative(base, v.root())
-    );
-    Ok(v)
-}
-
-fn no_passphrase_source() -> CliError {
-    CliError::invalid(miette::miette!(
-        help = "use --passphrase-file FILE (or KILN_PASSPHRASE_FILE), --passphrase-command CMD, \
-                or --identity FILE; or run kiln in a terminal to be prompted",
-        "no passphrase source: not on a terminal and none given"
-    ))
-}
-
-fn passphrase(a: &VaultArgs) -> Result<Secret, CliError> {
-    match (&a.passphrase_file, &a.passphrase_command) {
-        (Some(f), _) => passphrase_from_file(f),
-        (_, Some(c)) => passphrase_from_command(c),
-        _ if has_tty() => {
-            let p = rpassword::prompt_password("Vault passphrase: ").map_err(|e| {
-                CliError::failed(miette::miette!("reading the passphrase failed: {e}"))
-            })?;
-            Ok(Secret::new(p))
-        }
-        _ => Err(no_passphrase_source()),
-    }
-}
-
-/// Strips one final line ending (files and commands usually end with one).
-fn strip_newline(mut s: String) -> String {
-    if s.ends_with('\n') {
-        s.pop();
-        if s.ends_with('\r') {
-            s.pop();
-        }
-    }
-    s
-}
-
-fn passphrase_from_file(path: &Path) -> Result<Secret, CliError> {
-    let text = zeroize::Zeroizing::new(fs::read_to_string(path).map_err(|e| {
-        CliError::invalid(miette::miette!(
-            "cannot read the passphrase file {}: {e}",
-            path.display()
-        ))
-    })?);
-    use std::os::unix::fs::PermissionsExt;
-    if let Ok(meta) = fs::metadata(path)
-        && meta.permissions().mode() & 0o077 != 0
-    {
-        eprintln!(
-            "warning: passphrase file {} is readable by other users (chmod 600 it)",
-            path.display()
-        );
-    }
-    let p = strip_newline(text.to_string());
-    if p.is_empty() {
-        return Err(CliError::invalid(miette::miette!(
-            "the passphrase file {} is empty",
-            path.display()
-        )));
-    }
-    Ok(Secret::new(p))
-}
-
-fn passphrase_from_command(cmd: &str) -> Result<Secret, CliError> {
-    let out = Command::new("sh")
-        .arg("-c")
-        .arg(cmd)
-        .stdin(Stdio::inherit())
-        .stderr(Stdio::inherit())
-        .output()
-        .map_err(|e| CliError::failed(miette::miette!("cannot run the passphrase command: {e}")))?;
-    let stdout = zeroize::Zeroizing::new(out.stdout);
-    if !out.status.success() {
-        return Err(CliError::invalid(miette::miette!(
-            "the passphrase command failed ({})",
-            out.status
-        )));
-    }
-    let text = String::from_utf8(stdout.to_vec()).map_err(|_| {
-        CliError::invalid(miette::miette!(
-            "the passphrase command printed non-UTF-8 output"
         ))
     })?;
-    let p = strip_newline(text);
-    if p.is_empty() {
-        return Err(CliError::invalid(miette::miette!(
-            "the passphrase command printed nothing"
-        )));
+    let v = ctx.open_or_create_vault(env, unlock)?;
+    let report = v.generate_missing(&specs, &mut kiln_secrets::OsRng)?;
+    let p = &ctx.printer;
+    for n in &report.created {
+        p.outln(format_args!("created {n}"));
     }
-    Ok(Secret::new(p))
-}
-
-/// Asks twice for a new passphrase. `allow_keep`: an empty answer keeps the current one.
-fn prompt_new_passphrase(allow_keep: bool) -> Result<Option<Secret>, CliError> {
-    let read = |prompt: &str| {
-        rpassword::prompt_password(prompt)
-            .map(Secret::new)
-            .map_err(|e| CliError::failed(miette::miette!("reading the passphrase failed: {e}")))
-    };
-    let first = read(if allow_keep {
-        "New vault passphrase (empty: keep the current one): "
-    } else {
-        "New vault passphrase: "
-    })?;
-    if first.expose().is_empty() && allow_keep {
-        return Ok(None);
+    if report.created.is_empty() {
+        p.note(format_args!(
+            "nothing to generate: every generated secret of `{env}` exists"
+        ));
     }
-    let second = read("Repeat it: ")?;
-    if first != second {
-        return Err(CliError::invalid(miette::miette!(
-            "the two passphrases differ; nothing changed"
-        )));
+    for (n, description) in &report.needs_value {
+        p.note(format_args!(
+            "needs a value: {n} ({description}): kiln secrets set {n} --env {env}"
+        ));
     }
-    Ok(Some(first))
-}
-
-fn check_new_passphrase(p: &Secret) -> Result<(), CliError> {
-    if p.expose().chars().count() < 8 {
-        return Err(CliError::invalid(miette::miette!(
-            help = "a few random words make a good passphrase",
-            "the new passphrase is shorter than 8 characters"
-        )));
-    }
-    Ok(())
+    Ok(ExitCode::SUCCESS)
 }
 
 fn read_value(name: &str, keep_newline: bool) -> Result<Secret, CliError> {
@@ -490,9 +264,9 @@ fn read_value(name: &str, keep_newline: bool) -> Result<Secret, CliError> {
 }
 
 /// Edits `name` in $EDITOR on a file in a fresh 0700 folder; the folder goes afterwards.
-fn edit(base: &Path, v: &Vault, name: &str) -> CmdResult {
-    let current = if v.contains(name).map_err(vault_err)? {
-        Some(v.get(name).map_err(vault_err)?)
+fn edit(ctx: &Context, base: &Path, v: &Vault, name: &str) -> CmdResult {
+    let current = if v.contains(name)? {
+        Some(v.get(name)?)
     } else {
         None
     };
@@ -568,11 +342,14 @@ fn edit(base: &Path, v: &Vault, name: &str) -> CmdResult {
         }
         let value = Secret::new(text);
         if current.as_ref() == Some(&value) {
-            eprintln!("`{name}` unchanged");
+            ctx.printer.note(format_args!("`{name}` unchanged"));
             return Ok(());
         }
-        v.set(name, &value).map_err(vault_err)?;
-        eprintln!("saved `{name}` ({})", relative(base, &v.path_of(name)));
+        v.set(name, &value)?;
+        ctx.printer.note(format_args!(
+            "saved `{name}` ({})",
+            relative(base, &v.path_of(name))
+        ));
         Ok(())
     })();
     // Overwrite before removing (best effort; the folder was private all along).
@@ -618,7 +395,8 @@ fn today() -> String {
 }
 
 /// The one time the recovery key is shown: laid out to be printed on paper.
-fn print_recovery_sheet(base: &Path, key: &kiln_secrets::RecoveryKey) {
+fn print_recovery_sheet(ctx: &Context, base: &Path, key: &kiln_secrets::RecoveryKey) {
+    let p = &ctx.printer;
     let secret = key.secret_key.expose();
     let groups: Vec<String> = secret
         .strip_prefix("AGE-SECRET-KEY-1")
@@ -632,42 +410,64 @@ fn print_recovery_sheet(base: &Path, key: &kiln_secrets::RecoveryKey) {
         .canonicalize()
         .ok()
         .and_then(|p| p.file_name().map(|n| n.to_string_lossy().into_owned()));
-    println!("==================== KILN RECOVERY KEY ====================");
-    println!(
+    p.outln(format_args!(
+        "==================== KILN RECOVERY KEY ===================="
+    ));
+    p.outln(format_args!(
         "Project: {}    Created: {}",
         project.as_deref().unwrap_or("?"),
         today()
-    );
-    println!();
-    println!("Print this page, keep it offline (a safe, a drawer at a relative's).");
-    println!("Anyone holding it can read every secret of this repository.");
-    println!();
-    println!("The key (one line, exactly):");
-    println!();
-    println!("    {secret}");
-    println!();
-    println!("The same key after its fixed AGE-SECRET-KEY-1 prefix, in groups of four:");
+    ));
+    p.outln("");
+    p.outln(format_args!(
+        "Print this page, keep it offline (a safe, a drawer at a relative's)."
+    ));
+    p.outln(format_args!(
+        "Anyone holding it can read every secret of this repository."
+    ));
+    p.outln("");
+    p.outln(format_args!("The key (one line, exactly):"));
+    p.outln("");
+    p.outln(format_args!("    {secret}"));
+    p.outln("");
+    p.outln(format_args!(
+        "The same key after its fixed AGE-SECRET-KEY-1 prefix, in groups of four:"
+    ));
     for row in &grouped {
-        println!("    {row}");
+        p.outln(format_args!("    {row}"));
     }
-    println!();
-    println!(
+    p.outln("");
+    p.outln(format_args!(
         "Public part (now in secrets/recipients.txt): {}",
         key.public_key
-    );
-    println!();
-    println!("To use it, without kiln, with the stock age CLI:");
-    println!("  1. type the key into a file:  cat > recovery.txt   (paste or type, then Ctrl-D)");
-    println!("     age needs the one-line form: AGE-SECRET-KEY-1 then the groups, no spaces;");
-    println!("     kiln --identity also accepts the groups as typed: spaces, lowercase, no prefix");
-    println!("  2. read a secret:             age -d -i recovery.txt secrets/production/NAME.age");
-    println!("  With kiln, set a new passphrase: kiln secrets rekey --identity recovery.txt");
-    println!("============================================================");
-    eprintln!(
+    ));
+    p.outln("");
+    p.outln(format_args!(
+        "To use it, without kiln, with the stock age CLI:"
+    ));
+    p.outln(format_args!(
+        "  1. type the key into a file:  cat > recovery.txt   (paste or type, then Ctrl-D)"
+    ));
+    p.outln(format_args!(
+        "     age needs the one-line form: AGE-SECRET-KEY-1 then the groups, no spaces;"
+    ));
+    p.outln(format_args!(
+        "     kiln --identity also accepts the groups as typed: spaces, lowercase, no prefix"
+    ));
+    p.outln(format_args!(
+        "  2. read a secret:             age -d -i recovery.txt secrets/production/NAME.age"
+    ));
+    p.outln(format_args!(
+        "  With kiln, set a new passphrase: kiln secrets rekey --identity recovery.txt"
+    ));
+    p.outln(format_args!(
+        "============================================================"
+    ));
+    p.note(format_args!(
         "re-encrypted {} secret(s) to include the recovery key; clear your terminal scrollback \
          after printing",
         key.reencrypted
-    );
+    ));
 }
 
 #[cfg(test)]
@@ -675,11 +475,40 @@ mod tests {
     use super::*;
 
     #[test]
-    fn strip_newline_removes_one_line_ending() {
-        assert_eq!(strip_newline("a\n".into()), "a");
-        assert_eq!(strip_newline("a\r\n".into()), "a");
-        assert_eq!(strip_newline("a\n\n".into()), "a\n");
-        assert_eq!(strip_newline("a".into()), "a");
+    fn generating_for_an_undeclared_environment_is_an_error_and_creates_nothing() {
+        // Before: `required_secrets_for(env).unwrap_or_default()` turned an unknown
+        // environment into "nothing to generate" and created a vault for it anyway.
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(
+            dir.path().join("kiln.toml"),
+            "[project]\nname = \"t\"\ndomain = \"example.org\"\nacme_email = \"a@example.org\"\n\
+             [environments.lab]\ndomain = \"lab.example.org\"\nacme_ca = \"internal\"\n\
+             [environments.lab.hosts.web]\naddress = \"192.0.2.1\"\nadmin_user = \"admin\"\n",
+        )
+        .unwrap();
+        let pass = dir.path().join("pass");
+        std::fs::write(&pass, "a long enough passphrase").unwrap();
+        let global = crate::GlobalArgs {
+            config: Some(dir.path().to_owned()),
+        };
+        let ctx = Context::new(
+            &global,
+            crate::printer::Printer::new(crate::printer::Mode::Human),
+        );
+        let unlock = UnlockOptions {
+            passphrase_file: Some(pass),
+            ..Default::default()
+        };
+        let err = generate(&ctx, "nope", &unlock).unwrap_err();
+        assert_eq!(err.code, crate::error::INVALID_INPUT);
+        assert!(
+            err.report
+                .to_string()
+                .contains("environment `nope` is not declared"),
+            "{:?}",
+            err.report
+        );
+        assert!(!dir.path().join("secrets").exists());
     }
 
     #[test]

@@ -7,10 +7,10 @@ use std::process::ExitCode;
 use kiln_model::{Environment, Host, Model};
 use serde_json::{Value, json};
 
-use crate::GlobalArgs;
-use crate::commands::check::load_model;
-use crate::commands::dns::select_environments;
-use crate::exit::{CliError, CmdResult};
+use crate::context::Context;
+use crate::error::CmdResult;
+use crate::printer::Printer;
+use crate::render::table::align;
 
 /// Show the resolved model: what runs where, at which URL.
 #[derive(Debug, clap::Args)]
@@ -32,15 +32,14 @@ pub struct Args {
     pub json: bool,
 }
 
-pub fn run(global: &GlobalArgs, args: Args) -> CmdResult {
-    let model = load_model(global)?;
-    let envs = select_environments(&model, args.env.as_deref())?;
-    if args.json {
-        let text = serde_json::to_string_pretty(&to_json(&model, &envs))
-            .map_err(|e| CliError::failed(miette::miette!("cannot write JSON: {e}")))?;
-        println!("{text}");
+pub fn run(ctx: &Context, args: Args) -> CmdResult {
+    let model = ctx.model()?;
+    let envs = ctx.environments(args.env.as_deref())?;
+    let p = Printer::json_if(args.json);
+    if p.is_json() {
+        p.json(&to_json(model, &envs))?;
     } else {
-        print!("{}", render(&model, &envs));
+        p.out(render(model, &envs));
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -226,30 +225,6 @@ fn role_summary(role: &kiln_model::Role) -> String {
 
 fn row(cells: [&str; 5]) -> [String; 5] {
     cells.map(str::to_string)
-}
-
-/// Columns padded to their widest cell, separated by `sep`; no trailing spaces.
-pub fn align<const N: usize>(rows: &[[String; N]], sep: &str) -> String {
-    let mut widths = [0usize; N];
-    for r in rows {
-        for (w, c) in widths.iter_mut().zip(r.iter()) {
-            *w = (*w).max(c.chars().count());
-        }
-    }
-    let mut out = String::new();
-    for r in rows {
-        let mut line = String::new();
-        for (i, (c, w)) in r.iter().zip(widths.iter()).enumerate() {
-            if i > 0 {
-                line.push_str(sep);
-            }
-            line.push_str(c);
-            line.extend(std::iter::repeat_n(' ', w - c.chars().count()));
-        }
-        out.push_str(line.trim_end());
-        out.push('\n');
-    }
-    out
 }
 
 fn indent(text: &str, prefix: &str) -> String {

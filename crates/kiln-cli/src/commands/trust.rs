@@ -3,17 +3,17 @@
 //! provider's console, and after confirmation (or `--yes`) pins them into kiln.toml under
 //! `[environments.<env>.hosts.<role>] host_keys`, keeping the file's comments and layout.
 
-use std::io::{BufRead, IsTerminal, Write};
-use std::path::{Path, PathBuf};
+use std::io::{BufRead, IsTerminal};
+use std::path::Path;
 use std::process::ExitCode;
 
 use kiln_converge::host::keys::HostKey;
 use kiln_converge::host::ssh::keyscan;
 use toml_edit::{DocumentMut, Item};
 
-use crate::GlobalArgs;
-use crate::exit::{self, CliError, CmdResult};
-use crate::render::outln;
+use crate::context::Context;
+use crate::error::{self, CliError, CmdResult};
+use crate::printer::Printer;
 
 /// Check and pin a host's SSH host keys.
 #[derive(Debug, clap::Args)]
@@ -26,26 +26,6 @@ pub struct Args {
     /// Pin without asking (only after checking the fingerprints another way).
     #[arg(long, short = 'y')]
     yes: bool,
-}
-
-/// The nearest kiln.toml from the current folder upward, unless given.
-fn config_path(global: &GlobalArgs) -> Result<PathBuf, CliError> {
-    if let Some(p) = &global.config {
-        return Ok(p.clone());
-    }
-    let mut dir = std::env::current_dir()
-        .map_err(|e| CliError::failed(miette::miette!("cannot read the current folder: {e}")))?;
-    loop {
-        let candidate = dir.join("kiln.toml");
-        if candidate.exists() {
-            return Ok(candidate);
-        }
-        if !dir.pop() {
-            return Err(CliError::invalid(miette::miette!(
-                "no kiln.toml here or in a parent folder (use --config PATH)"
-            )));
-        }
-    }
 }
 
 /// Where a role's host is, read from the document.
@@ -121,9 +101,8 @@ pub fn find_host(
     })
 }
 
-fn confirm(question: &str) -> Result<bool, CliError> {
-    eprint!("{question} [y/N] ");
-    let _ = std::io::stderr().flush();
+fn confirm(p: &Printer, question: &str) -> Result<bool, CliError> {
+    p.prompt(format_args!("{question} [y/N] "));
     let mut line = String::new();
     std::io::stdin()
         .lock()
@@ -132,8 +111,9 @@ fn confirm(question: &str) -> Result<bool, CliError> {
     Ok(matches!(line.trim(), "y" | "Y" | "yes"))
 }
 
-pub fn run(global: &GlobalArgs, args: Args) -> CmdResult {
-    let path = config_path(global)?;
+pub fn run(ctx: &Context, args: Args) -> CmdResult {
+    let p = &ctx.printer;
+    let path = ctx.config_path()?.to_owned();
     let text = std::fs::read_to_string(&path)
         .map_err(|e| CliError::invalid(miette::miette!("cannot read {}: {e}", path.display())))?;
     let doc: DocumentMut = text
@@ -144,15 +124,12 @@ pub fn run(global: &GlobalArgs, args: Args) -> CmdResult {
     let keys = keyscan(&args.role, &entry.address, entry.port, 10)
         .map_err(|e| CliError::failed(miette::miette!("{e}")))?;
 
-    outln!(
+    p.outln(format_args!(
         "Host keys presented by {} ({} port {}, environment {}):",
-        args.role,
-        entry.address,
-        entry.port,
-        entry.env
-    );
+        args.role, entry.address, entry.port, entry.env
+    ));
     for k in &keys {
-        outln!("  {}", k.describe());
+        p.outln(format_args!("  {}", k.describe()));
     }
     let pinned: Vec<HostKey> = entry
         .pinned
@@ -161,47 +138,47 @@ pub fn run(global: &GlobalArgs, args: Args) -> CmdResult {
         .collect();
     let same = !pinned.is_empty() && pinned.iter().all(|p| keys.contains(p));
     if same {
-        outln!(
+        p.outln(format_args!(
             "\nThese keys are already pinned in {}. Nothing to do.",
             path.display()
-        );
-        return Ok(ExitCode::from(exit::SUCCESS));
+        ));
+        return Ok(ExitCode::from(error::SUCCESS));
     }
     if !pinned.is_empty() {
-        outln!("\nWARNING: kiln.toml pins different keys for this host:");
+        p.outln("\nWARNING: kiln.toml pins different keys for this host:");
         for k in &pinned {
-            outln!("  {}", k.describe());
+            p.outln(format_args!("  {}", k.describe()));
         }
-        outln!("A reinstalled server gets new keys; otherwise this may be an attack.");
+        p.outln("A reinstalled server gets new keys; otherwise this may be an attack.");
     }
-    outln!(
+    p.outln(format_args!(
         "\nCheck these fingerprints through a channel nobody can tamper with before trusting them:\n\
          open your provider's web console (VNC or serial console) for this server, log in, and run\n\
          \n    for f in /etc/ssh/ssh_host_*_key.pub; do ssh-keygen -lf \"$f\"; done\n\n\
          The SHA256:… values must be exactly the ones above. Some providers also print them in\n\
          the server's first-boot log (\"console output\")."
-    );
+    ));
     if !args.yes {
         if !std::io::stdin().is_terminal() {
             return Err(CliError::invalid(miette::miette!(
                 "not on a terminal: nothing pinned. Check the fingerprints, then run again with --yes"
             )));
         }
-        if !confirm(&format!("Pin these keys in {}?", path.display()))? {
-            outln!("Nothing pinned.");
-            return Ok(ExitCode::from(exit::FAILURE));
+        if !confirm(p, &format!("Pin these keys in {}?", path.display()))? {
+            p.outln("Nothing pinned.");
+            return Ok(ExitCode::from(error::FAILURE));
         }
     }
     let lines: Vec<String> = keys.iter().map(HostKey::line).collect();
     kiln_model::edit::set_host_keys(&path, &entry.env, &args.role, &lines)
         .map_err(|e| CliError::failed(miette::miette!("{e}")))?;
-    outln!(
+    p.outln(format_args!(
         "Pinned {} key(s) for {} in {}.",
         keys.len(),
         args.role,
         path.display()
-    );
-    Ok(ExitCode::from(exit::SUCCESS))
+    ));
+    Ok(ExitCode::from(error::SUCCESS))
 }
 
 #[cfg(test)]

@@ -2,18 +2,17 @@
 //! otherwise, JSON lines (each with a "host" field) on stdout with `--json`.
 
 use std::collections::BTreeMap;
-use std::io::IsTerminal;
 
 use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
 use kiln_converge::event::Event;
 use kiln_converge::run::HostUpdate;
 
-use super::outln;
+use crate::printer::Printer;
 
 /// How apply progress is shown.
 pub enum Renderer {
-    Json,
-    Plain,
+    Json(Printer),
+    Plain(Printer),
     Bars {
         multi: MultiProgress,
         bars: BTreeMap<String, ProgressBar>,
@@ -22,22 +21,22 @@ pub enum Renderer {
 
 impl Renderer {
     /// JSON lines with `json`; bars on a terminal; plain lines otherwise.
-    pub fn new(json: bool) -> Renderer {
+    pub fn new(printer: Printer, json: bool) -> Renderer {
         if json {
-            Renderer::Json
-        } else if std::io::stderr().is_terminal() {
+            Renderer::Json(printer)
+        } else if printer.stderr_is_terminal() {
             Renderer::Bars {
                 multi: MultiProgress::new(),
                 bars: BTreeMap::new(),
             }
         } else {
-            Renderer::Plain
+            Renderer::Plain(printer)
         }
     }
 
     fn event(&mut self, host: &str, update: &HostUpdate) {
         match self {
-            Renderer::Json => {
+            Renderer::Json(p) => {
                 let mut v = match update {
                     HostUpdate::Event(e) => serde_json::to_value(e).unwrap_or_default(),
                     HostUpdate::Started => serde_json::json!({ "event": "connecting" }),
@@ -49,30 +48,28 @@ impl Renderer {
                 if let Some(obj) = v.as_object_mut() {
                     obj.insert("host".into(), host.into());
                 }
-                outln!("{v}");
+                p.outln(v);
             }
-            Renderer::Plain => match update {
-                HostUpdate::Started => eprintln!("[{host}] connecting"),
+            Renderer::Plain(p) => match update {
+                HostUpdate::Started => p.note(format_args!("[{host}] connecting")),
                 HostUpdate::Event(Event::Applying {
                     index,
                     total,
                     id,
                     op,
-                }) => {
-                    eprintln!("[{host}] ({}/{total}) {op} {id}", index + 1)
-                }
+                }) => p.note(format_args!("[{host}] ({}/{total}) {op} {id}", index + 1)),
                 HostUpdate::Event(Event::Failed { id, op, error, .. }) => {
-                    eprintln!("[{host}] FAILED {op} {id}: {error}")
+                    p.note(format_args!("[{host}] FAILED {op} {id}: {error}"))
                 }
                 HostUpdate::Event(Event::Warning { message }) => {
-                    eprintln!("[{host}] warning: {message}")
+                    p.note(format_args!("[{host}] warning: {message}"))
                 }
                 HostUpdate::Event(Event::Error { message }) => {
-                    eprintln!("[{host}] error: {message}")
+                    p.note(format_args!("[{host}] error: {message}"))
                 }
-                HostUpdate::Event(Event::Finished { applied, ms, .. }) => {
-                    eprintln!("[{host}] done: {applied} change(s) in {ms} ms")
-                }
+                HostUpdate::Event(Event::Finished { applied, ms, .. }) => p.note(format_args!(
+                    "[{host}] done: {applied} change(s) in {ms} ms"
+                )),
                 _ => {}
             },
             Renderer::Bars { multi, bars } => {
