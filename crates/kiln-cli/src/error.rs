@@ -140,6 +140,12 @@ impl From<kiln_model::edit::EditError> for CliError {
     }
 }
 
+impl From<kiln_ops::trust::TrustError> for CliError {
+    fn from(e: kiln_ops::trust::TrustError) -> Self {
+        CliError::from_parts(e.is_bad_input(), e.to_string(), e.hint())
+    }
+}
+
 /// Renders the error (unless already rendered) and turns it into the process exit code.
 pub fn finish(result: CmdResult) -> ExitCode {
     match result {

@@ -24,4 +24,5 @@ pub mod jobs;
 pub mod lab;
 pub mod session;
 pub mod target;
+pub mod trust;
 pub mod vault;
