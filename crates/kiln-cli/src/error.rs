@@ -146,6 +146,47 @@ impl From<kiln_ops::trust::TrustError> for CliError {
     }
 }
 
+impl From<kiln_ops::lab::UpError> for CliError {
+    fn from(e: kiln_ops::lab::UpError) -> Self {
+        CliError::from_parts(e.is_bad_input(), e.to_string(), None)
+    }
+}
+
+/// A demo failure as the terminal shows it: the step, then what went wrong in it (with
+/// its hint); an invalid kiln.toml has its diagnostics rendered to stderr first.
+pub fn demo_report(e: &kiln_ops::workflows::demo::DemoError) -> CliError {
+    use kiln_ops::workflows::demo::{DemoError, StepError};
+    let code = if e.is_bad_input() {
+        INVALID_INPUT
+    } else {
+        FAILURE
+    };
+    let report = match e {
+        DemoError::Step { error, .. } => {
+            if let StepError::Config { diagnostics, .. } = error.as_ref() {
+                let p = crate::printer::Printer::new(crate::printer::Mode::Human);
+                p.prompt(diagnostics.render(p.width(), p.colors()));
+            }
+            let inner = match e.hint() {
+                Some(h) => miette::miette!(help = h, "{error}"),
+                None => miette::miette!("{error}"),
+            };
+            inner.wrap_err(e.to_string())
+        }
+        _ => match e.hint() {
+            Some(h) => miette::miette!(help = h, "{e}"),
+            None => miette::miette!("{e}"),
+        },
+    };
+    CliError { code, report }
+}
+
+impl From<kiln_ops::workflows::demo::DemoError> for CliError {
+    fn from(e: kiln_ops::workflows::demo::DemoError) -> Self {
+        demo_report(&e)
+    }
+}
+
 /// Renders the error (unless already rendered) and turns it into the process exit code.
 pub fn finish(result: CmdResult) -> ExitCode {
     match result {

@@ -70,7 +70,7 @@ fn main() -> ExitCode {
         Command::Show(args) => commands::show::run(&ctx, args),
         Command::Secrets(args) => commands::secrets::run(&ctx, args),
         Command::Import(args) => commands::import::run(&ctx, args),
-        Command::Lab(args) => commands::lab::run(&cli.global, args),
+        Command::Lab(args) => commands::lab::run(&ctx, args),
         Command::Trust(args) => commands::trust::run(&ctx, args),
         Command::Plan(args) => commands::plan::run(&ctx, args),
         Command::Apply(args) => commands::apply::run(&ctx, args),

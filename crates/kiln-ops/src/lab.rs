@@ -1,15 +1,101 @@
 //! The lab as the rest of kiln sees it: which servers a kiln.toml's `lab` environment asks
-//! for, and recording the started servers (addresses, SSH ports, admin user, host keys)
-//! back into that environment.
+//! for, starting them and recording them (addresses, SSH ports, admin user, host keys)
+//! back into that environment, and finding the operator key of the running lab that
+//! serves an environment (so plan and apply need no `--identity` for it).
 //!
 //! Owns: the mapping between the model's `lab` environment and kiln-lab's servers.
 //! Must not: boot or tear down servers itself (kiln-lab does), edit kiln.toml other than
-//! through `kiln_model::edit`, or print.
+//! through `kiln_model::edit`, prompt (consent to install prerequisites arrives as
+//! `install_missing`), or print.
 
 use std::path::{Path, PathBuf};
 
 use kiln_model::Model;
 use kiln_model::edit::{EditError, LAB_ENVIRONMENT, LabHost};
+
+/// How `kiln lab up` (or a workflow) wants its lab.
+#[derive(Clone, Default)]
+pub struct UpOptions {
+    /// The lab's name.
+    pub name: String,
+    /// Numbered servers (`server1..N`); `None`: one per host role of the model's `lab`
+    /// environment, else one.
+    pub servers: Option<usize>,
+    /// Servers that are qemu VMs.
+    pub vms: Vec<String>,
+    /// Consent to install missing host prerequisites with apt.
+    pub install_missing: bool,
+    /// Also an S3 server with Object Lock.
+    pub s3: Option<kiln_lab::S3Options>,
+    /// Where labs live (default: the system's).
+    pub roots: kiln_lab::Roots,
+    /// Where the lab's progress goes.
+    pub progress: Option<kiln_lab::Progress>,
+}
+
+/// A lab could not be brought up.
+#[derive(Debug, thiserror::Error)]
+pub enum UpError {
+    #[error("--servers must be at least 1 (or give --vm NAME)")]
+    NoServers,
+    #[error(transparent)]
+    Lab(#[from] kiln_lab::LabError),
+    #[error("the lab is up but recording its servers failed: {0}")]
+    Record(#[from] EditError),
+}
+
+impl UpError {
+    /// Whether the user gave something kiln cannot use.
+    pub fn is_bad_input(&self) -> bool {
+        matches!(
+            self,
+            UpError::NoServers
+                | UpError::Lab(
+                    kiln_lab::LabError::InvalidName { .. }
+                        | kiln_lab::LabError::UnknownServer { .. }
+                )
+        )
+    }
+}
+
+/// The lab options for `opts`, with servers named after the model's `lab` roles.
+pub fn lab_options(
+    opts: &UpOptions,
+    model: Option<&Model>,
+) -> Result<kiln_lab::LabOptions, UpError> {
+    let mut lab = kiln_lab::LabOptions {
+        name: opts.name.clone(),
+        install_missing: opts.install_missing,
+        s3: opts.s3.clone(),
+        roots: opts.roots.clone(),
+        progress: opts.progress.clone(),
+        vms: opts.vms.clone(),
+        ..Default::default()
+    };
+    let roles = model.map(roles).unwrap_or_default();
+    match opts.servers {
+        Some(n) => lab.servers = n,
+        None if !roles.is_empty() => lab.server_names = roles,
+        // `--vm NAME` alone: just the VM.
+        None if !opts.vms.is_empty() => lab.servers = 0,
+        None => lab.servers = 1,
+    }
+    if lab.servers == 0 && lab.server_names.is_empty() && lab.vms.is_empty() {
+        return Err(UpError::NoServers);
+    }
+    Ok(lab)
+}
+
+/// Starts the lab and, with a kiln.toml (`config`, already loaded as `model`), records its
+/// servers in the `lab` environment. A failure to record tears the new lab down.
+pub fn up(opts: &UpOptions, config: Option<(&Path, &Model)>) -> Result<kiln_lab::Lab, UpError> {
+    let lab = kiln_lab::Lab::start(lab_options(opts, config.map(|(_, m)| m))?)?;
+    if let Some((path, _)) = config {
+        // On error `lab` is dropped here, which tears it down.
+        record(path, lab.servers())?;
+    }
+    Ok(lab)
+}
 
 /// The host roles of the model's `lab` environment (empty when it has none), in the
 /// model's order (sorted by role).
@@ -103,6 +189,39 @@ mod tests {
         let key = roots.lab_dir(name).join("id_ed25519");
         std::fs::write(&key, "not really a key").unwrap();
         key
+    }
+
+    #[test]
+    fn servers_are_named_after_the_lab_roles_unless_counted() {
+        let m = kiln_model::parse_str(
+            "kiln.toml",
+            "[project]\nname = \"t\"\ndomain = \"example.org\"\nacme_email = \"a@example.org\"\n[environments.lab]\ndomain = \"lab.example.org\"\nacme_ca = \"internal\"\n[environments.lab.hosts.web]\naddress = \"10.77.0.11\"\nadmin_user = \"kiln\"\n[environments.lab.hosts.db]\naddress = \"10.77.0.12\"\nadmin_user = \"kiln\"\n",
+            Path::new("."),
+        )
+        .unwrap_or_else(|d| panic!("{}", d.render(100, false)));
+        let opts = UpOptions {
+            name: "t".into(),
+            ..Default::default()
+        };
+        let lab = lab_options(&opts, Some(&m)).unwrap();
+        assert_eq!(lab.server_names, ["db", "web"]);
+        let lab = lab_options(&opts, None).unwrap();
+        assert_eq!((lab.servers, lab.server_names.len()), (1, 0));
+        let counted = UpOptions {
+            servers: Some(3),
+            ..opts.clone()
+        };
+        assert_eq!(lab_options(&counted, Some(&m)).unwrap().servers, 3);
+        let vm_only = UpOptions {
+            vms: vec!["vm1".into()],
+            ..opts.clone()
+        };
+        assert_eq!(lab_options(&vm_only, None).unwrap().servers, 0);
+        let none = UpOptions {
+            servers: Some(0),
+            ..opts
+        };
+        assert!(matches!(lab_options(&none, None), Err(UpError::NoServers)));
     }
 
     #[test]

@@ -8,14 +8,13 @@
 //! - [`target`]: which environment and which hosts (one rule for the default environment);
 //! - [`vault`]: opening an environment's vault from library options (no terminal here: a
 //!   passphrase prompt is a callback the CLI provides);
-//!
 //! - [`jobs`]: the hosts to work on, with their desired states and connections;
-//! - [`session`]: plan and apply sessions over those jobs, one result per host;
-//! - [`lab`]: the model's `lab` environment and the lab's servers (roles, recording,
-//!   the operator key);
-//!
-//! and, built on those, plan and apply sessions and workflows (the lab demo, later
-//! recover, drill and move) that report through typed events only.
+//! - [`session`]: plan and apply sessions over those jobs, one result for every host;
+//! - [`trust`]: first contact with a host, its keys compared with the pinned ones;
+//! - [`lab`]: the model's `lab` environment and the lab's servers (roles, bringing them
+//!   up and recording them, the operator key that reaches them);
+//! - [`workflows`]: multi-step operations (the lab demo; later recover, drill and move),
+//!   each reporting through its own typed events.
 //!
 //! Nothing here prints, prompts or knows about clap.
 
@@ -26,3 +25,4 @@ pub mod session;
 pub mod target;
 pub mod trust;
 pub mod vault;
+pub mod workflows;

@@ -4,11 +4,8 @@
 
 use std::process::ExitCode;
 
-use kiln_model::Model;
-
-use crate::GlobalArgs;
 use crate::context::Context;
-use crate::error::{CliError, CmdResult};
+use crate::error::CmdResult;
 
 /// Validate kiln.toml and report every error.
 #[derive(Debug, clap::Args)]
@@ -63,14 +60,4 @@ pub fn run(ctx: &Context, _args: Args) -> CmdResult {
 
 fn plural(n: usize) -> &'static str {
     if n == 1 { "" } else { "s" }
-}
-
-/// Loads and validates kiln.toml as every command does (stand-in for the commands that
-/// are not on the context yet: plan, apply, demo).
-pub fn load_model(global: &GlobalArgs) -> Result<Model, CliError> {
-    let ctx = Context::new(
-        global,
-        crate::printer::Printer::new(crate::printer::Mode::Human),
-    );
-    ctx.into_model()
 }

@@ -4,7 +4,6 @@ pub mod agent;
 pub mod apply;
 pub mod check;
 pub mod completions;
-pub mod demo;
 pub mod dns;
 pub mod import;
 pub mod init;

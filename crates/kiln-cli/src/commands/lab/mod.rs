@@ -1,16 +1,18 @@
 //! `kiln lab`: throwaway Debian servers on this machine, to test and rehearse. Thin layer over
 //! `kiln_lab`: argument parsing, progress lines, tables; the work happens in the library.
 
+mod demo;
+
 use std::io::IsTerminal;
-use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Instant;
 
-use kiln_lab::{Lab, LabOptions, Roots};
+use kiln_lab::{Lab, Roots};
 
-use crate::GlobalArgs;
+use crate::context::Context;
 use crate::error::{CliError, CmdResult};
+use crate::printer::Printer;
 
 /// Throwaway servers on this machine, to test and rehearse.
 #[derive(Debug, clap::Args)]
@@ -42,7 +44,7 @@ enum LabCommand {
     /// up after a crashed run.
     Down(DownArgs),
     /// kiln end to end on an embedded example: lab servers, vault, plan, apply, a web page.
-    Demo(super::demo::Args),
+    Demo(demo::Args),
 }
 
 #[derive(Debug, clap::Args)]
@@ -121,28 +123,30 @@ fn failed(e: kiln_lab::LabError) -> CliError {
     }
 }
 
-pub fn run(global: &GlobalArgs, args: Args) -> CmdResult {
+pub fn run(ctx: &Context, args: Args) -> CmdResult {
+    let p = &ctx.printer;
     match args.command {
-        LabCommand::Up(a) => up(global, a),
-        LabCommand::Status(a) => status(a),
+        LabCommand::Up(a) => up(ctx, a),
+        LabCommand::Status(a) => status(p, a),
         LabCommand::Ssh(a) => ssh(a),
-        LabCommand::Image(a) => image(a),
-        LabCommand::Down(a) => down(a),
-        LabCommand::Demo(a) => super::demo::run(global, a),
+        LabCommand::Image(a) => image(p, a),
+        LabCommand::Down(a) => down(p, a),
+        LabCommand::Demo(a) => demo::run(ctx, a),
     }
 }
 
-/// The kiln.toml `lab up` records its servers in, when there is one (the one rule of
-/// `kiln_ops::config::locate`; no kiln.toml is fine here: the lab then has numbered servers).
-fn config_path(global: &GlobalArgs) -> Option<PathBuf> {
-    let cwd = std::env::current_dir().ok()?;
-    kiln_ops::config::locate(global.config.as_deref(), &cwd).ok()
-}
-
-fn up(global: &GlobalArgs, a: UpArgs) -> CmdResult {
-    let config = config_path(global);
-    let mut opts = LabOptions {
+fn up(ctx: &Context, a: UpArgs) -> CmdResult {
+    let p = ctx.printer;
+    // With a kiln.toml (the one rule of `kiln_ops::config::locate`), one server per host
+    // role of its `lab` environment, recorded there; without one, numbered servers.
+    let config = match ctx.config_path() {
+        Ok(path) => Some((path.to_owned(), ctx.model()?)),
+        Err(_) => None,
+    };
+    let mut opts = kiln_ops::lab::UpOptions {
         name: a.lab.name.clone(),
+        servers: a.servers,
+        vms: a.vms.clone(),
         install_missing: a.yes,
         s3: a.s3.clone().map(|bucket| kiln_lab::S3Options {
             bucket,
@@ -151,31 +155,8 @@ fn up(global: &GlobalArgs, a: UpArgs) -> CmdResult {
         }),
         ..Default::default()
     };
-    match (a.servers, &config) {
-        (Some(n), _) => opts.servers = n,
-        (None, Some(path)) => {
-            let model = super::check::load_model(&GlobalArgs {
-                config: Some(path.clone()),
-            })?;
-            let roles = kiln_ops::lab::roles(&model);
-            if roles.is_empty() {
-                opts.servers = 1;
-            } else {
-                opts.server_names = roles;
-            }
-        }
-        (None, None) => opts.servers = 1,
-    }
-    if !a.vms.is_empty() && a.servers.is_none() && opts.server_names.is_empty() {
-        // `--vm NAME` alone: just the VM.
-        opts.servers = 0;
-    }
-    opts.vms = a.vms.clone();
-    if opts.servers == 0 && opts.server_names.is_empty() && opts.vms.is_empty() {
-        return Err(CliError::invalid(miette::miette!(
-            "--servers must be at least 1 (or give --vm NAME)"
-        )));
-    }
+    // Refused before asking anything.
+    kiln_ops::lab::lab_options(&opts, config.as_ref().map(|(_, m)| *m))?;
     if !a.yes && std::io::stdin().is_terminal() {
         let missing = kiln_lab::prereq::missing(kiln_lab::prereq::Needs {
             s3: a.s3.is_some(),
@@ -183,11 +164,11 @@ fn up(global: &GlobalArgs, a: UpArgs) -> CmdResult {
         });
         if !missing.is_empty() && kiln_lab::prereq::is_root() && kiln_lab::prereq::is_debian_like()
         {
-            eprintln!("The lab needs these packages:");
+            p.note("The lab needs these packages:");
             for r in &missing {
-                eprintln!("  {} ({}): {}", r.package, r.program, r.why);
+                p.note(format_args!("  {} ({}): {}", r.package, r.program, r.why));
             }
-            eprint!("Install them with apt now? [y/N] ");
+            p.prompt("Install them with apt now? [y/N] ");
             let mut answer = String::new();
             let _ = std::io::stdin().read_line(&mut answer);
             opts.install_missing = matches!(answer.trim(), "y" | "Y" | "yes");
@@ -195,45 +176,52 @@ fn up(global: &GlobalArgs, a: UpArgs) -> CmdResult {
     }
     let started = Instant::now();
     opts.progress = Some(Arc::new(move |m: &str| {
-        eprintln!("[{:5.1}s] {m}", started.elapsed().as_secs_f64())
+        p.note(format_args!(
+            "[{:5.1}s] {m}",
+            started.elapsed().as_secs_f64()
+        ))
     }));
-    let lab = Lab::start(opts).map_err(failed)?;
-    if let Some(path) = &config {
-        kiln_ops::lab::record(path, lab.servers())
-            .map_err(|e| CliError::failed(miette::miette!("{e}")))?;
-        eprintln!(
+    let lab = kiln_ops::lab::up(&opts, config.as_ref().map(|(path, m)| (path.as_path(), *m)))?;
+    if let Some((path, _)) = &config {
+        p.note(format_args!(
             "recorded the lab hosts' addresses and host keys in {}",
             path.display()
-        );
+        ));
     }
-    println!(
+    p.outln(format_args!(
         "lab `{}` is up ({:.1} s):",
         lab.name(),
         started.elapsed().as_secs_f64()
-    );
+    ));
     for s in lab.servers() {
-        println!(
+        p.outln(format_args!(
             "  {:<12} {}  ssh {}@{}  (kiln lab ssh {})",
             s.name, s.address, s.admin_user, s.address, s.name
-        );
+        ));
     }
-    println!("  operator key: {}", lab.identity_file().display());
-    println!("  known_hosts:  {}", lab.known_hosts().display());
-    println!("  apt proxy:    {}", lab.apt_proxy());
+    p.outln(format_args!(
+        "  operator key: {}",
+        lab.identity_file().display()
+    ));
+    p.outln(format_args!(
+        "  known_hosts:  {}",
+        lab.known_hosts().display()
+    ));
+    p.outln(format_args!("  apt proxy:    {}", lab.apt_proxy()));
     if let Some(s3) = lab.s3() {
-        println!(
+        p.outln(format_args!(
             "  s3:           {} bucket {} (Object Lock COMPLIANCE {} days); credentials in {}",
             s3.endpoint,
             s3.bucket,
             s3.retention_days,
             lab.dir().join("state.json").display()
-        );
+        ));
     }
     lab.detach();
     Ok(ExitCode::SUCCESS)
 }
 
-fn status(a: StatusArgs) -> CmdResult {
+fn status(p: &Printer, a: StatusArgs) -> CmdResult {
     let labs = kiln_lab::status(&Roots::default()).map_err(failed)?;
     if a.json {
         let v: Vec<serde_json::Value> = labs
@@ -249,29 +237,32 @@ fn status(a: StatusArgs) -> CmdResult {
                 })
             })
             .collect();
-        println!("{}", serde_json::to_string_pretty(&v).unwrap_or_default());
+        p.json(&v)?;
         return Ok(ExitCode::SUCCESS);
     }
     if labs.is_empty() {
-        println!("no lab is running");
+        p.outln("no lab is running");
     }
     for l in labs {
-        println!("lab `{}` (host side {})", l.name, l.host_address);
+        p.outln(format_args!(
+            "lab `{}` (host side {})",
+            l.name, l.host_address
+        ));
         for (s, alive, mem) in &l.servers {
-            println!(
+            p.outln(format_args!(
                 "  {:<12} {:<9} {:<14} {:<8} {:>6.1} MiB",
                 s.name,
                 s.kind.word(),
                 s.address,
                 if *alive { "running" } else { "stopped" },
                 *mem as f64 / 1024.0
-            );
+            ));
         }
         if let Some(s3) = &l.s3 {
-            println!(
+            p.outln(format_args!(
                 "  s3           {} bucket {} (Object Lock, {} days)",
                 s3.endpoint, s3.bucket, s3.retention_days
-            );
+            ));
         }
     }
     Ok(ExitCode::SUCCESS)
@@ -290,22 +281,26 @@ fn ssh(a: SshArgs) -> CmdResult {
     Ok(ExitCode::from(status.code().map(|c| c as u8).unwrap_or(1)))
 }
 
-fn image(a: ImageArgs) -> CmdResult {
+fn image(p: &Printer, a: ImageArgs) -> CmdResult {
     let mut lab = Lab::attach(&Roots::default(), &a.lab.name).map_err(failed)?;
     let started = Instant::now();
+    let progress = *p;
     lab.set_progress(Some(Arc::new(move |m: &str| {
-        eprintln!("[{:5.1}s] {m}", started.elapsed().as_secs_f64())
+        progress.note(format_args!(
+            "[{:5.1}s] {m}",
+            started.elapsed().as_secs_f64()
+        ))
     })));
     let reference = lab.load_image(&a.server, &a.image).map_err(failed)?;
-    println!(
+    p.outln(format_args!(
         "{reference} loaded into {} ({:.1} s)",
         a.server,
         started.elapsed().as_secs_f64()
-    );
+    ));
     Ok(ExitCode::SUCCESS)
 }
 
-fn down(a: DownArgs) -> CmdResult {
+fn down(p: &Printer, a: DownArgs) -> CmdResult {
     let roots = Roots::default();
     let cleaned = if a.all {
         kiln_lab::down_all(&roots)
@@ -314,9 +309,9 @@ fn down(a: DownArgs) -> CmdResult {
     }
     .map_err(failed)?;
     if cleaned.is_empty() {
-        println!("nothing to remove");
+        p.outln("nothing to remove");
     } else {
-        println!(
+        p.outln(format_args!(
             "removed: {} processes, {} cgroups, {} mounts, {} loop devices, {} namespaces, {} links, {} folders",
             cleaned.processes,
             cleaned.cgroups,
@@ -325,7 +320,7 @@ fn down(a: DownArgs) -> CmdResult {
             cleaned.namespaces,
             cleaned.links,
             cleaned.folders
-        );
+        ));
     }
     Ok(ExitCode::SUCCESS)
 }
