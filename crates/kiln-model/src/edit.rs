@@ -172,6 +172,19 @@ fn table<'a>(parent: &'a mut Table, key: &str, what: &str) -> Result<&'a mut Tab
         .ok_or_else(|| format!("`{what}` must be a table"))
 }
 
+/// Sets `key` to `new`, keeping the comment and spacing around an existing value.
+fn set(table: &mut Table, key: &str, mut new: Value) {
+    match table.get_mut(key).and_then(Item::as_value_mut) {
+        Some(old) => {
+            *new.decor_mut() = old.decor().clone();
+            *old = new;
+        }
+        None => {
+            table.insert(key, Item::Value(new));
+        }
+    }
+}
+
 fn record(doc: &mut DocumentMut, hosts: &[LabHost]) -> Result<(), String> {
     let envs = table(doc.as_table_mut(), "environments", "environments")?;
     let lab = table(envs, LAB_ENVIRONMENT, "environments.lab")?;
@@ -184,10 +197,14 @@ fn record(doc: &mut DocumentMut, hosts: &[LabHost]) -> Result<(), String> {
             &format!("environments.lab.hosts.{}", h.role),
         )?;
         host.set_implicit(false);
-        host["address"] = value(h.address.clone());
-        host["ssh_port"] = value(i64::from(h.ssh_port));
-        host["admin_user"] = value(h.admin_user.clone());
-        host["host_keys"] = Item::Value(Value::Array(keys_array(&h.host_keys, true)));
+        set(host, "address", h.address.clone().into());
+        set(host, "ssh_port", i64::from(h.ssh_port).into());
+        set(host, "admin_user", h.admin_user.clone().into());
+        set(
+            host,
+            "host_keys",
+            Value::Array(keys_array(&h.host_keys, true)),
+        );
     }
     Ok(())
 }
@@ -292,6 +309,17 @@ host_keys = ["ssh-ed25519 OLD"]
         );
         assert!(out.contains("os = \"debian\" # keep me"), "{out}");
         assert!(out.contains("address = \"10.77.1.11\""), "{out}");
+        // A value's own comment stays with the new value.
+        let mut doc: DocumentMut =
+            "[environments.lab.hosts.web]\naddress = \"10.0.0.1\"   # replaced\n"
+                .parse()
+                .unwrap();
+        record(&mut doc, &[lab_host("web", "10.77.1.11")]).unwrap();
+        assert!(
+            doc.to_string()
+                .contains("address = \"10.77.1.11\"   # replaced\n"),
+            "{doc}"
+        );
         assert!(
             out.contains("[environments.lab.hosts.monitoring]\naddress = \"10.77.1.12\""),
             "{out}"
