@@ -1,6 +1,7 @@
 //! `kiln plan`: shows, per host, what `kiln apply` would create, change and remove, with
 //! unified diffs of files (secrets redacted) and a summary. Exit 0 when nothing would
-//! change, 3 when changes are pending, 1/2 on errors.
+//! change, 3 when changes are pending, 1/2 on errors. Its one side effect on a host (the
+//! agent shipped, older copies removed) is stated in `--help`.
 //!
 //! Arguments and rendering only: the hosts come from `kiln_ops::jobs`, the plans from a
 //! `kiln_ops::session` (one result for every selected host).
@@ -13,7 +14,21 @@ use crate::error::{self, CliError, CmdResult};
 use crate::render::plan::render_plan;
 
 /// Show what apply would change on each host.
+///
+/// Changes nothing the plan lists. To observe a host, kiln runs its agent there: when the
+/// host does not have this version of kiln yet, plan uploads it to
+/// /var/lib/kiln/bin/kiln-<sha256> (as root, through sudo) and deletes the agent copies
+/// there that are older than 7 days. Nothing else is written on the host.
 #[derive(Debug, clap::Args)]
+#[command(
+    after_help = "Exit status: 0 nothing would change, 3 changes are pending, 1 a host \
+could not be planned, 2 bad input.
+
+Examples:
+  kiln plan --env staging              every host of staging
+  kiln plan --env lab --host services  one host (the lab's operator key is found by itself)
+  kiln plan --json | jq .plan.changes  machine-readable plans, one object per host"
+)]
 pub struct Args {
     #[command(flatten)]
     pub target: Targeting,
