@@ -51,6 +51,7 @@ pub enum Command {
     #[command(hide = true)]
     Agent(commands::agent::Args),
     Completions(commands::completions::Args),
+    Util(commands::util::Args),
 }
 
 fn main() -> ExitCode {
@@ -68,6 +69,7 @@ fn main() -> ExitCode {
         Command::Apply(args) => commands::apply::run(&cli.global, args),
         Command::Agent(args) => commands::agent::run(&cli.global, args),
         Command::Completions(args) => commands::completions::run(args),
+        Command::Util(args) => commands::util::run(args),
     };
     exit::finish(result)
 }
