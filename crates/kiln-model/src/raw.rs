@@ -129,10 +129,12 @@ pub(crate) struct RawService {
     /// default subdomain; services not reachable over HTTP have none).
     #[schemars(with = "Option<String>")]
     pub subdomain: Option<S<String>>,
-    /// Pinned version: the container image's tag (required by every kind of the catalog).
+    /// Pinned version: the container image's tag (each kind below says whether it is
+    /// required).
     #[schemars(with = "Option<String>")]
     pub version: Option<S<String>>,
-    /// Options of the kind, e.g. `options = { server_name = "example.org" }`.
+    /// Options of the kind (each kind below lists its own), e.g.
+    /// `options = { server_name = "example.org", database = "postgres" }`.
     #[serde(default)]
     #[schemars(with = "BTreeMap<String, serde_json::Value>")]
     pub options: BTreeMap<S<String>, S<toml::Value>>,

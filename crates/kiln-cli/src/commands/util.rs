@@ -9,6 +9,7 @@
 //! Nothing else: this module writes files and prints which.
 
 use std::fmt::Write as _;
+use std::io::Write as _;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
@@ -53,8 +54,14 @@ const REGENERATE: &str = "cargo run -q -- util generate-docs";
 pub fn run(args: Args) -> CmdResult {
     match args.command {
         UtilCommand::ConfigSchema => {
-            print!("{}", kiln_model::reference::config_schema_json());
-            Ok(ExitCode::SUCCESS)
+            let schema = kiln_model::reference::config_schema_json();
+            match std::io::stdout().lock().write_all(schema.as_bytes()) {
+                // `kiln util config-schema | head` is not a failure.
+                Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => Err(CliError::failed(
+                    miette::miette!("cannot write the schema: {e}"),
+                )),
+                _ => Ok(ExitCode::SUCCESS),
+            }
         }
         UtilCommand::GenerateDocs(g) => generate(&g),
     }
