@@ -20,6 +20,7 @@ mod diagnostic;
 pub mod dns;
 mod model;
 mod raw;
+pub mod reference;
 mod secrets;
 pub mod ssh_key;
 mod validate;

@@ -13,3 +13,4 @@ pub mod plan;
 pub mod secrets;
 pub mod show;
 pub mod trust;
+pub mod util;
