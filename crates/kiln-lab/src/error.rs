@@ -97,6 +97,10 @@ pub enum LabError {
         message: String,
     },
 
+    /// A call to an S3 server failed (the error names the operation and endpoint).
+    #[error(transparent)]
+    S3Api(#[from] kiln_s3::S3Error),
+
     #[error("image `{image}`: {message}")]
     Image { image: String, message: String },
 }

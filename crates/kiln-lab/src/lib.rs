@@ -19,11 +19,10 @@ pub mod process;
 pub mod proxy;
 pub mod s3;
 pub mod server;
-pub mod sigv4;
 pub mod vm;
 
 pub use error::{LabError, Result};
 pub use lab::{Cleaned, Lab, LabOptions, LabStatus, Progress, down, down_all, status};
-pub use layout::{LabState, Roots, ServerKind, ServerState};
-pub use s3::{Credentials, S3Client, S3Options, S3State};
+pub use layout::{LabState, Roots, S3State, ServerKind, ServerState};
+pub use s3::{Credentials, S3Client, S3Options};
 pub use server::Server;
