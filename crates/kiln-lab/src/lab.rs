@@ -7,7 +7,6 @@ use std::fmt;
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Output};
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
@@ -17,8 +16,7 @@ use crate::layout::{self, ADMIN_USER, LabState, Roots, ServerKind as Kind, Serve
 use crate::server::{self, NewServer, Server};
 use crate::{image, mirror, net, prereq, process, proxy};
 
-/// Receives one line per step (for a progress display); the library never prints.
-pub type Progress = Arc<dyn Fn(&str) + Send + Sync>;
+use crate::event::{LabEvent, Progress};
 
 /// How to start a lab.
 #[derive(Clone)]
@@ -197,9 +195,9 @@ impl Lab {
         for n in names.iter().chain(&opts.vms) {
             layout::validate_server_name(n)?;
         }
-        let say = |m: &str| {
+        let say = |e: &LabEvent| {
             if let Some(p) = &opts.progress {
-                p(m)
+                p(e)
             }
         };
         prereq::ensure(
@@ -222,10 +220,9 @@ impl Lab {
                     lab: opts.name.clone(),
                 });
             }
-            say(&format!(
-                "cleaning up what a previous run of lab `{}` left",
-                opts.name
-            ));
+            say(&LabEvent::CleaningUp {
+                lab: opts.name.clone(),
+            });
             teardown_lab(&roots, &opts.name)?;
         }
         let index = allocate_index(&roots, &opts.name)?;
@@ -295,13 +292,12 @@ impl Lab {
         }
         let started = Instant::now();
         let s3 = crate::s3::start(&self.roots, &self.state.name, self.host_address(), opts)?;
-        self.say(&format!(
-            "S3 server at {} (bucket {} with Object Lock, COMPLIANCE {} days) in {:.1} s",
-            s3.endpoint,
-            s3.bucket,
-            s3.retention_days,
-            started.elapsed().as_secs_f64()
-        ));
+        self.say(LabEvent::S3Ready {
+            endpoint: s3.endpoint.clone(),
+            bucket: s3.bucket.clone(),
+            retention_days: s3.retention_days,
+            elapsed: started.elapsed(),
+        });
         self.state.s3 = Some(s3.clone());
         self.state.save(&self.roots)?;
         Ok(self.state.s3.get_or_insert(s3))
@@ -329,7 +325,7 @@ impl Lab {
             message: "unknown lab image (known: postgres, caddy, synapse)".into(),
         })?;
         self.server(server)?;
-        let say = |m: &str| self.say(m);
+        let say = |e: &LabEvent| self.say(e.clone());
         let mirror = mirror::host_mirror()?;
         let tar = crate::images::ensure_image(&self.roots, &mirror, &recipe, &say)?;
         if !self
@@ -337,7 +333,9 @@ impl Lab {
             .status
             .success()
         {
-            self.say(&format!("installing podman on {server}"));
+            self.say(LabEvent::InstallingPodman {
+                server: server.into(),
+            });
             self.apt_install(server, &["podman"])?;
         }
         let file = format!("kiln-lab-image-{}.tar", recipe.name);
@@ -453,13 +451,13 @@ impl Lab {
         Ok(lab)
     }
 
-    fn say(&self, m: &str) {
+    fn say(&self, e: LabEvent) {
         if let Some(p) = &self.progress {
-            p(m)
+            p(&e)
         }
     }
 
-    /// Where progress lines go from now on.
+    /// Where progress events go from now on.
     pub fn set_progress(&mut self, progress: Option<Progress>) {
         self.progress = progress;
     }
@@ -576,7 +574,7 @@ impl Lab {
         let base_root = match kind {
             Kind::Container => self.state.base_image.clone(),
             Kind::Vm => {
-                let say = |m: &str| self.say(m);
+                let say = |e: &LabEvent| self.say(e.clone());
                 crate::vm::ensure_vm_base(&self.roots, &self.state.base_image, &say)?
             }
         };
@@ -616,11 +614,11 @@ impl Lab {
             )
             .collect();
         for (n, i) in &planned {
-            self.say(&format!(
-                "creating {}{n} ({:.1} s)",
-                kind.label(),
-                started.elapsed().as_secs_f64()
-            ));
+            self.say(LabEvent::CreatingServer {
+                name: n.clone(),
+                kind,
+                elapsed: started.elapsed(),
+            });
             // Record first: a failure half-way must still be cleaned by teardown.
             self.state.servers.push(ServerState {
                 name: n.clone(),
@@ -674,12 +672,10 @@ impl Lab {
                 Kind::Vm => self.boot_timeout.max(Duration::from_secs(300)),
             };
             server::wait_ssh(&srv, self.children.get_mut(n), &log, timeout)?;
-            self.say(&format!(
-                "{}{n} answers SSH at {} ({:.1} s)",
-                kind.label(),
-                srv.address,
-                started.elapsed().as_secs_f64()
-            ));
+            self.say(LabEvent::ServerReady {
+                name: n.clone(),
+                address: srv.address,
+            });
         }
         Ok(())
     }

@@ -3,11 +3,12 @@
 //! server with Object Lock and locally built container images.
 //!
 //! The entry point is [`Lab::start`]; see `lab.rs`. This crate never prints: progress goes
-//! through [`Progress`], failures through [`LabError`].
+//! through [`Progress`] as typed [`LabEvent`]s, failures through [`LabError`].
 
 pub mod cmd;
 pub mod config;
 pub mod error;
+pub mod event;
 pub mod image;
 pub mod images;
 pub mod lab;
@@ -22,7 +23,8 @@ pub mod server;
 pub mod vm;
 
 pub use error::{LabError, Result};
-pub use lab::{Cleaned, Lab, LabOptions, LabStatus, Progress, down, down_all, status};
+pub use event::{LabEvent, Progress};
+pub use lab::{Cleaned, Lab, LabOptions, LabStatus, down, down_all, status};
 pub use layout::{LabState, Roots, S3State, ServerKind, ServerState};
 pub use s3::{Credentials, S3Client, S3Options};
 pub use server::Server;

@@ -196,7 +196,7 @@ fn up(global: &GlobalArgs, a: UpArgs) -> CmdResult {
         }
     }
     let started = Instant::now();
-    opts.progress = Some(Arc::new(move |m: &str| {
+    opts.progress = Some(Arc::new(move |m: &kiln_lab::LabEvent| {
         eprintln!("[{:5.1}s] {m}", started.elapsed().as_secs_f64())
     }));
     let lab = Lab::start(opts).map_err(failed)?;
@@ -294,7 +294,7 @@ fn ssh(a: SshArgs) -> CmdResult {
 fn image(a: ImageArgs) -> CmdResult {
     let mut lab = Lab::attach(&Roots::default(), &a.lab.name).map_err(failed)?;
     let started = Instant::now();
-    lab.set_progress(Some(Arc::new(move |m: &str| {
+    lab.set_progress(Some(Arc::new(move |m: &kiln_lab::LabEvent| {
         eprintln!("[{:5.1}s] {m}", started.elapsed().as_secs_f64())
     })));
     let reference = lab.load_image(&a.server, &a.image).map_err(failed)?;
