@@ -511,6 +511,10 @@ impl Lab {
     pub fn exec(&self, server: &str, command: &str) -> Result<Output> {
         self.server(server)?.exec(command)
     }
+    /// Runs `argv` on a server with every word intact (see [`Server::exec_argv`]).
+    pub fn exec_argv(&self, server: &str, argv: &[String]) -> Result<Output> {
+        self.server(server)?.exec_argv(argv)
+    }
     /// As [`Lab::exec`]; a non-zero exit is an error. Returns stdout.
     pub fn exec_ok(&self, server: &str, command: &str) -> Result<String> {
         self.server(server)?.exec_ok(command)

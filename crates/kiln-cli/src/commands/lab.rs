@@ -87,8 +87,9 @@ struct SshArgs {
     lab: LabName,
     /// Server name.
     server: String,
-    /// Command to run instead of a shell.
-    #[arg(last = true)]
+    /// Command to run instead of a shell, after `--`; each argument arrives as one word
+    /// (`-- echo 'a b'` prints `a b`, no shell syntax is re-read on the server).
+    #[arg(last = true, value_name = "ARGS")]
     command: Vec<String>,
 }
 
@@ -281,10 +282,8 @@ fn status(a: StatusArgs) -> CmdResult {
 fn ssh(a: SshArgs) -> CmdResult {
     let lab = Lab::attach(&Roots::default(), &a.lab.name).map_err(failed)?;
     let server = lab.server(&a.server).map_err(failed)?;
-    let mut c = server.ssh_command();
-    if !a.command.is_empty() {
-        c.arg("--").args(&a.command);
-    }
+    // Each word arrives intact (quoted once by the lab), as with `podman exec`.
+    let mut c = server.ssh_argv_command(&a.command);
     let status = c
         .status()
         .map_err(|e| CliError::failed(miette::miette!("cannot run ssh: {e}")))?;
