@@ -170,7 +170,7 @@ ln -sf /lib/systemd/system/ssh.service /etc/systemd/system/multi-user.target.wan
 apt-get clean
 rm -rf /var/lib/apt/lists/* /var/log/*.log
 "#,
-        u = ADMIN_USER
+        u = kiln_shell::quote(ADMIN_USER)
     );
     let mut c = cmd::command("chroot");
     c.arg(root)

@@ -294,7 +294,7 @@ pub fn ensure_image(
     let install = format!(
         "set -e\nexport DEBIAN_FRONTEND=noninteractive LC_ALL=C.UTF-8\n{NO_DAEMONS}{}\napt-get update -q\napt-get install -y -q --no-install-recommends {}\n",
         recipe.pre_install,
-        recipe.packages.join(" "),
+        kiln_shell::join(recipe.packages),
     );
     let finish = format!(
         "set -e\nexport LC_ALL=C.UTF-8\n{ca_env}{}\napt-get clean\nrm -rf /var/lib/apt/lists/* /usr/sbin/policy-rc.d /var/log/*.log /root/.cache /tmp/kiln-lab-host-ca.crt\n: > /etc/resolv.conf\n",

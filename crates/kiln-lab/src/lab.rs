@@ -372,7 +372,7 @@ impl Lab {
                 self.stream_to(server, &tar, &remote)?;
                 let imported =
                     self.exec_ok(server, &crate::images::import_command(&recipe, &remote));
-                let _ = self.exec(server, &format!("rm -f {remote}"));
+                let _ = self.exec(server, &format!("rm -f {}", kiln_shell::quote(&remote)));
                 imported?;
             }
         }
@@ -398,7 +398,7 @@ impl Lab {
         };
         let out = match s
             .ssh_command()
-            .arg(format!("cat > {remote}"))
+            .arg(format!("cat > {}", kiln_shell::quote(remote)))
             .stdin(stdout)
             .output()
         {

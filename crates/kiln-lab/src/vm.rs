@@ -127,7 +127,7 @@ pub fn ensure_vm_base(roots: &Roots, base_root: &Path, log: &dyn Fn(&LabEvent)) 
             "apt-get -q -o Acquire::http::Proxy=false update && \
              DEBIAN_FRONTEND=noninteractive apt-get -q -o Acquire::http::Proxy=false install -y \
              --no-install-recommends {} && apt-get clean",
-            PACKAGES.join(" ")
+            kiln_shell::join(PACKAGES)
         );
         cmd::run_hint(
             cmd::command("chroot")
