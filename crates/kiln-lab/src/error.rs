@@ -75,6 +75,11 @@ pub enum LabError {
     },
 
     #[error(
+        "the addresses {addresses} belong to more than one lab ({labs})\n  hint: `kiln lab down --lab NAME` the one not in use"
+    )]
+    AmbiguousLab { addresses: String, labs: String },
+
+    #[error(
         "no free lab subnet left in 10.77.1.0-10.77.250.0\n  hint: `kiln lab down --all` removes every lab"
     )]
     NoFreeSubnet,

@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use crate::cmd;
 use crate::error::{LabError, Result, io};
-use crate::layout::{self, ADMIN_USER, LabState, Roots, ServerKind as Kind, ServerState};
+use crate::layout::{self, LabState, Roots, ServerKind as Kind, ServerState};
 use crate::server::{self, NewServer, Server};
 use crate::{image, mirror, net, prereq, process, proxy};
 
@@ -476,10 +476,10 @@ impl Lab {
         self.roots.lab_dir(&self.state.name)
     }
     pub fn identity_file(&self) -> PathBuf {
-        self.dir().join("id_ed25519")
+        self.roots.identity_file(&self.state.name)
     }
     pub fn known_hosts(&self) -> PathBuf {
-        self.dir().join("known_hosts")
+        self.roots.known_hosts(&self.state.name)
     }
     /// The host's address on the lab subnet (where the lab's S3 server listens).
     pub fn host_address(&self) -> IpAddr {
@@ -530,15 +530,7 @@ impl Lab {
     }
 
     fn server_view(&self, s: &ServerState) -> Server {
-        Server {
-            name: s.name.clone(),
-            address: IpAddr::V4(s.address),
-            ssh_port: 22,
-            admin_user: ADMIN_USER.into(),
-            host_keys: s.host_keys.clone(),
-            identity_file: self.identity_file(),
-            known_hosts: self.known_hosts(),
-        }
+        Server::from_state(&self.roots, &self.state.name, s)
     }
 
     fn write_known_hosts(&self) -> Result<()> {

@@ -51,6 +51,15 @@ impl Roots {
     pub fn server_dir(&self, lab: &str, server: &str) -> PathBuf {
         self.lab_dir(lab).join("servers").join(server)
     }
+    /// The lab's operator key (private half; `.pub` beside it), authorized for the admin user
+    /// on every server of the lab.
+    pub fn identity_file(&self, lab: &str) -> PathBuf {
+        self.lab_dir(lab).join("id_ed25519")
+    }
+    /// A known_hosts file holding exactly the lab's recorded host keys.
+    pub fn known_hosts(&self, lab: &str) -> PathBuf {
+        self.lab_dir(lab).join("known_hosts")
+    }
     pub fn lock_file(&self) -> PathBuf {
         self.state.join(".lock")
     }

@@ -28,6 +28,20 @@ pub struct Server {
 }
 
 impl Server {
+    /// The server `s` of lab `lab` as recorded in its state file, reached with the lab's
+    /// operator key and known_hosts.
+    pub fn from_state(roots: &Roots, lab: &str, s: &layout::ServerState) -> Server {
+        Server {
+            name: s.name.clone(),
+            address: IpAddr::V4(s.address),
+            ssh_port: 22,
+            admin_user: ADMIN_USER.into(),
+            host_keys: s.host_keys.clone(),
+            identity_file: roots.identity_file(lab),
+            known_hosts: roots.known_hosts(lab),
+        }
+    }
+
     /// `ssh` with pinned host keys (StrictHostKeyChecking=yes, BatchMode), no user config,
     /// up to and including the destination: append the remote command.
     pub fn ssh_command(&self) -> Command {

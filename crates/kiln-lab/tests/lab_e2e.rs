@@ -36,6 +36,15 @@ fn two_servers_pinned_ssh_reach_each_other_not_outside_and_down_leaves_nothing()
         me.servers
     );
 
+    // Another process finds the lab, its operator key and servers from the addresses alone.
+    let addresses: Vec<_> = servers.iter().map(|s| s.address).collect();
+    let found = kiln_lab::lab_for_addresses(&roots, &addresses)
+        .unwrap()
+        .expect("the running lab is found by its addresses");
+    assert_eq!(found.name, name);
+    assert_eq!(found.identity_file, lab.identity_file());
+    assert_eq!(found.servers, servers);
+
     for s in &servers {
         // SSH with StrictHostKeyChecking=yes against the recorded keys, admin user with sudo.
         assert_eq!(
