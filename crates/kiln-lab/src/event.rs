@@ -75,6 +75,11 @@ pub enum LabEvent {
         reference: String,
         elapsed: Duration,
     },
+    /// Dropping a [`crate::Lab`] could not tear it down (`kiln lab down --lab NAME` retries).
+    TeardownFailed {
+        lab: String,
+        error: String,
+    },
 }
 
 impl fmt::Display for LabEvent {
@@ -144,6 +149,9 @@ impl fmt::Display for LabEvent {
                 "image {reference} built in {:.0} s",
                 elapsed.as_secs_f64()
             ),
+            LabEvent::TeardownFailed { lab, error } => {
+                write!(f, "tearing down lab `{lab}` failed: {error}")
+            }
         }
     }
 }
@@ -197,6 +205,13 @@ mod tests {
                     elapsed: Duration::from_secs(41),
                 },
                 "image localhost/kiln-lab/caddy:2 built in 41 s",
+            ),
+            (
+                LabEvent::TeardownFailed {
+                    lab: "t".into(),
+                    error: "boom".into(),
+                },
+                "tearing down lab `t` failed: boom",
             ),
         ];
         for (event, line) in cases {

@@ -703,11 +703,16 @@ impl Drop for Lab {
         if !self.keep_running
             && let Err(e) = self.teardown()
         {
-            // Drop cannot return the error; it must not vanish either.
-            eprintln!(
-                "kiln lab: tearing down lab `{}` failed: {e}",
-                self.state.name
-            );
+            // Drop cannot return the error; it must not vanish either: to the progress sink,
+            // or (no sink given) to stderr as the last resort.
+            let event = LabEvent::TeardownFailed {
+                lab: self.state.name.clone(),
+                error: e.to_string(),
+            };
+            match &self.progress {
+                Some(p) => p(&event),
+                None => eprintln!("kiln lab: {event}"),
+            }
         }
     }
 }
