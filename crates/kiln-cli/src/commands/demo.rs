@@ -292,8 +292,8 @@ fn start_lab(n: &Narrator, args: &Args, config: &Path, t: &mut Timings) -> Resul
         name: args.lab.clone(),
         server_names: roles,
         install_missing: args.yes,
-        progress: Some(Arc::new(move |m: &str| {
-            if m.contains("answers SSH")
+        progress: Some(Arc::new(move |m: &kiln_lab::LabEvent| {
+            if matches!(m, kiln_lab::LabEvent::ServerReady { .. })
                 && let Ok(mut f) = first.lock()
                 && f.is_none()
             {

@@ -87,8 +87,9 @@ struct SshArgs {
     lab: LabName,
     /// Server name.
     server: String,
-    /// Command to run instead of a shell.
-    #[arg(last = true)]
+    /// Command to run instead of a shell, after `--`; each argument arrives as one word
+    /// (`-- echo 'a b'` prints `a b`, no shell syntax is re-read on the server).
+    #[arg(last = true, value_name = "ARGS")]
     command: Vec<String>,
 }
 
@@ -196,7 +197,7 @@ fn up(global: &GlobalArgs, a: UpArgs) -> CmdResult {
         }
     }
     let started = Instant::now();
-    opts.progress = Some(Arc::new(move |m: &str| {
+    opts.progress = Some(Arc::new(move |m: &kiln_lab::LabEvent| {
         eprintln!("[{:5.1}s] {m}", started.elapsed().as_secs_f64())
     }));
     let lab = Lab::start(opts).map_err(failed)?;
@@ -281,10 +282,8 @@ fn status(a: StatusArgs) -> CmdResult {
 fn ssh(a: SshArgs) -> CmdResult {
     let lab = Lab::attach(&Roots::default(), &a.lab.name).map_err(failed)?;
     let server = lab.server(&a.server).map_err(failed)?;
-    let mut c = server.ssh_command();
-    if !a.command.is_empty() {
-        c.arg("--").args(&a.command);
-    }
+    // Each word arrives intact (quoted once by the lab), as with `podman exec`.
+    let mut c = server.ssh_argv_command(&a.command);
     let status = c
         .status()
         .map_err(|e| CliError::failed(miette::miette!("cannot run ssh: {e}")))?;
@@ -294,7 +293,7 @@ fn ssh(a: SshArgs) -> CmdResult {
 fn image(a: ImageArgs) -> CmdResult {
     let mut lab = Lab::attach(&Roots::default(), &a.lab.name).map_err(failed)?;
     let started = Instant::now();
-    lab.set_progress(Some(Arc::new(move |m: &str| {
+    lab.set_progress(Some(Arc::new(move |m: &kiln_lab::LabEvent| {
         eprintln!("[{:5.1}s] {m}", started.elapsed().as_secs_f64())
     })));
     let reference = lab.load_image(&a.server, &a.image).map_err(failed)?;
