@@ -58,6 +58,7 @@ pub enum Command {
     #[command(hide = true)]
     Agent(commands::agent::Args),
     Completions(commands::completions::Args),
+    Util(commands::util::Args),
 }
 
 fn main() -> ExitCode {
@@ -76,6 +77,7 @@ fn main() -> ExitCode {
         Command::Apply(args) => commands::apply::run(&ctx, args),
         Command::Agent(args) => commands::agent::run(&cli.global, args),
         Command::Completions(args) => commands::completions::run(&ctx, args),
+        Command::Util(args) => commands::util::run(&ctx, args),
     };
     error::finish(result)
 }

@@ -75,6 +75,11 @@ pub enum LabError {
     },
 
     #[error(
+        "the addresses {addresses} belong to more than one lab ({labs})\n  hint: `kiln lab down --lab NAME` the one not in use"
+    )]
+    AmbiguousLab { addresses: String, labs: String },
+
+    #[error(
         "no free lab subnet left in 10.77.1.0-10.77.250.0\n  hint: `kiln lab down --all` removes every lab"
     )]
     NoFreeSubnet,
@@ -96,6 +101,10 @@ pub enum LabError {
         target: String,
         message: String,
     },
+
+    /// A call to an S3 server failed (the error names the operation and endpoint).
+    #[error(transparent)]
+    S3Api(#[from] kiln_s3::S3Error),
 
     #[error("image `{image}`: {message}")]
     Image { image: String, message: String },

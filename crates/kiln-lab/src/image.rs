@@ -8,6 +8,7 @@ use std::time::Instant;
 
 use crate::cmd;
 use crate::error::{LabError, Result, io};
+use crate::event::LabEvent;
 use crate::layout::{ADMIN_USER, PROXY_ADDR, PROXY_PORT, Roots};
 use crate::mirror::AptMirror;
 
@@ -59,7 +60,7 @@ pub fn base_dir(roots: &Roots, mirror: &AptMirror) -> PathBuf {
 pub fn ensure_base(
     roots: &Roots,
     mirror: &AptMirror,
-    log: &dyn Fn(&str),
+    log: &dyn Fn(&LabEvent),
 ) -> Result<(PathBuf, bool)> {
     let dir = base_dir(roots, mirror);
     let root = dir.join("root");
@@ -82,10 +83,10 @@ pub fn ensure_base(
     }
     let tmp_root = tmp.join("root");
     std::fs::create_dir_all(&tmp_root).map_err(io("creating", &tmp_root))?;
-    log(&format!(
-        "building the base image (debootstrap {SUITE} from {}), about 90 s, once",
-        mirror.debian
-    ));
+    log(&LabEvent::BuildingBaseImage {
+        suite: SUITE.into(),
+        mirror: mirror.debian.clone(),
+    });
     let mut deb = cmd::command("debootstrap");
     deb.arg("--variant=minbase")
         .arg(format!("--include={}", PACKAGES.join(",")))
@@ -98,11 +99,10 @@ pub fn ensure_base(
     )?;
     customize(&tmp_root, &mirror.plain_http())?;
     publish(&tmp, &dir, started)?;
-    log(&format!(
-        "base image ready in {:.0} s: {}",
-        started.elapsed().as_secs_f64(),
-        dir.display()
-    ));
+    log(&LabEvent::BaseImageReady {
+        path: dir.clone(),
+        elapsed: started.elapsed(),
+    });
     Ok((root, true))
 }
 
@@ -170,7 +170,7 @@ ln -sf /lib/systemd/system/ssh.service /etc/systemd/system/multi-user.target.wan
 apt-get clean
 rm -rf /var/lib/apt/lists/* /var/log/*.log
 "#,
-        u = ADMIN_USER
+        u = kiln_shell::quote(ADMIN_USER)
     );
     let mut c = cmd::command("chroot");
     c.arg(root)

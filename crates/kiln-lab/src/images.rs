@@ -10,6 +10,7 @@ use std::time::Instant;
 
 use crate::cmd;
 use crate::error::{LabError, Result, io};
+use crate::event::LabEvent;
 use crate::image::{SUITE, fnv1a};
 use crate::layout::Roots;
 use crate::mirror::AptMirror;
@@ -179,7 +180,7 @@ fn umount_under(dir: &Path) {
 }
 
 /// A minbase trixie tree as a cached tarball, the starting point of every image.
-fn ensure_minbase(roots: &Roots, mirror: &AptMirror, log: &dyn Fn(&str)) -> Result<PathBuf> {
+fn ensure_minbase(roots: &Roots, mirror: &AptMirror, log: &dyn Fn(&LabEvent)) -> Result<PathBuf> {
     let dir = images_dir(roots);
     let key = format!(
         "{:012x}",
@@ -195,7 +196,7 @@ fn ensure_minbase(roots: &Roots, mirror: &AptMirror, log: &dyn Fn(&str)) -> Resu
         std::fs::remove_dir_all(&tmp).map_err(io("removing", &tmp))?;
     }
     std::fs::create_dir_all(&tmp).map_err(io("creating", &tmp))?;
-    log("debootstrap of the images' minbase tree (once)");
+    log(&LabEvent::BuildingMinbase);
     let mut deb = cmd::command("debootstrap");
     deb.args(["--variant=minbase", "--include=ca-certificates", SUITE])
         .arg(&tmp)
@@ -226,7 +227,7 @@ pub fn ensure_image(
     roots: &Roots,
     mirror: &AptMirror,
     recipe: &ImageRecipe,
-    log: &dyn Fn(&str),
+    log: &dyn Fn(&LabEvent),
 ) -> Result<PathBuf> {
     let dir = images_dir(roots);
     std::fs::create_dir_all(&dir).map_err(io("creating", &dir))?;
@@ -247,10 +248,9 @@ pub fn ensure_image(
     }
     let started = Instant::now();
     let minbase = ensure_minbase(roots, mirror, log)?;
-    log(&format!(
-        "building image {} from Debian packages",
-        recipe.reference()
-    ));
+    log(&LabEvent::BuildingImage {
+        reference: recipe.reference(),
+    });
     let tree = dir.join(format!("{}.building", recipe.name));
     umount_under(&tree);
     if tree.exists() {
@@ -294,7 +294,7 @@ pub fn ensure_image(
     let install = format!(
         "set -e\nexport DEBIAN_FRONTEND=noninteractive LC_ALL=C.UTF-8\n{NO_DAEMONS}{}\napt-get update -q\napt-get install -y -q --no-install-recommends {}\n",
         recipe.pre_install,
-        recipe.packages.join(" "),
+        kiln_shell::join(recipe.packages),
     );
     let finish = format!(
         "set -e\nexport LC_ALL=C.UTF-8\n{ca_env}{}\napt-get clean\nrm -rf /var/lib/apt/lists/* /usr/sbin/policy-rc.d /var/log/*.log /root/.cache /tmp/kiln-lab-host-ca.crt\n: > /etc/resolv.conf\n",
@@ -346,11 +346,10 @@ pub fn ensure_image(
             }
         }
     }
-    log(&format!(
-        "image {} built in {:.0} s",
-        recipe.reference(),
-        started.elapsed().as_secs_f64()
-    ));
+    log(&LabEvent::ImageBuilt {
+        reference: recipe.reference(),
+        elapsed: started.elapsed(),
+    });
     Ok(tar)
 }
 

@@ -7,18 +7,16 @@ use std::fmt;
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Output};
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
 use crate::cmd;
 use crate::error::{LabError, Result, io};
-use crate::layout::{self, ADMIN_USER, LabState, Roots, ServerKind as Kind, ServerState};
+use crate::layout::{self, LabState, Roots, ServerKind as Kind, ServerState};
 use crate::server::{self, NewServer, Server};
 use crate::{image, mirror, net, prereq, process, proxy};
 
-/// Receives one line per step (for a progress display); the library never prints.
-pub type Progress = Arc<dyn Fn(&str) + Send + Sync>;
+use crate::event::{LabEvent, Progress};
 
 /// How to start a lab.
 #[derive(Clone)]
@@ -197,9 +195,9 @@ impl Lab {
         for n in names.iter().chain(&opts.vms) {
             layout::validate_server_name(n)?;
         }
-        let say = |m: &str| {
+        let say = |e: &LabEvent| {
             if let Some(p) = &opts.progress {
-                p(m)
+                p(e)
             }
         };
         prereq::ensure(
@@ -222,10 +220,9 @@ impl Lab {
                     lab: opts.name.clone(),
                 });
             }
-            say(&format!(
-                "cleaning up what a previous run of lab `{}` left",
-                opts.name
-            ));
+            say(&LabEvent::CleaningUp {
+                lab: opts.name.clone(),
+            });
             teardown_lab(&roots, &opts.name)?;
         }
         let index = allocate_index(&roots, &opts.name)?;
@@ -295,13 +292,12 @@ impl Lab {
         }
         let started = Instant::now();
         let s3 = crate::s3::start(&self.roots, &self.state.name, self.host_address(), opts)?;
-        self.say(&format!(
-            "S3 server at {} (bucket {} with Object Lock, COMPLIANCE {} days) in {:.1} s",
-            s3.endpoint,
-            s3.bucket,
-            s3.retention_days,
-            started.elapsed().as_secs_f64()
-        ));
+        self.say(LabEvent::S3Ready {
+            endpoint: s3.endpoint.clone(),
+            bucket: s3.bucket.clone(),
+            retention_days: s3.retention_days,
+            elapsed: started.elapsed(),
+        });
         self.state.s3 = Some(s3.clone());
         self.state.save(&self.roots)?;
         Ok(self.state.s3.get_or_insert(s3))
@@ -329,7 +325,7 @@ impl Lab {
             message: "unknown lab image (known: postgres, caddy, synapse)".into(),
         })?;
         self.server(server)?;
-        let say = |m: &str| self.say(m);
+        let say = |e: &LabEvent| self.say(e.clone());
         let mirror = mirror::host_mirror()?;
         let tar = crate::images::ensure_image(&self.roots, &mirror, &recipe, &say)?;
         if !self
@@ -337,7 +333,9 @@ impl Lab {
             .status
             .success()
         {
-            self.say(&format!("installing podman on {server}"));
+            self.say(LabEvent::InstallingPodman {
+                server: server.into(),
+            });
             self.apt_install(server, &["podman"])?;
         }
         let file = format!("kiln-lab-image-{}.tar", recipe.name);
@@ -374,7 +372,7 @@ impl Lab {
                 self.stream_to(server, &tar, &remote)?;
                 let imported =
                     self.exec_ok(server, &crate::images::import_command(&recipe, &remote));
-                let _ = self.exec(server, &format!("rm -f {remote}"));
+                let _ = self.exec(server, &format!("rm -f {}", kiln_shell::quote(&remote)));
                 imported?;
             }
         }
@@ -400,7 +398,7 @@ impl Lab {
         };
         let out = match s
             .ssh_command()
-            .arg(format!("cat > {remote}"))
+            .arg(format!("cat > {}", kiln_shell::quote(remote)))
             .stdin(stdout)
             .output()
         {
@@ -453,13 +451,13 @@ impl Lab {
         Ok(lab)
     }
 
-    fn say(&self, m: &str) {
+    fn say(&self, e: LabEvent) {
         if let Some(p) = &self.progress {
-            p(m)
+            p(&e)
         }
     }
 
-    /// Where progress lines go from now on.
+    /// Where progress events go from now on.
     pub fn set_progress(&mut self, progress: Option<Progress>) {
         self.progress = progress;
     }
@@ -478,10 +476,10 @@ impl Lab {
         self.roots.lab_dir(&self.state.name)
     }
     pub fn identity_file(&self) -> PathBuf {
-        self.dir().join("id_ed25519")
+        self.roots.identity_file(&self.state.name)
     }
     pub fn known_hosts(&self) -> PathBuf {
-        self.dir().join("known_hosts")
+        self.roots.known_hosts(&self.state.name)
     }
     /// The host's address on the lab subnet (where the lab's S3 server listens).
     pub fn host_address(&self) -> IpAddr {
@@ -513,6 +511,10 @@ impl Lab {
     pub fn exec(&self, server: &str, command: &str) -> Result<Output> {
         self.server(server)?.exec(command)
     }
+    /// Runs `argv` on a server with every word intact (see [`Server::exec_argv`]).
+    pub fn exec_argv(&self, server: &str, argv: &[String]) -> Result<Output> {
+        self.server(server)?.exec_argv(argv)
+    }
     /// As [`Lab::exec`]; a non-zero exit is an error. Returns stdout.
     pub fn exec_ok(&self, server: &str, command: &str) -> Result<String> {
         self.server(server)?.exec_ok(command)
@@ -528,15 +530,7 @@ impl Lab {
     }
 
     fn server_view(&self, s: &ServerState) -> Server {
-        Server {
-            name: s.name.clone(),
-            address: IpAddr::V4(s.address),
-            ssh_port: 22,
-            admin_user: ADMIN_USER.into(),
-            host_keys: s.host_keys.clone(),
-            identity_file: self.identity_file(),
-            known_hosts: self.known_hosts(),
-        }
+        Server::from_state(&self.roots, &self.state.name, s)
     }
 
     fn write_known_hosts(&self) -> Result<()> {
@@ -576,7 +570,7 @@ impl Lab {
         let base_root = match kind {
             Kind::Container => self.state.base_image.clone(),
             Kind::Vm => {
-                let say = |m: &str| self.say(m);
+                let say = |e: &LabEvent| self.say(e.clone());
                 crate::vm::ensure_vm_base(&self.roots, &self.state.base_image, &say)?
             }
         };
@@ -616,11 +610,11 @@ impl Lab {
             )
             .collect();
         for (n, i) in &planned {
-            self.say(&format!(
-                "creating {}{n} ({:.1} s)",
-                kind.label(),
-                started.elapsed().as_secs_f64()
-            ));
+            self.say(LabEvent::CreatingServer {
+                name: n.clone(),
+                kind,
+                elapsed: started.elapsed(),
+            });
             // Record first: a failure half-way must still be cleaned by teardown.
             self.state.servers.push(ServerState {
                 name: n.clone(),
@@ -674,12 +668,10 @@ impl Lab {
                 Kind::Vm => self.boot_timeout.max(Duration::from_secs(300)),
             };
             server::wait_ssh(&srv, self.children.get_mut(n), &log, timeout)?;
-            self.say(&format!(
-                "{}{n} answers SSH at {} ({:.1} s)",
-                kind.label(),
-                srv.address,
-                started.elapsed().as_secs_f64()
-            ));
+            self.say(LabEvent::ServerReady {
+                name: n.clone(),
+                address: srv.address,
+            });
         }
         Ok(())
     }
@@ -711,11 +703,16 @@ impl Drop for Lab {
         if !self.keep_running
             && let Err(e) = self.teardown()
         {
-            // Drop cannot return the error; it must not vanish either.
-            eprintln!(
-                "kiln lab: tearing down lab `{}` failed: {e}",
-                self.state.name
-            );
+            // Drop cannot return the error; it must not vanish either: to the progress sink,
+            // or (no sink given) to stderr as the last resort.
+            let event = LabEvent::TeardownFailed {
+                lab: self.state.name.clone(),
+                error: e.to_string(),
+            };
+            match &self.progress {
+                Some(p) => p(&event),
+                None => eprintln!("kiln lab: {event}"),
+            }
         }
     }
 }

@@ -1,12 +1,14 @@
 //! Where a lab lives on this machine, and how its pieces are named: state and cache folders,
 //! network namespace and interface names, addresses, cgroup paths, and the state file that
-//! lets `kiln lab down` clean up after a crashed run. Pure naming plus state (de)serialisation.
+//! lets `kiln lab down` clean up after a crashed run (servers, S3 server). Pure naming plus
+//! state (de)serialisation; uses no other lab module but `error`.
 
 use std::io::Write;
 use std::net::Ipv4Addr;
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
+use kiln_s3::{Credentials, S3Client};
 use serde::{Deserialize, Serialize};
 
 use crate::error::{LabError, Result, io};
@@ -48,6 +50,15 @@ impl Roots {
     }
     pub fn server_dir(&self, lab: &str, server: &str) -> PathBuf {
         self.lab_dir(lab).join("servers").join(server)
+    }
+    /// The lab's operator key (private half; `.pub` beside it), authorized for the admin user
+    /// on every server of the lab.
+    pub fn identity_file(&self, lab: &str) -> PathBuf {
+        self.lab_dir(lab).join("id_ed25519")
+    }
+    /// A known_hosts file holding exactly the lab's recorded host keys.
+    pub fn known_hosts(&self, lab: &str) -> PathBuf {
+        self.lab_dir(lab).join("known_hosts")
     }
     pub fn lock_file(&self) -> PathBuf {
         self.state.join(".lock")
@@ -184,7 +195,61 @@ pub struct LabState {
     pub base_image: PathBuf,
     pub servers: Vec<ServerState>,
     #[serde(default)]
-    pub s3: Option<crate::s3::S3State>,
+    pub s3: Option<S3State>,
+}
+
+/// What the lab recorded about its S3 server (started by `s3.rs`).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct S3State {
+    /// `http://<host side address>:<port>`, reachable from the host and from the servers.
+    pub endpoint: String,
+    pub bucket: String,
+    pub region: String,
+    pub retention_days: u32,
+    /// Everything allowed.
+    #[serde(with = "stored_credentials")]
+    pub admin: Credentials,
+    /// Write and read, never delete a version nor touch the lock.
+    #[serde(with = "stored_credentials")]
+    pub server: Credentials,
+}
+
+impl S3State {
+    pub fn admin_client(&self) -> S3Client {
+        S3Client::new(&self.endpoint, &self.region, self.admin.clone())
+    }
+    pub fn server_client(&self) -> S3Client {
+        S3Client::new(&self.endpoint, &self.region, self.server.clone())
+    }
+}
+
+/// Credentials as the state file (mode 0600) holds them: the secret in clear, since other
+/// processes (`kiln lab status`, tests, kiln itself) need it. `Secret` refuses to serialize
+/// its value, so this is the one place that exposes it.
+mod stored_credentials {
+    use kiln_s3::Credentials;
+    use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+    #[derive(Serialize, Deserialize)]
+    #[serde(deny_unknown_fields)]
+    struct Stored {
+        access_key_id: String,
+        secret_access_key: String,
+    }
+
+    pub fn serialize<S: Serializer>(c: &Credentials, s: S) -> Result<S::Ok, S::Error> {
+        Stored {
+            access_key_id: c.access_key_id.clone(),
+            secret_access_key: c.secret_access_key.expose().to_string(),
+        }
+        .serialize(s)
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Credentials, D::Error> {
+        let s = Stored::deserialize(d)?;
+        Ok(Credentials::new(s.access_key_id, s.secret_access_key))
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -281,6 +346,34 @@ mod tests {
         assert!(validate_server_name("bridge").is_err());
         let err = validate_server_name("Web").unwrap_err().to_string();
         assert!(err.contains("`Web`"), "{err}");
+    }
+
+    #[test]
+    fn state_keeps_the_s3_secrets_readable_for_other_processes() {
+        let state = LabState {
+            name: "t".into(),
+            index: 3,
+            base_image: "/b".into(),
+            servers: Vec::new(),
+            s3: Some(S3State {
+                endpoint: "http://10.77.3.1:9000".into(),
+                bucket: "b".into(),
+                region: "us-east-1".into(),
+                retention_days: 7,
+                admin: Credentials::new("AKADMIN", "admin-secret"),
+                server: Credentials::new("AKSERVER", "server-secret"),
+            }),
+        };
+        let json = serde_json::to_string(&state).unwrap();
+        // The same layout as state files written before credentials held a `Secret`.
+        assert!(
+            json.contains(
+                r#""server":{"access_key_id":"AKSERVER","secret_access_key":"server-secret"}"#
+            ),
+            "{json}"
+        );
+        assert_eq!(serde_json::from_str::<LabState>(&json).unwrap(), state);
+        assert!(!format!("{state:?}").contains("admin-secret"));
     }
 
     #[test]

@@ -3,10 +3,11 @@
 //! server with Object Lock and locally built container images.
 //!
 //! The entry point is [`Lab::start`]; see `lab.rs`. This crate never prints: progress goes
-//! through [`Progress`], failures through [`LabError`].
+//! through [`Progress`] as typed [`LabEvent`]s, failures through [`LabError`].
 
 pub mod cmd;
 pub mod error;
+pub mod event;
 pub mod image;
 pub mod images;
 pub mod lab;
@@ -16,13 +17,15 @@ pub mod net;
 pub mod prereq;
 pub mod process;
 pub mod proxy;
+pub mod running;
 pub mod s3;
 pub mod server;
-pub mod sigv4;
 pub mod vm;
 
 pub use error::{LabError, Result};
-pub use lab::{Cleaned, Lab, LabOptions, LabStatus, Progress, down, down_all, status};
-pub use layout::{LabState, Roots, ServerKind, ServerState};
-pub use s3::{Credentials, S3Client, S3Options, S3State};
+pub use event::{LabEvent, Progress};
+pub use lab::{Cleaned, Lab, LabOptions, LabStatus, down, down_all, status};
+pub use layout::{LabState, Roots, S3State, ServerKind, ServerState};
+pub use running::{RunningLab, lab_for_addresses};
+pub use s3::{Credentials, S3Client, S3Options};
 pub use server::Server;

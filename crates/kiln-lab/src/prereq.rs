@@ -3,6 +3,7 @@
 
 use crate::cmd;
 use crate::error::{LabError, Result};
+use crate::event::LabEvent;
 
 /// One tool the lab runs on the host.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -127,7 +128,7 @@ pub fn is_debian_like() -> bool {
 
 /// Checks the prerequisites; installs the missing ones when `install` (consent given) on a
 /// Debian-like host; otherwise returns an error listing what is missing and why.
-pub fn ensure(needs: Needs, install: bool, log: &dyn Fn(&str)) -> Result<()> {
+pub fn ensure(needs: Needs, install: bool, log: &dyn Fn(&LabEvent)) -> Result<()> {
     if !is_root() {
         return Err(LabError::NotRoot);
     }
@@ -139,7 +140,9 @@ pub fn ensure(needs: Needs, install: bool, log: &dyn Fn(&str)) -> Result<()> {
                 hint: "`kiln lab up --yes` installs it in /opt/kiln-lab/venv (as .ci/install-lab.sh does)".into(),
             });
         }
-        log("installing moto[server] from PyPI into /opt/kiln-lab/venv");
+        log(&LabEvent::InstallingMoto {
+            venv: MOTO_VENV.into(),
+        });
         cmd::run(cmd::command("python3").args(["-m", "venv", MOTO_VENV]))?;
         cmd::run(cmd::command(&format!("{MOTO_VENV}/bin/pip")).args([
             "install",
@@ -153,7 +156,7 @@ pub fn ensure(needs: Needs, install: bool, log: &dyn Fn(&str)) -> Result<()> {
 /// Where `--yes` (and .ci/install-lab.sh) installs moto.
 pub const MOTO_VENV: &str = "/opt/kiln-lab/venv";
 
-fn ensure_packages(needs: Needs, install: bool, log: &dyn Fn(&str)) -> Result<()> {
+fn ensure_packages(needs: Needs, install: bool, log: &dyn Fn(&LabEvent)) -> Result<()> {
     let missing = missing(needs);
     if missing.is_empty() {
         return Ok(());
@@ -177,7 +180,9 @@ fn ensure_packages(needs: Needs, install: bool, log: &dyn Fn(&str)) -> Result<()
     let mut pkgs: Vec<&str> = missing.iter().map(|r| r.package).collect();
     pkgs.sort();
     pkgs.dedup();
-    log(&format!("installing {}", pkgs.join(" ")));
+    log(&LabEvent::InstallingPackages {
+        packages: pkgs.iter().map(|p| p.to_string()).collect(),
+    });
     cmd::run(
         cmd::command("apt-get")
             .args(["update", "-q"])

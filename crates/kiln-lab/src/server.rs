@@ -28,6 +28,20 @@ pub struct Server {
 }
 
 impl Server {
+    /// The server `s` of lab `lab` as recorded in its state file, reached with the lab's
+    /// operator key and known_hosts.
+    pub fn from_state(roots: &Roots, lab: &str, s: &layout::ServerState) -> Server {
+        Server {
+            name: s.name.clone(),
+            address: IpAddr::V4(s.address),
+            ssh_port: 22,
+            admin_user: ADMIN_USER.into(),
+            host_keys: s.host_keys.clone(),
+            identity_file: roots.identity_file(lab),
+            known_hosts: roots.known_hosts(lab),
+        }
+    }
+
     /// `ssh` with pinned host keys (StrictHostKeyChecking=yes, BatchMode), no user config,
     /// up to and including the destination: append the remote command.
     pub fn ssh_command(&self) -> Command {
@@ -39,6 +53,32 @@ impl Server {
         ));
         c.arg(format!("{}@{}", self.admin_user, self.address));
         c
+    }
+
+    /// `ssh` that runs `argv` on the server with every word arriving intact, as `podman exec`
+    /// or `kubectl exec` do (ssh hands the server's shell one string: each word is quoted
+    /// once, by [`remote_command`]). With no words: an interactive login shell. Standard
+    /// input and output are left to the caller.
+    pub fn ssh_argv_command(&self, argv: &[String]) -> Command {
+        let mut c = self.ssh_command();
+        if !argv.is_empty() {
+            c.arg("--").arg(remote_command(argv));
+        }
+        c
+    }
+
+    /// Runs `argv` (each word intact, no shell syntax interpreted) as the admin user; returns
+    /// its output whatever its exit status. An empty `argv` runs nothing and is refused.
+    pub fn exec_argv(&self, argv: &[String]) -> Result<Output> {
+        if argv.is_empty() {
+            return Err(LabError::Command {
+                command: format!("ssh {}", self.name),
+                status: "not run".into(),
+                stderr: String::new(),
+                hint: Some("give the program to run and its arguments".into()),
+            });
+        }
+        cmd::output(&mut self.ssh_argv_command(argv))
     }
 
     /// Runs `command` (a shell command line) as the admin user; returns its output whatever
@@ -59,6 +99,12 @@ impl Server {
         )?;
         Ok(String::from_utf8_lossy(&out.stdout).into_owned())
     }
+}
+
+/// The command line a remote shell reads back as exactly `argv`: each word quoted once with
+/// `kiln_shell` (`echo 'a b' 'c;d'` stays three words and runs no `d`).
+pub fn remote_command<S: AsRef<str>>(argv: &[S]) -> String {
+    kiln_shell::join(argv)
 }
 
 pub fn ssh_args(identity: &Path, known_hosts: &Path, port: u16) -> Vec<String> {
@@ -368,6 +414,60 @@ mod tests {
     fn mountinfo_escapes_are_decoded() {
         assert_eq!(unescape_mountinfo("/a\\040b"), "/a b");
         assert_eq!(unescape_mountinfo("/plain"), "/plain");
+    }
+
+    fn words(w: &[&str]) -> Vec<String> {
+        w.iter().map(|s| s.to_string()).collect()
+    }
+
+    #[test]
+    fn remote_command_keeps_every_word_and_runs_no_injected_command() {
+        let argv = words(&["printf", "<%s>\\n", "a b", "c;d", "$(touch x)", "it's", ""]);
+        let line = remote_command(&argv);
+        // What the server's shell does with the line ssh hands it.
+        let out = Command::new("sh")
+            .arg("-c")
+            .arg(&line)
+            .current_dir(std::env::temp_dir())
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{line}: {out:?}");
+        assert_eq!(
+            String::from_utf8_lossy(&out.stdout),
+            "<a b>\n<c;d>\n<$(touch x)>\n<it's>\n<>\n",
+            "{line}"
+        );
+        assert!(out.stderr.is_empty(), "{line}: {out:?}");
+        assert_eq!(
+            remote_command(&words(&["echo", "a b", "c;d"])),
+            "echo 'a b' 'c;d'"
+        );
+    }
+
+    #[test]
+    fn ssh_argv_passes_one_quoted_command_or_none_for_a_shell() {
+        let s = Server {
+            name: "web".into(),
+            address: "10.77.1.11".parse().unwrap(),
+            ssh_port: 22,
+            admin_user: "kiln".into(),
+            host_keys: Vec::new(),
+            identity_file: "/k".into(),
+            known_hosts: "/kh".into(),
+        };
+        let args = |c: &Command| -> Vec<String> {
+            c.get_args()
+                .map(|a| a.to_string_lossy().into_owned())
+                .collect()
+        };
+        let with = args(&s.ssh_argv_command(&words(&["echo", "a b", "c;d"])));
+        assert_eq!(
+            with[with.len() - 3..],
+            words(&["kiln@10.77.1.11", "--", "echo 'a b' 'c;d'"])
+        );
+        let shell = args(&s.ssh_argv_command(&[]));
+        assert_eq!(shell.last().map(String::as_str), Some("kiln@10.77.1.11"));
+        assert!(s.exec_argv(&[]).is_err());
     }
 
     #[test]

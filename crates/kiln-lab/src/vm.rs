@@ -15,6 +15,7 @@ use std::time::Instant;
 
 use crate::cmd;
 use crate::error::{LabError, Result, io};
+use crate::event::LabEvent;
 use crate::layout::{self, PROXY_ADDR, Roots};
 use crate::process::{self, Restart};
 
@@ -74,7 +75,7 @@ impl Drop for ChrootMounts<'_> {
 
 /// The VM base tree (the base tree plus a kernel, udev, lvm2 and mkfs), built once from the host's
 /// Debian mirror and cached. Returns the tree's root.
-pub fn ensure_vm_base(roots: &Roots, base_root: &Path, log: &dyn Fn(&str)) -> Result<PathBuf> {
+pub fn ensure_vm_base(roots: &Roots, base_root: &Path, log: &dyn Fn(&LabEvent)) -> Result<PathBuf> {
     let dir = vm_base_dir(roots, base_root);
     let root = dir.join("root");
     let done = dir.join("complete");
@@ -102,7 +103,7 @@ pub fn ensure_vm_base(roots: &Roots, base_root: &Path, log: &dyn Fn(&str)) -> Re
     }
     std::fs::create_dir_all(&tmp).map_err(io("creating", &tmp))?;
     let tmp_root = tmp.join("root");
-    log("building the VM base image (the base image plus Debian's kernel and lvm2), once");
+    log(&LabEvent::BuildingVmBase);
     cmd::run(
         cmd::command("cp")
             .args(["-a", "--reflink=auto"])
@@ -126,7 +127,7 @@ pub fn ensure_vm_base(roots: &Roots, base_root: &Path, log: &dyn Fn(&str)) -> Re
             "apt-get -q -o Acquire::http::Proxy=false update && \
              DEBIAN_FRONTEND=noninteractive apt-get -q -o Acquire::http::Proxy=false install -y \
              --no-install-recommends {} && apt-get clean",
-            PACKAGES.join(" ")
+            kiln_shell::join(PACKAGES)
         );
         cmd::run_hint(
             cmd::command("chroot")
@@ -147,10 +148,9 @@ pub fn ensure_vm_base(roots: &Roots, base_root: &Path, log: &dyn Fn(&str)) -> Re
         .map_err(io("writing", tmp_root.join("etc/fstab")))?;
     kernel_files(&tmp_root)?;
     crate::image::publish(&tmp, &dir, started)?;
-    log(&format!(
-        "VM base image ready in {:.0} s",
-        started.elapsed().as_secs_f64()
-    ));
+    log(&LabEvent::VmBaseReady {
+        elapsed: started.elapsed(),
+    });
     Ok(root)
 }
 

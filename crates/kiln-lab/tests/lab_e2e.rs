@@ -36,6 +36,15 @@ fn two_servers_pinned_ssh_reach_each_other_not_outside_and_down_leaves_nothing()
         me.servers
     );
 
+    // Another process finds the lab, its operator key and servers from the addresses alone.
+    let addresses: Vec<_> = servers.iter().map(|s| s.address).collect();
+    let found = kiln_lab::lab_for_addresses(&roots, &addresses)
+        .unwrap()
+        .expect("the running lab is found by its addresses");
+    assert_eq!(found.name, name);
+    assert_eq!(found.identity_file, lab.identity_file());
+    assert_eq!(found.servers, servers);
+
     for s in &servers {
         // SSH with StrictHostKeyChecking=yes against the recorded keys, admin user with sudo.
         assert_eq!(
@@ -67,6 +76,39 @@ fn two_servers_pinned_ssh_reach_each_other_not_outside_and_down_leaves_nothing()
             "{rc}"
         );
     }
+    // argv stays argv over SSH: `echo 'a b' 'c;d'` arrives as three words and runs no `d`
+    // (the words were once joined and re-read by the server's shell).
+    let argv = |w: &[&str]| w.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+    let out = lab
+        .exec_argv(&servers[0].name, &argv(&["echo", "a b", "c;d"]))
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "a b c;d\n");
+    assert!(out.stderr.is_empty(), "{out:?}");
+    let out = lab
+        .exec_argv(
+            &servers[0].name,
+            &argv(&[
+                "printf",
+                "<%s>",
+                "a b",
+                "c;touch /tmp/kiln-argv-d",
+                "$(id -u)",
+            ]),
+        )
+        .unwrap();
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        "<a b><c;touch /tmp/kiln-argv-d><$(id -u)>"
+    );
+    assert_eq!(
+        servers[0]
+            .exec_ok("test -e /tmp/kiln-argv-d && echo ran || echo not-run")
+            .unwrap()
+            .trim(),
+        "not-run"
+    );
+
     // Each server has its own host keys.
     assert!(
         servers[0]

@@ -94,10 +94,7 @@ fn locked_versions_cannot_be_deleted_with_the_server_credential() {
     let stranger = S3Client::new(
         &s3.endpoint,
         &s3.region,
-        Credentials {
-            access_key_id: "AKIANOTAKEY000000000".into(),
-            secret_access_key: "nope".into(),
-        },
+        Credentials::new("AKIANOTAKEY000000000", "nope"),
     );
     let r = stranger
         .request("s3", "GET", "/backups", &[], &[], b"")
@@ -107,15 +104,29 @@ fn locked_versions_cannot_be_deleted_with_the_server_credential() {
     let forged = S3Client::new(
         &s3.endpoint,
         &s3.region,
-        Credentials {
-            access_key_id: s3.server.access_key_id.clone(),
-            secret_access_key: "forged".into(),
-        },
+        Credentials::new(s3.server.access_key_id.clone(), "forged"),
     );
     let r = forged
         .request("s3", "GET", "/backups", &[], &[], b"")
         .unwrap();
     assert_eq!(r.status, 403, "{}", r.text());
+
+    // Versioning (implied by Object Lock) and lifecycle rules, as kiln's backups set them:
+    // the admin may change lifecycle, the server credential may not.
+    assert_eq!(
+        admin.get_bucket_versioning("backups").unwrap().as_deref(),
+        Some("Enabled")
+    );
+    let rules = vec![kiln_s3::LifecycleRule {
+        id: "expire-old-versions".into(),
+        prefix: "data/".into(),
+        noncurrent_version_expiration_days: Some(30),
+        ..Default::default()
+    }];
+    admin.put_bucket_lifecycle("backups", &rules).unwrap();
+    assert_eq!(admin.get_bucket_lifecycle("backups").unwrap(), rules);
+    let err = server.put_bucket_lifecycle("backups", &rules).unwrap_err();
+    assert_eq!(err.status(), Some(403), "{err}");
 
     // The servers reach the S3 endpoint through the lab network (an unsigned request gets an
     // HTTP error answer from moto: what matters here is that it answers).

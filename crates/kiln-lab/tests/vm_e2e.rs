@@ -33,7 +33,9 @@ fn vm_server_has_pinned_ssh_lvm_snapshots_and_down_leaves_nothing() {
     require_root();
     let mut opts = LabOptions::unique("vm", 0);
     opts.vms = vec!["vm1".into()];
-    opts.progress = Some(std::sync::Arc::new(|m: &str| eprintln!("lab: {m}")));
+    opts.progress = Some(std::sync::Arc::new(|e: &kiln_lab::LabEvent| {
+        eprintln!("lab: {e}")
+    }));
     let started = Instant::now();
     let lab = Lab::start(opts).expect("lab with a VM starts");
     let boot = started.elapsed();

@@ -21,6 +21,7 @@ pub mod dns;
 pub mod edit;
 mod model;
 mod raw;
+pub mod reference;
 mod secrets;
 pub mod ssh_key;
 mod validate;

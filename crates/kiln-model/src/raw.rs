@@ -8,118 +8,273 @@
 use std::collections::BTreeMap;
 use std::ops::Range;
 
+use schemars::JsonSchema;
 use serde::Deserialize;
 use serde::de::DeserializeOwned;
 use toml::Spanned;
 use toml::de::{DeTable, DeValue, ValueDeserializer};
 
 use crate::diagnostic::{ConfigError, Source, suggest};
+use crate::model::{AcmeCa, OsFamily};
 
 pub(crate) type S<T> = Spanned<T>;
 
-#[derive(Debug, Deserialize)]
+// The doc comments of the types and fields below are the kiln.toml reference: they become
+// the JSON Schema's descriptions (`crate::reference`), from which docs/config-reference.md
+// is rendered. `Spanned` has no schema of its own: each spanned field says what it holds
+// with `#[schemars(with = ...)]`. Defaults applied later by validation are documented with
+// `extend("default" = ...)`, from the constants validation uses.
+
+/// SSH port when a host declares none.
+pub(crate) const DEFAULT_SSH_PORT: u16 = 22;
+/// Permissions of a directory that declares no `mode`.
+pub(crate) const DEFAULT_DIRECTORY_MODE: u32 = 0o755;
+/// Permissions of a file that declares no `mode`.
+pub(crate) const DEFAULT_FILE_MODE: u32 = 0o644;
+/// Owner and group of a directory or file that declares none.
+pub(crate) const DEFAULT_OWNER: &str = "root";
+/// Key prefix of the backup repository when none is given.
+pub(crate) const DEFAULT_BACKUP_PREFIX: &str = "{env}";
+
+/// Who and what the infrastructure is for.
+#[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
+#[schemars(rename = "Project")]
 pub(crate) struct RawProject {
+    /// Short name of the infrastructure (`[a-z][a-z0-9-]*`), used in resource names.
+    #[schemars(with = "String")]
     pub name: S<String>,
+    /// Base domain you own: services live on its subdomains.
+    #[schemars(with = "String")]
     pub domain: S<String>,
+    /// ACME account contact: the certificate authority warns here before a certificate
+    /// expires.
+    #[schemars(with = "String")]
     pub acme_email: S<String>,
 }
 
-#[derive(Debug, Deserialize)]
+/// One environment (`production`, `staging`, `lab`, ...): the same roles on its own
+/// hosts, domain and certificate authority.
+#[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
+#[schemars(rename = "Environment")]
 pub(crate) struct RawEnvironment {
+    /// Domain of the environment: services live on `<subdomain>.<domain>`, hosts on
+    /// `<role>.<domain>`. Two environments never share a domain.
+    #[schemars(with = "String")]
     pub domain: S<String>,
+    /// Certificate authority of the environment's reverse proxy: `letsencrypt` (trusted
+    /// certificates, strict rate limits), `letsencrypt-staging` (untrusted, for rehearsals)
+    /// or `internal` (a private CA run by the proxy itself, for the lab).
+    #[schemars(with = "String", extend("enum" = AcmeCa::NAMES))]
     pub acme_ca: S<String>,
+    /// Role of the host the bare domain points to, if any.
+    #[schemars(with = "Option<String>")]
     pub apex_host: Option<S<String>>,
+    /// Whether backups run in this environment (needs a `[backups]` section).
+    #[schemars(with = "Option<bool>", extend("default" = true))]
     pub backups: Option<S<bool>>,
-    /// Decoded host by host (see [`decode_document`]); `None` for a host that failed to
-    /// decode (its errors are already reported).
+    /// The environment's servers, one per role (`[environments.<env>.hosts.<role>]`).
+    /// Every environment has the same roles.
+    // Decoded host by host (see `decode_document`); `None` for a host that failed to
+    // decode (its errors are already reported).
     #[serde(default, skip_deserializing)]
+    #[schemars(!default, !skip_deserializing, with = "BTreeMap<String, RawHost>")]
+    #[schemars(extend("x-kiln-key" = "role"))]
     pub hosts: Vec<(S<String>, Option<S<RawHost>>)>,
 }
 
-#[derive(Debug, Deserialize)]
+/// One server, playing one role in its environment.
+#[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
+#[schemars(rename = "Host")]
 pub(crate) struct RawHost {
+    /// Where SSH connects: an IPv4 or IPv6 address, or a DNS name.
+    #[schemars(with = "String")]
     pub address: S<String>,
+    /// The host's IPv6 address, for AAAA records.
+    #[schemars(with = "Option<String>")]
     pub address6: Option<S<String>>,
+    /// SSH port.
+    #[schemars(with = "Option<i64>", range(min = 1, max = 65535))]
+    #[schemars(extend("default" = DEFAULT_SSH_PORT))]
     pub ssh_port: Option<S<i64>>,
+    /// Account kiln logs in with over SSH; it needs sudo, and is never `root`.
+    #[schemars(with = "String")]
     pub admin_user: S<String>,
+    /// Pinned OpenSSH host public keys (`type base64`, as in
+    /// `/etc/ssh/ssh_host_*_key.pub`). `kiln trust` fetches them and shows their
+    /// fingerprints; until then kiln refuses to connect.
     #[serde(default)]
+    #[schemars(with = "Vec<String>")]
     pub host_keys: Vec<S<String>>,
+    /// Operating system of the host, when declared.
+    #[schemars(with = "Option<String>", extend("enum" = OsFamily::NAMES))]
     pub os: Option<S<String>>,
 }
 
-#[derive(Debug, Deserialize)]
+/// A service from the catalog, placed on a role. Its options depend on its `kind` (see
+/// the catalog below).
+#[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
+#[schemars(rename = "Service")]
 pub(crate) struct RawService {
+    /// Catalog kind of the service.
+    #[schemars(with = "String")]
     pub kind: S<String>,
+    /// Role of the host it runs on, in every environment.
+    #[schemars(with = "String")]
     pub host: S<String>,
+    /// Subdomain it is served on, `<subdomain>.<environment domain>` (default: the kind's
+    /// default subdomain; services not reachable over HTTP have none).
+    #[schemars(with = "Option<String>")]
     pub subdomain: Option<S<String>>,
+    /// Pinned version: the container image's tag (each kind below says whether it is
+    /// required).
+    #[schemars(with = "Option<String>")]
     pub version: Option<S<String>>,
+    /// Options of the kind (each kind below lists its own), e.g.
+    /// `options = { server_name = "example.org", database = "postgres" }`.
     #[serde(default)]
+    #[schemars(with = "BTreeMap<String, serde_json::Value>")]
     pub options: BTreeMap<S<String>, S<toml::Value>>,
 }
 
-#[derive(Debug, Deserialize)]
+/// Off-site backups of every environment that has `backups` on, to an S3 bucket with
+/// Object Lock.
+#[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
+#[schemars(rename = "Backups")]
 pub(crate) struct RawBackups {
+    /// When backups run: a systemd `OnCalendar=` expression, like `*-*-* 03:00:00`.
+    #[schemars(with = "String")]
     pub schedule: S<String>,
+    /// Object Lock retention in days (1 to 36500): a compromised server cannot delete
+    /// backups younger than this. Required unless `allow_unlocked = true`.
+    #[schemars(with = "Option<i64>", range(min = 1, max = 36500))]
     pub object_lock_days: Option<S<i64>>,
+    /// Accept backups without Object Lock, knowingly (deletable by a compromised server).
+    #[schemars(with = "Option<bool>", extend("default" = false))]
     pub allow_unlocked: Option<S<bool>>,
+    /// Which snapshots to keep, e.g. `{ daily = 7, weekly = 4, monthly = 12 }`.
+    #[schemars(with = "RawRetention")]
     pub retention: S<RawRetention>,
+    /// Where the backup repository lives.
+    #[schemars(with = "RawRepository")]
     pub repository: S<RawRepository>,
+    /// Names of the vault secrets holding the credentials (never the values).
+    #[schemars(with = "RawCredentials")]
     pub credentials: S<RawCredentials>,
 }
 
-#[derive(Debug, Deserialize)]
+/// How many snapshots to keep per period (restic `forget --keep-*`); at least one is
+/// more than 0.
+#[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
+#[schemars(rename = "Retention")]
 pub(crate) struct RawRetention {
+    /// Last N daily snapshots.
+    #[schemars(with = "Option<i64>", range(min = 0, max = 10000), extend("default" = 0))]
     pub daily: Option<S<i64>>,
+    /// Last N weekly snapshots.
+    #[schemars(with = "Option<i64>", range(min = 0, max = 10000), extend("default" = 0))]
     pub weekly: Option<S<i64>>,
+    /// Last N monthly snapshots.
+    #[schemars(with = "Option<i64>", range(min = 0, max = 10000), extend("default" = 0))]
     pub monthly: Option<S<i64>>,
+    /// Last N yearly snapshots.
+    #[schemars(with = "Option<i64>", range(min = 0, max = 10000), extend("default" = 0))]
     pub yearly: Option<S<i64>>,
 }
 
-#[derive(Debug, Deserialize)]
+/// The S3 location of the backup repository.
+#[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
+#[schemars(rename = "Repository")]
 pub(crate) struct RawRepository {
+    /// S3 endpoint URL, like `https://s3.fr-par.scw.cloud`.
+    #[schemars(with = "String")]
     pub endpoint: S<String>,
+    /// S3 region, when the provider needs one.
+    #[schemars(with = "Option<String>")]
     pub region: Option<S<String>>,
+    /// Bucket name; it must have Object Lock enabled unless `allow_unlocked = true`.
+    #[schemars(with = "String")]
     pub bucket: S<String>,
+    /// Key prefix of the repository in the bucket; `{env}` is replaced by the
+    /// environment's name (one repository per environment).
+    #[schemars(with = "Option<String>", extend("default" = DEFAULT_BACKUP_PREFIX))]
     pub prefix: Option<S<String>>,
 }
 
-#[derive(Debug, Deserialize)]
+/// Names of vault secrets (`kiln secrets set NAME`), never their values.
+#[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
+#[schemars(rename = "Credentials")]
 pub(crate) struct RawCredentials {
+    /// Secret holding the S3 access key id.
+    #[schemars(with = "String")]
     pub access_key: S<String>,
+    /// Secret holding the S3 secret access key.
+    #[schemars(with = "String")]
     pub secret_key: S<String>,
+    /// Secret holding the backup repository's encryption password.
+    #[schemars(with = "String")]
     pub repository_password: S<String>,
 }
 
-#[derive(Debug, Deserialize)]
+/// Where the monitoring stack runs and where its alerts go (at least one of
+/// `alert_email` and `alert_webhook`).
+#[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
+#[schemars(rename = "Monitoring")]
 pub(crate) struct RawMonitoring {
+    /// Role of the host running the `monitoring` service.
+    #[schemars(with = "String")]
     pub host: S<String>,
+    /// E-mail address alerts are sent to.
+    #[schemars(with = "Option<String>")]
     pub alert_email: Option<S<String>>,
+    /// Webhook URL alerts are posted to (e.g. `https://ntfy.sh/<topic>`).
+    #[schemars(with = "Option<String>")]
     pub alert_webhook: Option<S<String>>,
 }
 
-#[derive(Debug, Default)]
+/// Plain resources for the hosts playing a role, in every environment, on top of the
+/// services.
+#[derive(Debug, Default, JsonSchema)]
+#[schemars(rename = "Role", deny_unknown_fields)]
 pub(crate) struct RawRole {
+    /// Distribution packages to install (apt or dnf names).
+    #[schemars(with = "Option<Vec<String>>", extend("default" = []))]
     pub packages: Vec<S<String>>,
+    /// Free-form variables for this role's templates (`{{ vars.<name> }}`).
+    #[schemars(with = "Option<BTreeMap<String, serde_json::Value>>")]
     pub vars: Option<toml::Table>,
+    /// Directories to create.
+    #[schemars(with = "Option<Vec<RawDirectory>>", extend("default" = []))]
     pub directories: Vec<S<RawDirectory>>,
+    /// Files to write.
+    #[schemars(with = "Option<Vec<RawFile>>", extend("default" = []))]
     pub files: Vec<S<RawFile>>,
+    /// Symbolic links to create.
+    #[schemars(with = "Option<Vec<RawSymlink>>", extend("default" = []))]
     pub symlinks: Vec<S<RawSymlink>>,
+    /// User accounts to create.
+    #[schemars(with = "Option<Vec<RawUser>>", extend("default" = []))]
     pub users: Vec<S<RawUser>>,
+    /// Groups to create.
+    #[schemars(with = "Option<Vec<RawGroup>>", extend("default" = []))]
     pub groups: Vec<S<RawGroup>>,
+    /// systemd units to install, enable and start.
+    #[schemars(with = "Option<Vec<RawUnit>>", extend("default" = []))]
     pub units: Vec<S<RawUnit>>,
+    /// Commands to run, guarded by `unless` or triggered by file changes.
+    #[schemars(with = "Option<Vec<RawCommand>>", extend("default" = []))]
     pub commands: Vec<S<RawCommand>>,
 }
 
-const ROLE_KEYS: &[&str] = &[
+pub(crate) const ROLE_KEYS: &[&str] = &[
     "packages",
     "vars",
     "directories",
@@ -131,89 +286,183 @@ const ROLE_KEYS: &[&str] = &[
     "commands",
 ];
 
-#[derive(Debug, Deserialize)]
+/// A directory on the host.
+#[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
+#[schemars(rename = "Directory")]
 pub(crate) struct RawDirectory {
+    /// Absolute path.
+    #[schemars(with = "String")]
     pub path: S<String>,
+    /// Permissions, as an octal string like `"0750"`.
+    #[schemars(with = "Option<String>")]
+    #[schemars(extend("default" = format!("{DEFAULT_DIRECTORY_MODE:04o}")))]
     pub mode: Option<S<String>>,
+    /// Owning user.
+    #[schemars(with = "Option<String>", extend("default" = DEFAULT_OWNER))]
     pub owner: Option<S<String>>,
+    /// Owning group.
+    #[schemars(with = "Option<String>", extend("default" = DEFAULT_OWNER))]
     pub group: Option<S<String>>,
 }
 
-#[derive(Debug, Deserialize)]
+/// A file on the host; its content comes from exactly one of `template`, `content` and
+/// `source`.
+#[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
+#[schemars(rename = "File")]
 pub(crate) struct RawFile {
+    /// Absolute path.
+    #[schemars(with = "String")]
     pub path: S<String>,
+    /// A minijinja template rendered for each host, path relative to kiln.toml's folder.
+    #[schemars(with = "Option<String>")]
     pub template: Option<S<String>>,
+    /// The content, inline.
+    #[schemars(with = "Option<String>")]
     pub content: Option<S<String>>,
+    /// A file copied verbatim, path relative to kiln.toml's folder (inside the
+    /// repository).
+    #[schemars(with = "Option<String>")]
     pub source: Option<S<String>>,
+    /// Permissions, as an octal string like `"0640"`.
+    #[schemars(with = "Option<String>")]
+    #[schemars(extend("default" = format!("{DEFAULT_FILE_MODE:04o}")))]
     pub mode: Option<S<String>>,
+    /// Owning user.
+    #[schemars(with = "Option<String>", extend("default" = DEFAULT_OWNER))]
     pub owner: Option<S<String>>,
+    /// Owning group.
+    #[schemars(with = "Option<String>", extend("default" = DEFAULT_OWNER))]
     pub group: Option<S<String>>,
+    /// Units restarted when this file changes (declared in the same role).
     #[serde(default)]
+    #[schemars(with = "Vec<String>")]
     pub notify: Vec<S<String>>,
 }
 
-#[derive(Debug, Deserialize)]
+/// A symbolic link on the host.
+#[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
+#[schemars(rename = "Symlink")]
 pub(crate) struct RawSymlink {
+    /// The link's absolute path.
+    #[schemars(with = "String")]
     pub path: S<String>,
+    /// What it points to.
+    #[schemars(with = "String")]
     pub target: S<String>,
 }
 
-#[derive(Debug, Deserialize)]
+/// A user account on the host.
+#[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
+#[schemars(rename = "User")]
 pub(crate) struct RawUser {
+    /// Login name.
+    #[schemars(with = "String")]
     pub name: S<String>,
+    /// A system account (low uid, no password aging).
     #[serde(default)]
     pub system: bool,
+    /// Home directory.
+    #[schemars(with = "Option<String>")]
     pub home: Option<S<String>>,
+    /// Login shell.
+    #[schemars(with = "Option<String>")]
     pub shell: Option<S<String>>,
+    /// Supplementary groups.
     #[serde(default)]
+    #[schemars(with = "Vec<String>")]
     pub groups: Vec<S<String>>,
 }
 
-#[derive(Debug, Deserialize)]
+/// A group on the host.
+#[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
+#[schemars(rename = "Group")]
 pub(crate) struct RawGroup {
+    /// Group name.
+    #[schemars(with = "String")]
     pub name: S<String>,
+    /// A system group (low gid).
     #[serde(default)]
     pub system: bool,
 }
 
-#[derive(Debug, Deserialize)]
+/// A systemd unit on the host; its unit file comes from exactly one of `template`,
+/// `content` and `source`.
+#[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
+#[schemars(rename = "Unit")]
 pub(crate) struct RawUnit {
+    /// Unit name with its type suffix, like `app.service`.
+    #[schemars(with = "String")]
     pub name: S<String>,
+    /// A minijinja template, path relative to kiln.toml's folder.
+    #[schemars(with = "Option<String>")]
     pub template: Option<S<String>>,
+    /// The unit file, inline.
+    #[schemars(with = "Option<String>")]
     pub content: Option<S<String>>,
+    /// A unit file copied verbatim, path relative to kiln.toml's folder.
+    #[schemars(with = "Option<String>")]
     pub source: Option<S<String>>,
+    /// Enabled at boot.
+    #[schemars(extend("default" = true))]
     pub enabled: Option<bool>,
+    /// Running.
+    #[schemars(extend("default" = true))]
     pub started: Option<bool>,
 }
 
-#[derive(Debug, Deserialize)]
+/// A command run on the host by `/bin/sh -c`.
+#[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
+#[schemars(rename = "Command")]
 pub(crate) struct RawCommand {
+    /// Unique name within the role.
+    #[schemars(with = "String")]
     pub name: S<String>,
+    /// The shell command.
+    #[schemars(with = "String")]
     pub run: S<String>,
+    /// Guard: the command is skipped when this shell command exits 0.
+    #[schemars(with = "Option<String>")]
     pub unless: Option<S<String>>,
+    /// Paths of files declared in the same role whose change also runs the command.
     #[serde(default)]
+    #[schemars(with = "Vec<String>")]
     pub triggered_by: Vec<S<String>>,
 }
 
-/// kiln.toml as written. Lists keep the file's order.
-#[derive(Debug, Default)]
+/// kiln.toml: your whole infrastructure, described once.
+// Lists keep the file's order.
+#[derive(Debug, Default, JsonSchema)]
+#[schemars(rename = "kiln.toml", deny_unknown_fields)]
 pub(crate) struct RawDocument {
+    /// Who and what the infrastructure is for.
+    #[schemars(required)]
     pub project: Option<RawProject>,
+    /// The environments, by name (`[environments.<env>]`): the same roles on different
+    /// servers.
+    #[schemars(with = "BTreeMap<String, RawEnvironment>", extend("x-kiln-key" = "env"))]
     pub environments: Vec<(S<String>, RawEnvironment)>,
+    /// The services, by name (`[services.<name>]`, `[a-z][a-z0-9-]*`).
+    #[schemars(with = "Option<BTreeMap<String, RawService>>", extend("x-kiln-key" = "name"))]
     pub services: Vec<(S<String>, RawService)>,
+    /// Off-site backups.
+    #[schemars(with = "Option<RawBackups>")]
     pub backups: Option<S<RawBackups>>,
+    /// Where alerts go.
+    #[schemars(with = "Option<RawMonitoring>")]
     pub monitoring: Option<S<RawMonitoring>>,
+    /// Extra resources per host role (`[roles.<role>]`).
+    #[schemars(with = "Option<BTreeMap<String, RawRole>>", extend("x-kiln-key" = "role"))]
     pub roles: Vec<(S<String>, RawRole)>,
 }
 
-const TOP_KEYS: &[&str] = &[
+pub(crate) const TOP_KEYS: &[&str] = &[
     "project",
     "environments",
     "services",

@@ -73,12 +73,15 @@ pub enum JobsError {
     UnknownRole { wanted: String, known: Vec<String> },
     #[error("no host to work on")]
     NoHost,
+    /// Looking for the running lab that serves the environment failed.
+    #[error("finding the lab's operator key: {0}")]
+    Lab(#[from] kiln_lab::LabError),
 }
 
 impl JobsError {
     /// Whether the user gave something kiln cannot use (rather than an operation failing).
     pub fn is_bad_input(&self) -> bool {
-        !matches!(self, JobsError::StateRead { .. })
+        !matches!(self, JobsError::StateRead { .. } | JobsError::Lab(_))
     }
 }
 
@@ -104,7 +107,7 @@ pub fn from_config(
     let hosts = target::hosts(env, &opts.roles)?;
     let identity = match &opts.identity {
         Some(i) => Some(i.clone()),
-        None => crate::lab::operator_identity(&opts.lab_roots, env),
+        None => crate::lab::operator_identity(&opts.lab_roots, env)?,
     };
     let mut jobs = vec![];
     for host in hosts {

@@ -121,36 +121,28 @@ pub fn record(config: &Path, servers: &[kiln_lab::Server]) -> Result<(), EditErr
     kiln_model::edit::record_lab_hosts(config, &hosts)
 }
 
-/// The operator key of the lab on this machine whose servers have every address of
-/// `env`'s hosts, when there is one (so that plan and apply reach a lab environment
-/// without `--identity`, also for a user with no SSH key of their own).
+/// The operator key of the running lab on this machine whose servers have every address
+/// of `env`'s hosts, when there is one (so that plan and apply reach a lab environment
+/// without `--identity`, also for a user with no SSH key of their own). `Ok(None)`: not a
+/// lab environment (an address that is a name, or that no running lab has).
 pub fn operator_identity(
     roots: &kiln_lab::Roots,
     env: &kiln_model::Environment,
-) -> Option<PathBuf> {
-    let addresses: Vec<String> = env.hosts.values().map(|h| h.address.to_string()).collect();
-    lab_for_addresses(roots, &addresses).map(|lab| lab.identity_file())
-}
-
-/// The lab whose servers have all of `addresses`.
-// SWITCH: replace with `kiln_lab::lab_for_addresses` once it lands on main.
-fn lab_for_addresses(roots: &kiln_lab::Roots, addresses: &[String]) -> Option<kiln_lab::Lab> {
-    if addresses.is_empty() {
-        return None;
+) -> Result<Option<PathBuf>, kiln_lab::LabError> {
+    let mut addresses = vec![];
+    for host in env.hosts.values() {
+        match &host.address {
+            kiln_model::HostAddress::Ip(a) => addresses.push(*a),
+            kiln_model::HostAddress::Name(_) => return Ok(None),
+        }
     }
-    roots.labs().into_iter().find_map(|name| {
-        let lab = kiln_lab::Lab::attach(roots, &name).ok()?;
-        let ours = addresses
-            .iter()
-            .all(|a| lab.servers().iter().any(|s| s.address.to_string() == *a));
-        (ours && lab.identity_file().is_file()).then_some(lab)
-    })
+    Ok(kiln_lab::lab_for_addresses(roots, &addresses)?.map(|lab| lab.identity_file))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use kiln_lab::{LabState, Roots, ServerKind, ServerState};
+    use kiln_lab::Roots;
 
     fn env_with(addresses: &[&str]) -> kiln_model::Environment {
         let mut text = String::from(
@@ -164,31 +156,6 @@ mod tests {
         let m = kiln_model::parse_str("kiln.toml", &text, Path::new("."))
             .unwrap_or_else(|d| panic!("{}", d.render(100, false)));
         m.environment("lab").unwrap().clone()
-    }
-
-    fn fake_lab(roots: &Roots, name: &str, addresses: &[&str]) -> PathBuf {
-        std::fs::create_dir_all(roots.lab_dir(name)).unwrap();
-        let state = LabState {
-            name: name.into(),
-            index: 9,
-            base_image: PathBuf::new(),
-            servers: addresses
-                .iter()
-                .enumerate()
-                .map(|(i, a)| ServerState {
-                    name: format!("s{i}"),
-                    server_index: i as u8,
-                    address: a.parse().unwrap(),
-                    host_keys: vec![],
-                    kind: ServerKind::Container,
-                })
-                .collect(),
-            s3: None,
-        };
-        state.save(roots).unwrap();
-        let key = roots.lab_dir(name).join("id_ed25519");
-        std::fs::write(&key, "not really a key").unwrap();
-        key
     }
 
     #[test]
@@ -225,22 +192,20 @@ mod tests {
     }
 
     #[test]
-    fn the_lab_whose_servers_have_every_address_gives_its_key() {
+    fn no_running_lab_no_default_key() {
+        // Finding the lab itself is kiln_lab::lab_for_addresses' (tested there); here:
+        // nothing runs under these roots, and a host named by DNS is never a lab's.
         let dir = tempfile::tempdir().unwrap();
         let roots = Roots {
             state: dir.path().join("state"),
             cache: dir.path().join("cache"),
         };
-        assert_eq!(operator_identity(&roots, &env_with(&["10.77.3.11"])), None);
-        fake_lab(&roots, "other", &["10.77.2.11"]);
-        let key = fake_lab(&roots, "mine", &["10.77.3.11", "10.77.3.12"]);
         assert_eq!(
-            operator_identity(&roots, &env_with(&["10.77.3.12", "10.77.3.11"])),
-            Some(key)
+            operator_identity(&roots, &env_with(&["10.77.3.11"])).unwrap(),
+            None
         );
-        // One address that no lab has: not a lab environment.
         assert_eq!(
-            operator_identity(&roots, &env_with(&["10.77.3.11", "192.0.2.1"])),
+            operator_identity(&roots, &env_with(&["10.77.3.11", "web.example.org"])).unwrap(),
             None
         );
     }

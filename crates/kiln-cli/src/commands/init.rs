@@ -1,10 +1,13 @@
 //! `kiln init [DIR]`: write a commented starter infrastructure repository (kiln.toml,
-//! .gitignore, secrets/README.md) that passes `kiln check`. Never overwrites anything: if
+//! .gitignore, secrets/README.md, and the JSON Schema that kiln.toml's `#:schema` first
+//! line points editors at) that passes `kiln check`. Never overwrites anything: if
 //! any of those files exists, nothing is written and the error names it.
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+
+use kiln_model::reference;
 
 use crate::context::Context;
 use crate::error::{CliError, CmdResult};
@@ -12,8 +15,9 @@ use crate::error::{CliError, CmdResult};
 /// Create a commented starter infrastructure repository.
 #[derive(Debug, clap::Args)]
 #[command(
-    after_help = "Writes kiln.toml, .gitignore and secrets/README.md; refuses to overwrite \
-any of them. The starter uses Let's Encrypt's staging CA until you switch it.
+    after_help = "Writes kiln.toml, .gitignore, secrets/README.md and .kiln/kiln.schema.json \
+(for editors: taplo / Even Better TOML validate and complete kiln.toml with it); refuses to \
+overwrite any of them. The starter uses Let's Encrypt's staging CA until you switch it.
 
 Examples:
   kiln init                                    in the current folder
@@ -140,7 +144,8 @@ fn starter_files(
     } else {
         "# the domain you own: services live on its subdomains"
     };
-    let kiln_toml = STARTER
+    // An editor resolves the `#:schema` path relative to kiln.toml.
+    let kiln_toml = format!("{}\n{STARTER}", reference::schema_directive())
         .replace("{name}", name)
         .replace("{domain}", domain)
         .replace("{email}", email)
@@ -149,6 +154,10 @@ fn starter_files(
         ("kiln.toml", kiln_toml),
         (".gitignore", GITIGNORE.to_string()),
         ("secrets/README.md", SECRETS_README.to_string()),
+        (
+            reference::REPOSITORY_SCHEMA_PATH,
+            reference::config_schema_json(),
+        ),
     ]
 }
 
@@ -254,8 +263,9 @@ version = "1.9.9"
 "#;
 
 const GITIGNORE: &str = "# kiln: local state and anything decrypted never goes to git.
-# secrets/ holds only encrypted files: commit it.
-/.kiln/
+# secrets/ holds only encrypted files: commit it, and .kiln/kiln.schema.json (editors read it).
+/.kiln/*
+!/.kiln/kiln.schema.json
 *.decrypted
 *.plain
 *.tmp
@@ -286,5 +296,21 @@ mod tests {
             "infra-2024-servers"
         );
         assert_eq!(project_name(Path::new("/tmp/ergaster")), "ergaster");
+    }
+
+    #[test]
+    fn the_starter_points_editors_at_the_schema_it_writes() {
+        let files = starter_files("a", "example.org", "admin@example.org", true);
+        let toml = &files[0].1;
+        let first = toml.lines().next().unwrap_or_default();
+        let path = first.strip_prefix("#:schema ./").unwrap_or_default();
+        assert_eq!(path, reference::REPOSITORY_SCHEMA_PATH, "{first}");
+        assert!(
+            files
+                .iter()
+                .any(|(rel, content)| *rel == path && *content == reference::config_schema_json())
+        );
+        let gitignore = &files[1].1;
+        assert!(gitignore.contains(&format!("!/{path}")), "{gitignore}");
     }
 }

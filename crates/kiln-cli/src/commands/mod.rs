@@ -12,3 +12,4 @@ pub mod plan;
 pub mod secrets;
 pub mod show;
 pub mod trust;
+pub mod util;

@@ -250,7 +250,7 @@ pub(super) fn backups(
                 .prefix
                 .as_ref()
                 .map(|p| p.get_ref().clone())
-                .unwrap_or_else(|| "{env}".to_string()),
+                .unwrap_or_else(|| DEFAULT_BACKUP_PREFIX.to_string()),
         },
         credentials: BackupCredentials {
             access_key: c.access_key.get_ref().clone(),

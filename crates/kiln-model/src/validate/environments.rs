@@ -286,7 +286,7 @@ fn host<'a>(
     };
 
     let ssh_port = match &h.ssh_port {
-        None => 22,
+        None => DEFAULT_SSH_PORT,
         Some(p) => match u16::try_from(*p.get_ref()) {
             Ok(port) if port > 0 => port,
             _ => {
@@ -299,7 +299,7 @@ fn host<'a>(
                     .label("not a TCP port")
                     .help("a port is between 1 and 65535 (SSH's default is 22)");
                 cx.push(e);
-                22
+                DEFAULT_SSH_PORT
             }
         },
     };

@@ -28,7 +28,7 @@ fn mode(cx: &mut Ctx<'_>, m: &Option<S<String>>, default: u32) -> u32 {
 
 fn owner(cx: &mut Ctx<'_>, o: &Option<S<String>>) -> String {
     match o {
-        None => "root".to_string(),
+        None => DEFAULT_OWNER.to_string(),
         Some(o) => {
             cx.check(
                 o,
@@ -235,7 +235,7 @@ pub(super) fn roles(
             claim_path(cx, &d.path);
             role.directories.push(Directory {
                 path: abs_path(cx, &d.path),
-                mode: mode(cx, &d.mode, 0o755),
+                mode: mode(cx, &d.mode, DEFAULT_DIRECTORY_MODE),
                 owner: owner(cx, &d.owner),
                 group: owner(cx, &d.group),
             });
@@ -275,7 +275,7 @@ pub(super) fn roles(
             role.files.push(File {
                 path: abs_path(cx, &raw_f.path),
                 content: c,
-                mode: mode(cx, &raw_f.mode, 0o644),
+                mode: mode(cx, &raw_f.mode, DEFAULT_FILE_MODE),
                 owner: owner(cx, &raw_f.owner),
                 group: owner(cx, &raw_f.group),
                 notify: raw_f.notify.iter().map(|n| n.get_ref().clone()).collect(),

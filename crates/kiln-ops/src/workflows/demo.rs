@@ -108,10 +108,8 @@ pub enum DemoEvent<'a> {
         lab: &'a str,
         roles: &'a [String],
     },
-    /// A progress line of the lab.
-    Lab {
-        message: &'a str,
-    },
+    /// The lab's progress.
+    Lab(&'a kiln_lab::LabEvent),
     ServerUp {
         server: &'a kiln_lab::Server,
     },
@@ -499,13 +497,6 @@ fn load(config: &Path) -> Result<Model, StepError> {
     })
 }
 
-/// Whether a lab progress line says a server is ready.
-// SWITCH: when kiln-lab's typed `LabEvent::ServerReady { name, address }` lands, match
-// that variant here instead of the text.
-fn server_ready(message: &str) -> bool {
-    message.contains("answers SSH")
-}
-
 /// Step 2: one server per host role of the `lab` environment, recorded in kiln.toml.
 fn start_lab(r: &mut Run<'_>, opts: &DemoOptions, config: &Path) -> Result<Lab, StepError> {
     let model = load(config)?;
@@ -519,26 +510,26 @@ fn start_lab(r: &mut Run<'_>, opts: &DemoOptions, config: &Path) -> Result<Lab, 
     // The lab calls back from its own threads; the sink is Sync.
     let sink: &dyn DemoSink = r.sink;
     let lab = std::thread::scope(|s| {
-        let (tx, rx) = std::sync::mpsc::channel::<String>();
+        let (tx, rx) = std::sync::mpsc::channel::<kiln_lab::LabEvent>();
         let up = crate::lab::UpOptions {
             name: opts.lab.clone(),
             install_missing: opts.install_missing,
             roots: opts.roots.clone(),
-            progress: Some(Arc::new(move |m: &str| {
-                if server_ready(m)
+            progress: Some(Arc::new(move |e: &kiln_lab::LabEvent| {
+                if matches!(e, kiln_lab::LabEvent::ServerReady { .. })
                     && let Ok(mut f) = first.lock()
                     && f.is_none()
                 {
                     *f = Some(start.elapsed());
                 }
-                let _ = tx.send(m.to_owned());
+                let _ = tx.send(e.clone());
             })),
             ..Default::default()
         };
         // Progress lines are handed to the sink in order, from this thread.
         let relay = s.spawn(move || {
-            for m in rx {
-                sink.event(&DemoEvent::Lab { message: &m });
+            for e in rx {
+                sink.event(&DemoEvent::Lab(&e));
             }
         });
         let lab = crate::lab::up(&up, Some((config, &model))).map(|mut lab| {

@@ -121,7 +121,7 @@ impl DemoSink for Narrator {
                 "lab `{lab}`: one Debian 13 server per host role of the `{ENV}` environment ({})",
                 roles.join(", ")
             )),
-            DemoEvent::Lab { message } => p.note(format_args!(
+            DemoEvent::Lab(message) => p.note(format_args!(
                 "[{:6.1}s]     lab: {message}",
                 self.start.elapsed().as_secs_f64()
             )),

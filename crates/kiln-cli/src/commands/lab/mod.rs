@@ -89,8 +89,9 @@ struct SshArgs {
     lab: LabName,
     /// Server name.
     server: String,
-    /// Command to run instead of a shell.
-    #[arg(last = true)]
+    /// Command to run instead of a shell, after `--`; each argument arrives as one word
+    /// (`-- echo 'a b'` prints `a b`, no shell syntax is re-read on the server).
+    #[arg(last = true, value_name = "ARGS")]
     command: Vec<String>,
 }
 
@@ -175,7 +176,7 @@ fn up(ctx: &Context, a: UpArgs) -> CmdResult {
         }
     }
     let started = Instant::now();
-    opts.progress = Some(Arc::new(move |m: &str| {
+    opts.progress = Some(Arc::new(move |m: &kiln_lab::LabEvent| {
         p.note(format_args!(
             "[{:5.1}s] {m}",
             started.elapsed().as_secs_f64()
@@ -271,10 +272,8 @@ fn status(p: &Printer, a: StatusArgs) -> CmdResult {
 fn ssh(a: SshArgs) -> CmdResult {
     let lab = Lab::attach(&Roots::default(), &a.lab.name).map_err(failed)?;
     let server = lab.server(&a.server).map_err(failed)?;
-    let mut c = server.ssh_command();
-    if !a.command.is_empty() {
-        c.arg("--").args(&a.command);
-    }
+    // Each word arrives intact (quoted once by the lab), as with `podman exec`.
+    let mut c = server.ssh_argv_command(&a.command);
     let status = c
         .status()
         .map_err(|e| CliError::failed(miette::miette!("cannot run ssh: {e}")))?;
@@ -285,7 +284,7 @@ fn image(p: &Printer, a: ImageArgs) -> CmdResult {
     let mut lab = Lab::attach(&Roots::default(), &a.lab.name).map_err(failed)?;
     let started = Instant::now();
     let progress = *p;
-    lab.set_progress(Some(Arc::new(move |m: &str| {
+    lab.set_progress(Some(Arc::new(move |m: &kiln_lab::LabEvent| {
         progress.note(format_args!(
             "[{:5.1}s] {m}",
             started.elapsed().as_secs_f64()
