@@ -86,15 +86,35 @@ pub fn lab_options(
     Ok(lab)
 }
 
-/// Starts the lab and, with a kiln.toml (`config`, already loaded as `model`), records its
-/// servers in the `lab` environment. A failure to record tears the new lab down.
-pub fn up(opts: &UpOptions, config: Option<(&Path, &Model)>) -> Result<kiln_lab::Lab, UpError> {
+/// Starts the lab and, with a kiln.toml (`config`, already loaded as `model`), records the
+/// servers that play a host role of its `lab` environment there (numbered servers of
+/// `--servers N`, or a kiln.toml without a `lab` environment, are not written into it).
+/// Returns the lab and the roles recorded. A failure to record tears the new lab down.
+pub fn up(
+    opts: &UpOptions,
+    config: Option<(&Path, &Model)>,
+) -> Result<(kiln_lab::Lab, Vec<String>), UpError> {
     let lab = kiln_lab::Lab::start(lab_options(opts, config.map(|(_, m)| m))?)?;
-    if let Some((path, _)) = config {
-        // On error `lab` is dropped here, which tears it down.
-        record(path, lab.servers())?;
+    let mut recorded = vec![];
+    if let Some((path, model)) = config {
+        let servers = of_lab_roles(model, lab.servers());
+        if !servers.is_empty() {
+            // On error `lab` is dropped here, which tears it down.
+            record(path, &servers)?;
+            recorded = servers.into_iter().map(|s| s.name).collect();
+        }
     }
-    Ok(lab)
+    Ok((lab, recorded))
+}
+
+/// The servers named after a host role of the model's `lab` environment.
+fn of_lab_roles(model: &Model, servers: &[kiln_lab::Server]) -> Vec<kiln_lab::Server> {
+    let roles = roles(model);
+    servers
+        .iter()
+        .filter(|s| roles.contains(&s.name))
+        .cloned()
+        .collect()
 }
 
 /// The host roles of the model's `lab` environment (empty when it has none), in the
@@ -189,6 +209,21 @@ mod tests {
             ..opts
         };
         assert!(matches!(lab_options(&none, None), Err(UpError::NoServers)));
+        // Only servers playing a role of the lab environment are written into kiln.toml.
+        let server = |name: &str| kiln_lab::Server {
+            name: name.into(),
+            address: "10.77.9.11".parse().unwrap(),
+            ssh_port: 22,
+            admin_user: "kiln".into(),
+            host_keys: vec![],
+            identity_file: "/k".into(),
+            known_hosts: "/kh".into(),
+        };
+        let kept: Vec<String> = of_lab_roles(&m, &[server("server1"), server("web")])
+            .into_iter()
+            .map(|s| s.name)
+            .collect();
+        assert_eq!(kept, ["web"]);
     }
 
     #[test]

@@ -532,7 +532,7 @@ fn start_lab(r: &mut Run<'_>, opts: &DemoOptions, config: &Path) -> Result<Lab, 
                 sink.event(&DemoEvent::Lab(&e));
             }
         });
-        let lab = crate::lab::up(&up, Some((config, &model))).map(|mut lab| {
+        let lab = crate::lab::up(&up, Some((config, &model))).map(|(mut lab, _)| {
             // The lab keeps its progress callback: drop it so that the relay ends.
             lab.set_progress(None);
             lab

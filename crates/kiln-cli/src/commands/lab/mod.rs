@@ -182,8 +182,9 @@ fn up(ctx: &Context, a: UpArgs) -> CmdResult {
             started.elapsed().as_secs_f64()
         ))
     }));
-    let lab = kiln_ops::lab::up(&opts, config.as_ref().map(|(path, m)| (path.as_path(), *m)))?;
-    if let Some((path, _)) = &config {
+    let (lab, recorded) =
+        kiln_ops::lab::up(&opts, config.as_ref().map(|(path, m)| (path.as_path(), *m)))?;
+    if let (Some((path, _)), false) = (&config, recorded.is_empty()) {
         p.note(format_args!(
             "recorded the lab hosts' addresses and host keys in {}",
             path.display()
