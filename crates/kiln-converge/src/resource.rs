@@ -318,6 +318,57 @@ fn valid_name(name: &str) -> Result<(), &'static str> {
 }
 
 impl DesiredState {
+    /// Every resource this state declares, in declaration order (a unit also as its file).
+    pub fn ids(&self) -> Vec<ResourceId> {
+        let mut ids = vec![];
+        ids.extend(
+            self.groups
+                .iter()
+                .map(|g| ResourceId::Group(g.name.clone())),
+        );
+        ids.extend(self.users.iter().map(|u| ResourceId::User(u.name.clone())));
+        ids.extend(
+            self.packages
+                .iter()
+                .map(|p| ResourceId::Package(p.name.clone())),
+        );
+        ids.extend(
+            self.directories
+                .iter()
+                .map(|d| ResourceId::Directory(d.path.clone())),
+        );
+        ids.extend(self.files.iter().map(|f| ResourceId::File(f.path.clone())));
+        ids.extend(
+            self.symlinks
+                .iter()
+                .map(|s| ResourceId::Symlink(s.path.clone())),
+        );
+        for u in &self.units {
+            ids.push(ResourceId::Unit(u.name.clone()));
+            ids.push(ResourceId::File(u.path()));
+        }
+        ids.extend(
+            self.commands
+                .iter()
+                .map(|c| ResourceId::Command(c.name.clone())),
+        );
+        ids
+    }
+
+    /// Appends another state's resources (its host, os and expected plan are ignored).
+    pub fn extend(&mut self, other: DesiredState) {
+        self.groups.extend(other.groups);
+        self.users.extend(other.users);
+        self.packages.extend(other.packages);
+        self.directories.extend(other.directories);
+        self.files.extend(other.files);
+        self.symlinks.extend(other.symlinks);
+        self.units.extend(other.units);
+        self.commands.extend(other.commands);
+    }
+}
+
+impl DesiredState {
     /// Checks what the planner relies on: unique ids, absolute paths, sane modes and
     /// names, notifications and triggers that point at declared things.
     pub fn validate(&self) -> Result<(), InvalidState> {
@@ -368,30 +419,8 @@ impl DesiredState {
             }
             Ok(())
         };
-        for g in &self.groups {
-            check(ResourceId::Group(g.name.clone()))?;
-        }
-        for u in &self.users {
-            check(ResourceId::User(u.name.clone()))?;
-        }
-        for p in &self.packages {
-            check(ResourceId::Package(p.name.clone()))?;
-        }
-        for d in &self.directories {
-            check(ResourceId::Directory(d.path.clone()))?;
-        }
-        for f in &self.files {
-            check(ResourceId::File(f.path.clone()))?;
-        }
-        for s in &self.symlinks {
-            check(ResourceId::Symlink(s.path.clone()))?;
-        }
-        for u in &self.units {
-            check(ResourceId::Unit(u.name.clone()))?;
-            check(ResourceId::File(u.path()))?;
-        }
-        for c in &self.commands {
-            check(ResourceId::Command(c.name.clone()))?;
+        for id in self.ids() {
+            check(id)?;
         }
         let modes = self
             .directories
