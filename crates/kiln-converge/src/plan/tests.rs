@@ -1,8 +1,10 @@
 //! Planner tests: pure, no host.
 
 use super::*;
-use crate::observe::{Meta, UnitStatus, UserInfo};
-use crate::resource::{Command, Directory, File, Group, Notify, Package, Symlink, Unit, User};
+use crate::observe::{Meta, PathState, UnitStatus, UserInfo};
+use crate::resource::{
+    Command, Content, Directory, File, Group, Notify, Package, Symlink, Unit, User, unit_path,
+};
 
 fn meta(mode: u32) -> Meta {
     Meta {
