@@ -14,7 +14,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::facts::Facts;
 use crate::owned::{OWNED_PATH, Owned, sha256_hex};
-use crate::resource::{DesiredState, unit_path};
+use crate::resource::DesiredState;
 use crate::system::Target;
 
 /// Files larger than this are compared by hash only (no diff).
@@ -312,7 +312,7 @@ pub fn observe(
         .chain(&obs.owned.directories)
         .chain(&obs.owned.symlinks)
         .cloned()
-        .chain(obs.owned.units.iter().map(|u| unit_path(u)))
+        .chain(obs.owned.units.iter().map(|u| obs.owned.unit_file(u)))
         .collect::<Vec<_>>();
     for p in owned_paths {
         want.entry(p).or_insert(None);
@@ -476,13 +476,7 @@ mod tests {
                     name: "rsync".into(),
                 },
             ],
-            units: vec![Unit {
-                name: "kiln-observe-test.service".into(),
-                content: Content::text(""),
-                enabled: true,
-                started: true,
-                sensitive: false,
-            }],
+            units: vec![Unit::file("kiln-observe-test.service", Content::text(""))],
             ..Default::default()
         };
         let obs = observe(&mut target, Some(&facts), &d).unwrap();

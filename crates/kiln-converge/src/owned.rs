@@ -25,6 +25,9 @@ pub struct Owned {
     pub symlinks: BTreeSet<PathBuf>,
     #[serde(default)]
     pub units: BTreeSet<String>,
+    /// Of those units, the ones a Podman quadlet generates: unit → its quadlet file name.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub quadlets: BTreeMap<String, String>,
     /// Users and groups kiln created (pre-existing accounts are never removed).
     #[serde(default)]
     pub users: BTreeSet<String>,
@@ -39,6 +42,14 @@ pub struct Owned {
 }
 
 impl Owned {
+    /// The file kiln wrote for an owned unit (its quadlet, or its unit file).
+    pub fn unit_file(&self, unit: &str) -> PathBuf {
+        match self.quadlets.get(unit) {
+            Some(file) => crate::resource::quadlet_path(file),
+            None => crate::resource::unit_path(unit),
+        }
+    }
+
     /// Everything in either record (written before an apply starts, so that a run killed
     /// midway still knows about what it may have created).
     pub fn union(&self, other: &Owned) -> Owned {
@@ -47,6 +58,9 @@ impl Owned {
         u.directories.extend(other.directories.iter().cloned());
         u.symlinks.extend(other.symlinks.iter().cloned());
         u.units.extend(other.units.iter().cloned());
+        for (k, v) in &other.quadlets {
+            u.quadlets.entry(k.clone()).or_insert_with(|| v.clone());
+        }
         u.users.extend(other.users.iter().cloned());
         u.groups.extend(other.groups.iter().cloned());
         u.packages.extend(other.packages.iter().cloned());

@@ -10,7 +10,8 @@ use kiln_model::Host;
 use super::template::content;
 use super::{DesiredError, EnvironmentContext};
 use crate::resource::{
-    Command, DesiredState, Directory, File, Group, Notify, Package, Symlink, Trigger, Unit, User,
+    Command, DesiredState, Directory, File, Group, Notify, Package, Symlink, Trigger, Unit,
+    UnitKind, User,
 };
 
 /// The resources of `host`'s role.
@@ -98,6 +99,7 @@ pub(super) fn contribute(
             enabled: u.enabled,
             started: u.started,
             sensitive,
+            kind: UnitKind::File,
         });
     }
     d.commands = role

@@ -1,6 +1,6 @@
 //! The services feature (seam, contributes nothing yet): each `[services.<name>]` placed on
 //! a host becomes its catalog recipe's resources there — the container as a Podman
-//! quadlet, its data directories and volumes,
+//! quadlet ([`crate::resource::UnitKind::Quadlet`], never `systemctl enable`d), its data directories and volumes,
 //! its configuration files and the secrets they need (sensitive files), and its health
 //! check.
 //!

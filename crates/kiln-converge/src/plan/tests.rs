@@ -41,6 +41,7 @@ fn unit(name: &str, text: &str) -> Unit {
         enabled: true,
         started: true,
         sensitive: false,
+        kind: crate::resource::UnitKind::File,
     }
 }
 
@@ -491,4 +492,127 @@ fn every_unit_file_and_the_reload_precede_the_first_enable() {
         .unwrap();
     assert!(last_file_or_reload < first_enable, "{:?}", ops(&p));
     assert_eq!(p.changes.iter().filter(|c| c.op == Op::Enable).count(), 5);
+}
+
+fn quadlet(file: &str, text: &str) -> Unit {
+    Unit::quadlet(file, Content::text(text)).unwrap()
+}
+
+#[test]
+fn a_quadlet_is_installed_reloaded_and_started_never_enabled() {
+    let mut d = DesiredState {
+        host: "web".into(),
+        ..Default::default()
+    };
+    let mut conf = file("/etc/web/web.conf", "a\n");
+    conf.notify = vec![Notify {
+        unit: "web.service".into(),
+        action: Trigger::Restart,
+    }];
+    d.files = vec![conf];
+    d.units = vec![quadlet(
+        "web.container",
+        "[Container]\nImage=localhost/web:1\n",
+    )];
+    d.validate().unwrap();
+    let p = plan(&d, &Observed::default()).unwrap();
+    assert_eq!(
+        ops(&p),
+        [
+            "create file /etc/web/web.conf",
+            "create file /etc/containers/systemd/web.container",
+            "daemon-reload systemd",
+            "start unit web.service",
+        ]
+    );
+    assert_eq!(
+        p.owned_after
+            .quadlets
+            .get("web.service")
+            .map(String::as_str),
+        Some("web.container")
+    );
+    assert!(p.owned_after.units.contains("web.service"));
+
+    // Running and converged: nothing to do, although systemd reports it not enabled
+    // (UnitFileState=generated).
+    let mut o = Observed::default();
+    o.paths
+        .insert("/etc/web/web.conf".into(), present("a\n", 0o644, false));
+    o.paths.insert(
+        "/etc/containers/systemd/web.container".into(),
+        present("[Container]\nImage=localhost/web:1\n", 0o644, false),
+    );
+    o.units.insert(
+        "web.service".into(),
+        UnitStatus {
+            enabled: false,
+            active: true,
+        },
+    );
+    o.owned = p.owned_after.clone();
+    assert!(plan(&d, &o).unwrap().is_empty());
+
+    // A new image tag: the quadlet changes, systemd regenerates, the unit restarts.
+    d.units = vec![quadlet(
+        "web.container",
+        "[Container]\nImage=localhost/web:2\n",
+    )];
+    o.paths.insert(
+        "/etc/containers/systemd/web.container".into(),
+        present("[Container]\nImage=localhost/web:1\n", 0o644, true),
+    );
+    let p = plan(&d, &o).unwrap();
+    assert_eq!(
+        ops(&p),
+        [
+            "update file /etc/containers/systemd/web.container",
+            "daemon-reload systemd",
+            "restart unit web.service",
+        ]
+    );
+    assert_eq!(
+        p.changes[2].reason.as_deref(),
+        Some("/etc/containers/systemd/web.container changed")
+    );
+
+    // Declared stopped: stopped, still never disabled.
+    d.units[0].started = false;
+    d.units[0].content = Content::text("[Container]\nImage=localhost/web:1\n");
+    assert_eq!(ops(&plan(&d, &o).unwrap()), ["stop unit web.service"]);
+}
+
+#[test]
+fn a_removed_quadlet_is_stopped_and_its_file_removed_without_disable() {
+    let d = DesiredState {
+        host: "web".into(),
+        ..Default::default()
+    };
+    let mut o = Observed::default();
+    o.owned.units.insert("web.service".into());
+    o.owned
+        .quadlets
+        .insert("web.service".into(), "web.container".into());
+    o.paths.insert(
+        "/etc/containers/systemd/web.container".into(),
+        present("[Container]\n", 0o644, false),
+    );
+    o.units.insert(
+        "web.service".into(),
+        UnitStatus {
+            // Even if systemd said so, a generated unit is not disabled.
+            enabled: true,
+            active: true,
+        },
+    );
+    let p = plan(&d, &o).unwrap();
+    assert_eq!(
+        ops(&p),
+        [
+            "stop unit web.service",
+            "remove file /etc/containers/systemd/web.container",
+            "daemon-reload systemd",
+        ]
+    );
+    assert_eq!(p.owned_after, Owned::default());
 }

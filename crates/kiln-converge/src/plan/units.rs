@@ -2,7 +2,8 @@
 //! daemon-reload after unit files changed, then their state (enable/disable,
 //! start/stop) and the restarts or reloads their changed inputs ask for; and, for units
 //! kiln owned and no longer declares, stop, disable, removal of the unit file and a
-//! daemon-reload.
+//! daemon-reload. Quadlet units ([`UnitKind::Quadlet`]) are the same but for their file
+//! (`/etc/containers/systemd/NAME.container`) and for enablement, which they never get.
 //!
 //! Must not plan an enable before every unit file and the daemon-reload: apply batches
 //! every enable into one `systemctl enable` at the first one.
@@ -10,7 +11,7 @@
 use super::files::plan_file;
 use super::{Change, Draft, Op, PlanError};
 use crate::observe::{PathState, UnitStatus};
-use crate::resource::{DesiredState, ResourceId, Trigger, unit_path};
+use crate::resource::{DesiredState, ResourceId, Trigger, UnitKind};
 
 /// Units kiln owned and no longer declares, found while planning unit files.
 pub(super) struct Removed {
@@ -30,6 +31,9 @@ fn status(d: &Draft<'_>, name: &str) -> UnitStatus {
 pub(super) fn plan_files(d: &mut Draft<'_>, desired: &DesiredState) -> Result<Removed, PlanError> {
     for u in &desired.units {
         d.owned.units.insert(u.name.clone());
+        if let UnitKind::Quadlet { file } = &u.kind {
+            d.owned.quadlets.insert(u.name.clone(), file.clone());
+        }
         let path = u.path();
         let id = ResourceId::File(path.clone());
         if let Some(c) = plan_file(
@@ -60,7 +64,12 @@ pub(super) fn plan_files(d: &mut Draft<'_>, desired: &DesiredState) -> Result<Re
         .collect();
     let files: Vec<String> = units
         .iter()
-        .filter(|u| matches!(d.obs.paths.get(&unit_path(u)), Some(PathState::File { .. })))
+        .filter(|u| {
+            matches!(
+                d.obs.paths.get(&d.obs.owned.unit_file(u)),
+                Some(PathState::File { .. })
+            )
+        })
         .cloned()
         .collect();
     if !d.unit_file_changed.is_empty() {
@@ -74,7 +83,9 @@ pub(super) fn plan_state(d: &mut Draft<'_>, desired: &DesiredState) {
     for u in &desired.units {
         let st = status(d, &u.name);
         let id = ResourceId::Unit(u.name.clone());
-        if u.enabled && !st.enabled {
+        if !u.enablable() {
+            // A generated unit: what wants it comes from its quadlet's [Install].
+        } else if u.enabled && !st.enabled {
             d.push(Change::new(id.clone(), Op::Enable));
         } else if !u.enabled && st.enabled {
             d.push(Change::new(id.clone(), Op::Disable));
@@ -116,12 +127,13 @@ pub(super) fn plan_removals(d: &mut Draft<'_>, removed: &Removed) {
         if st.active {
             d.push(Change::new(ResourceId::Unit(u.clone()), Op::Stop));
         }
-        if st.enabled {
+        if st.enabled && !d.obs.owned.quadlets.contains_key(u) {
             d.push(Change::new(ResourceId::Unit(u.clone()), Op::Disable));
         }
     }
     for u in &removed.files {
-        d.push(Change::new(ResourceId::File(unit_path(u)), Op::Remove));
+        let path = d.obs.owned.unit_file(u);
+        d.push(Change::new(ResourceId::File(path), Op::Remove));
     }
     if !removed.files.is_empty() && d.unit_file_changed.is_empty() {
         d.push(Change::new(ResourceId::Systemd, Op::DaemonReload));
