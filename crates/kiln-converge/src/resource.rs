@@ -227,8 +227,8 @@ pub enum UnitKind {
     File,
     /// A Podman quadlet: kiln writes `/etc/containers/systemd/FILE` (`web.container`) and
     /// systemd's quadlet generator makes the unit (`web.service`) from it at
-    /// daemon-reload. A generated unit is never `systemctl enable`d (it has no [Install]
-    /// of its own: the quadlet's [Install] section decides what wants it at boot), so
+    /// daemon-reload. A generated unit is never `systemctl enable`d (it has no `[Install]`
+    /// of its own: the quadlet's `[Install]` section decides what wants it at boot), so
     /// `enabled` is ignored; it is started, and restarted when the quadlet changes.
     Quadlet { file: String },
 }
