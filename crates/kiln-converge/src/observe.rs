@@ -79,7 +79,15 @@ pub struct Observed {
     /// Command name → its `unless` guard exited 0.
     pub guards: BTreeMap<String, bool>,
     pub owned: Owned,
+    /// Declared units kiln does not own yet that have a unit file of their own outside
+    /// /etc (a package's, in /usr/lib/systemd/system or /lib/systemd/system): kiln's unit
+    /// file would shadow it, so the unit is borrowed, not created.
+    #[serde(default, skip_serializing_if = "BTreeSet::is_empty")]
+    pub vendor_units: BTreeSet<String>,
 }
+
+/// Where packages install unit files (kiln's own go to /etc/systemd/system).
+pub const VENDOR_UNIT_DIRS: [&str; 2] = ["/usr/lib/systemd/system", "/lib/systemd/system"];
 
 /// Observation failed: the host cannot be read.
 #[derive(Debug, thiserror::Error)]
@@ -320,6 +328,26 @@ pub fn observe(
     for (p, w) in want {
         let st = observe_path(target, &accounts, &p, w)?;
         obs.paths.insert(p, st);
+    }
+
+    // Units a package installed, that a unit file of kiln's would shadow.
+    for u in desired
+        .units
+        .iter()
+        .filter(|u| u.enablable() && !obs.owned.units.contains(&u.name))
+    {
+        for dir in VENDOR_UNIT_DIRS {
+            let real = target.path(&Path::new(dir).join(&u.name));
+            match fs::metadata(&real) {
+                Ok(m) if m.is_file() => {
+                    obs.vendor_units.insert(u.name.clone());
+                    break;
+                }
+                Ok(_) => {}
+                Err(e) if matches!(e.kind(), ErrorKind::NotFound | ErrorKind::NotADirectory) => {}
+                Err(e) => return Err(read_err(&real, e)),
+            }
+        }
     }
 
     // Accounts.

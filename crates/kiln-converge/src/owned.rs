@@ -1,6 +1,10 @@
 //! The ownership record each host keeps (`/var/lib/kiln/owned.json`): what kiln put there,
 //! so that what is no longer declared can be removed, and guarded commands that already
-//! ran are not run again.
+//! ran are not run again; and what kiln borrowed (style rule 12, "taking over is
+//! borrowing"): files that existed before kiln managed them, whose original bytes are
+//! kept in `/var/lib/kiln/originals/` (root only), and units that existed before (a
+//! package's, or a unit file kiln overwrote), with their state then, so that both are
+//! given back when kiln stops managing them.
 //!
 //! Data and (de)serialization only; the agent reads and writes it under its root.
 
@@ -12,6 +16,33 @@ use sha2::{Digest, Sha256};
 
 /// Where the record lives, relative to the host's root.
 pub const OWNED_PATH: &str = "/var/lib/kiln/owned.json";
+
+/// Where the originals of taken-over files are kept (0700), one file (0600) per content,
+/// named by its sha256.
+pub const ORIGINALS_DIR: &str = "/var/lib/kiln/originals";
+
+/// Where the bytes of an original with this hash are kept, relative to the host's root.
+pub fn original_path(sha256: &str) -> PathBuf {
+    PathBuf::from(ORIGINALS_DIR).join(sha256)
+}
+
+/// A file as it was before kiln took it over (its bytes are at [`original_path`]).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Original {
+    pub sha256: String,
+    pub mode: u32,
+    pub owner: String,
+    pub group: String,
+}
+
+/// A unit that existed before kiln managed it, and its state then.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BorrowedUnit {
+    pub enabled: bool,
+    pub active: bool,
+}
 
 /// What kiln manages on one host.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -39,6 +70,14 @@ pub struct Owned {
     /// Commands that ran successfully: name → sha256 of their `run` text.
     #[serde(default)]
     pub commands: BTreeMap<String, String>,
+    /// Of the owned files (unit files included), those that existed before kiln: restored,
+    /// not removed, when no longer declared.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub originals: BTreeMap<PathBuf, Original>,
+    /// Of the owned units, those that existed before kiln: given back their state, not
+    /// stopped and disabled, when no longer declared.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub borrowed_units: BTreeMap<String, BorrowedUnit>,
 }
 
 impl Owned {
@@ -66,6 +105,12 @@ impl Owned {
         u.packages.extend(other.packages.iter().cloned());
         for (k, v) in &other.commands {
             u.commands.entry(k.clone()).or_insert_with(|| v.clone());
+        }
+        for (k, v) in &other.originals {
+            u.originals.entry(k.clone()).or_insert_with(|| v.clone());
+        }
+        for (k, v) in &other.borrowed_units {
+            u.borrowed_units.entry(k.clone()).or_insert(*v);
         }
         u
     }

@@ -3,6 +3,12 @@
 //! no longer declares them (deepest directories first, and only if empty). Also the
 //! planning of one regular file at a path, which unit files share ([`plan_file`]).
 //!
+//! A regular file kiln does not own yet but finds on the host is *taken over*
+//! ([`take_over`]): the plan records its original (hash, mode, owner) and says
+//! [`Op::TakeOver`], apply keeps its bytes before writing, and when the file is no
+//! longer declared the plan says [`Op::Restore`] instead of [`Op::Remove`]. Only files
+//! kiln created are removed.
+//!
 //! Must not replace what it does not understand: a directory, socket or device where a
 //! file is declared is a [`PlanError::Conflict`]. Never reads file contents itself:
 //! observation hands it hashes and, for diffs, the old text.
@@ -11,7 +17,7 @@ use std::path::{Path, PathBuf};
 
 use super::{Change, Diff, Draft, Op, PlanError};
 use crate::observe::{Meta, Observed, PathState};
-use crate::owned::sha256_hex;
+use crate::owned::{Original, sha256_hex};
 use crate::resource::{Content, DesiredState, ResourceId};
 
 pub(super) fn fmt_mode(m: u32) -> String {
@@ -138,6 +144,43 @@ pub(super) fn plan_file(
     }
 }
 
+/// A regular file at `path` that kiln does not own (`owned` false) but finds on the host
+/// is taken over: its original is recorded in the ownership record and the change (an
+/// update, or a change of its own when the file already is as declared) becomes a
+/// [`Op::TakeOver`]. A file taken over before keeps its original.
+pub(super) fn take_over(
+    d: &mut Draft<'_>,
+    id: ResourceId,
+    path: &Path,
+    owned: bool,
+    change: Option<Change>,
+) -> Option<Change> {
+    if let Some(o) = d.obs.owned.originals.get(path) {
+        d.owned.originals.insert(path.to_owned(), o.clone());
+        return change;
+    }
+    if owned {
+        return change;
+    }
+    let Some(PathState::File { meta, sha256, .. }) = d.obs.paths.get(path) else {
+        return change;
+    };
+    d.owned.originals.insert(
+        path.to_owned(),
+        Original {
+            sha256: sha256.clone(),
+            mode: meta.mode,
+            owner: meta.owner.clone(),
+            group: meta.group.clone(),
+        },
+    );
+    let mut c = change.unwrap_or_else(|| Change::new(id, Op::TakeOver));
+    c.op = Op::TakeOver;
+    c.details
+        .push("the original is kept and given back when kiln stops managing it".into());
+    Some(c)
+}
+
 /// Declared directories, shallow first.
 pub(super) fn plan_directories(d: &mut Draft<'_>, desired: &DesiredState) -> Result<(), PlanError> {
     let mut dirs: Vec<_> = desired.directories.iter().collect();
@@ -182,9 +225,9 @@ pub(super) fn plan_files(d: &mut Draft<'_>, desired: &DesiredState) -> Result<()
     for f in &desired.files {
         d.owned.files.insert(f.path.clone());
         let id = ResourceId::File(f.path.clone());
-        if let Some(c) = plan_file(
+        let change = plan_file(
             d.host,
-            id,
+            id.clone(),
             &f.path,
             &f.content,
             f.sensitive,
@@ -192,7 +235,9 @@ pub(super) fn plan_files(d: &mut Draft<'_>, desired: &DesiredState) -> Result<()
             &f.owner,
             &f.group,
             d.obs,
-        )? {
+        )?;
+        let owned = d.obs.owned.files.contains(&f.path);
+        if let Some(c) = take_over(d, id, &f.path, owned, change) {
             if c.content {
                 d.changed_files.insert(f.path.clone());
                 for n in &f.notify {
@@ -252,8 +297,15 @@ pub(super) fn plan_symlinks(d: &mut Draft<'_>, desired: &DesiredState) -> Result
     Ok(())
 }
 
-/// Files, symlinks, then directories (deepest first, only if empty) that kiln owned and
-/// no longer declares.
+/// The change that gives back the original of a file kiln took over.
+pub(super) fn restore(path: &Path) -> Change {
+    let mut c = Change::new(ResourceId::File(path.to_owned()), Op::Restore);
+    c.details.push("the original from before kiln".into());
+    c
+}
+
+/// Files (restored when taken over, else removed), symlinks, then directories (deepest
+/// first, only if empty) that kiln owned and no longer declares.
 pub(super) fn plan_removals(d: &mut Draft<'_>) {
     let obs = d.obs;
     for p in obs
@@ -262,7 +314,9 @@ pub(super) fn plan_removals(d: &mut Draft<'_>) {
         .iter()
         .filter(|p| !d.owned.files.contains(*p))
     {
-        if matches!(obs.paths.get(p), Some(PathState::File { .. })) {
+        if obs.owned.originals.contains_key(p) {
+            d.changes.push(restore(p));
+        } else if matches!(obs.paths.get(p), Some(PathState::File { .. })) {
             d.changes
                 .push(Change::new(ResourceId::File(p.clone()), Op::Remove));
         }

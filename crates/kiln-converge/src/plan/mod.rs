@@ -47,6 +47,11 @@ pub enum Op {
     Reload,
     DaemonReload,
     Run,
+    /// Start managing a file that existed before kiln: its original is kept first, then
+    /// it is written like an update.
+    TakeOver,
+    /// Put back the original of a file kiln took over and no longer manages.
+    Restore,
 }
 
 impl fmt::Display for Op {
@@ -65,6 +70,8 @@ impl fmt::Display for Op {
             Op::Reload => "reload",
             Op::DaemonReload => "daemon-reload",
             Op::Run => "run",
+            Op::TakeOver => "take-over",
+            Op::Restore => "restore",
         };
         f.write_str(s)
     }

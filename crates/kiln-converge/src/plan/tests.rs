@@ -5,6 +5,7 @@ use crate::observe::{Meta, PathState, UnitStatus, UserInfo};
 use crate::resource::{
     Command, Content, Directory, File, Group, Notify, Package, Symlink, Unit, User, unit_path,
 };
+use std::path::Path;
 
 fn meta(mode: u32) -> Meta {
     Meta {
@@ -615,4 +616,231 @@ fn a_removed_quadlet_is_stopped_and_its_file_removed_without_disable() {
         ]
     );
     assert_eq!(p.owned_after, Owned::default());
+}
+
+fn original(text: &str, mode: u32) -> crate::owned::Original {
+    crate::owned::Original {
+        sha256: sha256_hex(text.as_bytes()),
+        mode,
+        owner: "root".into(),
+        group: "root".into(),
+    }
+}
+
+#[test]
+fn a_file_that_existed_before_kiln_is_taken_over_then_restored() {
+    let mut d = DesiredState {
+        host: "web".into(),
+        ..Default::default()
+    };
+    d.files = vec![file("/etc/motd", "managed by kiln\n")];
+    let mut o = Observed::default();
+    o.paths.insert(
+        "/etc/motd".into(),
+        present("Debian GNU/Linux\n", 0o600, true),
+    );
+    let p = plan(&d, &o).unwrap();
+    assert_eq!(ops(&p), ["take-over file /etc/motd"]);
+    let c = &p.changes[0];
+    assert!(c.content, "the content is written too");
+    assert_eq!(
+        c.details,
+        [
+            "content",
+            "mode 0600 → 0644",
+            "the original is kept and given back when kiln stops managing it"
+        ]
+    );
+    let Some(Diff::Unified { text }) = &c.diff else {
+        panic!("no diff: {c:?}")
+    };
+    assert!(
+        text.contains("-Debian GNU/Linux\n+managed by kiln\n"),
+        "{text}"
+    );
+    assert_eq!(
+        p.owned_after.originals.get(Path::new("/etc/motd")),
+        Some(&original("Debian GNU/Linux\n", 0o600))
+    );
+    assert!(p.owned_after.files.contains(Path::new("/etc/motd")));
+
+    // Converged: nothing to do, the original stays recorded.
+    o.paths.insert(
+        "/etc/motd".into(),
+        present("managed by kiln\n", 0o644, false),
+    );
+    o.owned = p.owned_after.clone();
+    let p = plan(&d, &o).unwrap();
+    assert!(p.is_empty(), "{:?}", ops(&p));
+    assert_eq!(p.owned_after, o.owned);
+
+    // No longer declared: the original is given back, not removed.
+    d.files.clear();
+    let p = plan(&d, &o).unwrap();
+    assert_eq!(ops(&p), ["restore file /etc/motd"]);
+    assert_eq!(p.changes[0].details, ["the original from before kiln"]);
+    assert_eq!(p.owned_after, Owned::default());
+    // Even when someone deleted it meanwhile.
+    o.paths.insert("/etc/motd".into(), PathState::Absent);
+    assert_eq!(ops(&plan(&d, &o).unwrap()), ["restore file /etc/motd"]);
+}
+
+#[test]
+fn a_file_already_as_declared_is_still_taken_over_once() {
+    let mut d = DesiredState {
+        host: "web".into(),
+        ..Default::default()
+    };
+    d.files = vec![file("/etc/motd", "same\n")];
+    let mut o = Observed::default();
+    o.paths
+        .insert("/etc/motd".into(), present("same\n", 0o644, false));
+    let p = plan(&d, &o).unwrap();
+    assert_eq!(ops(&p), ["take-over file /etc/motd"]);
+    assert!(!p.changes[0].content, "nothing to write");
+    assert!(p.owned_after.originals.contains_key(Path::new("/etc/motd")));
+}
+
+#[test]
+fn a_file_kiln_created_is_removed_not_restored() {
+    let mut d = DesiredState {
+        host: "web".into(),
+        ..Default::default()
+    };
+    d.files = vec![file("/etc/new.conf", "x\n")];
+    let p = plan(&d, &Observed::default()).unwrap();
+    assert_eq!(ops(&p), ["create file /etc/new.conf"]);
+    assert!(p.owned_after.originals.is_empty());
+    let mut o = Observed::default();
+    o.paths
+        .insert("/etc/new.conf".into(), present("x\n", 0o644, false));
+    o.owned = p.owned_after;
+    d.files.clear();
+    assert_eq!(ops(&plan(&d, &o).unwrap()), ["remove file /etc/new.conf"]);
+}
+
+#[test]
+fn a_packaged_unit_shadowed_by_kiln_is_given_back_to_the_package() {
+    let mut d = DesiredState {
+        host: "web".into(),
+        ..Default::default()
+    };
+    d.units = vec![unit("pkg.service", "[Service]\nExecStart=/bin/kiln\n")];
+    let mut o = Observed::default();
+    o.vendor_units.insert("pkg.service".into());
+    o.units.insert(
+        "pkg.service".into(),
+        UnitStatus {
+            enabled: true,
+            active: true,
+        },
+    );
+    let p = plan(&d, &o).unwrap();
+    // kiln's copy shadows the package's: a file kiln creates (removed later, not
+    // restored), and a unit it borrows.
+    assert_eq!(
+        ops(&p),
+        [
+            "create file /etc/systemd/system/pkg.service",
+            "daemon-reload systemd",
+            "restart unit pkg.service",
+        ]
+    );
+    assert_eq!(
+        p.owned_after.borrowed_units.get("pkg.service"),
+        Some(&crate::owned::BorrowedUnit {
+            enabled: true,
+            active: true
+        })
+    );
+    assert!(p.owned_after.originals.is_empty());
+
+    // Declaration removed: kiln's copy goes, the package's unit runs again, still enabled:
+    // never stopped nor disabled.
+    let mut o2 = converged(&d);
+    o2.owned = p.owned_after.clone();
+    d.units.clear();
+    let p = plan(&d, &o2).unwrap();
+    assert_eq!(
+        ops(&p),
+        [
+            "remove file /etc/systemd/system/pkg.service",
+            "daemon-reload systemd",
+            "restart unit pkg.service",
+        ]
+    );
+    assert_eq!(
+        p.changes[2].reason.as_deref(),
+        Some("its unit file from before kiln is back")
+    );
+    assert_eq!(p.owned_after, Owned::default());
+}
+
+#[test]
+fn a_unit_file_kiln_overwrote_is_restored_with_the_state_it_had() {
+    let mut d = DesiredState {
+        host: "web".into(),
+        ..Default::default()
+    };
+    // Declared enabled and started; it was disabled and stopped before kiln.
+    d.units = vec![unit("own.service", "[Service]\nExecStart=/bin/kiln\n")];
+    let mut o = Observed::default();
+    o.paths.insert(
+        unit_path("own.service"),
+        present("[Service]\nExecStart=/bin/theirs\n", 0o644, true),
+    );
+    o.units.insert(
+        "own.service".into(),
+        UnitStatus {
+            enabled: false,
+            active: false,
+        },
+    );
+    let p = plan(&d, &o).unwrap();
+    assert_eq!(
+        ops(&p),
+        [
+            "take-over file /etc/systemd/system/own.service",
+            "daemon-reload systemd",
+            "enable unit own.service",
+            "start unit own.service",
+        ]
+    );
+    assert!(
+        p.owned_after
+            .originals
+            .contains_key(&unit_path("own.service"))
+    );
+    // Removed: stopped and disabled as it was, its own file back, and reloaded; with
+    // another unit's file changing in the same plan, the reload comes again after the
+    // restore.
+    let mut o2 = converged(&d);
+    o2.owned = p.owned_after.clone();
+    d.units = vec![unit("other.service", "[Service]\n")];
+    let mut o3 = o2.clone();
+    o3.owned.units.insert("other.service".into());
+    o3.paths
+        .insert(unit_path("other.service"), present("[Unit]\n", 0o644, true));
+    o3.units.insert(
+        "other.service".into(),
+        UnitStatus {
+            enabled: true,
+            active: true,
+        },
+    );
+    let p = plan(&d, &o3).unwrap();
+    assert_eq!(
+        ops(&p),
+        [
+            "update file /etc/systemd/system/other.service",
+            "daemon-reload systemd",
+            "restart unit other.service",
+            "stop unit own.service",
+            "disable unit own.service",
+            "restore file /etc/systemd/system/own.service",
+            "daemon-reload systemd",
+        ]
+    );
+    assert!(p.owned_after.originals.is_empty());
+    assert!(p.owned_after.borrowed_units.is_empty());
 }

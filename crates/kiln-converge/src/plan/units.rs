@@ -8,9 +8,10 @@
 //! Must not plan an enable before every unit file and the daemon-reload: apply batches
 //! every enable into one `systemctl enable` at the first one.
 
-use super::files::plan_file;
+use super::files::{plan_file, restore, take_over};
 use super::{Change, Draft, Op, PlanError};
 use crate::observe::{PathState, UnitStatus};
+use crate::owned::BorrowedUnit;
 use crate::resource::{DesiredState, ResourceId, Trigger, UnitKind};
 
 /// Units kiln owned and no longer declares, found while planning unit files.
@@ -36,9 +37,9 @@ pub(super) fn plan_files(d: &mut Draft<'_>, desired: &DesiredState) -> Result<Re
         }
         let path = u.path();
         let id = ResourceId::File(path.clone());
-        if let Some(c) = plan_file(
+        let change = plan_file(
             d.host,
-            id,
+            id.clone(),
             &path,
             &u.content,
             u.sensitive,
@@ -46,7 +47,25 @@ pub(super) fn plan_files(d: &mut Draft<'_>, desired: &DesiredState) -> Result<Re
             "root",
             "root",
             d.obs,
-        )? {
+        )?;
+        let owned = d.obs.owned.units.contains(&u.name);
+        if let Some(b) = d.obs.owned.borrowed_units.get(&u.name) {
+            d.owned.borrowed_units.insert(u.name.clone(), *b);
+        } else if !owned
+            && (matches!(d.obs.paths.get(&path), Some(PathState::File { .. }))
+                || d.obs.vendor_units.contains(&u.name))
+        {
+            // It existed before kiln: remember its state, to give it back.
+            let st = status(d, &u.name);
+            d.owned.borrowed_units.insert(
+                u.name.clone(),
+                BorrowedUnit {
+                    enabled: st.enabled,
+                    active: st.active,
+                },
+            );
+        }
+        if let Some(c) = take_over(d, id, &path, owned, change) {
             if c.content {
                 d.changed_files.insert(path.clone());
                 d.unit_file_changed.insert(u.name.clone());
@@ -65,10 +84,9 @@ pub(super) fn plan_files(d: &mut Draft<'_>, desired: &DesiredState) -> Result<Re
     let files: Vec<String> = units
         .iter()
         .filter(|u| {
-            matches!(
-                d.obs.paths.get(&d.obs.owned.unit_file(u)),
-                Some(PathState::File { .. })
-            )
+            let path = d.obs.owned.unit_file(u);
+            d.obs.owned.originals.contains_key(&path)
+                || matches!(d.obs.paths.get(&path), Some(PathState::File { .. }))
         })
         .cloned()
         .collect();
@@ -120,22 +138,48 @@ pub(super) fn plan_state(d: &mut Draft<'_>, desired: &DesiredState) {
 }
 
 /// Units kiln owned and no longer declares: stopped, disabled, their files removed, and
-/// a daemon-reload unless one is already planned.
+/// a daemon-reload unless one is already planned. A borrowed unit (it existed before
+/// kiln) is given back instead: its original unit file restored (or the package's one
+/// uncovered), a daemon-reload, and the state it had before kiln.
 pub(super) fn plan_removals(d: &mut Draft<'_>, removed: &Removed) {
+    let obs = d.obs;
+    let borrowed = |u: &str| obs.owned.borrowed_units.get(u).copied();
+    let quadlet = |u: &str| obs.owned.quadlets.contains_key(u);
     for u in &removed.units {
         let st = status(d, u);
-        if st.active {
+        let before = borrowed(u);
+        if st.active && !before.is_some_and(|b| b.active) {
             d.push(Change::new(ResourceId::Unit(u.clone()), Op::Stop));
         }
-        if st.enabled && !d.obs.owned.quadlets.contains_key(u) {
+        if st.enabled && !quadlet(u) && !before.is_some_and(|b| b.enabled) {
             d.push(Change::new(ResourceId::Unit(u.clone()), Op::Disable));
         }
     }
     for u in &removed.files {
-        let path = d.obs.owned.unit_file(u);
-        d.push(Change::new(ResourceId::File(path), Op::Remove));
+        let path = obs.owned.unit_file(u);
+        if obs.owned.originals.contains_key(&path) {
+            d.push(restore(&path));
+        } else {
+            d.push(Change::new(ResourceId::File(path), Op::Remove));
+        }
     }
-    if !removed.files.is_empty() && d.unit_file_changed.is_empty() {
+    let any_borrowed = removed.files.iter().any(|u| borrowed(u).is_some());
+    if !removed.files.is_empty() && (d.unit_file_changed.is_empty() || any_borrowed) {
         d.push(Change::new(ResourceId::Systemd, Op::DaemonReload));
+    }
+    for u in &removed.units {
+        let Some(before) = borrowed(u) else { continue };
+        let st = status(d, u);
+        let id = ResourceId::Unit(u.clone());
+        if before.enabled && !st.enabled && !quadlet(u) {
+            d.push(Change::new(id.clone(), Op::Enable));
+        }
+        if before.active && !st.active {
+            d.push(Change::new(id, Op::Start));
+        } else if before.active && removed.files.contains(u) {
+            let mut c = Change::new(id, Op::Restart);
+            c.reason = Some("its unit file from before kiln is back".into());
+            d.push(c);
+        }
     }
 }
