@@ -676,3 +676,69 @@ pub fn prune_originals(target: &Target, owned: &Owned) -> Result<(), ApplyError>
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::{Arc, Mutex};
+
+    use super::*;
+    use crate::facts::Argv;
+    use crate::plan::Change;
+    use crate::system::{RunOutput, Runner};
+
+    /// Records every command and says it succeeded.
+    struct Recorder(Arc<Mutex<Vec<Vec<String>>>>);
+    impl Runner for Recorder {
+        fn run(&mut self, argv: &Argv) -> std::io::Result<RunOutput> {
+            self.0.lock().unwrap().push(argv.args.clone());
+            Ok(RunOutput {
+                code: Some(0),
+                stdout: String::new(),
+                stderr: String::new(),
+            })
+        }
+    }
+
+    #[test]
+    fn enables_are_batched_up_to_the_next_daemon_reload_only() {
+        let ran = Arc::new(Mutex::new(vec![]));
+        // Only systemctl is run (no file is touched), so the real root is safe here.
+        let mut target = Target {
+            root: "/".into(),
+            runner: Box::new(Recorder(ran.clone())),
+        };
+        let unit = |n: &str, op| Change::new(ResourceId::Unit(n.into()), op);
+        let plan = Plan {
+            host: "web".into(),
+            changes: vec![
+                unit("a.service", Op::Enable),
+                unit("b.service", Op::Enable),
+                Change::new(ResourceId::Systemd, Op::DaemonReload),
+                unit("given-back.service", Op::Enable),
+            ],
+            owned_after: Owned::default(),
+        };
+        let desired = DesiredState::default();
+        let originals = BTreeMap::new();
+        let mut ctx = Ctx {
+            desired: &desired,
+            originals: &originals,
+            facts: None,
+            accounts: None,
+            packages_done: false,
+            enables_done: false,
+        };
+        for i in 0..plan.changes.len() {
+            step(&mut target, &mut ctx, &plan, i).unwrap();
+        }
+        let ran = ran.lock().unwrap().clone();
+        assert_eq!(
+            ran,
+            [
+                vec!["systemctl", "enable", "--", "a.service", "b.service"],
+                vec!["systemctl", "daemon-reload"],
+                vec!["systemctl", "enable", "--", "given-back.service"],
+            ]
+        );
+    }
+}

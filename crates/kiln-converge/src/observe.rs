@@ -284,6 +284,35 @@ pub fn parse_systemctl_show(names: &[String], stdout: &str) -> BTreeMap<String, 
     out
 }
 
+/// The declared units kiln does not own yet that a package installed (a unit file in
+/// [`VENDOR_UNIT_DIRS`]).
+pub fn vendor_units(
+    target: &Target,
+    desired: &DesiredState,
+    owned: &Owned,
+) -> Result<BTreeSet<String>, ObserveError> {
+    let mut found = BTreeSet::new();
+    for u in desired
+        .units
+        .iter()
+        .filter(|u| u.enablable() && !owned.units.contains(&u.name))
+    {
+        for dir in VENDOR_UNIT_DIRS {
+            let real = target.path(&Path::new(dir).join(&u.name));
+            match fs::metadata(&real) {
+                Ok(m) if m.is_file() => {
+                    found.insert(u.name.clone());
+                    break;
+                }
+                Ok(_) => {}
+                Err(e) if matches!(e.kind(), ErrorKind::NotFound | ErrorKind::NotADirectory) => {}
+                Err(e) => return Err(read_err(&real, e)),
+            }
+        }
+    }
+    Ok(found)
+}
+
 /// Observes everything `desired` and the ownership record mention.
 pub fn observe(
     target: &mut Target,
@@ -331,24 +360,7 @@ pub fn observe(
     }
 
     // Units a package installed, that a unit file of kiln's would shadow.
-    for u in desired
-        .units
-        .iter()
-        .filter(|u| u.enablable() && !obs.owned.units.contains(&u.name))
-    {
-        for dir in VENDOR_UNIT_DIRS {
-            let real = target.path(&Path::new(dir).join(&u.name));
-            match fs::metadata(&real) {
-                Ok(m) if m.is_file() => {
-                    obs.vendor_units.insert(u.name.clone());
-                    break;
-                }
-                Ok(_) => {}
-                Err(e) if matches!(e.kind(), ErrorKind::NotFound | ErrorKind::NotADirectory) => {}
-                Err(e) => return Err(read_err(&real, e)),
-            }
-        }
-    }
+    obs.vendor_units = vendor_units(target, desired, &obs.owned)?;
 
     // Accounts.
     for u in desired
@@ -519,6 +531,32 @@ mod tests {
         // Without facts, packages cannot be observed: a clear error.
         let err = observe(&mut target, None, &d).unwrap_err();
         assert!(matches!(err, ObserveError::UnknownOs), "{err}");
+    }
+
+    #[test]
+    fn units_a_package_installed_are_found_unless_kiln_owns_them() {
+        use crate::resource::{Content, Unit};
+        use crate::system::SystemRunner;
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(dir.path().join("usr/lib/systemd/system")).unwrap();
+        std::fs::write(dir.path().join("usr/lib/systemd/system/pkg.service"), "").unwrap();
+        std::fs::write(dir.path().join("usr/lib/systemd/system/mine.service"), "").unwrap();
+        let target = Target {
+            root: dir.path().to_owned(),
+            runner: Box::new(SystemRunner),
+        };
+        let d = DesiredState {
+            units: ["pkg.service", "mine.service", "new.service"]
+                .map(|n| Unit::file(n, Content::text("")))
+                .into(),
+            ..Default::default()
+        };
+        let mut owned = Owned::default();
+        owned.units.insert("mine.service".into());
+        assert_eq!(
+            vendor_units(&target, &d, &owned).unwrap(),
+            BTreeSet::from(["pkg.service".to_owned()])
+        );
     }
 
     #[test]
