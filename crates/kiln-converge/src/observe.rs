@@ -99,7 +99,7 @@ pub enum ObserveError {
         source: std::io::Error,
     },
     #[error(
-        "ownership record {path} is corrupt: {message}\n  hint: fix or delete it; kiln then forgets what it created before"
+        "ownership record {path} is corrupt: {message}\n  hint: fix it (a record written by a newer kiln needs that kiln); deleting it makes kiln forget what it created and which originals (in /var/lib/kiln/originals) it must give back"
     )]
     CorruptRecord { path: String, message: String },
     #[error("cannot run `{command}`: {message}")]
