@@ -44,7 +44,7 @@ pub enum ApplyError {
     #[error("packages are declared but the host's OS was not detected (/etc/os-release)")]
     NoFacts,
     #[error(
-        "{path}: changed since it was observed (sha256 {found}, {expected} planned); its original was not kept and nothing was written\n  hint: run `kiln apply` again to see the new plan"
+        "{path}: changed since it was observed ({found}; the plan saw {expected}): its original was not kept and nothing was written\n  hint: run `kiln apply` again to see the new plan"
     )]
     ChangedSincePlanned {
         path: String,
@@ -110,6 +110,24 @@ pub fn write_file_atomic(
     }
     result?;
     sync_dir(dir)
+}
+
+/// Replaces whatever is at `real` (not a directory) by a symlink to `to`, atomically.
+fn write_symlink_atomic(real: &Path, to: &Path) -> Result<(), ApplyError> {
+    let parent = real
+        .parent()
+        .map(Path::to_path_buf)
+        .unwrap_or_else(|| PathBuf::from("/"));
+    ensure_parent(&parent)?;
+    let name = real
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let tmp = parent.join(format!(".{name}.kiln-tmp-{}", std::process::id()));
+    remove_stale_temporaries(&parent, &name);
+    std::os::unix::fs::symlink(to, &tmp).map_err(io(&tmp, "create symlink"))?;
+    fs::rename(&tmp, real).map_err(io(real, "rename into place"))?;
+    sync_dir(&parent)
 }
 
 /// Removes temporary files a killed run left next to `name` (best effort: they are
@@ -383,14 +401,26 @@ fn step(
                 set_meta(&real, mode, uid, gid)?;
             }
         }
-        (ResourceId::File(path), Op::Restore) => {
+        (ResourceId::File(path) | ResourceId::Symlink(path), Op::Restore) => {
             let original = ctx
                 .originals
                 .get(path)
                 .ok_or_else(|| ApplyError::Missing(change.id.to_string()))?;
-            let bytes = read_original(target, path, original)?;
-            let (uid, gid) = ids(ctx.accounts(target)?, &original.owner, &original.group)?;
-            write_file_atomic(&target.path(path), &bytes, original.mode, uid, gid)?;
+            match original {
+                Original::File {
+                    sha256,
+                    mode,
+                    owner,
+                    group,
+                } => {
+                    let bytes = read_original(target, path, sha256)?;
+                    let (uid, gid) = ids(ctx.accounts(target)?, owner, group)?;
+                    write_file_atomic(&target.path(path), &bytes, *mode, uid, gid)?;
+                }
+                Original::Symlink { target: to } => {
+                    write_symlink_atomic(&target.path(path), to)?;
+                }
+            }
         }
         (ResourceId::File(path) | ResourceId::Symlink(path), Op::Remove) => {
             let real = target.path(path);
@@ -403,27 +433,13 @@ fn step(
                 sync_dir(parent)?;
             }
         }
-        (ResourceId::Symlink(path), Op::Create | Op::Update) => {
+        (ResourceId::Symlink(path), Op::Create | Op::Update | Op::TakeOver) => {
             let s = d
                 .symlinks
                 .iter()
                 .find(|s| &s.path == path)
                 .ok_or_else(|| ApplyError::Missing(change.id.to_string()))?;
-            let real = target.path(path);
-            let parent = real
-                .parent()
-                .map(Path::to_path_buf)
-                .unwrap_or_else(|| PathBuf::from("/"));
-            ensure_parent(&parent)?;
-            let name = real
-                .file_name()
-                .map(|n| n.to_string_lossy().into_owned())
-                .unwrap_or_default();
-            let tmp = parent.join(format!(".{name}.kiln-tmp-{}", std::process::id()));
-            remove_stale_temporaries(&parent, &name);
-            std::os::unix::fs::symlink(&s.target, &tmp).map_err(io(&tmp, "create symlink"))?;
-            fs::rename(&tmp, &real).map_err(io(&real, "rename into place"))?;
-            sync_dir(&parent)?;
+            write_symlink_atomic(&target.path(path), &s.target)?;
         }
         (ResourceId::Systemd, Op::DaemonReload) => {
             need_real("systemd units")?;
@@ -604,10 +620,11 @@ pub fn apply(
 }
 
 /// Keeps the bytes of every file the plan takes over in [`ORIGINALS_DIR`] (0700, each
-/// original 0600, named by its hash), checking they are still what was observed.
+/// original 0600, named by its hash), checking that what is there is still what was
+/// observed (a symlink's original is its target, in the record itself).
 pub fn keep_originals(target: &Target, plan: &Plan) -> Result<(), ApplyError> {
     for c in plan.changes.iter().filter(|c| c.op == Op::TakeOver) {
-        let ResourceId::File(path) = &c.id else {
+        let (ResourceId::File(path) | ResourceId::Symlink(path)) = &c.id else {
             continue;
         };
         let original =
@@ -615,20 +632,43 @@ pub fn keep_originals(target: &Target, plan: &Plan) -> Result<(), ApplyError> {
                 ApplyError::Missing(format!("the original of {}", path.display()))
             })?;
         let real = target.path(path);
+        let changed = |expected: String, found: String| ApplyError::ChangedSincePlanned {
+            path: path.display().to_string(),
+            expected,
+            found,
+        };
+        let sha256 = match original {
+            Original::Symlink { target: to } => {
+                let found = fs::read_link(&real).map_err(io(&real, "read the original"))?;
+                if found != *to {
+                    return Err(changed(
+                        format!("a symlink to {}", to.display()),
+                        format!("a symlink to {}", found.display()),
+                    ));
+                }
+                continue;
+            }
+            Original::File { sha256, .. } => sha256,
+        };
+        if fs::symlink_metadata(&real).is_ok_and(|m| !m.is_file()) {
+            return Err(changed(
+                format!("a file with sha256 {sha256}"),
+                "no longer a regular file".into(),
+            ));
+        }
         let bytes = fs::read(&real).map_err(io(&real, "read the original"))?;
         let found = sha256_hex(&bytes);
-        if found != original.sha256 {
-            return Err(ApplyError::ChangedSincePlanned {
-                path: path.display().to_string(),
-                expected: original.sha256.clone(),
-                found,
-            });
+        if found != *sha256 {
+            return Err(changed(
+                format!("a file with sha256 {sha256}"),
+                format!("sha256 {found}"),
+            ));
         }
         let store = target.path(Path::new(ORIGINALS_DIR));
         fs::create_dir_all(&store).map_err(io(&store, "create folder"))?;
         fs::set_permissions(&store, fs::Permissions::from_mode(0o700))
             .map_err(io(&store, "chmod"))?;
-        let kept = target.path(&original_path(&original.sha256));
+        let kept = target.path(&original_path(sha256));
         if fs::read(&kept).ok().map(|b| sha256_hex(&b)) != Some(found) {
             write_file_atomic(&kept, &bytes, 0o600, 0, 0)?;
         }
@@ -637,8 +677,8 @@ pub fn keep_originals(target: &Target, plan: &Plan) -> Result<(), ApplyError> {
 }
 
 /// The bytes kept for `path`, checked against their hash.
-fn read_original(target: &Target, path: &Path, original: &Original) -> Result<Vec<u8>, ApplyError> {
-    let kept = target.path(&original_path(&original.sha256));
+fn read_original(target: &Target, path: &Path, sha256: &str) -> Result<Vec<u8>, ApplyError> {
+    let kept = target.path(&original_path(sha256));
     let lost = |problem: String| ApplyError::OriginalLost {
         path: path.display().to_string(),
         store: kept.display().to_string(),
@@ -646,7 +686,7 @@ fn read_original(target: &Target, path: &Path, original: &Original) -> Result<Ve
         record: OWNED_PATH,
     };
     let bytes = fs::read(&kept).map_err(|e| lost(format!("unreadable: {e}")))?;
-    if sha256_hex(&bytes) != original.sha256 {
+    if sha256_hex(&bytes) != sha256 {
         return Err(lost("corrupt (its hash differs)".into()));
     }
     Ok(bytes)
@@ -664,7 +704,7 @@ pub fn prune_originals(target: &Target, owned: &Owned) -> Result<(), ApplyError>
     let wanted: BTreeSet<&str> = owned
         .originals
         .values()
-        .map(|o| o.sha256.as_str())
+        .filter_map(Original::sha256)
         .collect();
     for e in entries {
         let e = e.map_err(io(&store, "list kept originals"))?;

@@ -1,8 +1,8 @@
 //! The ownership record each host keeps (`/var/lib/kiln/owned.json`): what kiln put there,
 //! so that what is no longer declared can be removed, and guarded commands that already
 //! ran are not run again; and what kiln borrowed (style rule 12, "taking over is
-//! borrowing"): files that existed before kiln managed them, whose original bytes are
-//! kept in `/var/lib/kiln/originals/` (root only), and units that existed before (a
+//! borrowing"): files and symlinks that existed before kiln managed them (a file's bytes
+//! are kept in `/var/lib/kiln/originals/`, root only), and units that existed before (a
 //! package's, or a unit file kiln overwrote), with their state then, so that both are
 //! given back when kiln stops managing them.
 //!
@@ -26,14 +26,29 @@ pub fn original_path(sha256: &str) -> PathBuf {
     PathBuf::from(ORIGINALS_DIR).join(sha256)
 }
 
-/// A file as it was before kiln took it over (its bytes are at [`original_path`]).
+/// What was at a path before kiln took it over.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct Original {
-    pub sha256: String,
-    pub mode: u32,
-    pub owner: String,
-    pub group: String,
+#[serde(tag = "type", rename_all = "lowercase", deny_unknown_fields)]
+pub enum Original {
+    /// A regular file; its bytes are at [`original_path`].
+    File {
+        sha256: String,
+        mode: u32,
+        owner: String,
+        group: String,
+    },
+    /// A symbolic link (e.g. /etc/resolv.conf on many systems).
+    Symlink { target: PathBuf },
+}
+
+impl Original {
+    /// The hash of the kept bytes, for a regular file.
+    pub fn sha256(&self) -> Option<&str> {
+        match self {
+            Original::File { sha256, .. } => Some(sha256),
+            Original::Symlink { .. } => None,
+        }
+    }
 }
 
 /// A unit that existed before kiln managed it, and its state then.
@@ -50,6 +65,7 @@ pub struct BorrowedUnit {
 pub struct Owned {
     #[serde(default)]
     pub files: BTreeSet<PathBuf>,
+    /// Directories kiln created (one that existed before is never removed).
     #[serde(default)]
     pub directories: BTreeSet<PathBuf>,
     #[serde(default)]

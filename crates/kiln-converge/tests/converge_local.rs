@@ -531,3 +531,84 @@ fn a_file_changed_between_plan_and_apply_keeps_its_original_unwritten() {
         "someone else\n"
     );
 }
+
+#[test]
+fn a_symlink_a_file_replaced_and_a_file_a_symlink_replaced_come_back() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = make_root();
+    let root = dir.path();
+    std::fs::create_dir_all(root.join("run")).unwrap();
+    std::fs::write(root.join("run/stub-resolv.conf"), "nameserver 127.0.0.53\n").unwrap();
+    std::os::unix::fs::symlink("../run/stub-resolv.conf", root.join("etc/resolv.conf")).unwrap();
+    std::fs::write(root.join("etc/editor"), "#!/bin/sh\nexec vi \"$@\"\n").unwrap();
+    std::fs::set_permissions(
+        root.join("etc/editor"),
+        std::fs::Permissions::from_mode(0o755),
+    )
+    .unwrap();
+    std::fs::create_dir_all(root.join("etc/pre-existing.d")).unwrap();
+    let d = DesiredState {
+        host: "local".into(),
+        files: vec![File {
+            path: "/etc/resolv.conf".into(),
+            content: Content::text("nameserver 10.0.0.1\n"),
+            mode: 0o644,
+            owner: "root".into(),
+            group: "root".into(),
+            sensitive: false,
+            notify: vec![],
+        }],
+        symlinks: vec![Symlink {
+            path: "/etc/editor".into(),
+            target: "/usr/bin/nano".into(),
+        }],
+        directories: vec![Directory {
+            path: "/etc/pre-existing.d".into(),
+            mode: 0o700,
+            owner: "root".into(),
+            group: "root".into(),
+        }],
+        ..Default::default()
+    };
+    run(root, &d, false);
+    assert_eq!(
+        std::fs::read_to_string(root.join("etc/resolv.conf")).unwrap(),
+        "nameserver 10.0.0.1\n"
+    );
+    assert_eq!(
+        std::fs::read_to_string(root.join("run/stub-resolv.conf")).unwrap(),
+        "nameserver 127.0.0.53\n",
+        "the symlink was replaced, its target left alone"
+    );
+    assert_eq!(
+        std::fs::read_link(root.join("etc/editor")).unwrap(),
+        PathBuf::from("/usr/bin/nano")
+    );
+    run(
+        root,
+        &DesiredState {
+            host: "local".into(),
+            ..Default::default()
+        },
+        false,
+    );
+    assert_eq!(
+        std::fs::read_link(root.join("etc/resolv.conf")).unwrap(),
+        PathBuf::from("../run/stub-resolv.conf")
+    );
+    assert_eq!(
+        std::fs::read_to_string(root.join("etc/editor")).unwrap(),
+        "#!/bin/sh\nexec vi \"$@\"\n"
+    );
+    assert_eq!(
+        std::fs::symlink_metadata(root.join("etc/editor"))
+            .unwrap()
+            .mode()
+            & 0o7777,
+        0o755
+    );
+    assert!(
+        root.join("etc/pre-existing.d").is_dir(),
+        "a directory kiln did not create is not removed"
+    );
+}

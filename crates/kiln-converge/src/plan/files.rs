@@ -3,11 +3,13 @@
 //! no longer declares them (deepest directories first, and only if empty). Also the
 //! planning of one regular file at a path, which unit files share ([`plan_file`]).
 //!
-//! A regular file kiln does not own yet but finds on the host is *taken over*
+//! A regular file or symlink kiln does not own yet but finds where it declares a file or
+//! a symlink is *taken over*
 //! ([`take_over`]): the plan records its original (hash, mode, owner) and says
 //! [`Op::TakeOver`], apply keeps its bytes before writing, and when the file is no
 //! longer declared the plan says [`Op::Restore`] instead of [`Op::Remove`]. Only files
-//! kiln created are removed.
+//! and symlinks kiln created are removed. A directory that existed before kiln is not
+//! owned, so never removed.
 //!
 //! Must not replace what it does not understand: a directory, socket or device where a
 //! file is declared is a [`PlanError::Conflict`]. Never reads file contents itself:
@@ -144,8 +146,8 @@ pub(super) fn plan_file(
     }
 }
 
-/// A regular file at `path` that kiln does not own (`owned` false) but finds on the host
-/// is taken over: its original is recorded in the ownership record and the change (an
+/// A regular file or symlink at `path` that kiln does not own (`owned` false) but finds
+/// on the host is taken over: its original is recorded in the ownership record and the change (an
 /// update, or a change of its own when the file already is as declared) becomes a
 /// [`Op::TakeOver`]. A file taken over before keeps its original.
 pub(super) fn take_over(
@@ -162,18 +164,19 @@ pub(super) fn take_over(
     if owned {
         return change;
     }
-    let Some(PathState::File { meta, sha256, .. }) = d.obs.paths.get(path) else {
-        return change;
-    };
-    d.owned.originals.insert(
-        path.to_owned(),
-        Original {
+    let original = match d.obs.paths.get(path) {
+        Some(PathState::File { meta, sha256, .. }) => Original::File {
             sha256: sha256.clone(),
             mode: meta.mode,
             owner: meta.owner.clone(),
             group: meta.group.clone(),
         },
-    );
+        Some(PathState::Symlink { target }) => Original::Symlink {
+            target: target.clone(),
+        },
+        _ => return change,
+    };
+    d.owned.originals.insert(path.to_owned(), original);
     let mut c = change.unwrap_or_else(|| Change::new(id, Op::TakeOver));
     c.op = Op::TakeOver;
     c.details
@@ -186,9 +189,13 @@ pub(super) fn plan_directories(d: &mut Draft<'_>, desired: &DesiredState) -> Res
     let mut dirs: Vec<_> = desired.directories.iter().collect();
     dirs.sort_by_key(|d| (d.path.components().count(), d.path.clone()));
     for dir in dirs {
-        d.owned.directories.insert(dir.path.clone());
         let id = ResourceId::Directory(dir.path.clone());
-        match d.obs.paths.get(&dir.path).unwrap_or(&PathState::Absent) {
+        let st = d.obs.paths.get(&dir.path).unwrap_or(&PathState::Absent);
+        // Only a directory kiln creates is kiln's to remove.
+        if matches!(st, PathState::Absent) || d.obs.owned.directories.contains(&dir.path) {
+            d.owned.directories.insert(dir.path.clone());
+        }
+        match st {
             PathState::Absent => {
                 let mut c = Change::new(id, Op::Create);
                 c.details.push(format!(
@@ -260,29 +267,29 @@ pub(super) fn plan_symlinks(d: &mut Draft<'_>, desired: &DesiredState) -> Result
     for s in &desired.symlinks {
         d.owned.symlinks.insert(s.path.clone());
         let id = ResourceId::Symlink(s.path.clone());
-        match d.obs.paths.get(&s.path).unwrap_or(&PathState::Absent) {
+        let change = match d.obs.paths.get(&s.path).unwrap_or(&PathState::Absent) {
             PathState::Absent => {
-                let mut c = Change::new(id, Op::Create);
+                let mut c = Change::new(id.clone(), Op::Create);
                 c.details.push(format!("→ {}", s.target.display()));
-                d.push(c);
+                Some(c)
             }
-            PathState::Symlink { target } if *target == s.target => {}
+            PathState::Symlink { target } if *target == s.target => None,
             PathState::Symlink { target } => {
-                let mut c = Change::new(id, Op::Update);
+                let mut c = Change::new(id.clone(), Op::Update);
                 c.details.push(format!(
                     "→ {} (was → {})",
                     s.target.display(),
                     target.display()
                 ));
-                d.push(c);
+                Some(c)
             }
             PathState::File { .. } => {
-                let mut c = Change::new(id, Op::Update);
+                let mut c = Change::new(id.clone(), Op::Update);
                 c.details.push(format!(
                     "→ {} (replaces a regular file)",
                     s.target.display()
                 ));
-                d.push(c);
+                Some(c)
             }
             other => {
                 return Err(PlanError::Conflict {
@@ -292,14 +299,19 @@ pub(super) fn plan_symlinks(d: &mut Draft<'_>, desired: &DesiredState) -> Result
                     found: kind_name(other),
                 });
             }
+        };
+        let owned = d.obs.owned.symlinks.contains(&s.path);
+        if let Some(c) = take_over(d, id, &s.path, owned, change) {
+            d.push(c);
         }
     }
     Ok(())
 }
 
-/// The change that gives back the original of a file kiln took over.
-pub(super) fn restore(path: &Path) -> Change {
-    let mut c = Change::new(ResourceId::File(path.to_owned()), Op::Restore);
+/// The change that gives back the original of what kiln took over (`id`: what kiln
+/// managed there, a file or a symlink).
+pub(super) fn restore(id: ResourceId) -> Change {
+    let mut c = Change::new(id, Op::Restore);
     c.details.push("the original from before kiln".into());
     c
 }
@@ -315,7 +327,7 @@ pub(super) fn plan_removals(d: &mut Draft<'_>) {
         .filter(|p| !d.owned.files.contains(*p))
     {
         if obs.owned.originals.contains_key(p) {
-            d.changes.push(restore(p));
+            d.changes.push(restore(ResourceId::File(p.clone())));
         } else if matches!(obs.paths.get(p), Some(PathState::File { .. })) {
             d.changes
                 .push(Change::new(ResourceId::File(p.clone()), Op::Remove));
@@ -327,7 +339,9 @@ pub(super) fn plan_removals(d: &mut Draft<'_>) {
         .iter()
         .filter(|p| !d.owned.symlinks.contains(*p))
     {
-        if matches!(obs.paths.get(p), Some(PathState::Symlink { .. })) {
+        if obs.owned.originals.contains_key(p) {
+            d.changes.push(restore(ResourceId::Symlink(p.clone())));
+        } else if matches!(obs.paths.get(p), Some(PathState::Symlink { .. })) {
             d.changes
                 .push(Change::new(ResourceId::Symlink(p.clone()), Op::Remove));
         }

@@ -619,7 +619,7 @@ fn a_removed_quadlet_is_stopped_and_its_file_removed_without_disable() {
 }
 
 fn original(text: &str, mode: u32) -> crate::owned::Original {
-    crate::owned::Original {
+    crate::owned::Original::File {
         sha256: sha256_hex(text.as_bytes()),
         mode,
         owner: "root".into(),
@@ -843,4 +843,117 @@ fn a_unit_file_kiln_overwrote_is_restored_with_the_state_it_had() {
     );
     assert!(p.owned_after.originals.is_empty());
     assert!(p.owned_after.borrowed_units.is_empty());
+}
+
+#[test]
+fn symlinks_and_files_in_each_others_place_are_taken_over_and_given_back() {
+    let mut d = DesiredState {
+        host: "web".into(),
+        ..Default::default()
+    };
+    // /etc/resolv.conf is a symlink on many systems; kiln is told to write a file there.
+    // /usr/bin/editor is a regular file; kiln is told to make it a symlink.
+    d.files = vec![file("/etc/resolv.conf", "nameserver 10.0.0.1\n")];
+    d.symlinks = vec![Symlink {
+        path: "/usr/bin/editor".into(),
+        target: "/usr/bin/vim".into(),
+    }];
+    let mut o = Observed::default();
+    o.paths.insert(
+        "/etc/resolv.conf".into(),
+        PathState::Symlink {
+            target: "../run/systemd/resolve/stub-resolv.conf".into(),
+        },
+    );
+    o.paths.insert(
+        "/usr/bin/editor".into(),
+        present("#!/bin/sh\n", 0o755, false),
+    );
+    let p = plan(&d, &o).unwrap();
+    assert_eq!(
+        ops(&p),
+        [
+            "take-over file /etc/resolv.conf",
+            "take-over symlink /usr/bin/editor"
+        ]
+    );
+    assert_eq!(
+        p.owned_after.originals[Path::new("/etc/resolv.conf")],
+        crate::owned::Original::Symlink {
+            target: "../run/systemd/resolve/stub-resolv.conf".into()
+        }
+    );
+    assert_eq!(
+        p.owned_after.originals[Path::new("/usr/bin/editor")],
+        original("#!/bin/sh\n", 0o755)
+    );
+    let mut o2 = Observed {
+        owned: p.owned_after.clone(),
+        ..Default::default()
+    };
+    o2.paths.insert(
+        "/etc/resolv.conf".into(),
+        present("nameserver 10.0.0.1\n", 0o644, false),
+    );
+    o2.paths.insert(
+        "/usr/bin/editor".into(),
+        PathState::Symlink {
+            target: "/usr/bin/vim".into(),
+        },
+    );
+    assert!(plan(&d, &o2).unwrap().is_empty());
+    let p = plan(
+        &DesiredState {
+            host: "web".into(),
+            ..Default::default()
+        },
+        &o2,
+    )
+    .unwrap();
+    assert_eq!(
+        ops(&p),
+        [
+            "restore file /etc/resolv.conf",
+            "restore symlink /usr/bin/editor"
+        ]
+    );
+}
+
+#[test]
+fn a_directory_that_existed_before_kiln_is_not_kiln_s_to_remove() {
+    let mut d = DesiredState {
+        host: "web".into(),
+        ..Default::default()
+    };
+    d.directories = vec![
+        Directory {
+            path: "/etc/ssh/sshd_config.d".into(),
+            mode: 0o700,
+            owner: "root".into(),
+            group: "root".into(),
+        },
+        Directory {
+            path: "/srv/new".into(),
+            mode: 0o755,
+            owner: "root".into(),
+            group: "root".into(),
+        },
+    ];
+    let mut o = Observed::default();
+    o.paths.insert(
+        "/etc/ssh/sshd_config.d".into(),
+        PathState::Directory { meta: meta(0o755) },
+    );
+    let p = plan(&d, &o).unwrap();
+    assert_eq!(
+        ops(&p),
+        [
+            "create directory /srv/new",
+            "update directory /etc/ssh/sshd_config.d"
+        ]
+    );
+    assert_eq!(
+        p.owned_after.directories.iter().collect::<Vec<_>>(),
+        [Path::new("/srv/new")]
+    );
 }

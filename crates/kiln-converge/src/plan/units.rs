@@ -52,8 +52,10 @@ pub(super) fn plan_files(d: &mut Draft<'_>, desired: &DesiredState) -> Result<Re
         if let Some(b) = d.obs.owned.borrowed_units.get(&u.name) {
             d.owned.borrowed_units.insert(u.name.clone(), *b);
         } else if !owned
-            && (matches!(d.obs.paths.get(&path), Some(PathState::File { .. }))
-                || d.obs.vendor_units.contains(&u.name))
+            && (matches!(
+                d.obs.paths.get(&path),
+                Some(PathState::File { .. } | PathState::Symlink { .. })
+            ) || d.obs.vendor_units.contains(&u.name))
         {
             // It existed before kiln: remember its state, to give it back.
             let st = status(d, &u.name);
@@ -158,7 +160,7 @@ pub(super) fn plan_removals(d: &mut Draft<'_>, removed: &Removed) {
     for u in &removed.files {
         let path = obs.owned.unit_file(u);
         if obs.owned.originals.contains_key(&path) {
-            d.push(restore(&path));
+            d.push(restore(ResourceId::File(path)));
         } else {
             d.push(Change::new(ResourceId::File(path), Op::Remove));
         }
