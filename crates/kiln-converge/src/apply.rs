@@ -5,8 +5,10 @@
 //! its owner and mode before any content is written, fsynced, renamed over the old one, and
 //! the folder fsynced. A run killed at any point leaves each file old or new, never partial.
 //! The ownership record is widened before the first change and narrowed after the last.
+//! Before either, the originals of files the plan takes over are kept (style rule 12):
+//! their bytes under [`ORIGINALS_DIR`], root only, so a restore can give them back.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::fs::{self, OpenOptions};
 use std::io::{ErrorKind, Write};
 use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
@@ -16,7 +18,7 @@ use std::time::Instant;
 use crate::event::{Event, EventSink};
 use crate::facts::{Facts, PackageManager};
 use crate::observe::Accounts;
-use crate::owned::{OWNED_PATH, Owned};
+use crate::owned::{ORIGINALS_DIR, OWNED_PATH, Original, Owned, original_path, sha256_hex};
 use crate::plan::{Op, Plan};
 use crate::resource::{DesiredState, ResourceId};
 use crate::system::Target;
@@ -41,6 +43,23 @@ pub enum ApplyError {
     NeedsRealRoot(String),
     #[error("packages are declared but the host's OS was not detected (/etc/os-release)")]
     NoFacts,
+    #[error(
+        "{path}: changed since it was observed ({found}; the plan saw {expected}): its original was not kept and nothing was written\n  hint: run `kiln apply` again to see the new plan"
+    )]
+    ChangedSincePlanned {
+        path: String,
+        expected: String,
+        found: String,
+    },
+    #[error(
+        "{path}: the original kept by kiln is {problem} ({store})\n  hint: restore the file by hand, then remove it from {record}"
+    )]
+    OriginalLost {
+        path: String,
+        store: String,
+        problem: String,
+        record: &'static str,
+    },
 }
 
 fn io(path: &Path, action: &'static str) -> impl FnOnce(std::io::Error) -> ApplyError {
@@ -91,6 +110,24 @@ pub fn write_file_atomic(
     }
     result?;
     sync_dir(dir)
+}
+
+/// Replaces whatever is at `real` (not a directory) by a symlink to `to`, atomically.
+fn write_symlink_atomic(real: &Path, to: &Path) -> Result<(), ApplyError> {
+    let parent = real
+        .parent()
+        .map(Path::to_path_buf)
+        .unwrap_or_else(|| PathBuf::from("/"));
+    ensure_parent(&parent)?;
+    let name = real
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let tmp = parent.join(format!(".{name}.kiln-tmp-{}", std::process::id()));
+    remove_stale_temporaries(&parent, &name);
+    std::os::unix::fs::symlink(to, &tmp).map_err(io(&tmp, "create symlink"))?;
+    fs::rename(&tmp, real).map_err(io(real, "rename into place"))?;
+    sync_dir(&parent)
 }
 
 /// Removes temporary files a killed run left next to `name` (best effort: they are
@@ -179,6 +216,8 @@ fn strs(v: &[&str]) -> Vec<String> {
 
 struct Ctx<'a> {
     desired: &'a DesiredState,
+    /// The originals of the files kiln took over, from the record before this apply.
+    originals: &'a BTreeMap<PathBuf, Original>,
     facts: Option<&'a Facts>,
     accounts: Option<Accounts>,
     packages_done: bool,
@@ -345,7 +384,7 @@ fn step(
                 Err(e) => return Err(io(&real, "remove folder")(e)),
             }
         }
-        (ResourceId::File(path), Op::Create | Op::Update) => {
+        (ResourceId::File(path), Op::Create | Op::Update | Op::TakeOver) => {
             let (content, mode, owner, group) =
                 if let Some(f) = d.files.iter().find(|f| &f.path == path) {
                     (&f.content, f.mode, f.owner.as_str(), f.group.as_str())
@@ -362,6 +401,27 @@ fn step(
                 set_meta(&real, mode, uid, gid)?;
             }
         }
+        (ResourceId::File(path) | ResourceId::Symlink(path), Op::Restore) => {
+            let original = ctx
+                .originals
+                .get(path)
+                .ok_or_else(|| ApplyError::Missing(change.id.to_string()))?;
+            match original {
+                Original::File {
+                    sha256,
+                    mode,
+                    owner,
+                    group,
+                } => {
+                    let bytes = read_original(target, path, sha256)?;
+                    let (uid, gid) = ids(ctx.accounts(target)?, owner, group)?;
+                    write_file_atomic(&target.path(path), &bytes, *mode, uid, gid)?;
+                }
+                Original::Symlink { target: to } => {
+                    write_symlink_atomic(&target.path(path), to)?;
+                }
+            }
+        }
         (ResourceId::File(path) | ResourceId::Symlink(path), Op::Remove) => {
             let real = target.path(path);
             match fs::remove_file(&real) {
@@ -373,40 +433,32 @@ fn step(
                 sync_dir(parent)?;
             }
         }
-        (ResourceId::Symlink(path), Op::Create | Op::Update) => {
+        (ResourceId::Symlink(path), Op::Create | Op::Update | Op::TakeOver) => {
             let s = d
                 .symlinks
                 .iter()
                 .find(|s| &s.path == path)
                 .ok_or_else(|| ApplyError::Missing(change.id.to_string()))?;
-            let real = target.path(path);
-            let parent = real
-                .parent()
-                .map(Path::to_path_buf)
-                .unwrap_or_else(|| PathBuf::from("/"));
-            ensure_parent(&parent)?;
-            let name = real
-                .file_name()
-                .map(|n| n.to_string_lossy().into_owned())
-                .unwrap_or_default();
-            let tmp = parent.join(format!(".{name}.kiln-tmp-{}", std::process::id()));
-            remove_stale_temporaries(&parent, &name);
-            std::os::unix::fs::symlink(&s.target, &tmp).map_err(io(&tmp, "create symlink"))?;
-            fs::rename(&tmp, &real).map_err(io(&real, "rename into place"))?;
-            sync_dir(&parent)?;
+            write_symlink_atomic(&target.path(path), &s.target)?;
         }
         (ResourceId::Systemd, Op::DaemonReload) => {
             need_real("systemd units")?;
             run_ok(target, &strs(&["systemctl", "daemon-reload"]), &[])?;
+            // Enables after this reload (units given back) are a batch of their own.
+            ctx.enables_done = false;
         }
         (ResourceId::Unit(_), Op::Enable) => {
             // All enables in one `systemctl enable`, at the first one: each call reloads the
             // manager (≈ 175 ms each on a lab server), and the planner puts every unit file
-            // change and the daemon-reload before any unit state change.
+            // change and the daemon-reload before any unit state change. The batch ends at
+            // the next daemon-reload (units given back after their files are restored).
             if !ctx.enables_done {
                 need_real("systemd units")?;
                 let mut argv = strs(&["systemctl", "enable", "--"]);
-                argv.extend(plan.changes.iter().filter_map(|c| match (&c.id, c.op) {
+                let batch = plan.changes[index..]
+                    .iter()
+                    .take_while(|c| c.op != Op::DaemonReload);
+                argv.extend(batch.filter_map(|c| match (&c.id, c.op) {
                     (ResourceId::Unit(n), Op::Enable) => Some(n.clone()),
                     _ => None,
                 }));
@@ -480,6 +532,13 @@ pub fn apply(
         }
         return (0, true);
     }
+    // Keep the originals of the files taken over, before the record names them.
+    if let Err(e) = keep_originals(target, plan) {
+        sink.emit(Event::Error {
+            message: format!("host {}: {e}", plan.host),
+        });
+        return (0, false);
+    }
     // Widen the record first: a run killed midway still knows what it may have created.
     let mut during = plan.owned_after.clone();
     during.commands = old_owned.commands.clone();
@@ -492,6 +551,7 @@ pub fn apply(
     }
     let mut ctx = Ctx {
         desired,
+        originals: &old_owned.originals,
         facts,
         accounts: None,
         packages_done: false,
@@ -551,5 +611,174 @@ pub fn apply(
         });
         return (applied, false);
     }
+    if let Err(e) = prune_originals(target, &plan.owned_after) {
+        sink.emit(Event::Warning {
+            message: format!("host {}: {e}", plan.host),
+        });
+    }
     (applied, true)
+}
+
+/// Keeps the bytes of every file the plan takes over in [`ORIGINALS_DIR`] (0700, each
+/// original 0600, named by its hash), checking that what is there is still what was
+/// observed (a symlink's original is its target, in the record itself).
+pub fn keep_originals(target: &Target, plan: &Plan) -> Result<(), ApplyError> {
+    for c in plan.changes.iter().filter(|c| c.op == Op::TakeOver) {
+        let (ResourceId::File(path) | ResourceId::Symlink(path)) = &c.id else {
+            continue;
+        };
+        let original =
+            plan.owned_after.originals.get(path).ok_or_else(|| {
+                ApplyError::Missing(format!("the original of {}", path.display()))
+            })?;
+        let real = target.path(path);
+        let changed = |expected: String, found: String| ApplyError::ChangedSincePlanned {
+            path: path.display().to_string(),
+            expected,
+            found,
+        };
+        let sha256 = match original {
+            Original::Symlink { target: to } => {
+                let found = fs::read_link(&real).map_err(io(&real, "read the original"))?;
+                if found != *to {
+                    return Err(changed(
+                        format!("a symlink to {}", to.display()),
+                        format!("a symlink to {}", found.display()),
+                    ));
+                }
+                continue;
+            }
+            Original::File { sha256, .. } => sha256,
+        };
+        if fs::symlink_metadata(&real).is_ok_and(|m| !m.is_file()) {
+            return Err(changed(
+                format!("a file with sha256 {sha256}"),
+                "no longer a regular file".into(),
+            ));
+        }
+        let bytes = fs::read(&real).map_err(io(&real, "read the original"))?;
+        let found = sha256_hex(&bytes);
+        if found != *sha256 {
+            return Err(changed(
+                format!("a file with sha256 {sha256}"),
+                format!("sha256 {found}"),
+            ));
+        }
+        let store = target.path(Path::new(ORIGINALS_DIR));
+        fs::create_dir_all(&store).map_err(io(&store, "create folder"))?;
+        fs::set_permissions(&store, fs::Permissions::from_mode(0o700))
+            .map_err(io(&store, "chmod"))?;
+        let kept = target.path(&original_path(sha256));
+        if fs::read(&kept).ok().map(|b| sha256_hex(&b)) != Some(found) {
+            write_file_atomic(&kept, &bytes, 0o600, 0, 0)?;
+        }
+    }
+    Ok(())
+}
+
+/// The bytes kept for `path`, checked against their hash.
+fn read_original(target: &Target, path: &Path, sha256: &str) -> Result<Vec<u8>, ApplyError> {
+    let kept = target.path(&original_path(sha256));
+    let lost = |problem: String| ApplyError::OriginalLost {
+        path: path.display().to_string(),
+        store: kept.display().to_string(),
+        problem,
+        record: OWNED_PATH,
+    };
+    let bytes = fs::read(&kept).map_err(|e| lost(format!("unreadable: {e}")))?;
+    if sha256_hex(&bytes) != sha256 {
+        return Err(lost("corrupt (its hash differs)".into()));
+    }
+    Ok(bytes)
+}
+
+/// Removes the kept originals no file of the record refers to any more (after a
+/// successful apply: a failed one may still have to restore them).
+pub fn prune_originals(target: &Target, owned: &Owned) -> Result<(), ApplyError> {
+    let store = target.path(Path::new(ORIGINALS_DIR));
+    let entries = match fs::read_dir(&store) {
+        Ok(e) => e,
+        Err(e) if e.kind() == ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(io(&store, "list kept originals")(e)),
+    };
+    let wanted: BTreeSet<&str> = owned
+        .originals
+        .values()
+        .filter_map(Original::sha256)
+        .collect();
+    for e in entries {
+        let e = e.map_err(io(&store, "list kept originals"))?;
+        let name = e.file_name();
+        if !wanted.contains(name.to_string_lossy().as_ref()) {
+            let p = e.path();
+            fs::remove_file(&p).map_err(io(&p, "remove a kept original no longer needed"))?;
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::{Arc, Mutex};
+
+    use super::*;
+    use crate::facts::Argv;
+    use crate::plan::Change;
+    use crate::system::{RunOutput, Runner};
+
+    /// Records every command and says it succeeded.
+    struct Recorder(Arc<Mutex<Vec<Vec<String>>>>);
+    impl Runner for Recorder {
+        fn run(&mut self, argv: &Argv) -> std::io::Result<RunOutput> {
+            self.0.lock().unwrap().push(argv.args.clone());
+            Ok(RunOutput {
+                code: Some(0),
+                stdout: String::new(),
+                stderr: String::new(),
+            })
+        }
+    }
+
+    #[test]
+    fn enables_are_batched_up_to_the_next_daemon_reload_only() {
+        let ran = Arc::new(Mutex::new(vec![]));
+        // Only systemctl is run (no file is touched), so the real root is safe here.
+        let mut target = Target {
+            root: "/".into(),
+            runner: Box::new(Recorder(ran.clone())),
+        };
+        let unit = |n: &str, op| Change::new(ResourceId::Unit(n.into()), op);
+        let plan = Plan {
+            host: "web".into(),
+            changes: vec![
+                unit("a.service", Op::Enable),
+                unit("b.service", Op::Enable),
+                Change::new(ResourceId::Systemd, Op::DaemonReload),
+                unit("given-back.service", Op::Enable),
+            ],
+            owned_after: Owned::default(),
+        };
+        let desired = DesiredState::default();
+        let originals = BTreeMap::new();
+        let mut ctx = Ctx {
+            desired: &desired,
+            originals: &originals,
+            facts: None,
+            accounts: None,
+            packages_done: false,
+            enables_done: false,
+        };
+        for i in 0..plan.changes.len() {
+            step(&mut target, &mut ctx, &plan, i).unwrap();
+        }
+        let ran = ran.lock().unwrap().clone();
+        assert_eq!(
+            ran,
+            [
+                vec!["systemctl", "enable", "--", "a.service", "b.service"],
+                vec!["systemctl", "daemon-reload"],
+                vec!["systemctl", "enable", "--", "given-back.service"],
+            ]
+        );
+    }
 }

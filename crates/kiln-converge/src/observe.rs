@@ -14,7 +14,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::facts::Facts;
 use crate::owned::{OWNED_PATH, Owned, sha256_hex};
-use crate::resource::{DesiredState, unit_path};
+use crate::resource::DesiredState;
 use crate::system::Target;
 
 /// Files larger than this are compared by hash only (no diff).
@@ -79,7 +79,15 @@ pub struct Observed {
     /// Command name → its `unless` guard exited 0.
     pub guards: BTreeMap<String, bool>,
     pub owned: Owned,
+    /// Declared units kiln does not own yet that have a unit file of their own outside
+    /// /etc (a package's, in /usr/lib/systemd/system or /lib/systemd/system): kiln's unit
+    /// file would shadow it, so the unit is borrowed, not created.
+    #[serde(default, skip_serializing_if = "BTreeSet::is_empty")]
+    pub vendor_units: BTreeSet<String>,
 }
+
+/// Where packages install unit files (kiln's own go to /etc/systemd/system).
+pub const VENDOR_UNIT_DIRS: [&str; 2] = ["/usr/lib/systemd/system", "/lib/systemd/system"];
 
 /// Observation failed: the host cannot be read.
 #[derive(Debug, thiserror::Error)]
@@ -91,7 +99,7 @@ pub enum ObserveError {
         source: std::io::Error,
     },
     #[error(
-        "ownership record {path} is corrupt: {message}\n  hint: fix or delete it; kiln then forgets what it created before"
+        "ownership record {path} is corrupt: {message}\n  hint: fix it (a record written by a newer kiln needs that kiln); deleting it makes kiln forget what it created and which originals (in /var/lib/kiln/originals) it must give back"
     )]
     CorruptRecord { path: String, message: String },
     #[error("cannot run `{command}`: {message}")]
@@ -276,6 +284,35 @@ pub fn parse_systemctl_show(names: &[String], stdout: &str) -> BTreeMap<String, 
     out
 }
 
+/// The declared units kiln does not own yet that a package installed (a unit file in
+/// [`VENDOR_UNIT_DIRS`]).
+pub fn vendor_units(
+    target: &Target,
+    desired: &DesiredState,
+    owned: &Owned,
+) -> Result<BTreeSet<String>, ObserveError> {
+    let mut found = BTreeSet::new();
+    for u in desired
+        .units
+        .iter()
+        .filter(|u| u.enablable() && !owned.units.contains(&u.name))
+    {
+        for dir in VENDOR_UNIT_DIRS {
+            let real = target.path(&Path::new(dir).join(&u.name));
+            match fs::metadata(&real) {
+                Ok(m) if m.is_file() => {
+                    found.insert(u.name.clone());
+                    break;
+                }
+                Ok(_) => {}
+                Err(e) if matches!(e.kind(), ErrorKind::NotFound | ErrorKind::NotADirectory) => {}
+                Err(e) => return Err(read_err(&real, e)),
+            }
+        }
+    }
+    Ok(found)
+}
+
 /// Observes everything `desired` and the ownership record mention.
 pub fn observe(
     target: &mut Target,
@@ -312,7 +349,7 @@ pub fn observe(
         .chain(&obs.owned.directories)
         .chain(&obs.owned.symlinks)
         .cloned()
-        .chain(obs.owned.units.iter().map(|u| unit_path(u)))
+        .chain(obs.owned.units.iter().map(|u| obs.owned.unit_file(u)))
         .collect::<Vec<_>>();
     for p in owned_paths {
         want.entry(p).or_insert(None);
@@ -321,6 +358,9 @@ pub fn observe(
         let st = observe_path(target, &accounts, &p, w)?;
         obs.paths.insert(p, st);
     }
+
+    // Units a package installed, that a unit file of kiln's would shadow.
+    obs.vendor_units = vendor_units(target, desired, &obs.owned)?;
 
     // Accounts.
     for u in desired
@@ -476,13 +516,7 @@ mod tests {
                     name: "rsync".into(),
                 },
             ],
-            units: vec![Unit {
-                name: "kiln-observe-test.service".into(),
-                content: Content::text(""),
-                enabled: true,
-                started: true,
-                sensitive: false,
-            }],
+            units: vec![Unit::file("kiln-observe-test.service", Content::text(""))],
             ..Default::default()
         };
         let obs = observe(&mut target, Some(&facts), &d).unwrap();
@@ -497,6 +531,32 @@ mod tests {
         // Without facts, packages cannot be observed: a clear error.
         let err = observe(&mut target, None, &d).unwrap_err();
         assert!(matches!(err, ObserveError::UnknownOs), "{err}");
+    }
+
+    #[test]
+    fn units_a_package_installed_are_found_unless_kiln_owns_them() {
+        use crate::resource::{Content, Unit};
+        use crate::system::SystemRunner;
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(dir.path().join("usr/lib/systemd/system")).unwrap();
+        std::fs::write(dir.path().join("usr/lib/systemd/system/pkg.service"), "").unwrap();
+        std::fs::write(dir.path().join("usr/lib/systemd/system/mine.service"), "").unwrap();
+        let target = Target {
+            root: dir.path().to_owned(),
+            runner: Box::new(SystemRunner),
+        };
+        let d = DesiredState {
+            units: ["pkg.service", "mine.service", "new.service"]
+                .map(|n| Unit::file(n, Content::text("")))
+                .into(),
+            ..Default::default()
+        };
+        let mut owned = Owned::default();
+        owned.units.insert("mine.service".into());
+        assert_eq!(
+            vendor_units(&target, &d, &owned).unwrap(),
+            BTreeSet::from(["pkg.service".to_owned()])
+        );
     }
 
     #[test]

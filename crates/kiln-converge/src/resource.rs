@@ -199,29 +199,116 @@ pub struct Group {
     pub system: bool,
 }
 
-/// A systemd unit: its file under /etc/systemd/system, whether it is enabled and running.
+/// A systemd unit: its file (see [`UnitKind`]), whether it is enabled and running.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Unit {
+    /// The systemd unit's name (`app.service`; for a quadlet, the generated unit).
     pub name: String,
     pub content: Content,
+    /// Enabled at boot with `systemctl enable` (ignored for quadlets: see [`UnitKind`]).
     #[serde(default = "yes")]
     pub enabled: bool,
     #[serde(default = "yes")]
     pub started: bool,
     #[serde(default)]
     pub sensitive: bool,
+    #[serde(default, skip_serializing_if = "UnitKind::is_file")]
+    pub kind: UnitKind,
+}
+
+/// How a unit's file reaches systemd.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "lowercase", deny_unknown_fields)]
+pub enum UnitKind {
+    /// kiln writes the unit file itself, `/etc/systemd/system/NAME`, and enables it with
+    /// `systemctl enable`.
+    #[default]
+    File,
+    /// A Podman quadlet: kiln writes `/etc/containers/systemd/FILE` (`web.container`) and
+    /// systemd's quadlet generator makes the unit (`web.service`) from it at
+    /// daemon-reload. A generated unit is never `systemctl enable`d (it has no `[Install]`
+    /// of its own: the quadlet's `[Install]` section decides what wants it at boot), so
+    /// `enabled` is ignored; it is started, and restarted when the quadlet changes.
+    Quadlet { file: String },
+}
+
+impl UnitKind {
+    pub fn is_file(&self) -> bool {
+        matches!(self, UnitKind::File)
+    }
 }
 
 impl Unit {
+    /// A unit file kiln writes to /etc/systemd/system, enabled and started.
+    pub fn file(name: impl Into<String>, content: Content) -> Unit {
+        Unit {
+            name: name.into(),
+            content,
+            enabled: true,
+            started: true,
+            sensitive: false,
+            kind: UnitKind::File,
+        }
+    }
+
+    /// The unit Podman's quadlet generates from `file` (`web.container` → `web.service`),
+    /// started; `None` when `file` is not a quadlet file name.
+    pub fn quadlet(file: &str, content: Content) -> Option<Unit> {
+        Some(Unit {
+            name: quadlet_unit_name(file)?,
+            content,
+            enabled: false,
+            started: true,
+            sensitive: false,
+            kind: UnitKind::Quadlet {
+                file: file.to_owned(),
+            },
+        })
+    }
+
+    /// The file kiln writes for this unit.
     pub fn path(&self) -> PathBuf {
-        unit_path(&self.name)
+        match &self.kind {
+            UnitKind::File => unit_path(&self.name),
+            UnitKind::Quadlet { file } => quadlet_path(file),
+        }
+    }
+
+    /// Whether `systemctl enable`/`disable` applies to this unit.
+    pub fn enablable(&self) -> bool {
+        self.kind.is_file()
     }
 }
 
 /// Where kiln writes a unit's file.
 pub fn unit_path(name: &str) -> PathBuf {
     PathBuf::from("/etc/systemd/system").join(name)
+}
+
+/// Where kiln writes a quadlet file (the system-wide quadlet folder).
+pub fn quadlet_path(file: &str) -> PathBuf {
+    PathBuf::from("/etc/containers/systemd").join(file)
+}
+
+/// The unit Podman's quadlet generator makes from a quadlet file, by its extension
+/// (podman 5: `.container` and `.kube` → `NAME.service`, `.volume` → `NAME-volume.service`,
+/// `.network`, `.pod`, `.image`, `.build` likewise).
+pub fn quadlet_unit_name(file: &str) -> Option<String> {
+    let (stem, ext) = file.rsplit_once('.')?;
+    if stem.is_empty() || stem.contains('/') {
+        return None;
+    }
+    let suffix = match ext {
+        "container" | "kube" => "",
+        "volume" => "-volume",
+        "network" => "-network",
+        "pod" => "-pod",
+        "image" => "-image",
+        "build" => "-build",
+        _ => return None,
+    };
+    Some(format!("{stem}{suffix}.service"))
 }
 
 /// A shell command run on the host when its guard says so or when a file it depends on
@@ -290,6 +377,15 @@ pub enum InvalidState {
         name: String,
         path: String,
     },
+    #[error(
+        "host {host}: unit {unit}: quadlet file {file:?} {why}\n  hint: name the unit after the quadlet file (web.container → web.service)"
+    )]
+    BadQuadlet {
+        host: String,
+        unit: String,
+        file: String,
+        why: String,
+    },
     #[error("host {host}: {id}: mode {mode:o} is not a permission mode (at most 07777)")]
     BadMode { host: String, id: String, mode: u32 },
     #[error("host {host}: {id}: name {name:?} is not valid ({why})")]
@@ -315,6 +411,57 @@ fn valid_name(name: &str) -> Result<(), &'static str> {
         return Err("only letters, digits and ._-@:+ are allowed");
     }
     Ok(())
+}
+
+impl DesiredState {
+    /// Every resource this state declares, in declaration order (a unit also as its file).
+    pub fn ids(&self) -> Vec<ResourceId> {
+        let mut ids = vec![];
+        ids.extend(
+            self.groups
+                .iter()
+                .map(|g| ResourceId::Group(g.name.clone())),
+        );
+        ids.extend(self.users.iter().map(|u| ResourceId::User(u.name.clone())));
+        ids.extend(
+            self.packages
+                .iter()
+                .map(|p| ResourceId::Package(p.name.clone())),
+        );
+        ids.extend(
+            self.directories
+                .iter()
+                .map(|d| ResourceId::Directory(d.path.clone())),
+        );
+        ids.extend(self.files.iter().map(|f| ResourceId::File(f.path.clone())));
+        ids.extend(
+            self.symlinks
+                .iter()
+                .map(|s| ResourceId::Symlink(s.path.clone())),
+        );
+        for u in &self.units {
+            ids.push(ResourceId::Unit(u.name.clone()));
+            ids.push(ResourceId::File(u.path()));
+        }
+        ids.extend(
+            self.commands
+                .iter()
+                .map(|c| ResourceId::Command(c.name.clone())),
+        );
+        ids
+    }
+
+    /// Appends another state's resources (its host, os and expected plan are ignored).
+    pub fn extend(&mut self, other: DesiredState) {
+        self.groups.extend(other.groups);
+        self.users.extend(other.users);
+        self.packages.extend(other.packages);
+        self.directories.extend(other.directories);
+        self.files.extend(other.files);
+        self.symlinks.extend(other.symlinks);
+        self.units.extend(other.units);
+        self.commands.extend(other.commands);
+    }
 }
 
 impl DesiredState {
@@ -368,30 +515,33 @@ impl DesiredState {
             }
             Ok(())
         };
-        for g in &self.groups {
-            check(ResourceId::Group(g.name.clone()))?;
-        }
-        for u in &self.users {
-            check(ResourceId::User(u.name.clone()))?;
-        }
-        for p in &self.packages {
-            check(ResourceId::Package(p.name.clone()))?;
-        }
-        for d in &self.directories {
-            check(ResourceId::Directory(d.path.clone()))?;
-        }
-        for f in &self.files {
-            check(ResourceId::File(f.path.clone()))?;
-        }
-        for s in &self.symlinks {
-            check(ResourceId::Symlink(s.path.clone()))?;
+        for id in self.ids() {
+            check(id)?;
         }
         for u in &self.units {
-            check(ResourceId::Unit(u.name.clone()))?;
-            check(ResourceId::File(u.path()))?;
-        }
-        for c in &self.commands {
-            check(ResourceId::Command(c.name.clone()))?;
+            if let UnitKind::Quadlet { file } = &u.kind {
+                let bad = |why: String| InvalidState::BadQuadlet {
+                    host: host(),
+                    unit: u.name.clone(),
+                    file: file.clone(),
+                    why,
+                };
+                if let Err(why) = valid_name(file) {
+                    return Err(bad(format!("is not valid ({why})")));
+                }
+                match quadlet_unit_name(file) {
+                    None => {
+                        return Err(bad(
+                            "is not a quadlet (.container, .volume, .network, .pod, .kube, .image, .build)"
+                                .into(),
+                        ));
+                    }
+                    Some(generated) if generated != u.name => {
+                        return Err(bad(format!("generates {generated}, not {}", u.name)));
+                    }
+                    Some(_) => {}
+                }
+            }
         }
         let modes = self
             .directories
@@ -539,5 +689,82 @@ mod tests {
             group: "root".into(),
         }];
         assert!(matches!(d.validate(), Err(InvalidState::Duplicate { .. })));
+    }
+}
+
+#[cfg(test)]
+mod quadlet_tests {
+    use super::*;
+
+    #[test]
+    fn quadlet_files_name_their_generated_units() {
+        assert_eq!(
+            quadlet_unit_name("web.container").as_deref(),
+            Some("web.service")
+        );
+        assert_eq!(
+            quadlet_unit_name("data.volume").as_deref(),
+            Some("data-volume.service")
+        );
+        assert_eq!(
+            quadlet_unit_name("mesh.network").as_deref(),
+            Some("mesh-network.service")
+        );
+        assert_eq!(
+            quadlet_unit_name("app.pod").as_deref(),
+            Some("app-pod.service")
+        );
+        assert_eq!(quadlet_unit_name("web.service"), None);
+        assert_eq!(quadlet_unit_name(".container"), None);
+        let u = Unit::quadlet("web.container", Content::text("[Container]\n")).unwrap();
+        assert_eq!(
+            u.path(),
+            PathBuf::from("/etc/containers/systemd/web.container")
+        );
+        assert!(!u.enablable());
+        assert!(Unit::file("a.service", Content::text("")).enablable());
+    }
+
+    #[test]
+    fn quadlet_kind_on_the_wire_and_file_kind_left_out() {
+        let u = Unit::quadlet("web.container", Content::text("x")).unwrap();
+        let json = serde_json::to_string(&u).unwrap();
+        assert!(
+            json.contains(r#""kind":{"type":"quadlet","file":"web.container"}"#),
+            "{json}"
+        );
+        assert_eq!(serde_json::from_str::<Unit>(&json).unwrap(), u);
+        let plain = serde_json::to_string(&Unit::file("a.service", Content::text("x"))).unwrap();
+        assert!(!plain.contains("kind"), "{plain}");
+    }
+
+    #[test]
+    fn a_quadlet_must_generate_the_unit_it_is_declared_as() {
+        let mut u = Unit::quadlet("web.container", Content::text("x")).unwrap();
+        u.name = "other.service".into();
+        let d = DesiredState {
+            host: "web".into(),
+            units: vec![u],
+            ..Default::default()
+        };
+        assert_eq!(
+            d.validate()
+                .unwrap_err()
+                .to_string()
+                .lines()
+                .next()
+                .unwrap(),
+            "host web: unit other.service: quadlet file \"web.container\" generates web.service, not other.service"
+        );
+        let mut u = Unit::quadlet("web.container", Content::text("x")).unwrap();
+        u.kind = UnitKind::Quadlet {
+            file: "../web.container".into(),
+        };
+        let d = DesiredState {
+            host: "web".into(),
+            units: vec![u],
+            ..Default::default()
+        };
+        assert!(matches!(d.validate(), Err(InvalidState::BadQuadlet { .. })));
     }
 }

@@ -353,3 +353,262 @@ fn a_failing_host_does_not_stop_the_others() {
         "ok\n"
     );
 }
+
+fn planned(events: &[Event]) -> kiln_converge::Plan {
+    events
+        .iter()
+        .find_map(|e| match e {
+            Event::Planned { plan, .. } => Some(plan.clone()),
+            _ => None,
+        })
+        .expect("a plan")
+}
+
+#[test]
+fn a_file_taken_over_is_given_back_exactly_and_a_created_one_is_removed() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = make_root();
+    let root = dir.path();
+    // What the distribution shipped: a text file, and a binary one with another owner.
+    std::fs::write(root.join("etc/motd"), "The programs included with Debian\n").unwrap();
+    std::fs::set_permissions(
+        root.join("etc/motd"),
+        std::fs::Permissions::from_mode(0o640),
+    )
+    .unwrap();
+    let blob: Vec<u8> = vec![0xff, 0x00, 0x01, 0x80, b'\n'];
+    std::fs::write(root.join("etc/blob.bin"), &blob).unwrap();
+    std::os::unix::fs::chown(root.join("etc/blob.bin"), Some(65534), Some(65534)).unwrap();
+    std::fs::set_permissions(
+        root.join("etc/blob.bin"),
+        std::fs::Permissions::from_mode(0o604),
+    )
+    .unwrap();
+    let file = |p: &str, text: &str| File {
+        path: p.into(),
+        content: Content::text(text),
+        mode: 0o644,
+        owner: "root".into(),
+        group: "root".into(),
+        sensitive: false,
+        notify: vec![],
+    };
+    let taken = DesiredState {
+        host: "local".into(),
+        files: vec![
+            file("/etc/motd", "managed by kiln\n"),
+            file("/etc/blob.bin", "now text\n"),
+        ],
+        ..Default::default()
+    };
+
+    // 1. Taken over: the plan says so, the originals are kept, root only.
+    let events = run(root, &taken, false);
+    let ops: Vec<String> = planned(&events)
+        .changes
+        .iter()
+        .map(|c| format!("{} {}", c.op, c.id))
+        .collect();
+    assert_eq!(
+        ops,
+        ["take-over file /etc/motd", "take-over file /etc/blob.bin"]
+    );
+    assert_eq!(
+        std::fs::read_to_string(root.join("etc/motd")).unwrap(),
+        "managed by kiln\n"
+    );
+    let store = root.join("var/lib/kiln/originals");
+    assert_eq!(std::fs::metadata(&store).unwrap().mode() & 0o7777, 0o700);
+    let mut kept: Vec<Vec<u8>> = vec![];
+    for e in std::fs::read_dir(&store).unwrap() {
+        let e = e.unwrap();
+        let m = e.metadata().unwrap();
+        assert_eq!((m.mode() & 0o7777, m.uid()), (0o600, 0), "{:?}", e.path());
+        kept.push(std::fs::read(e.path()).unwrap());
+    }
+    kept.sort();
+    let mut want = vec![
+        blob.clone(),
+        b"The programs included with Debian\n".to_vec(),
+    ];
+    want.sort();
+    assert_eq!(kept, want);
+    let record = std::fs::read_to_string(root.join("var/lib/kiln/owned.json")).unwrap();
+    assert!(record.contains("\"originals\""), "{record}");
+    assert!(
+        !record.contains("The programs"),
+        "contents stay out of the record"
+    );
+
+    // 2. Converged: nothing to do.
+    assert!(planned(&run(root, &taken, true)).is_empty());
+
+    // 3. Declarations removed: the exact originals are back (bytes, mode, owner).
+    let none = DesiredState {
+        host: "local".into(),
+        ..Default::default()
+    };
+    let events = run(root, &none, false);
+    let plan = planned(&events);
+    let shown: Vec<String> = plan
+        .changes
+        .iter()
+        .map(|c| format!("{} {} ({})", c.op, c.id, c.details.join("; ")))
+        .collect();
+    assert_eq!(
+        shown,
+        [
+            "restore file /etc/blob.bin (the original from before kiln)",
+            "restore file /etc/motd (the original from before kiln)",
+        ]
+    );
+    assert_eq!(
+        std::fs::read(root.join("etc/motd")).unwrap(),
+        b"The programs included with Debian\n"
+    );
+    let m = std::fs::metadata(root.join("etc/motd")).unwrap();
+    assert_eq!((m.mode() & 0o7777, m.uid(), m.gid()), (0o640, 0, 0));
+    assert_eq!(std::fs::read(root.join("etc/blob.bin")).unwrap(), blob);
+    let m = std::fs::metadata(root.join("etc/blob.bin")).unwrap();
+    assert_eq!((m.mode() & 0o7777, m.uid(), m.gid()), (0o604, 65534, 65534));
+    assert_eq!(
+        std::fs::read_dir(&store).unwrap().count(),
+        0,
+        "originals given back are not kept"
+    );
+    assert!(planned(&run(root, &none, true)).is_empty());
+
+    // 4. A file kiln created is removed when its declaration goes.
+    let created = DesiredState {
+        host: "local".into(),
+        files: vec![file("/etc/kiln-new.conf", "new\n")],
+        ..Default::default()
+    };
+    let ops: Vec<String> = planned(&run(root, &created, false))
+        .changes
+        .iter()
+        .map(|c| format!("{} {}", c.op, c.id))
+        .collect();
+    assert_eq!(ops, ["create file /etc/kiln-new.conf"]);
+    run(root, &none, false);
+    assert!(!root.join("etc/kiln-new.conf").exists());
+    assert!(root.join("etc/motd").exists());
+}
+
+#[test]
+fn a_file_changed_between_plan_and_apply_keeps_its_original_unwritten() {
+    // keep_originals checks the bytes are still those observed.
+    let dir = make_root();
+    let root = dir.path();
+    std::fs::write(root.join("etc/motd"), "before\n").unwrap();
+    let d = DesiredState {
+        host: "local".into(),
+        files: vec![File {
+            path: "/etc/motd".into(),
+            content: Content::text("kiln\n"),
+            mode: 0o644,
+            owner: "root".into(),
+            group: "root".into(),
+            sensitive: false,
+            notify: vec![],
+        }],
+        ..Default::default()
+    };
+    let mut t = target(root);
+    let observed = observe::observe(&mut t, None, &d).unwrap();
+    let p = plan::plan(&d, &observed).unwrap();
+    std::fs::write(root.join("etc/motd"), "someone else\n").unwrap();
+    let mut events: Vec<Event> = vec![];
+    let (applied, ok) =
+        kiln_converge::apply::apply(&mut t, None, &d, &observed.owned, &p, &mut events);
+    assert_eq!((applied, ok), (0, false));
+    assert!(
+        events.iter().any(|e| matches!(e, Event::Error { message } if message.contains("/etc/motd: changed since it was observed"))),
+        "{events:?}"
+    );
+    assert_eq!(
+        std::fs::read_to_string(root.join("etc/motd")).unwrap(),
+        "someone else\n"
+    );
+}
+
+#[test]
+fn a_symlink_a_file_replaced_and_a_file_a_symlink_replaced_come_back() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = make_root();
+    let root = dir.path();
+    std::fs::create_dir_all(root.join("run")).unwrap();
+    std::fs::write(root.join("run/stub-resolv.conf"), "nameserver 127.0.0.53\n").unwrap();
+    std::os::unix::fs::symlink("../run/stub-resolv.conf", root.join("etc/resolv.conf")).unwrap();
+    std::fs::write(root.join("etc/editor"), "#!/bin/sh\nexec vi \"$@\"\n").unwrap();
+    std::fs::set_permissions(
+        root.join("etc/editor"),
+        std::fs::Permissions::from_mode(0o755),
+    )
+    .unwrap();
+    std::fs::create_dir_all(root.join("etc/pre-existing.d")).unwrap();
+    let d = DesiredState {
+        host: "local".into(),
+        files: vec![File {
+            path: "/etc/resolv.conf".into(),
+            content: Content::text("nameserver 10.0.0.1\n"),
+            mode: 0o644,
+            owner: "root".into(),
+            group: "root".into(),
+            sensitive: false,
+            notify: vec![],
+        }],
+        symlinks: vec![Symlink {
+            path: "/etc/editor".into(),
+            target: "/usr/bin/nano".into(),
+        }],
+        directories: vec![Directory {
+            path: "/etc/pre-existing.d".into(),
+            mode: 0o700,
+            owner: "root".into(),
+            group: "root".into(),
+        }],
+        ..Default::default()
+    };
+    run(root, &d, false);
+    assert_eq!(
+        std::fs::read_to_string(root.join("etc/resolv.conf")).unwrap(),
+        "nameserver 10.0.0.1\n"
+    );
+    assert_eq!(
+        std::fs::read_to_string(root.join("run/stub-resolv.conf")).unwrap(),
+        "nameserver 127.0.0.53\n",
+        "the symlink was replaced, its target left alone"
+    );
+    assert_eq!(
+        std::fs::read_link(root.join("etc/editor")).unwrap(),
+        PathBuf::from("/usr/bin/nano")
+    );
+    run(
+        root,
+        &DesiredState {
+            host: "local".into(),
+            ..Default::default()
+        },
+        false,
+    );
+    assert_eq!(
+        std::fs::read_link(root.join("etc/resolv.conf")).unwrap(),
+        PathBuf::from("../run/stub-resolv.conf")
+    );
+    assert_eq!(
+        std::fs::read_to_string(root.join("etc/editor")).unwrap(),
+        "#!/bin/sh\nexec vi \"$@\"\n"
+    );
+    assert_eq!(
+        std::fs::symlink_metadata(root.join("etc/editor"))
+            .unwrap()
+            .mode()
+            & 0o7777,
+        0o755
+    );
+    assert!(
+        root.join("etc/pre-existing.d").is_dir(),
+        "a directory kiln did not create is not removed"
+    );
+}

@@ -408,3 +408,195 @@ fn lab_sudo_password_is_sent_on_stdin_and_a_wrong_one_fails_cleanly() {
         "600:root\n"
     );
 }
+
+/// The command line of a unit's main process (what really runs, not what its file says).
+fn main_cmdline(s: &Server, unit: &str) -> String {
+    s.exec_ok(&format!(
+        "pid=$(systemctl show -p MainPID --value {unit}) && sudo tr '\\0' ' ' < /proc/$pid/cmdline"
+    ))
+    .unwrap()
+    .trim()
+    .to_owned()
+}
+
+fn ops_of(out: &AgentOutcome) -> Vec<String> {
+    out.plan
+        .as_ref()
+        .unwrap()
+        .changes
+        .iter()
+        .map(|c| format!("{} {}", c.op, c.id))
+        .collect()
+}
+
+#[test]
+fn lab_taking_over_a_file_and_units_gives_back_the_originals() {
+    require_root();
+    let lab = Lab::start(LabOptions::unique("takeover", 1)).expect("lab starts");
+    let s = &lab.servers()[0];
+    let unit_text = |sleep: u32| {
+        format!("[Service]\nExecStart=/bin/sleep {sleep}\n[Install]\nWantedBy=multi-user.target\n")
+    };
+    // Before kiln: Debian's /etc/motd, a unit a package installed (in /usr/lib), and a
+    // unit the admin wrote in /etc/systemd/system, both enabled and running.
+    s.exec_ok(&format!(
+        "printf '{}' | sudo tee /usr/lib/systemd/system/kiln-pkg.service >/dev/null \
+         && printf '{}' | sudo tee /etc/systemd/system/kiln-own.service >/dev/null \
+         && sudo systemctl daemon-reload \
+         && sudo systemctl enable --now kiln-pkg.service kiln-own.service",
+        unit_text(1000).replace('\n', "\\n"),
+        unit_text(2000).replace('\n', "\\n"),
+    ))
+    .unwrap();
+    let motd_before = s
+        .exec_ok("sudo sha256sum /etc/motd && sudo stat -c %a:%U:%G /etc/motd")
+        .unwrap();
+    assert!(motd_before.contains(":root:root"), "{motd_before}");
+    let own_before = s
+        .exec_ok("sudo sha256sum /etc/systemd/system/kiln-own.service")
+        .unwrap();
+
+    let mut d = DesiredState {
+        host: "web".into(),
+        ..Default::default()
+    };
+    d.files.push(kiln_converge::resource::File {
+        path: "/etc/motd".into(),
+        content: kiln_converge::resource::Content::text("managed by kiln\n"),
+        mode: 0o600,
+        owner: "root".into(),
+        group: "root".into(),
+        sensitive: false,
+        notify: vec![],
+    });
+    let unit = |name: &str, sleep| {
+        kiln_converge::resource::Unit::file(
+            name,
+            kiln_converge::resource::Content::text(unit_text(sleep)),
+        )
+    };
+    d.units = vec![
+        unit("kiln-pkg.service", 1001),
+        unit("kiln-own.service", 2001),
+    ];
+
+    // 1. Taken over: the plan says so, the originals are kept (root only), kiln's runs.
+    let first = run(s, &d, false);
+    assert_eq!(
+        ops_of(&first),
+        [
+            "take-over file /etc/motd",
+            "create file /etc/systemd/system/kiln-pkg.service",
+            "take-over file /etc/systemd/system/kiln-own.service",
+            "daemon-reload systemd",
+            "restart unit kiln-pkg.service",
+            "restart unit kiln-own.service",
+        ]
+    );
+    assert_eq!(
+        s.exec_ok("sudo cat /etc/motd && sudo stat -c %a /etc/motd")
+            .unwrap(),
+        "managed by kiln\n600\n"
+    );
+    assert_eq!(main_cmdline(s, "kiln-pkg.service"), "/bin/sleep 1001");
+    assert_eq!(main_cmdline(s, "kiln-own.service"), "/bin/sleep 2001");
+    assert_eq!(
+        s.exec_ok("sudo stat -c %a:%U /var/lib/kiln/originals && sudo ls /var/lib/kiln/originals | wc -l && sudo sh -c 'stat -c %a /var/lib/kiln/originals/*' | sort -u")
+            .unwrap(),
+        "700:root\n2\n600\n"
+    );
+    let record: kiln_converge::owned::Owned =
+        serde_json::from_str(&s.exec_ok("sudo cat /var/lib/kiln/owned.json").unwrap()).unwrap();
+    assert_eq!(
+        record.originals.keys().cloned().collect::<Vec<_>>(),
+        [
+            std::path::PathBuf::from("/etc/motd"),
+            "/etc/systemd/system/kiln-own.service".into()
+        ]
+    );
+    assert_eq!(
+        record.borrowed_units.keys().cloned().collect::<Vec<_>>(),
+        ["kiln-own.service", "kiln-pkg.service"]
+    );
+    assert_eq!(run(s, &d, false).applied, 0, "converged");
+
+    // 2. Declarations removed: everything is as it was before kiln.
+    let none = DesiredState {
+        host: "web".into(),
+        ..Default::default()
+    };
+    let gone = run(s, &none, false);
+    assert_eq!(
+        ops_of(&gone),
+        [
+            "restore file /etc/systemd/system/kiln-own.service",
+            "remove file /etc/systemd/system/kiln-pkg.service",
+            "daemon-reload systemd",
+            "restart unit kiln-own.service",
+            "restart unit kiln-pkg.service",
+            "restore file /etc/motd",
+        ]
+    );
+    assert_eq!(
+        s.exec_ok("sudo sha256sum /etc/motd && sudo stat -c %a:%U:%G /etc/motd")
+            .unwrap(),
+        motd_before,
+        "the exact original motd, mode and owner"
+    );
+    assert_eq!(
+        s.exec_ok("sudo sha256sum /etc/systemd/system/kiln-own.service")
+            .unwrap(),
+        own_before
+    );
+    assert_eq!(
+        s.exec_ok("test -e /etc/systemd/system/kiln-pkg.service || echo gone")
+            .unwrap(),
+        "gone\n"
+    );
+    assert_eq!(
+        s.exec_ok("systemctl show -p FragmentPath --value kiln-pkg.service")
+            .unwrap(),
+        "/usr/lib/systemd/system/kiln-pkg.service\n",
+        "the package's unit is back"
+    );
+    assert_eq!(
+        s.exec_ok("systemctl is-enabled kiln-pkg.service kiln-own.service && systemctl is-active kiln-pkg.service kiln-own.service")
+            .unwrap(),
+        "enabled\nenabled\nactive\nactive\n"
+    );
+    assert_eq!(main_cmdline(s, "kiln-pkg.service"), "/bin/sleep 1000");
+    assert_eq!(main_cmdline(s, "kiln-own.service"), "/bin/sleep 2000");
+    assert_eq!(
+        s.exec_ok("sudo ls /var/lib/kiln/originals | wc -l")
+            .unwrap(),
+        "0\n"
+    );
+    assert!(run(s, &none, true).plan.unwrap().is_empty());
+
+    // 3. A file kiln created is removed when its declaration goes.
+    let mut created = none.clone();
+    created.files.push(kiln_converge::resource::File {
+        path: "/etc/kiln-created.conf".into(),
+        content: kiln_converge::resource::Content::text("kiln's\n"),
+        mode: 0o644,
+        owner: "root".into(),
+        group: "root".into(),
+        sensitive: false,
+        notify: vec![],
+    });
+    assert_eq!(
+        ops_of(&run(s, &created, false)),
+        ["create file /etc/kiln-created.conf"]
+    );
+    assert_eq!(
+        ops_of(&run(s, &none, false)),
+        ["remove file /etc/kiln-created.conf"]
+    );
+    assert_eq!(
+        s.exec("test -e /etc/kiln-created.conf")
+            .unwrap()
+            .status
+            .code(),
+        Some(1)
+    );
+}

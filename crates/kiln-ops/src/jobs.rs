@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use kiln_converge::DesiredState;
-use kiln_converge::desired::{DesiredError, SecretSource};
+use kiln_converge::desired::{DesiredError, EnvironmentContext, SecretSource};
 use kiln_converge::host::Privilege;
 use kiln_converge::host::ssh::SshTarget;
 use kiln_converge::run::{Connect, Job};
@@ -51,6 +51,12 @@ pub enum JobsError {
     Desired {
         env: String,
         host: String,
+        #[source]
+        source: Box<DesiredError>,
+    },
+    #[error("environment {env}: {source}")]
+    Environment {
+        env: String,
         #[source]
         source: Box<DesiredError>,
     },
@@ -109,14 +115,22 @@ pub fn from_config(
         Some(i) => Some(i.clone()),
         None => crate::lab::operator_identity(&opts.lab_roots, env)?,
     };
-    let mut jobs = vec![];
-    for host in hosts {
-        let desired = kiln_converge::desired::desired_for_host(model, env, host, secrets.clone())
-            .map_err(|source| JobsError::Desired {
+    // One environment-wide pass (the WireGuard mesh, the proxy's routes see every host),
+    // then each selected host's share.
+    let context =
+        EnvironmentContext::new(model, env, secrets).map_err(|source| JobsError::Environment {
             env: env.name.clone(),
-            host: host.role.clone(),
             source: Box::new(source),
         })?;
+    let mut jobs = vec![];
+    for host in hosts {
+        let desired = context
+            .desired_for(host)
+            .map_err(|source| JobsError::Desired {
+                env: env.name.clone(),
+                host: host.role.clone(),
+                source: Box::new(source),
+            })?;
         jobs.push(Job {
             name: host.role.clone(),
             connect: Connect::Ssh(SshTarget {

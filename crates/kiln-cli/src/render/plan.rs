@@ -8,6 +8,7 @@ fn symbol(op: Op) -> &'static str {
     match op {
         Op::Create | Op::Install => "+",
         Op::Remove | Op::Uninstall => "-",
+        Op::Restore => "↩",
         Op::Restart | Op::Reload | Op::DaemonReload => "↻",
         Op::Run => "!",
         _ => "~",

@@ -1,8 +1,11 @@
 //! Planner tests: pure, no host.
 
 use super::*;
-use crate::observe::{Meta, UnitStatus, UserInfo};
-use crate::resource::{Command, Directory, File, Group, Notify, Package, Symlink, Unit, User};
+use crate::observe::{Meta, PathState, UnitStatus, UserInfo};
+use crate::resource::{
+    Command, Content, Directory, File, Group, Notify, Package, Symlink, Unit, User, unit_path,
+};
+use std::path::Path;
 
 fn meta(mode: u32) -> Meta {
     Meta {
@@ -39,6 +42,7 @@ fn unit(name: &str, text: &str) -> Unit {
         enabled: true,
         started: true,
         sensitive: false,
+        kind: crate::resource::UnitKind::File,
     }
 }
 
@@ -489,4 +493,467 @@ fn every_unit_file_and_the_reload_precede_the_first_enable() {
         .unwrap();
     assert!(last_file_or_reload < first_enable, "{:?}", ops(&p));
     assert_eq!(p.changes.iter().filter(|c| c.op == Op::Enable).count(), 5);
+}
+
+fn quadlet(file: &str, text: &str) -> Unit {
+    Unit::quadlet(file, Content::text(text)).unwrap()
+}
+
+#[test]
+fn a_quadlet_is_installed_reloaded_and_started_never_enabled() {
+    let mut d = DesiredState {
+        host: "web".into(),
+        ..Default::default()
+    };
+    let mut conf = file("/etc/web/web.conf", "a\n");
+    conf.notify = vec![Notify {
+        unit: "web.service".into(),
+        action: Trigger::Restart,
+    }];
+    d.files = vec![conf];
+    d.units = vec![quadlet(
+        "web.container",
+        "[Container]\nImage=localhost/web:1\n",
+    )];
+    d.validate().unwrap();
+    let p = plan(&d, &Observed::default()).unwrap();
+    assert_eq!(
+        ops(&p),
+        [
+            "create file /etc/web/web.conf",
+            "create file /etc/containers/systemd/web.container",
+            "daemon-reload systemd",
+            "start unit web.service",
+        ]
+    );
+    assert_eq!(
+        p.owned_after
+            .quadlets
+            .get("web.service")
+            .map(String::as_str),
+        Some("web.container")
+    );
+    assert!(p.owned_after.units.contains("web.service"));
+
+    // Running and converged: nothing to do, although systemd reports it not enabled
+    // (UnitFileState=generated).
+    let mut o = Observed::default();
+    o.paths
+        .insert("/etc/web/web.conf".into(), present("a\n", 0o644, false));
+    o.paths.insert(
+        "/etc/containers/systemd/web.container".into(),
+        present("[Container]\nImage=localhost/web:1\n", 0o644, false),
+    );
+    o.units.insert(
+        "web.service".into(),
+        UnitStatus {
+            enabled: false,
+            active: true,
+        },
+    );
+    o.owned = p.owned_after.clone();
+    assert!(plan(&d, &o).unwrap().is_empty());
+
+    // A new image tag: the quadlet changes, systemd regenerates, the unit restarts.
+    d.units = vec![quadlet(
+        "web.container",
+        "[Container]\nImage=localhost/web:2\n",
+    )];
+    o.paths.insert(
+        "/etc/containers/systemd/web.container".into(),
+        present("[Container]\nImage=localhost/web:1\n", 0o644, true),
+    );
+    let p = plan(&d, &o).unwrap();
+    assert_eq!(
+        ops(&p),
+        [
+            "update file /etc/containers/systemd/web.container",
+            "daemon-reload systemd",
+            "restart unit web.service",
+        ]
+    );
+    assert_eq!(
+        p.changes[2].reason.as_deref(),
+        Some("/etc/containers/systemd/web.container changed")
+    );
+
+    // Declared stopped: stopped, still never disabled.
+    d.units[0].started = false;
+    d.units[0].content = Content::text("[Container]\nImage=localhost/web:1\n");
+    assert_eq!(ops(&plan(&d, &o).unwrap()), ["stop unit web.service"]);
+}
+
+#[test]
+fn a_removed_quadlet_is_stopped_and_its_file_removed_without_disable() {
+    let d = DesiredState {
+        host: "web".into(),
+        ..Default::default()
+    };
+    let mut o = Observed::default();
+    o.owned.units.insert("web.service".into());
+    o.owned
+        .quadlets
+        .insert("web.service".into(), "web.container".into());
+    o.paths.insert(
+        "/etc/containers/systemd/web.container".into(),
+        present("[Container]\n", 0o644, false),
+    );
+    o.units.insert(
+        "web.service".into(),
+        UnitStatus {
+            // Even if systemd said so, a generated unit is not disabled.
+            enabled: true,
+            active: true,
+        },
+    );
+    let p = plan(&d, &o).unwrap();
+    assert_eq!(
+        ops(&p),
+        [
+            "stop unit web.service",
+            "remove file /etc/containers/systemd/web.container",
+            "daemon-reload systemd",
+        ]
+    );
+    assert_eq!(p.owned_after, Owned::default());
+}
+
+fn original(text: &str, mode: u32) -> crate::owned::Original {
+    crate::owned::Original::File {
+        sha256: sha256_hex(text.as_bytes()),
+        mode,
+        owner: "root".into(),
+        group: "root".into(),
+    }
+}
+
+#[test]
+fn a_file_that_existed_before_kiln_is_taken_over_then_restored() {
+    let mut d = DesiredState {
+        host: "web".into(),
+        ..Default::default()
+    };
+    d.files = vec![file("/etc/motd", "managed by kiln\n")];
+    let mut o = Observed::default();
+    o.paths.insert(
+        "/etc/motd".into(),
+        present("Debian GNU/Linux\n", 0o600, true),
+    );
+    let p = plan(&d, &o).unwrap();
+    assert_eq!(ops(&p), ["take-over file /etc/motd"]);
+    let c = &p.changes[0];
+    assert!(c.content, "the content is written too");
+    assert_eq!(
+        c.details,
+        [
+            "content",
+            "mode 0600 → 0644",
+            "the original is kept and given back when kiln stops managing it"
+        ]
+    );
+    let Some(Diff::Unified { text }) = &c.diff else {
+        panic!("no diff: {c:?}")
+    };
+    assert!(
+        text.contains("-Debian GNU/Linux\n+managed by kiln\n"),
+        "{text}"
+    );
+    assert_eq!(
+        p.owned_after.originals.get(Path::new("/etc/motd")),
+        Some(&original("Debian GNU/Linux\n", 0o600))
+    );
+    assert!(p.owned_after.files.contains(Path::new("/etc/motd")));
+
+    // Converged: nothing to do, the original stays recorded.
+    o.paths.insert(
+        "/etc/motd".into(),
+        present("managed by kiln\n", 0o644, false),
+    );
+    o.owned = p.owned_after.clone();
+    let p = plan(&d, &o).unwrap();
+    assert!(p.is_empty(), "{:?}", ops(&p));
+    assert_eq!(p.owned_after, o.owned);
+
+    // No longer declared: the original is given back, not removed.
+    d.files.clear();
+    let p = plan(&d, &o).unwrap();
+    assert_eq!(ops(&p), ["restore file /etc/motd"]);
+    assert_eq!(p.changes[0].details, ["the original from before kiln"]);
+    assert_eq!(p.owned_after, Owned::default());
+    // Even when someone deleted it meanwhile.
+    o.paths.insert("/etc/motd".into(), PathState::Absent);
+    assert_eq!(ops(&plan(&d, &o).unwrap()), ["restore file /etc/motd"]);
+}
+
+#[test]
+fn a_file_already_as_declared_is_still_taken_over_once() {
+    let mut d = DesiredState {
+        host: "web".into(),
+        ..Default::default()
+    };
+    d.files = vec![file("/etc/motd", "same\n")];
+    let mut o = Observed::default();
+    o.paths
+        .insert("/etc/motd".into(), present("same\n", 0o644, false));
+    let p = plan(&d, &o).unwrap();
+    assert_eq!(ops(&p), ["take-over file /etc/motd"]);
+    assert!(!p.changes[0].content, "nothing to write");
+    assert!(p.owned_after.originals.contains_key(Path::new("/etc/motd")));
+}
+
+#[test]
+fn a_file_kiln_created_is_removed_not_restored() {
+    let mut d = DesiredState {
+        host: "web".into(),
+        ..Default::default()
+    };
+    d.files = vec![file("/etc/new.conf", "x\n")];
+    let p = plan(&d, &Observed::default()).unwrap();
+    assert_eq!(ops(&p), ["create file /etc/new.conf"]);
+    assert!(p.owned_after.originals.is_empty());
+    let mut o = Observed::default();
+    o.paths
+        .insert("/etc/new.conf".into(), present("x\n", 0o644, false));
+    o.owned = p.owned_after;
+    d.files.clear();
+    assert_eq!(ops(&plan(&d, &o).unwrap()), ["remove file /etc/new.conf"]);
+}
+
+#[test]
+fn a_packaged_unit_shadowed_by_kiln_is_given_back_to_the_package() {
+    let mut d = DesiredState {
+        host: "web".into(),
+        ..Default::default()
+    };
+    d.units = vec![unit("pkg.service", "[Service]\nExecStart=/bin/kiln\n")];
+    let mut o = Observed::default();
+    o.vendor_units.insert("pkg.service".into());
+    o.units.insert(
+        "pkg.service".into(),
+        UnitStatus {
+            enabled: true,
+            active: true,
+        },
+    );
+    let p = plan(&d, &o).unwrap();
+    // kiln's copy shadows the package's: a file kiln creates (removed later, not
+    // restored), and a unit it borrows.
+    assert_eq!(
+        ops(&p),
+        [
+            "create file /etc/systemd/system/pkg.service",
+            "daemon-reload systemd",
+            "restart unit pkg.service",
+        ]
+    );
+    assert_eq!(
+        p.owned_after.borrowed_units.get("pkg.service"),
+        Some(&crate::owned::BorrowedUnit {
+            enabled: true,
+            active: true
+        })
+    );
+    assert!(p.owned_after.originals.is_empty());
+
+    // Declaration removed: kiln's copy goes, the package's unit runs again, still enabled:
+    // never stopped nor disabled.
+    let mut o2 = converged(&d);
+    o2.owned = p.owned_after.clone();
+    d.units.clear();
+    let p = plan(&d, &o2).unwrap();
+    assert_eq!(
+        ops(&p),
+        [
+            "remove file /etc/systemd/system/pkg.service",
+            "daemon-reload systemd",
+            "restart unit pkg.service",
+        ]
+    );
+    assert_eq!(
+        p.changes[2].reason.as_deref(),
+        Some("its unit file from before kiln is back")
+    );
+    assert_eq!(p.owned_after, Owned::default());
+}
+
+#[test]
+fn a_unit_file_kiln_overwrote_is_restored_with_the_state_it_had() {
+    let mut d = DesiredState {
+        host: "web".into(),
+        ..Default::default()
+    };
+    // Declared enabled and started; it was disabled and stopped before kiln.
+    d.units = vec![unit("own.service", "[Service]\nExecStart=/bin/kiln\n")];
+    let mut o = Observed::default();
+    o.paths.insert(
+        unit_path("own.service"),
+        present("[Service]\nExecStart=/bin/theirs\n", 0o644, true),
+    );
+    o.units.insert(
+        "own.service".into(),
+        UnitStatus {
+            enabled: false,
+            active: false,
+        },
+    );
+    let p = plan(&d, &o).unwrap();
+    assert_eq!(
+        ops(&p),
+        [
+            "take-over file /etc/systemd/system/own.service",
+            "daemon-reload systemd",
+            "enable unit own.service",
+            "start unit own.service",
+        ]
+    );
+    assert!(
+        p.owned_after
+            .originals
+            .contains_key(&unit_path("own.service"))
+    );
+    // Removed: stopped and disabled as it was, its own file back, and reloaded; with
+    // another unit's file changing in the same plan, the reload comes again after the
+    // restore.
+    let mut o2 = converged(&d);
+    o2.owned = p.owned_after.clone();
+    d.units = vec![unit("other.service", "[Service]\n")];
+    let mut o3 = o2.clone();
+    o3.owned.units.insert("other.service".into());
+    o3.paths
+        .insert(unit_path("other.service"), present("[Unit]\n", 0o644, true));
+    o3.units.insert(
+        "other.service".into(),
+        UnitStatus {
+            enabled: true,
+            active: true,
+        },
+    );
+    let p = plan(&d, &o3).unwrap();
+    assert_eq!(
+        ops(&p),
+        [
+            "update file /etc/systemd/system/other.service",
+            "daemon-reload systemd",
+            "restart unit other.service",
+            "stop unit own.service",
+            "disable unit own.service",
+            "restore file /etc/systemd/system/own.service",
+            "daemon-reload systemd",
+        ]
+    );
+    assert!(p.owned_after.originals.is_empty());
+    assert!(p.owned_after.borrowed_units.is_empty());
+}
+
+#[test]
+fn symlinks_and_files_in_each_others_place_are_taken_over_and_given_back() {
+    let mut d = DesiredState {
+        host: "web".into(),
+        ..Default::default()
+    };
+    // /etc/resolv.conf is a symlink on many systems; kiln is told to write a file there.
+    // /usr/bin/editor is a regular file; kiln is told to make it a symlink.
+    d.files = vec![file("/etc/resolv.conf", "nameserver 10.0.0.1\n")];
+    d.symlinks = vec![Symlink {
+        path: "/usr/bin/editor".into(),
+        target: "/usr/bin/vim".into(),
+    }];
+    let mut o = Observed::default();
+    o.paths.insert(
+        "/etc/resolv.conf".into(),
+        PathState::Symlink {
+            target: "../run/systemd/resolve/stub-resolv.conf".into(),
+        },
+    );
+    o.paths.insert(
+        "/usr/bin/editor".into(),
+        present("#!/bin/sh\n", 0o755, false),
+    );
+    let p = plan(&d, &o).unwrap();
+    assert_eq!(
+        ops(&p),
+        [
+            "take-over file /etc/resolv.conf",
+            "take-over symlink /usr/bin/editor"
+        ]
+    );
+    assert_eq!(
+        p.owned_after.originals[Path::new("/etc/resolv.conf")],
+        crate::owned::Original::Symlink {
+            target: "../run/systemd/resolve/stub-resolv.conf".into()
+        }
+    );
+    assert_eq!(
+        p.owned_after.originals[Path::new("/usr/bin/editor")],
+        original("#!/bin/sh\n", 0o755)
+    );
+    let mut o2 = Observed {
+        owned: p.owned_after.clone(),
+        ..Default::default()
+    };
+    o2.paths.insert(
+        "/etc/resolv.conf".into(),
+        present("nameserver 10.0.0.1\n", 0o644, false),
+    );
+    o2.paths.insert(
+        "/usr/bin/editor".into(),
+        PathState::Symlink {
+            target: "/usr/bin/vim".into(),
+        },
+    );
+    assert!(plan(&d, &o2).unwrap().is_empty());
+    let p = plan(
+        &DesiredState {
+            host: "web".into(),
+            ..Default::default()
+        },
+        &o2,
+    )
+    .unwrap();
+    assert_eq!(
+        ops(&p),
+        [
+            "restore file /etc/resolv.conf",
+            "restore symlink /usr/bin/editor"
+        ]
+    );
+}
+
+#[test]
+fn a_directory_that_existed_before_kiln_is_not_kiln_s_to_remove() {
+    let mut d = DesiredState {
+        host: "web".into(),
+        ..Default::default()
+    };
+    d.directories = vec![
+        Directory {
+            path: "/etc/ssh/sshd_config.d".into(),
+            mode: 0o700,
+            owner: "root".into(),
+            group: "root".into(),
+        },
+        Directory {
+            path: "/srv/new".into(),
+            mode: 0o755,
+            owner: "root".into(),
+            group: "root".into(),
+        },
+    ];
+    let mut o = Observed::default();
+    o.paths.insert(
+        "/etc/ssh/sshd_config.d".into(),
+        PathState::Directory { meta: meta(0o755) },
+    );
+    let p = plan(&d, &o).unwrap();
+    assert_eq!(
+        ops(&p),
+        [
+            "create directory /srv/new",
+            "update directory /etc/ssh/sshd_config.d"
+        ]
+    );
+    assert_eq!(
+        p.owned_after.directories.iter().collect::<Vec<_>>(),
+        [Path::new("/srv/new")]
+    );
 }

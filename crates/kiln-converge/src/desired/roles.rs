@@ -1,205 +1,29 @@
-//! From the model to a [`DesiredState`] per host: a role's `[roles.<role>]` resources
-//! become typed resources; templates are rendered here, on the laptop, with minijinja and
-//! the context of the contract (`project`, `env`, `host`, `vars`), plus `secret("name")`
-//! which reads the vault through a [`SecretSource`] and marks the file sensitive (its
-//! diffs are then redacted).
+//! The `[roles.<role>]` feature: a role's plain resources (packages, groups, users,
+//! directories, files, symlinks, units, commands) become typed resources; file and unit
+//! templates are rendered with [`super::template`].
 //!
-//! Reads template and source files under the model's folder; talks to no host.
+//! Owns nothing else: services, proxy, firewall and WireGuard resources come from their
+//! own modules, and the merge with the duplicate check is in [`super`].
 
-use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
+use kiln_model::Host;
 
-use kiln_model::{Content as ModelContent, Environment, Host, Model};
-use kiln_secrets::Secret;
-
-use crate::facts::OsFamily;
+use super::template::content;
+use super::{DesiredError, EnvironmentContext};
 use crate::resource::{
-    Command, Content, DesiredState, Directory, File, Group, Notify, Package, Symlink, Trigger,
-    Unit, User,
+    Command, DesiredState, Directory, File, Group, Notify, Package, Symlink, Trigger, Unit,
+    UnitKind, User,
 };
 
-/// Where template secrets come from (the CLI opens the vault lazily, on first use).
-pub trait SecretSource: Send + Sync {
-    fn secret(&self, name: &str) -> Result<Secret, String>;
-}
-
-/// No vault available: every `secret()` call is a clear error.
-pub struct NoSecrets(pub String);
-
-impl SecretSource for NoSecrets {
-    fn secret(&self, name: &str) -> Result<Secret, String> {
-        Err(format!("secret({name:?}): {}", self.0))
-    }
-}
-
-/// Building a host's desired state failed.
-#[derive(Debug, thiserror::Error)]
-pub enum DesiredError {
-    #[error("{file}: cannot read it (for {what}): {source}")]
-    Read {
-        file: String,
-        what: String,
-        #[source]
-        source: std::io::Error,
-    },
-    #[error("{file}:{line}: template error (for {what} on host {host}): {message}")]
-    Template {
-        file: String,
-        line: usize,
-        what: String,
-        host: String,
-        message: String,
-    },
-    #[error("{0}")]
-    Invalid(#[from] crate::resource::InvalidState),
-}
-
-fn os_family(os: kiln_model::OsFamily) -> OsFamily {
-    if os.is_rhel() {
-        OsFamily::Rhel
-    } else {
-        OsFamily::Debian
-    }
-}
-
-fn toml_to_json(v: &kiln_model::toml::Value) -> serde_json::Value {
-    use kiln_model::toml::Value as T;
-    match v {
-        T::String(s) => s.clone().into(),
-        T::Integer(i) => (*i).into(),
-        T::Float(f) => (*f).into(),
-        T::Boolean(b) => (*b).into(),
-        T::Datetime(d) => d.to_string().into(),
-        T::Array(a) => a.iter().map(toml_to_json).collect(),
-        T::Table(t) => t
-            .iter()
-            .map(|(k, v)| (k.clone(), toml_to_json(v)))
-            .collect::<serde_json::Map<_, _>>()
-            .into(),
-    }
-}
-
-/// The template context of the contract.
-pub fn context(model: &Model, env: &Environment, host: &Host) -> serde_json::Value {
-    let vars = model
-        .roles
-        .get(&host.role)
-        .map(|r| {
-            r.vars
-                .iter()
-                .map(|(k, v)| (k.clone(), toml_to_json(v)))
-                .collect::<serde_json::Map<_, _>>()
-        })
-        .unwrap_or_default();
-    serde_json::json!({
-        "project": { "name": model.project.name, "domain": model.project.domain },
-        "env": { "name": env.name, "domain": env.domain },
-        "host": {
-            "role": host.role,
-            "address": host.address.to_string(),
-            "admin_user": host.admin_user,
-            "os": host.os.map(|o| o.as_str()),
-        },
-        "vars": vars,
-    })
-}
-
-/// Renders one template file. Returns the text and whether it used a secret.
-pub fn render_template(
-    base: &Path,
-    rel: &Path,
-    ctx: &serde_json::Value,
-    secrets: Arc<dyn SecretSource>,
-    what: &str,
-    host: &str,
-) -> Result<(String, bool), DesiredError> {
-    let path = base.join(rel);
-    let file = path.display().to_string();
-    let source = std::fs::read_to_string(&path).map_err(|source| DesiredError::Read {
-        file: file.clone(),
-        what: what.to_owned(),
-        source,
-    })?;
-    let used = Arc::new(Mutex::new(false));
-    let mut env = minijinja::Environment::new();
-    env.set_undefined_behavior(minijinja::UndefinedBehavior::Strict);
-    if let Ok(syntax) = minijinja::syntax::SyntaxConfig::builder()
-        .keep_trailing_newline(true)
-        .build()
-    {
-        env.set_syntax(syntax);
-    }
-    let used_in = used.clone();
-    env.add_function(
-        "secret",
-        move |name: String| -> Result<String, minijinja::Error> {
-            if let Ok(mut u) = used_in.lock() {
-                *u = true;
-            }
-            secrets
-                .secret(&name)
-                .map(|s| s.expose().to_owned())
-                .map_err(|m| minijinja::Error::new(minijinja::ErrorKind::InvalidOperation, m))
-        },
-    );
-    let terr = |e: minijinja::Error| DesiredError::Template {
-        file: file.clone(),
-        line: e.line().unwrap_or(0),
-        what: what.to_owned(),
-        host: host.to_owned(),
-        message: match e.detail() {
-            Some(d) => format!("{}: {d}", e.kind()),
-            None => e.kind().to_string(),
-        },
-    };
-    env.add_template_owned(file.clone(), source).map_err(terr)?;
-    let text = env
-        .get_template(&file)
-        .and_then(|t| t.render(minijinja::value::Serde(ctx)))
-        .map_err(terr)?;
-    let used = used.lock().map(|u| *u).unwrap_or(true);
-    Ok((text, used))
-}
-
-fn content(
-    base: &Path,
-    c: &ModelContent,
-    ctx: &serde_json::Value,
-    secrets: &Arc<dyn SecretSource>,
-    what: &str,
-    host: &str,
-) -> Result<(Content, bool), DesiredError> {
-    match c {
-        ModelContent::Inline(t) => Ok((Content::text(t.clone()), false)),
-        ModelContent::Source(rel) => {
-            let path: PathBuf = base.join(rel);
-            std::fs::read(&path)
-                .map(|b| (Content(b), false))
-                .map_err(|source| DesiredError::Read {
-                    file: path.display().to_string(),
-                    what: what.to_owned(),
-                    source,
-                })
-        }
-        ModelContent::Template(rel) => render_template(base, rel, ctx, secrets.clone(), what, host)
-            .map(|(t, s)| (Content::text(t), s)),
-    }
-}
-
-/// The desired state of one host of an environment.
-pub fn desired_for_host(
-    model: &Model,
-    env: &Environment,
+/// The resources of `host`'s role.
+pub(super) fn contribute(
+    env: &EnvironmentContext<'_>,
     host: &Host,
-    secrets: Arc<dyn SecretSource>,
 ) -> Result<DesiredState, DesiredError> {
+    let model = env.model;
+    let secrets = &env.secrets;
     let base = model.base_dir();
-    let ctx = context(model, env, host);
-    let mut d = DesiredState {
-        host: host.role.clone(),
-        os: host.os.map(os_family),
-        ..Default::default()
-    };
+    let ctx = super::context(model, env.env, host);
+    let mut d = DesiredState::default();
     let Some(role) = model.roles.get(&host.role) else {
         return Ok(d);
     };
@@ -240,7 +64,7 @@ pub fn desired_for_host(
         .collect();
     for f in &role.files {
         let what = format!("file {}", f.path.display());
-        let (c, sensitive) = content(base, &f.content, &ctx, &secrets, &what, name)?;
+        let (c, sensitive) = content(base, &f.content, &ctx, secrets, &what, name)?;
         d.files.push(File {
             path: f.path.clone(),
             content: c,
@@ -268,13 +92,14 @@ pub fn desired_for_host(
         .collect();
     for u in &role.units {
         let what = format!("unit {}", u.name);
-        let (c, sensitive) = content(base, &u.content, &ctx, &secrets, &what, name)?;
+        let (c, sensitive) = content(base, &u.content, &ctx, secrets, &what, name)?;
         d.units.push(Unit {
             name: u.name.clone(),
             content: c,
             enabled: u.enabled,
             started: u.started,
             sensitive,
+            kind: UnitKind::File,
         });
     }
     d.commands = role
@@ -287,13 +112,17 @@ pub fn desired_for_host(
             triggered_by: c.triggered_by.clone(),
         })
         .collect();
-    d.validate()?;
     Ok(d)
 }
 
 #[cfg(test)]
 mod tests {
+    use super::super::{NoSecrets, SecretSource, desired_for_host};
     use super::*;
+    use crate::facts::OsFamily;
+    use kiln_model::Model;
+    use kiln_secrets::Secret;
+    use std::sync::Arc;
 
     struct Planted;
     impl SecretSource for Planted {
