@@ -188,11 +188,19 @@ pub fn plan_pinned(
     parallel: usize,
     sink: &mut dyn SessionSink,
 ) -> Result<Vec<(String, Plan)>, SessionError> {
-    let answers = drive(
+    plan_pinned_with(
         slots,
         Box::new(|slots, tx| run_slots(slots, binary, true, parallel, tx)),
         sink,
-    )?;
+    )
+}
+
+fn plan_pinned_with(
+    slots: &mut [Slot],
+    run: Box<Runner<'_>>,
+    sink: &mut dyn SessionSink,
+) -> Result<Vec<(String, Plan)>, SessionError> {
+    let answers = drive(slots, run, sink)?;
     let mut plans = vec![];
     let mut failures = vec![];
     for (slot, (name, answer)) in slots.iter_mut().zip(answers) {
@@ -230,12 +238,20 @@ pub fn apply(
     parallel: usize,
     sink: &mut dyn SessionSink,
 ) -> Result<ApplyReport, SessionError> {
-    let start = Instant::now();
-    let answers = drive(
+    apply_with(
         slots,
         Box::new(|slots, tx| run_slots(slots, binary, false, parallel, tx)),
         sink,
-    )?;
+    )
+}
+
+fn apply_with(
+    slots: &mut [Slot],
+    run: Box<Runner<'_>>,
+    sink: &mut dyn SessionSink,
+) -> Result<ApplyReport, SessionError> {
+    let start = Instant::now();
+    let answers = drive(slots, run, sink)?;
     let hosts = answers.len();
     let mut failed = vec![];
     let mut changed = 0;
@@ -382,6 +398,72 @@ mod tests {
         assert_eq!(
             err.to_string(),
             "the host workers stopped unexpectedly (worker bug); hosts without an answer: db"
+        );
+    }
+
+    #[test]
+    fn a_pinned_plan_is_what_the_apply_must_find_and_every_host_must_answer() {
+        let mut slots: Vec<Slot> = vec![Slot::new(job("web")), Slot::new(job("db"))];
+        let plans = plan_pinned_with(
+            &mut slots,
+            Box::new(|_slots: &mut [Slot], tx| {
+                answer(&tx, "db");
+                answer(&tx, "web");
+            }),
+            &mut no_progress(),
+        )
+        .unwrap();
+        let hosts: Vec<_> = plans.iter().map(|(h, _)| h.as_str()).collect();
+        assert_eq!(hosts, ["web", "db"]);
+        for (slot, (_, plan)) in slots.iter().zip(&plans) {
+            assert_eq!(slot.job.desired.expect_plan, Some(plan.fingerprint()));
+        }
+        let err = plan_pinned_with(
+            &mut slots,
+            Box::new(|_slots: &mut [Slot], tx| answer(&tx, "web")),
+            &mut no_progress(),
+        )
+        .unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "planning failed, nothing was applied:\ndb: no result (internal error)"
+        );
+    }
+
+    #[test]
+    fn an_apply_reports_every_failed_host_in_job_order() {
+        let mut slots: Vec<Slot> = vec![
+            Slot::new(job("web")),
+            Slot::new(job("db")),
+            Slot::new(job("mail")),
+        ];
+        let report = apply_with(
+            &mut slots,
+            Box::new(|_slots: &mut [Slot], tx| {
+                let failed = AgentOutcome {
+                    failed: true,
+                    errors: vec!["start unit bad.service: failed".into()],
+                    ..Default::default()
+                };
+                tx.send(("mail".into(), HostUpdate::Done(Ok(failed))))
+                    .unwrap();
+                let ok = AgentOutcome {
+                    applied: 3,
+                    ..Default::default()
+                };
+                tx.send(("web".into(), HostUpdate::Done(Ok(ok)))).unwrap();
+            }),
+            &mut no_progress(),
+        )
+        .unwrap();
+        assert_eq!((report.changed, report.hosts), (3, 3));
+        let failed: Vec<String> = report.failed.iter().map(ToString::to_string).collect();
+        assert_eq!(
+            failed,
+            [
+                "db: no result (internal error)",
+                "mail: start unit bad.service: failed"
+            ]
         );
     }
 }
