@@ -1,8 +1,10 @@
 //! The `kiln` command line: clap definitions, dispatch to one module per command, and the
 //! terminal side of kiln — nothing else. The backbone every command shares: [`context`]
 //! (config path, model, environment, vaults), [`printer`] (all output), [`error`] (every
-//! conversion of a failure into an exit code), [`args`] (shared clap arguments). What a
-//! command does lives in kiln-ops and the engine crates; commands do not import each other.
+//! conversion of a failure into an exit code), [`args`] (shared clap arguments),
+//! [`render`] (shared text: plans, tables) and [`progress`] (live per-host apply progress).
+//! What a command does lives in kiln-ops and the engine crates; commands do not import
+//! each other (`kiln lab demo` is a submodule of `kiln lab`).
 
 mod args;
 mod commands;
