@@ -1,8 +1,14 @@
-//! The agent's main loop, run on the host as `kiln agent`: read the desired state from
-//! stdin, detect facts, observe, plan, apply (unless plan-only), and report everything as
-//! events. The CLI wraps this with stdin/stdout; tests call it with a temporary root.
+//! The agent, run on the host as `kiln agent`: read the desired state from stdin, detect
+//! facts, observe, plan, apply (unless plan-only), and report everything as events.
+//!
+//! [`main`] is the one entry point of every agent binary (the `kiln agent` command and the
+//! standalone `kiln-converge-agent` the transport tests ship): it takes parsed [`Options`]
+//! and the process's stdin/stdout and returns the exit status. The CLI only maps its clap
+//! arguments onto [`Options`]; [`parse_args`] does the same for the standalone binary.
+//! Tests call [`run`] directly with a temporary root.
 
-use std::path::Path;
+use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use crate::event::{Event, EventSink};
@@ -16,6 +22,102 @@ pub const INPUT_MARKER: &str = "KILN-AGENT-INPUT-V1";
 
 /// Exit code of the remote wrapper when the agent binary is not on the host yet.
 pub const AGENT_MISSING_EXIT: i32 = 97;
+
+/// Exit status of a successful agent run.
+pub const EXIT_OK: u8 = 0;
+/// Exit status when the agent reported a failure (its events say which).
+pub const EXIT_FAILED: u8 = 1;
+/// Exit status for arguments the agent does not understand.
+pub const EXIT_USAGE: u8 = 2;
+
+/// What the agent is asked to do.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Mode {
+    /// Observe, plan and (unless `plan_only`) apply the desired state read from stdin.
+    Run { plan_only: bool },
+}
+
+/// The agent's parsed command line (`agent [--plan-only] [--root DIR]`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Options {
+    pub mode: Mode,
+    /// Converge this folder as if it were `/` (tests: files, directories, symlinks only).
+    pub root: PathBuf,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options {
+            mode: Mode::Run { plan_only: false },
+            root: PathBuf::from("/"),
+        }
+    }
+}
+
+/// Usage of the agent's command line, for the standalone binary's errors.
+pub const USAGE: &str = "usage: agent [--plan-only] [--root DIR]";
+
+/// Parses the words after `agent` (the standalone binary; the CLI uses clap).
+pub fn parse_args<I: IntoIterator<Item = String>>(args: I) -> Result<Options, String> {
+    let mut opts = Options::default();
+    let mut plan_only = false;
+    let mut args = args.into_iter();
+    while let Some(a) = args.next() {
+        match a.as_str() {
+            "--plan-only" => plan_only = true,
+            "--root" => match args.next() {
+                Some(r) => opts.root = r.into(),
+                None => return Err("--root needs a folder".into()),
+            },
+            other => return Err(format!("unknown argument {other:?}")),
+        }
+    }
+    opts.mode = Mode::Run { plan_only };
+    Ok(opts)
+}
+
+/// Writes each event as one JSON line, flushed at once (the laptop renders them live).
+/// Write errors are ignored: the laptop may have gone away, and the run goes on regardless.
+pub struct JsonLines<'a>(pub &'a mut dyn Write);
+
+impl EventSink for JsonLines<'_> {
+    fn emit(&mut self, event: Event) {
+        if let Ok(line) = serde_json::to_string(&event) {
+            let _ = writeln!(self.0, "{line}");
+            let _ = self.0.flush();
+        }
+    }
+}
+
+/// The agent binary's main: runs `opts` with the process's `stdin` and `stdout` and
+/// returns the exit status ([`EXIT_OK`], [`EXIT_FAILED`]). Every outcome, including a
+/// stdin that cannot be read, is reported as events on `stdout`.
+pub fn main(opts: &Options, stdin: &mut dyn Read, stdout: &mut dyn Write) -> u8 {
+    let mut sink = JsonLines(stdout);
+    let ok = match &opts.mode {
+        Mode::Run { plan_only } => {
+            let mut input = Vec::new();
+            if let Err(e) = stdin.read_to_end(&mut input) {
+                sink.emit(Event::Error {
+                    message: format!("cannot read the desired state on stdin: {e}"),
+                });
+                sink.emit(Event::Finished {
+                    applied: 0,
+                    failed: true,
+                    plan_only: *plan_only,
+                    ms: 0,
+                });
+                return EXIT_FAILED;
+            }
+            let mut target = Target {
+                root: opts.root.clone(),
+                runner: Box::new(crate::system::SystemRunner),
+            };
+            run(&mut target, &input, *plan_only, &mut sink)
+        }
+    };
+    if ok { EXIT_OK } else { EXIT_FAILED }
+}
 
 /// Extracts the JSON document that follows [`INPUT_MARKER`].
 pub fn parse_input(stdin: &[u8]) -> Result<DesiredState, String> {
@@ -133,4 +235,47 @@ pub fn run(target: &mut Target, stdin: &[u8], plan_only: bool, sink: &mut dyn Ev
         sink,
     );
     finish(sink, applied, !ok)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn words(s: &str) -> Vec<String> {
+        s.split_whitespace().map(str::to_owned).collect()
+    }
+
+    #[test]
+    fn parse_args_reads_the_flags_and_refuses_others() {
+        let o = parse_args(words("--plan-only --root /tmp/r")).unwrap();
+        assert_eq!(o.mode, Mode::Run { plan_only: true });
+        assert_eq!(o.root, PathBuf::from("/tmp/r"));
+        assert_eq!(parse_args(words("")).unwrap(), Options::default());
+        assert!(parse_args(words("--root")).is_err());
+        assert!(
+            parse_args(words("--frobnicate"))
+                .unwrap_err()
+                .contains("--frobnicate")
+        );
+    }
+
+    #[test]
+    fn main_reports_bad_input_as_events_and_a_failure_status() {
+        let mut out = Vec::new();
+        let code = main(&Options::default(), &mut &b"no marker here\n"[..], &mut out);
+        assert_eq!(code, EXIT_FAILED);
+        let events: Vec<Event> = String::from_utf8(out)
+            .unwrap()
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect();
+        assert!(
+            matches!(&events[0], Event::Error { message } if message.contains(INPUT_MARKER)),
+            "{events:?}"
+        );
+        assert!(matches!(
+            events.last(),
+            Some(Event::Finished { failed: true, .. })
+        ));
+    }
 }

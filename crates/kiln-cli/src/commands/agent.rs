@@ -1,13 +1,12 @@
 //! `kiln agent` (hidden): runs on a host, reads a desired state on stdin, observes, plans,
 //! applies (or only plans with `--plan-only`), and writes JSON-line events on stdout.
 //! This is the binary kiln ships to hosts; the laptop side is `kiln plan`/`kiln apply`.
+//! The loop itself is `kiln_converge::agent::main`; this file only maps the arguments.
 
-use std::io::{Read, Write};
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use kiln_converge::event::Event;
-use kiln_converge::system::{SystemRunner, Target};
+use kiln_converge::agent::{self, Mode, Options};
 
 use crate::GlobalArgs;
 use crate::exit::{self, CliError, CmdResult};
@@ -23,30 +22,26 @@ pub struct Args {
     root: Option<PathBuf>,
 }
 
-pub fn run(_global: &GlobalArgs, args: Args) -> CmdResult {
-    let mut input = Vec::new();
-    std::io::stdin().read_to_end(&mut input).map_err(|e| {
-        CliError::failed(miette::miette!(
-            "cannot read the desired state on stdin: {e}"
-        ))
-    })?;
-    let mut target = Target {
-        root: args.root.unwrap_or_else(|| PathBuf::from("/")),
-        runner: Box::new(SystemRunner),
-    };
-    let stdout = std::io::stdout();
-    let mut sink = |event: Event| {
-        if let Ok(line) = serde_json::to_string(&event) {
-            let mut out = stdout.lock();
-            // The laptop may have gone away; the apply itself goes on regardless.
-            let _ = writeln!(out, "{line}");
-            let _ = out.flush();
+impl Args {
+    fn options(self) -> Options {
+        Options {
+            mode: Mode::Run {
+                plan_only: self.plan_only,
+            },
+            root: self.root.unwrap_or_else(|| PathBuf::from("/")),
         }
-    };
-    let ok = kiln_converge::agent::run(&mut target, &input, args.plan_only, &mut sink);
-    if ok {
+    }
+}
+
+pub fn run(_global: &GlobalArgs, args: Args) -> CmdResult {
+    let code = agent::main(
+        &args.options(),
+        &mut std::io::stdin().lock(),
+        &mut std::io::stdout().lock(),
+    );
+    if code == agent::EXIT_OK {
         Ok(ExitCode::from(exit::SUCCESS))
     } else {
-        Err(CliError::silent(exit::FAILURE))
+        Err(CliError::silent(code))
     }
 }
