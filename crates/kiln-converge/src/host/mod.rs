@@ -261,11 +261,22 @@ pub trait Host: Send {
                 ..Default::default()
             };
             let mut finished = false;
+            let mut unreadable = Unreadable::default();
             let mut on_line = |line: &str| {
-                let Ok(event) = serde_json::from_str::<Event>(line) else {
-                    return;
+                let event = match serde_json::from_str::<Event>(line) {
+                    Ok(e) => e,
+                    Err(_) => {
+                        unreadable.push(line);
+                        return;
+                    }
                 };
                 match &event {
+                    Event::Started { version, .. } if version != AGENT_VERSION => {
+                        outcome.failed = true;
+                        outcome.errors.push(format!(
+                            "host {host}: the agent reports kiln {version}, this kiln is {AGENT_VERSION}: refusing its results\n  hint: the agent shipped is not this kiln's own binary"
+                        ));
+                    }
                     Event::Planned { plan, .. } => outcome.plan = Some(plan.clone()),
                     Event::Failed { id, op, error, .. } => {
                         outcome.failed = true;
@@ -296,9 +307,19 @@ pub trait Host: Send {
                 continue;
             }
             if finished {
+                if let Some(message) = unreadable.describe() {
+                    outcome.failed = true;
+                    outcome.errors.push(format!("host {host}: {message}"));
+                }
                 return Ok(outcome);
             }
-            let tail = out.stderr_tail();
+            let mut tail = out.stderr_tail();
+            if let Some(message) = unreadable.describe() {
+                if !tail.is_empty() {
+                    tail.push('\n');
+                }
+                tail.push_str(&message);
+            }
             if sudo_refused(&tail) {
                 return Err(HostError::Sudo {
                     host,
@@ -358,6 +379,49 @@ pub trait Host: Send {
                 message: out.stderr_tail(),
             })
         }
+    }
+}
+
+/// The version an agent built from this source reports in [`Event::Started`].
+pub const AGENT_VERSION: &str = env!("CARGO_PKG_VERSION");
+
+/// Agent stdout lines that are not events (another agent version, a shell that prints on
+/// login): counted, and the first few kept for the error message.
+#[derive(Default)]
+struct Unreadable {
+    count: usize,
+    first: Vec<String>,
+}
+
+impl Unreadable {
+    const KEEP: usize = 3;
+
+    fn push(&mut self, line: &str) {
+        if line.trim().is_empty() {
+            return;
+        }
+        self.count += 1;
+        if self.first.len() < Self::KEEP {
+            let mut l: String = line.chars().take(200).collect();
+            if l.len() < line.len() {
+                l.push('…');
+            }
+            self.first.push(l);
+        }
+    }
+
+    fn describe(&self) -> Option<String> {
+        (self.count > 0).then(|| {
+            format!(
+                "the agent printed {} line(s) that are not kiln events (a different agent version?), first: {}",
+                self.count,
+                self.first
+                    .iter()
+                    .map(|l| format!("`{l}`"))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            )
+        })
     }
 }
 

@@ -237,3 +237,76 @@ fn upload_script_really_installs_the_binary_under_a_shell() {
         0o755
     );
 }
+
+fn fake(script: Vec<Expect>) -> FakeHost {
+    FakeHost {
+        name: "web".into(),
+        privilege: Privilege::Root,
+        script: VecDeque::from(script),
+        received: vec![],
+    }
+}
+
+#[test]
+fn lines_that_are_not_events_are_reported_not_dropped() {
+    let b = binary();
+    let mut stdout = vec!["{\"event\":\"from-a-newer-agent\",\"x\":1}".to_owned()];
+    stdout.extend(finished_lines());
+    let mut h = fake(vec![expect(&["if [ -x"], stdout, 0)]);
+    let out = h
+        .run_agent(&b, &DesiredState::default(), false, &mut |_| {})
+        .unwrap();
+    assert!(out.failed, "an unreadable agent line fails the host");
+    assert!(
+        out.errors
+            .iter()
+            .any(|e| e.contains("not kiln events") && e.contains("from-a-newer-agent")),
+        "{:?}",
+        out.errors
+    );
+}
+
+#[test]
+fn an_agent_that_dies_names_the_lines_it_printed() {
+    let b = binary();
+    let mut h = fake(vec![Expect {
+        contains: vec![],
+        stdout: vec!["Segmentation fault in frobnicator".into()],
+        code: 139,
+        stderr: String::new(),
+    }]);
+    let err = h
+        .run_agent(&b, &DesiredState::default(), false, &mut |_| {})
+        .unwrap_err();
+    let text = err.to_string();
+    assert!(
+        text.starts_with("host web: the agent failed (exit 139)"),
+        "{text}"
+    );
+    assert!(text.contains("Segmentation fault in frobnicator"), "{text}");
+}
+
+#[test]
+fn an_agent_of_another_version_is_an_error() {
+    let b = binary();
+    let mut stdout = vec![
+        serde_json::to_string(&Event::Started {
+            version: "0.0.0-other".into(),
+            facts: None,
+        })
+        .unwrap(),
+    ];
+    stdout.extend(finished_lines());
+    let mut h = fake(vec![expect(&["if [ -x"], stdout, 0)]);
+    let out = h
+        .run_agent(&b, &DesiredState::default(), false, &mut |_| {})
+        .unwrap();
+    assert!(out.failed);
+    assert!(
+        out.errors
+            .iter()
+            .any(|e| e.contains("0.0.0-other") && e.contains(env!("CARGO_PKG_VERSION"))),
+        "{:?}",
+        out.errors
+    );
+}
