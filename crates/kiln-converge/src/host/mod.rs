@@ -128,6 +128,11 @@ pub enum HostError {
         #[source]
         source: std::io::Error,
     },
+    /// A bug in kiln itself (a panicked run, a host left without a result).
+    #[error(
+        "host {host}: internal error: {message}\n  hint: this is a bug in kiln; the host may not have been worked on"
+    )]
+    Internal { host: String, message: String },
     #[error("host {host}: unexpected command (strict fake): {command}")]
     Unexpected { host: String, command: String },
 }
