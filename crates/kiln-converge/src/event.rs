@@ -32,12 +32,21 @@ pub enum Event {
         op: Op,
         ms: u64,
     },
-    /// Change `index` failed; the agent stops there.
+    /// Change `index` failed. The agent goes on with the changes that do not depend on it.
     Failed {
         index: usize,
         id: ResourceId,
         op: Op,
         error: String,
+    },
+    /// Change `index` was not attempted: it depends on `because` (`"{op} {id}"` of a change
+    /// that failed or was itself skipped), e.g. a unit whose file could not be written is
+    /// not restarted.
+    Skipped {
+        index: usize,
+        id: ResourceId,
+        op: Op,
+        because: String,
     },
     /// Something worth telling that is not a failure (e.g. a directory kept because not empty).
     Warning { message: String },

@@ -312,7 +312,7 @@ mod tests {
 
     #[test]
     fn a_poisoned_queue_is_an_error_for_every_host_left_not_a_silent_stop() {
-        let mut slots = vec![Slot::new(job("a")), Slot::new(job("b"))];
+        let mut slots = [Slot::new(job("a")), Slot::new(job("b"))];
         let queue = Mutex::new(slots.iter_mut().enumerate());
         // Another worker panicked while holding the queue.
         let _ = std::thread::scope(|s| {

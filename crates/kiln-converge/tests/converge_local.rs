@@ -353,3 +353,95 @@ fn a_failing_host_does_not_stop_the_others() {
         "ok\n"
     );
 }
+
+#[test]
+fn every_failed_step_is_reported_and_only_its_dependents_are_skipped() {
+    let dir = make_root();
+    let file = |p: &str, owner: &str, group: &str| File {
+        path: p.into(),
+        content: Content::text("x\n"),
+        mode: 0o644,
+        owner: owner.into(),
+        group: group.into(),
+        sensitive: false,
+        notify: vec![],
+    };
+    let d = DesiredState {
+        host: "local".into(),
+        directories: vec![Directory {
+            path: "/srv/bad".into(),
+            mode: 0o755,
+            owner: "no-such-user".into(),
+            group: "root".into(),
+        }],
+        files: vec![
+            file("/srv/bad/inside.conf", "root", "root"),
+            file("/etc/bad-group.conf", "root", "no-such-group"),
+            file("/etc/ok.conf", "root", "root"),
+        ],
+        symlinks: vec![Symlink {
+            path: "/srv/bad/link".into(),
+            target: "/etc/ok.conf".into(),
+        }],
+        ..Default::default()
+    };
+    let input = agent::frame_input(&d).unwrap();
+    let mut events = vec![];
+    assert!(!agent::run(
+        &mut target(dir.path()),
+        &input,
+        false,
+        &mut events
+    ));
+    let failed: Vec<String> = events
+        .iter()
+        .filter_map(|e| match e {
+            Event::Failed { id, op, error, .. } => Some(format!("{op} {id}: {error}")),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(failed.len(), 2, "{events:?}");
+    assert!(
+        failed[0].starts_with("create directory /srv/bad: "),
+        "{failed:?}"
+    );
+    assert!(failed[0].contains("no-such-user"), "{failed:?}");
+    assert!(
+        failed[1].starts_with("create file /etc/bad-group.conf: "),
+        "{failed:?}"
+    );
+    let skipped: Vec<(String, String)> = events
+        .iter()
+        .filter_map(|e| match e {
+            Event::Skipped { id, because, .. } => Some((id.to_string(), because.clone())),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(
+        skipped,
+        [
+            (
+                "file /srv/bad/inside.conf".to_owned(),
+                "create directory /srv/bad".to_owned()
+            ),
+            (
+                "symlink /srv/bad/link".to_owned(),
+                "create directory /srv/bad".to_owned()
+            ),
+        ]
+    );
+    // The independent step went on.
+    assert_eq!(
+        std::fs::read_to_string(dir.path().join("etc/ok.conf")).unwrap(),
+        "x\n"
+    );
+    assert!(!dir.path().join("srv/bad").exists());
+    assert!(matches!(
+        events.last(),
+        Some(Event::Finished {
+            applied: 1,
+            failed: true,
+            ..
+        })
+    ));
+}

@@ -287,6 +287,14 @@ pub trait Host: Send {
                         outcome.failed = true;
                         outcome.errors.push(format!("{op} {id}: {error}"));
                     }
+                    Event::Skipped {
+                        id, op, because, ..
+                    } => {
+                        outcome.failed = true;
+                        outcome
+                            .errors
+                            .push(format!("{op} {id}: skipped because {because} failed"));
+                    }
                     Event::Error { message } => {
                         outcome.failed = true;
                         outcome.errors.push(message.clone());
