@@ -9,7 +9,7 @@
 
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use crate::event::{Event, EventSink};
 use crate::facts::Facts;
@@ -43,6 +43,8 @@ pub struct Options {
     pub mode: Mode,
     /// Converge this folder as if it were `/` (tests: files, directories, symlinks only).
     pub root: PathBuf,
+    /// `user@laptop` of who started the run, recorded in the host's lock.
+    pub operator: Option<String>,
 }
 
 impl Default for Options {
@@ -50,12 +52,13 @@ impl Default for Options {
         Options {
             mode: Mode::Run { plan_only: false },
             root: PathBuf::from("/"),
+            operator: None,
         }
     }
 }
 
 /// Usage of the agent's command line, for the standalone binary's errors.
-pub const USAGE: &str = "usage: agent [--plan-only] [--root DIR]";
+pub const USAGE: &str = "usage: agent [--plan-only] [--root DIR] [--operator USER@HOST]";
 
 /// Parses the words after `agent` (the standalone binary; the CLI uses clap).
 pub fn parse_args<I: IntoIterator<Item = String>>(args: I) -> Result<Options, String> {
@@ -68,6 +71,10 @@ pub fn parse_args<I: IntoIterator<Item = String>>(args: I) -> Result<Options, St
             "--root" => match args.next() {
                 Some(r) => opts.root = r.into(),
                 None => return Err("--root needs a folder".into()),
+            },
+            "--operator" => match args.next() {
+                Some(o) => opts.operator = Some(o),
+                None => return Err("--operator needs USER@HOST".into()),
             },
             other => return Err(format!("unknown argument {other:?}")),
         }
@@ -113,7 +120,12 @@ pub fn main(opts: &Options, stdin: &mut dyn Read, stdout: &mut dyn Write) -> u8 
                 root: opts.root.clone(),
                 runner: Box::new(crate::system::SystemRunner),
             };
-            run(&mut target, &input, *plan_only, &mut sink)
+            let run_opts = RunOptions {
+                plan_only: *plan_only,
+                operator: opts.operator.clone(),
+                ..RunOptions::default()
+            };
+            run_with(&mut target, &input, &run_opts, &mut sink)
         }
     };
     if ok { EXIT_OK } else { EXIT_FAILED }
@@ -153,8 +165,44 @@ fn detect(target: &Target) -> Option<Facts> {
     Facts::from_os_release(&text)
 }
 
+/// How [`run_with`] runs.
+#[derive(Debug, Clone)]
+pub struct RunOptions {
+    pub plan_only: bool,
+    /// Recorded in the host's lock (apply only).
+    pub operator: Option<String>,
+    /// How long an apply waits for another run's lock before it is refused.
+    pub lock_wait: Duration,
+}
+
+impl Default for RunOptions {
+    fn default() -> Self {
+        RunOptions {
+            plan_only: false,
+            operator: None,
+            lock_wait: crate::lock::DEFAULT_WAIT,
+        }
+    }
+}
+
 /// Runs the agent on `target`. Returns true when everything succeeded.
 pub fn run(target: &mut Target, stdin: &[u8], plan_only: bool, sink: &mut dyn EventSink) -> bool {
+    let opts = RunOptions {
+        plan_only,
+        ..RunOptions::default()
+    };
+    run_with(target, stdin, &opts, sink)
+}
+
+/// Runs the agent on `target` with `opts`. An apply holds the host's lock
+/// ([`crate::lock`]) from before it observes until it is done; a plan takes none.
+pub fn run_with(
+    target: &mut Target,
+    stdin: &[u8],
+    opts: &RunOptions,
+    sink: &mut dyn EventSink,
+) -> bool {
+    let plan_only = opts.plan_only;
     let start = Instant::now();
     let finish = |sink: &mut dyn EventSink, applied, failed| {
         sink.emit(Event::Finished {
@@ -188,6 +236,22 @@ pub fn run(target: &mut Target, stdin: &[u8], plan_only: bool, sink: &mut dyn Ev
         });
         return finish(sink, 0, true);
     }
+    // One writer per host: taken before observing, so the plan checked against the
+    // confirmed one below is the state this run then changes.
+    let _lock = if plan_only {
+        None
+    } else {
+        let holder = crate::lock::Holder::now("apply", opts.operator.clone());
+        match crate::lock::acquire(target, &holder, opts.lock_wait) {
+            Ok(l) => Some(l),
+            Err(e) => {
+                sink.emit(Event::Error {
+                    message: format!("host {}: {e}", desired.host),
+                });
+                return finish(sink, 0, true);
+            }
+        }
+    };
     let observed = match crate::observe::observe(target, facts.as_ref(), &desired) {
         Ok(o) => o,
         Err(e) => {

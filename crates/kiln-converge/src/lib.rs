@@ -10,6 +10,7 @@ pub mod desired;
 pub mod event;
 pub mod facts;
 pub mod host;
+pub mod lock;
 pub mod observe;
 pub mod owned;
 pub mod plan;

@@ -445,3 +445,99 @@ fn every_failed_step_is_reported_and_only_its_dependents_are_skipped() {
         })
     ));
 }
+
+#[test]
+fn one_apply_at_a_time_per_host_while_plans_run_alongside() {
+    use kiln_converge::lock::{Holder, acquire};
+    use std::io::Write;
+    use std::process::{Command, Stdio};
+    use std::time::{Duration, Instant};
+    let dir = make_root();
+    let d = DesiredState {
+        host: "local".into(),
+        files: vec![File {
+            path: "/etc/app.conf".into(),
+            content: Content::text("x\n"),
+            mode: 0o644,
+            owner: "root".into(),
+            group: "root".into(),
+            sensitive: false,
+            notify: vec![],
+        }],
+        ..Default::default()
+    };
+    // Another run (e.g. from another checkout) is applying.
+    let other = acquire(
+        &target(dir.path()),
+        &Holder::now("apply", Some("bob@other-laptop".into())),
+        Duration::ZERO,
+    )
+    .unwrap();
+
+    // A plan runs regardless, and writes nothing.
+    let events = run(dir.path(), &d, true);
+    assert!(matches!(
+        events.last(),
+        Some(Event::Finished { failed: false, .. })
+    ));
+
+    // A second apply (a real agent process) waits, then is refused naming the holder.
+    let start = Instant::now();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_kiln-converge-agent"))
+        .args(["agent", "--operator", "alice@laptop", "--root"])
+        .arg(dir.path())
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(&agent::frame_input(&d).unwrap())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        start.elapsed() >= Duration::from_secs(4),
+        "it waited briefly"
+    );
+    let stdout = String::from_utf8(out.stdout).unwrap();
+    let error = stdout
+        .lines()
+        .filter_map(|l| serde_json::from_str::<Event>(l).ok())
+        .find_map(|e| match e {
+            Event::Error { message } => Some(message),
+            _ => None,
+        })
+        .unwrap_or_else(|| panic!("no error event: {stdout}"));
+    assert!(
+        error.starts_with("host local: another kiln run holds the lock on this host"),
+        "{error}"
+    );
+    assert!(error.contains("apply by bob@other-laptop"), "{error}");
+    assert!(
+        error.contains(&format!("pid {}", std::process::id())),
+        "{error}"
+    );
+    assert!(error.contains(" since 20"), "{error}");
+    assert!(!dir.path().join("etc/app.conf").exists(), "nothing applied");
+
+    // Once the other run is done, the apply goes through and records its operator.
+    drop(other);
+    let input = agent::frame_input(&d).unwrap();
+    let mut events = vec![];
+    let opts = agent::RunOptions {
+        operator: Some("alice@laptop".into()),
+        ..agent::RunOptions::default()
+    };
+    assert!(agent::run_with(
+        &mut target(dir.path()),
+        &input,
+        &opts,
+        &mut events
+    ));
+    assert!(dir.path().join("etc/app.conf").exists());
+    let holder = kiln_converge::lock::read_holder(&dir.path().join("var/lib/kiln/lock")).unwrap();
+    assert_eq!(holder.operator.as_deref(), Some("alice@laptop"));
+}

@@ -20,6 +20,9 @@ pub struct Args {
     /// Converge this folder as if it were `/` (tests: files, directories, symlinks only).
     #[arg(long, value_name = "DIR")]
     root: Option<PathBuf>,
+    /// `user@laptop` of who started the run, recorded in the host's lock.
+    #[arg(long, value_name = "USER@HOST")]
+    operator: Option<String>,
 }
 
 impl Args {
@@ -29,6 +32,7 @@ impl Args {
                 plan_only: self.plan_only,
             },
             root: self.root.unwrap_or_else(|| PathBuf::from("/")),
+            operator: self.operator,
         }
     }
 }

@@ -247,6 +247,8 @@ pub trait Host: Send {
         }
         if plan_only {
             words.push("--plan-only".into());
+        } else {
+            words.extend(["--operator".into(), operator_id()]);
         }
         let (wrapped, prefix) = self.privilege().wrap(&words);
         let command = match &location {
@@ -393,6 +395,23 @@ pub trait Host: Send {
             })
         }
     }
+}
+
+/// `user@machine` of whoever runs kiln here, recorded in the host's lock by an apply.
+pub fn operator_id() -> String {
+    let user = std::env::var("USER")
+        .or_else(|_| std::env::var("LOGNAME"))
+        .unwrap_or_else(|_| "unknown".into());
+    let machine = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .or_else(|_| std::fs::read_to_string("/etc/hostname"))
+        .map(|h| h.trim().to_owned())
+        .unwrap_or_default();
+    let machine = if machine.is_empty() {
+        "unknown".to_owned()
+    } else {
+        machine
+    };
+    format!("{user}@{machine}")
 }
 
 /// The version an agent built from this source reports in [`Event::Started`].
