@@ -35,6 +35,11 @@ pub const EXIT_USAGE: u8 = 2;
 pub enum Mode {
     /// Observe, plan and (unless `plan_only`) apply the desired state read from stdin.
     Run { plan_only: bool },
+    /// Confirm a guarded group ([`crate::guard::disarm`]); run by the laptop over a fresh
+    /// connection after [`Event::GuardArmed`].
+    Disarm { token: String },
+    /// Roll a guarded group back ([`crate::guard::rollback`]); run by its timer.
+    Rollback { token: String },
 }
 
 /// The agent's parsed command line (`agent [--plan-only] [--root DIR]`).
@@ -58,15 +63,29 @@ impl Default for Options {
 }
 
 /// Usage of the agent's command line, for the standalone binary's errors.
-pub const USAGE: &str = "usage: agent [--plan-only] [--root DIR] [--operator USER@HOST]";
+pub const USAGE: &str = "usage: agent [--plan-only] [--root DIR] [--operator USER@HOST] [disarm TOKEN | rollback TOKEN]";
+
+/// How long a rollback waits for the host lock (an apply still running on the host).
+pub const ROLLBACK_LOCK_WAIT: Duration = Duration::from_secs(15 * 60);
 
 /// Parses the words after `agent` (the standalone binary; the CLI uses clap).
 pub fn parse_args<I: IntoIterator<Item = String>>(args: I) -> Result<Options, String> {
     let mut opts = Options::default();
     let mut plan_only = false;
+    let mut mode = None;
     let mut args = args.into_iter();
     while let Some(a) = args.next() {
         match a.as_str() {
+            "disarm" | "rollback" if mode.is_none() => {
+                let Some(token) = args.next() else {
+                    return Err(format!("{a} needs a TOKEN"));
+                };
+                mode = Some(if a == "disarm" {
+                    Mode::Disarm { token }
+                } else {
+                    Mode::Rollback { token }
+                });
+            }
             "--plan-only" => plan_only = true,
             "--root" => match args.next() {
                 Some(r) => opts.root = r.into(),
@@ -79,7 +98,11 @@ pub fn parse_args<I: IntoIterator<Item = String>>(args: I) -> Result<Options, St
             other => return Err(format!("unknown argument {other:?}")),
         }
     }
-    opts.mode = Mode::Run { plan_only };
+    opts.mode = match mode {
+        Some(_) if plan_only => return Err("--plan-only goes with no disarm/rollback".into()),
+        Some(m) => m,
+        None => Mode::Run { plan_only },
+    };
     Ok(opts)
 }
 
@@ -127,8 +150,85 @@ pub fn main(opts: &Options, stdin: &mut dyn Read, stdout: &mut dyn Write) -> u8 
             };
             run_with(&mut target, &input, &run_opts, &mut sink)
         }
+        Mode::Disarm { token } => {
+            let mut target = Target {
+                root: opts.root.clone(),
+                runner: Box::new(crate::system::SystemRunner),
+            };
+            match crate::guard::disarm(&mut target, token) {
+                Ok(warning) => {
+                    if let Some(message) = warning {
+                        sink.emit(Event::Warning { message });
+                    }
+                    sink.emit(Event::GuardDisarmed {
+                        token: token.clone(),
+                    });
+                    true
+                }
+                Err(e) => {
+                    sink.emit(Event::Error {
+                        message: e.to_string(),
+                    });
+                    false
+                }
+            }
+        }
+        Mode::Rollback { token } => {
+            let mut target = Target {
+                root: opts.root.clone(),
+                runner: Box::new(crate::system::SystemRunner),
+            };
+            rollback_from_timer(&mut target, token, opts.operator.clone(), &mut sink)
+        }
     };
     if ok { EXIT_OK } else { EXIT_FAILED }
+}
+
+/// The rollback timer's run: under the host lock (waiting for an apply still running),
+/// roll `token` back unless it was disarmed meanwhile.
+pub fn rollback_from_timer(
+    target: &mut Target,
+    token: &str,
+    operator: Option<String>,
+    sink: &mut dyn EventSink,
+) -> bool {
+    let holder = crate::lock::Holder::now("rollback", operator);
+    let _lock = match crate::lock::acquire(target, &holder, ROLLBACK_LOCK_WAIT) {
+        Ok(l) => l,
+        Err(e) => {
+            sink.emit(Event::Error {
+                message: format!("rollback {token}: {e}"),
+            });
+            return false;
+        }
+    };
+    match crate::guard::rollback(target, token, true) {
+        Ok(Some(done)) => {
+            for e in &done.errors {
+                sink.emit(Event::Error {
+                    message: format!("guarded group {}: rollback: {e}", done.group),
+                });
+            }
+            sink.emit(Event::GuardRolledBack {
+                group: done.group.clone(),
+                token: token.to_owned(),
+                reason: "not confirmed over a fresh connection in time".into(),
+            });
+            done.errors.is_empty()
+        }
+        Ok(None) => {
+            sink.emit(Event::Warning {
+                message: format!("guard {token}: nothing to roll back (it was confirmed)"),
+            });
+            true
+        }
+        Err(e) => {
+            sink.emit(Event::Error {
+                message: e.to_string(),
+            });
+            false
+        }
+    }
 }
 
 /// Extracts the JSON document that follows [`INPUT_MARKER`].

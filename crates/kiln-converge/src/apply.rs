@@ -520,11 +520,13 @@ pub fn apply(
     let mut ran: BTreeSet<String> = BTreeSet::new();
     // Changes that failed or were skipped, for the dependency check of later ones.
     let mut broken: Vec<usize> = vec![];
+    let mut guards = Guards::new(desired);
     for (index, change) in plan.changes.iter().enumerate() {
-        if let Some(&cause) = broken
-            .iter()
-            .find(|&&b| depends_on(change, &plan.changes[b], desired))
-        {
+        let group = plan.groups.iter().find(|g| g.changes.contains(&index));
+        if let Some(&cause) = broken.iter().find(|&&b| {
+            depends_on(change, &plan.changes[b], desired)
+                || group.is_some_and(|g| g.changes.contains(&b))
+        }) {
             let c = &plan.changes[cause];
             sink.emit(Event::Skipped {
                 index,
@@ -533,6 +535,21 @@ pub fn apply(
                 because: format!("{} {}", c.op, c.id),
             });
             broken.push(index);
+            guards.after(target, plan, group, index, &broken, sink);
+            continue;
+        }
+        if let Some(g) = group
+            && g.changes.first() == Some(&index)
+            && let Err(e) = guards.arm(target, &g.name)
+        {
+            sink.emit(Event::Failed {
+                index,
+                id: change.id.clone(),
+                op: change.op,
+                error: e.to_string(),
+            });
+            broken.push(index);
+            guards.after(target, plan, group, index, &broken, sink);
             continue;
         }
         sink.emit(Event::Applying {
@@ -568,6 +585,7 @@ pub fn apply(
                 broken.push(index);
             }
         }
+        guards.after(target, plan, group, index, &broken, sink);
     }
     if !broken.is_empty() {
         // Keep the widened record, plus the commands that did run.
@@ -590,6 +608,84 @@ pub fn apply(
         return (applied, false);
     }
     (applied, true)
+}
+
+/// The guarded groups armed during one apply ([`crate::guard`]).
+struct Guards<'a> {
+    desired: &'a DesiredState,
+    timeout_s: u32,
+    /// Group name → (token, when armed).
+    armed: std::collections::BTreeMap<String, (String, Instant)>,
+}
+
+impl<'a> Guards<'a> {
+    fn new(desired: &'a DesiredState) -> Self {
+        Guards {
+            desired,
+            timeout_s: desired
+                .guard_timeout_s
+                .unwrap_or(crate::guard::DEFAULT_TIMEOUT_S),
+            armed: Default::default(),
+        }
+    }
+
+    /// Before the group's first change: save its state, start the rollback timer.
+    fn arm(&mut self, target: &mut Target, group: &str) -> Result<(), crate::guard::GuardError> {
+        let token = crate::guard::arm(target, self.desired, group, self.timeout_s)?;
+        self.armed.insert(group.to_owned(), (token, Instant::now()));
+        Ok(())
+    }
+
+    /// After change `index`: when it is its group's last, either ask the laptop to confirm
+    /// the group, or (one of its changes failed) roll it back now.
+    fn after(
+        &mut self,
+        target: &mut Target,
+        plan: &Plan,
+        group: Option<&crate::guard::GuardGroup>,
+        index: usize,
+        broken: &[usize],
+        sink: &mut dyn EventSink,
+    ) {
+        let Some(g) = group else { return };
+        if g.changes.last() != Some(&index) {
+            return;
+        }
+        let Some((token, since)) = self.armed.remove(&g.name) else {
+            return; // never armed: nothing was changed
+        };
+        let failed = g.changes.iter().find(|i| broken.contains(i));
+        match failed {
+            None => {
+                let left = u64::from(self.timeout_s).saturating_sub(since.elapsed().as_secs());
+                sink.emit(Event::GuardArmed {
+                    group: g.name.clone(),
+                    token,
+                    deadline_s: left,
+                });
+            }
+            Some(&i) => {
+                let c = &plan.changes[i];
+                match crate::guard::rollback(target, &token, false) {
+                    Ok(done) => {
+                        for e in done.iter().flat_map(|d| d.errors.iter()) {
+                            sink.emit(Event::Error {
+                                message: format!("guarded group {}: rollback: {e}", g.name),
+                            });
+                        }
+                        sink.emit(Event::GuardRolledBack {
+                            group: g.name.clone(),
+                            token,
+                            reason: format!("{} {} failed", c.op, c.id),
+                        });
+                    }
+                    Err(e) => sink.emit(Event::Error {
+                        message: format!("{e} (its timer still rolls it back)"),
+                    }),
+                }
+            }
+        }
+    }
 }
 
 /// Whether `later` must not run because `failed` (an earlier change that failed or was

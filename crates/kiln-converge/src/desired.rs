@@ -256,6 +256,7 @@ pub fn desired_for_host(
                     action: Trigger::Restart,
                 })
                 .collect(),
+            guard: None,
         });
     }
     d.symlinks = role
@@ -275,6 +276,7 @@ pub fn desired_for_host(
             enabled: u.enabled,
             started: u.started,
             sensitive,
+            guard: None,
         });
     }
     d.commands = role

@@ -48,6 +48,33 @@ pub enum Event {
         op: Op,
         because: String,
     },
+    /// Guarded group `group` was applied with its rollback armed ([`crate::guard`]): unless
+    /// `agent disarm TOKEN` runs over a fresh connection within `deadline_s` seconds, the
+    /// host restores the group's previous files. The laptop does that on this event.
+    GuardArmed {
+        group: String,
+        token: String,
+        deadline_s: u64,
+    },
+    /// A change of guarded group `group` failed (`reason`): the agent rolled the whole
+    /// group back at once (or, from the timer, the group was not confirmed in time).
+    GuardRolledBack {
+        group: String,
+        token: String,
+        reason: String,
+    },
+    /// Printed by `agent disarm TOKEN`: the rollback is cancelled.
+    GuardDisarmed { token: String },
+    /// Laptop side ([`crate::host::Host::run_agent`]): the group was proven over a fresh
+    /// connection and disarmed; its changes stay.
+    GuardConfirmed { group: String, token: String },
+    /// Laptop side: the fresh connection or the disarm failed (`error`); the host rolls
+    /// the group back at its deadline.
+    GuardUnconfirmed {
+        group: String,
+        token: String,
+        error: String,
+    },
     /// Something worth telling that is not a failure (e.g. a directory kept because not empty).
     Warning { message: String },
     /// The agent could not do its work at all (bad input, unreadable host state).

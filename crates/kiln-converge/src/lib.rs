@@ -9,6 +9,7 @@ pub mod apply;
 pub mod desired;
 pub mod event;
 pub mod facts;
+pub mod guard;
 pub mod host;
 pub mod lock;
 pub mod observe;

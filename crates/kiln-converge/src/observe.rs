@@ -482,6 +482,7 @@ mod tests {
                 enabled: true,
                 started: true,
                 sensitive: false,
+                guard: None,
             }],
             ..Default::default()
         };

@@ -103,6 +103,9 @@ pub struct Plan {
     pub host: String,
     pub changes: Vec<Change>,
     pub owned_after: Owned,
+    /// Guarded groups and the indices of their changes ([`crate::guard`]).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub groups: Vec<crate::guard::GuardGroup>,
 }
 
 impl Plan {
@@ -658,10 +661,12 @@ pub fn plan(desired: &DesiredState, obs: &Observed) -> Result<Plan, PlanError> {
         }
     }
 
+    let groups = crate::guard::groups(&changes, desired);
     Ok(Plan {
         host: host.to_owned(),
         changes,
         owned_after: owned,
+        groups,
     })
 }
 

@@ -41,6 +41,10 @@ pub struct DesiredState {
     /// ([`crate::plan::Plan::fingerprint`]): the plan the user confirmed, not a newer one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub expect_plan: Option<String>,
+    /// Seconds a guarded group has to be confirmed over a fresh connection before the
+    /// host rolls it back ([`crate::guard::DEFAULT_TIMEOUT_S`] when unset).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub guard_timeout_s: Option<u32>,
 }
 
 /// The bytes of a file. On the wire: a JSON string when the bytes are UTF-8, otherwise
@@ -157,6 +161,10 @@ pub struct File {
     pub sensitive: bool,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub notify: Vec<Notify>,
+    /// The guarded group this file belongs to ([`crate::guard`]): applied with a rollback
+    /// armed, kept only once a fresh connection proved the host still reachable.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub guard: Option<String>,
 }
 
 /// A symbolic link `path -> target`.
@@ -211,6 +219,9 @@ pub struct Unit {
     pub started: bool,
     #[serde(default)]
     pub sensitive: bool,
+    /// The guarded group this unit (its file and its restarts) belongs to ([`crate::guard`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub guard: Option<String>,
 }
 
 impl Unit {
@@ -486,6 +497,7 @@ mod tests {
             group: "root".into(),
             sensitive: false,
             notify: vec![],
+            guard: None,
         }
     }
 

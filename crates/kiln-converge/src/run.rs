@@ -379,6 +379,7 @@ mod tests {
                 stderr: String::new(),
             }]),
             received: vec![],
+            fresh: Default::default(),
         })
     }
 

@@ -101,6 +101,7 @@ fn state_strategy() -> impl Strategy<Value = DesiredState> {
                         group,
                         sensitive,
                         notify: vec![],
+                        guard: None,
                     },
                 )
                 .collect(),
@@ -189,6 +190,7 @@ fn plan_only_changes_nothing() {
             group: "nogroup".into(),
             sensitive: false,
             notify: vec![],
+            guard: None,
         }],
         ..Default::default()
     };
@@ -217,6 +219,7 @@ fn a_file_written_with_a_restrictive_mode_never_has_a_looser_one() {
             group: "nogroup".into(),
             sensitive: true,
             notify: vec![],
+            guard: None,
         }],
         ..Default::default()
     };
@@ -248,6 +251,7 @@ fn apply_refuses_a_plan_other_than_the_confirmed_one() {
         group: "root".into(),
         sensitive: false,
         notify: vec![],
+        guard: None,
     };
     let mut d = DesiredState {
         host: "local".into(),
@@ -309,6 +313,7 @@ fn a_failing_host_does_not_stop_the_others() {
             group: "root".into(),
             sensitive: false,
             notify: vec![],
+            guard: None,
         }],
         ..Default::default()
     };
@@ -365,6 +370,7 @@ fn every_failed_step_is_reported_and_only_its_dependents_are_skipped() {
         group: group.into(),
         sensitive: false,
         notify: vec![],
+        guard: None,
     };
     let d = DesiredState {
         host: "local".into(),
@@ -463,6 +469,7 @@ fn one_apply_at_a_time_per_host_while_plans_run_alongside() {
             group: "root".into(),
             sensitive: false,
             notify: vec![],
+            guard: None,
         }],
         ..Default::default()
     };
@@ -540,4 +547,203 @@ fn one_apply_at_a_time_per_host_while_plans_run_alongside() {
     assert!(dir.path().join("etc/app.conf").exists());
     let holder = kiln_converge::lock::read_holder(&dir.path().join("var/lib/kiln/lock")).unwrap();
     assert_eq!(holder.operator.as_deref(), Some("alice@laptop"));
+}
+
+mod guarded {
+    use super::*;
+    use kiln_converge::host::{AgentBinary, ExecOutput, Host, HostError, LocalHost, Privilege};
+
+    fn binary() -> AgentBinary {
+        AgentBinary::from_path(Path::new(env!("CARGO_BIN_EXE_kiln-converge-agent"))).unwrap()
+    }
+
+    fn local(root: &Path) -> LocalHost {
+        LocalHost {
+            name: "local".into(),
+            root: Some(root.to_owned()),
+            privilege: Privilege::Root,
+        }
+    }
+
+    fn guarded_file(path: &str, text: &str, owner: &str) -> File {
+        File {
+            path: path.into(),
+            content: Content::text(text),
+            mode: 0o644,
+            owner: owner.into(),
+            group: "root".into(),
+            sensitive: false,
+            notify: vec![],
+            guard: Some("ssh".into()),
+        }
+    }
+
+    fn state(files: Vec<File>) -> DesiredState {
+        DesiredState {
+            host: "local".into(),
+            files,
+            guard_timeout_s: Some(30),
+            ..Default::default()
+        }
+    }
+
+    fn saved_states(root: &Path) -> usize {
+        std::fs::read_dir(root.join("var/lib/kiln/guard"))
+            .map(|d| d.count())
+            .unwrap_or(0)
+    }
+
+    #[test]
+    fn a_guarded_group_is_confirmed_over_a_fresh_local_connection() {
+        let dir = make_root();
+        let d = state(vec![guarded_file(
+            "/etc/ssh/kiln.conf",
+            "Port 2222\n",
+            "root",
+        )]);
+        let mut events = vec![];
+        let out = local(dir.path())
+            .run_agent(&binary(), &d, false, &mut |e| events.push(e.clone()))
+            .unwrap();
+        assert!(!out.failed, "{:?}", out.errors);
+        assert_eq!(out.confirmed, ["ssh"]);
+        let plan = out.plan.unwrap();
+        assert_eq!(plan.groups.len(), 1);
+        assert_eq!(plan.groups[0].name, "ssh");
+        assert!(
+            events
+                .iter()
+                .any(|e| matches!(e, Event::GuardArmed { deadline_s, .. } if *deadline_s <= 30))
+        );
+        assert_eq!(
+            saved_states(dir.path()),
+            0,
+            "disarmed: nothing left to roll back"
+        );
+        assert_eq!(
+            std::fs::read_to_string(dir.path().join("etc/ssh/kiln.conf")).unwrap(),
+            "Port 2222\n"
+        );
+    }
+
+    /// A host whose fresh connections cannot log in (e.g. the new sshd config locks
+    /// the operator out), while the already open connection still works.
+    struct LockedOut(LocalHost);
+    impl Host for LockedOut {
+        fn name(&self) -> &str {
+            self.0.name()
+        }
+        fn privilege(&self) -> &Privilege {
+            self.0.privilege()
+        }
+        fn exec(
+            &mut self,
+            command: &str,
+            stdin: &[u8],
+            on_line: &mut dyn FnMut(&str),
+        ) -> Result<ExecOutput, HostError> {
+            self.0.exec(command, stdin, on_line)
+        }
+        fn agent_location(&self, b: &AgentBinary) -> kiln_converge::host::AgentLocation {
+            self.0.agent_location(b)
+        }
+        fn fresh_connection(&mut self) -> Result<Box<dyn Host>, HostError> {
+            Err(HostError::Connect {
+                host: "local".into(),
+                message: "Permission denied (publickey)".into(),
+                hint: "test".into(),
+            })
+        }
+    }
+
+    #[test]
+    fn an_unconfirmed_group_is_reported_and_its_rollback_restores_the_files() {
+        let dir = make_root();
+        std::fs::create_dir_all(dir.path().join("etc/ssh")).unwrap();
+        std::fs::write(dir.path().join("etc/ssh/kiln.conf"), "Port 22\n").unwrap();
+        let d = state(vec![
+            guarded_file("/etc/ssh/kiln.conf", "Port 2222\n", "root"),
+            guarded_file("/etc/ssh/new.conf", "new\n", "root"),
+        ]);
+        let mut token = None;
+        let out = LockedOut(local(dir.path()))
+            .run_agent(&binary(), &d, false, &mut |e| {
+                if let Event::GuardArmed { token: t, .. } = e {
+                    token = Some(t.clone());
+                }
+            })
+            .unwrap();
+        assert!(out.failed);
+        assert_eq!(out.unconfirmed, ["ssh"]);
+        assert!(
+            out.errors[0].contains("guarded group ssh could not be confirmed")
+                && out.errors[0].contains("Permission denied"),
+            "{:?}",
+            out.errors
+        );
+        assert_eq!(saved_states(dir.path()), 1, "still armed");
+        // What the host's timer runs at the deadline.
+        let token = token.unwrap();
+        let st = std::process::Command::new(env!("CARGO_BIN_EXE_kiln-converge-agent"))
+            .args(["agent", "--root"])
+            .arg(dir.path())
+            .args(["rollback", &token])
+            .stdin(std::process::Stdio::null())
+            .output()
+            .unwrap();
+        assert!(st.status.success(), "{st:?}");
+        assert!(String::from_utf8_lossy(&st.stdout).contains("guard-rolled-back"));
+        assert_eq!(
+            std::fs::read_to_string(dir.path().join("etc/ssh/kiln.conf")).unwrap(),
+            "Port 22\n"
+        );
+        assert!(!dir.path().join("etc/ssh/new.conf").exists());
+        assert_eq!(saved_states(dir.path()), 0);
+    }
+
+    #[test]
+    fn a_failed_step_of_a_group_rolls_the_whole_group_back_at_once() {
+        let dir = make_root();
+        std::fs::create_dir_all(dir.path().join("etc/ssh")).unwrap();
+        std::fs::write(dir.path().join("etc/ssh/a.conf"), "old a\n").unwrap();
+        let mut other = guarded_file("/etc/other.conf", "unguarded\n", "root");
+        other.guard = None;
+        let d = state(vec![
+            guarded_file("/etc/ssh/a.conf", "new a\n", "root"),
+            guarded_file("/etc/ssh/b.conf", "new b\n", "no-such-user"),
+            guarded_file("/etc/ssh/c.conf", "new c\n", "root"),
+            other,
+        ]);
+        let input = agent::frame_input(&d).unwrap();
+        let mut events = vec![];
+        assert!(!agent::run(
+            &mut target(dir.path()),
+            &input,
+            false,
+            &mut events
+        ));
+        assert!(
+            events.iter().any(|e| matches!(e, Event::Skipped { id, because, .. }
+                if id.to_string() == "file /etc/ssh/c.conf" && because == "create file /etc/ssh/b.conf")),
+            "{events:?}"
+        );
+        assert!(
+            events
+                .iter()
+                .any(|e| matches!(e, Event::GuardRolledBack { group, reason, .. }
+                if group == "ssh" && reason == "create file /etc/ssh/b.conf failed")),
+            "{events:?}"
+        );
+        assert!(!events.iter().any(|e| matches!(e, Event::GuardArmed { .. })));
+        assert_eq!(
+            std::fs::read_to_string(dir.path().join("etc/ssh/a.conf")).unwrap(),
+            "old a\n"
+        );
+        assert!(!dir.path().join("etc/ssh/c.conf").exists());
+        assert!(
+            dir.path().join("etc/other.conf").exists(),
+            "outside the group: kept"
+        );
+        assert_eq!(saved_states(dir.path()), 0);
+    }
 }

@@ -378,6 +378,7 @@ fn lab_sudo_password_is_sent_on_stdin_and_a_wrong_one_fails_cleanly() {
         group: "root".into(),
         sensitive: true,
         notify: vec![],
+        guard: None,
     });
 
     let wrong = kiln_secrets::Secret::new("wrong-password");

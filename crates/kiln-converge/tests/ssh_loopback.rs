@@ -125,6 +125,7 @@ fn desired(n: usize, text: &str) -> DesiredState {
                 group: "root".into(),
                 sensitive: false,
                 notify: vec![],
+                guard: None,
             })
             .collect(),
         ..Default::default()
@@ -341,6 +342,7 @@ fn poison_a_planted_secret_never_shows_in_plans_or_events() {
         group: "root".into(),
         sensitive: true,
         notify: vec![],
+        guard: None,
     });
     let mut host = SshHost::new(
         target(&sshd, vec![sshd.host_key.clone()], root.path()),

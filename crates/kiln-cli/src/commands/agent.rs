@@ -14,6 +14,8 @@ use crate::exit::{self, CliError, CmdResult};
 /// Run on a host: observe, plan and apply a desired state from stdin.
 #[derive(Debug, clap::Args)]
 pub struct Args {
+    #[command(subcommand)]
+    action: Option<Action>,
     /// Observe and plan only; change nothing.
     #[arg(long)]
     plan_only: bool,
@@ -25,11 +27,24 @@ pub struct Args {
     operator: Option<String>,
 }
 
+/// The guarded-group modes (run by kiln itself, never by hand).
+#[derive(Debug, clap::Subcommand)]
+enum Action {
+    /// Confirm a guarded group: cancel its rollback (run over a fresh connection).
+    Disarm { token: String },
+    /// Roll a guarded group back (run by its timer).
+    Rollback { token: String },
+}
+
 impl Args {
     fn options(self) -> Options {
         Options {
-            mode: Mode::Run {
-                plan_only: self.plan_only,
+            mode: match self.action {
+                None => Mode::Run {
+                    plan_only: self.plan_only,
+                },
+                Some(Action::Disarm { token }) => Mode::Disarm { token },
+                Some(Action::Rollback { token }) => Mode::Rollback { token },
             },
             root: self.root.unwrap_or_else(|| PathBuf::from("/")),
             operator: self.operator,

@@ -500,6 +500,7 @@ mod tests {
                 change(ResourceId::Symlink("/usr/bin/x".into()), Op::Remove),
             ],
             owned_after: Owned::default(),
+            groups: vec![],
         };
         assert_eq!(
             render_plan("web", &plan),
@@ -519,6 +520,7 @@ mod tests {
             host: "web".into(),
             changes: vec![],
             owned_after: Owned::default(),
+            groups: vec![],
         };
         assert_eq!(render_plan("web", &empty), "web: no changes\n");
     }

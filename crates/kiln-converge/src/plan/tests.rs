@@ -21,6 +21,7 @@ fn file(path: &str, text: &str) -> File {
         group: "root".into(),
         sensitive: false,
         notify: vec![],
+        guard: None,
     }
 }
 
@@ -39,6 +40,7 @@ fn unit(name: &str, text: &str) -> Unit {
         enabled: true,
         started: true,
         sensitive: false,
+        guard: None,
     }
 }
 
