@@ -5,6 +5,11 @@
 //! Starting or restarting a unit is only a success once the unit has settled active
 //! ([`wait_settled`]): a service that dies at once is a failure with its journal lines.
 //!
+//! Changes of a guarded group ([`crate::guard`]) are applied with a rollback armed before
+//! the group's first change; after its last, the agent reports
+//! [`Event::GuardArmed`] (the laptop then confirms it), or rolls the group back at once
+//! when one of its changes failed. The agent runs under the host lock ([`crate::lock`]).
+//!
 //! Files are written crash-safely: a temporary file in the same folder, created 0600, given
 //! its owner and mode before any content is written, fsynced, renamed over the old one, and
 //! the folder fsynced. A run killed at any point leaves each file old or new, never partial.
