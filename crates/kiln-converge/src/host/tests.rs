@@ -435,3 +435,38 @@ fn a_group_that_cannot_be_confirmed_fails_the_host_naming_it_and_the_rollback() 
         out.errors
     );
 }
+
+#[test]
+fn skipped_steps_fail_the_host_and_say_why() {
+    use crate::resource::ResourceId;
+    let b = binary();
+    let mut stdout = vec![
+        serde_json::to_string(&Event::Failed {
+            index: 0,
+            id: ResourceId::File("/etc/app.conf".into()),
+            op: crate::plan::Op::Update,
+            error: "disk full".into(),
+        })
+        .unwrap(),
+        serde_json::to_string(&Event::Skipped {
+            index: 1,
+            id: ResourceId::Unit("app.service".into()),
+            op: crate::plan::Op::Restart,
+            because: "update file /etc/app.conf".into(),
+        })
+        .unwrap(),
+    ];
+    stdout.extend(finished_lines());
+    let mut h = fake(vec![expect(&["if [ -x"], stdout, 0)]);
+    let out = h
+        .run_agent(&b, &DesiredState::default(), false, &mut |_| {})
+        .unwrap();
+    assert!(out.failed);
+    assert_eq!(
+        out.errors,
+        [
+            "update file /etc/app.conf: disk full",
+            "restart unit app.service: skipped because update file /etc/app.conf failed"
+        ]
+    );
+}
