@@ -53,14 +53,11 @@ impl Args {
 }
 
 pub fn run(_global: &GlobalArgs, args: Args) -> CmdResult {
-    let code = agent::main(
-        &args.options(),
-        &mut std::io::stdin().lock(),
-        &mut std::io::stdout().lock(),
-    );
-    if code == agent::EXIT_OK {
+    let (mut stdin, mut stdout) = (std::io::stdin().lock(), std::io::stdout().lock());
+    let ok = agent::main(&args.options(), &mut stdin, &mut stdout) == agent::EXIT_OK;
+    if ok {
         Ok(ExitCode::from(exit::SUCCESS))
     } else {
-        Err(CliError::silent(code))
+        Err(CliError::silent(exit::FAILURE))
     }
 }
