@@ -184,22 +184,34 @@ pub fn main(opts: &Options, stdin: &mut dyn Read, stdout: &mut dyn Write) -> u8 
     if ok { EXIT_OK } else { EXIT_FAILED }
 }
 
-/// The rollback timer's run: under the host lock (waiting for an apply still running),
-/// roll `token` back unless it was disarmed meanwhile.
+/// The rollback timer's run: under the host lock (waiting up to [`ROLLBACK_LOCK_WAIT`]
+/// for an apply still running), roll `token` back unless it was disarmed meanwhile. When
+/// the lock cannot be had it rolls back anyway, with a warning: a host the operator is
+/// locked out of is worse than a rollback alongside another run.
 pub fn rollback_from_timer(
     target: &mut Target,
     token: &str,
     operator: Option<String>,
     sink: &mut dyn EventSink,
 ) -> bool {
+    rollback_with_wait(target, token, operator, ROLLBACK_LOCK_WAIT, sink)
+}
+
+fn rollback_with_wait(
+    target: &mut Target,
+    token: &str,
+    operator: Option<String>,
+    wait: Duration,
+    sink: &mut dyn EventSink,
+) -> bool {
     let holder = crate::lock::Holder::now("rollback", operator);
-    let _lock = match crate::lock::acquire(target, &holder, ROLLBACK_LOCK_WAIT) {
-        Ok(l) => l,
+    let _lock = match crate::lock::acquire(target, &holder, wait) {
+        Ok(l) => Some(l),
         Err(e) => {
-            sink.emit(Event::Error {
-                message: format!("rollback {token}: {e}"),
+            sink.emit(Event::Warning {
+                message: format!("rollback {token}: rolling back without the host lock: {e}"),
             });
-            return false;
+            None
         }
     };
     match crate::guard::rollback(target, token, true) {
@@ -421,6 +433,39 @@ mod tests {
                 .unwrap_err()
                 .contains("--frobnicate")
         );
+    }
+
+    #[test]
+    fn a_rollback_that_cannot_have_the_lock_still_rolls_back() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut t = Target {
+            root: dir.path().to_owned(),
+            runner: Box::new(crate::system::ScriptedRunner::default()),
+        };
+        let d: DesiredState = serde_json::from_str(
+            r#"{"host":"web","files":[{"path":"/etc/ssh/kiln.conf","content":"x","guard":"ssh"}]}"#,
+        )
+        .unwrap();
+        let token = crate::guard::arm(&mut t, &d, "ssh", 5).unwrap();
+        std::fs::create_dir_all(dir.path().join("etc/ssh")).unwrap();
+        std::fs::write(dir.path().join("etc/ssh/kiln.conf"), "Port 2222\n").unwrap();
+        let _other =
+            crate::lock::acquire(&t, &crate::lock::Holder::now("apply", None), Duration::ZERO)
+                .unwrap();
+        let mut events = vec![];
+        assert!(rollback_with_wait(
+            &mut t,
+            &token,
+            None,
+            Duration::ZERO,
+            &mut events
+        ));
+        assert!(
+            matches!(&events[0], Event::Warning { message } if message.contains("without the host lock")),
+            "{events:?}"
+        );
+        assert!(matches!(events[1], Event::GuardRolledBack { .. }));
+        assert!(!dir.path().join("etc/ssh/kiln.conf").exists());
     }
 
     #[test]

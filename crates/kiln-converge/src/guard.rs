@@ -23,7 +23,8 @@
 //!   `agent disarm TOKEN` over it, through sudo as usual. Success ([`disarm`]: the saved
 //!   state is deleted, the timer stopped) confirms the group; any failure leaves the timer
 //!   to roll it back, and the host is reported failed naming the group.
-//! - **Roll back** (the timer): takes the host lock (so never in the middle of an apply),
+//! - **Roll back** (the timer): takes the host lock (so not in the middle of an apply; after
+//!   [`ROLLBACK_LOCK_WAIT`](crate::agent::ROLLBACK_LOCK_WAIT) it goes ahead anyway),
 //!   restores the saved files, `daemon-reload`s, restarts the units that ran before and
 //!   stops those that did not. A group disarmed in the meantime is left alone.
 //!
