@@ -471,6 +471,7 @@ mod tests {
                 change(ResourceId::Symlink("/usr/bin/x".into()), Op::Remove),
             ],
             owned_after: Owned::default(),
+            groups: vec![],
         };
         assert_eq!(
             render_plan("web", &plan),
@@ -490,6 +491,7 @@ mod tests {
             host: "web".into(),
             changes: vec![],
             owned_after: Owned::default(),
+            groups: vec![],
         };
         assert_eq!(render_plan("web", &empty), "web: no changes\n");
     }
