@@ -1,5 +1,14 @@
 //! Apply: carries out a [`Plan`] on a [`Target`], in order, reporting each step as an
-//! [`Event`]. Stops at the first failure (later steps may depend on it).
+//! [`Event`]. A failed step does not stop the host: every later step that does not depend
+//! on it still runs, and those that do (see [`depends_on`]) are reported as skipped.
+//!
+//! Starting or restarting a unit is only a success once the unit has settled active
+//! ([`wait_settled`]): a service that dies at once is a failure with its journal lines.
+//!
+//! Changes of a guarded group ([`crate::guard`]) are applied with a rollback armed before
+//! the group's first change; after its last, the agent reports
+//! [`Event::GuardArmed`] (the laptop then confirms it), or rolls the group back at once
+//! when one of its changes failed. The agent runs under the host lock ([`crate::lock`]).
 //!
 //! Files are written crash-safely: a temporary file in the same folder, created 0600, given
 //! its owner and mode before any content is written, fsynced, renamed over the old one, and
@@ -13,13 +22,13 @@ use std::fs::{self, OpenOptions};
 use std::io::{ErrorKind, Write};
 use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use crate::event::{Event, EventSink};
 use crate::facts::{Facts, PackageManager};
 use crate::observe::Accounts;
 use crate::owned::{ORIGINALS_DIR, OWNED_PATH, Original, Owned, original_path, sha256_hex};
-use crate::plan::{Op, Plan};
+use crate::plan::{Change, Op, Plan};
 use crate::resource::{DesiredState, ResourceId};
 use crate::system::Target;
 
@@ -59,6 +68,17 @@ pub enum ApplyError {
         store: String,
         problem: String,
         record: &'static str,
+    },
+    #[error(
+        "unit {unit} did not stay active after `systemctl {verb}`: {state}{journal}\n  hint: `journalctl -u {unit}` on the host shows more"
+    )]
+    UnitNotActive {
+        unit: String,
+        verb: String,
+        /// e.g. `failed (exit-code)`.
+        state: String,
+        /// The unit's last journal lines, already formatted (empty when none).
+        journal: String,
     },
 }
 
@@ -481,6 +501,9 @@ fn step(
                 op.to_string()
             };
             run_ok(target, &strs(&["systemctl", &verb, "--", name]), &[])?;
+            if matches!(op, Op::Start | Op::Restart) {
+                wait_settled(target, name, &verb, &Settle::default())?;
+            }
         }
         (ResourceId::Command(name), Op::Run) => {
             need_real("commands")?;
@@ -560,7 +583,40 @@ pub fn apply(
     let total = plan.changes.len();
     let mut applied = 0;
     let mut ran: BTreeSet<String> = BTreeSet::new();
+    // Changes that failed or were skipped, for the dependency check of later ones.
+    let mut broken: Vec<usize> = vec![];
+    let mut guards = Guards::new(desired);
     for (index, change) in plan.changes.iter().enumerate() {
+        let group = plan.groups.iter().find(|g| g.changes.contains(&index));
+        if let Some(&cause) = broken.iter().find(|&&b| {
+            depends_on(change, &plan.changes[b], desired)
+                || group.is_some_and(|g| g.changes.contains(&b))
+        }) {
+            let c = &plan.changes[cause];
+            sink.emit(Event::Skipped {
+                index,
+                id: change.id.clone(),
+                op: change.op,
+                because: format!("{} {}", c.op, c.id),
+            });
+            broken.push(index);
+            guards.after(target, plan, group, index, &broken, sink);
+            continue;
+        }
+        if let Some(g) = group
+            && g.changes.first() == Some(&index)
+            && let Err(e) = guards.arm(target, &g.name)
+        {
+            sink.emit(Event::Failed {
+                index,
+                id: change.id.clone(),
+                op: change.op,
+                error: e.to_string(),
+            });
+            broken.push(index);
+            guards.after(target, plan, group, index, &broken, sink);
+            continue;
+        }
         sink.emit(Event::Applying {
             index,
             total,
@@ -591,19 +647,24 @@ pub fn apply(
                     op: change.op,
                     error: e.to_string(),
                 });
-                for n in &ran {
-                    if let Some(h) = plan.owned_after.commands.get(n) {
-                        during.commands.insert(n.clone(), h.clone());
-                    }
-                }
-                if let Err(e) = write_owned(target, &during) {
-                    sink.emit(Event::Error {
-                        message: format!("cannot write the ownership record: {e}"),
-                    });
-                }
-                return (applied, false);
+                broken.push(index);
             }
         }
+        guards.after(target, plan, group, index, &broken, sink);
+    }
+    if !broken.is_empty() {
+        // Keep the widened record, plus the commands that did run.
+        for n in &ran {
+            if let Some(h) = plan.owned_after.commands.get(n) {
+                during.commands.insert(n.clone(), h.clone());
+            }
+        }
+        if let Err(e) = write_owned(target, &during) {
+            sink.emit(Event::Error {
+                message: format!("cannot write the ownership record: {e}"),
+            });
+        }
+        return (applied, false);
     }
     if let Err(e) = write_owned(target, &plan.owned_after) {
         sink.emit(Event::Error {
@@ -717,6 +778,306 @@ pub fn prune_originals(target: &Target, owned: &Owned) -> Result<(), ApplyError>
     Ok(())
 }
 
+/// The guarded groups armed during one apply ([`crate::guard`]).
+struct Guards<'a> {
+    desired: &'a DesiredState,
+    timeout_s: u32,
+    /// Group name → (token, when armed).
+    armed: std::collections::BTreeMap<String, (String, Instant)>,
+}
+
+impl<'a> Guards<'a> {
+    fn new(desired: &'a DesiredState) -> Self {
+        Guards {
+            desired,
+            timeout_s: desired
+                .guard_timeout_s
+                .unwrap_or(crate::guard::DEFAULT_TIMEOUT_S),
+            armed: Default::default(),
+        }
+    }
+
+    /// Before the group's first change: save its state, start the rollback timer.
+    fn arm(&mut self, target: &mut Target, group: &str) -> Result<(), crate::guard::GuardError> {
+        let token = crate::guard::arm(target, self.desired, group, self.timeout_s)?;
+        self.armed.insert(group.to_owned(), (token, Instant::now()));
+        Ok(())
+    }
+
+    /// After change `index`: when it is its group's last, either ask the laptop to confirm
+    /// the group, or (one of its changes failed) roll it back now.
+    fn after(
+        &mut self,
+        target: &mut Target,
+        plan: &Plan,
+        group: Option<&crate::guard::GuardGroup>,
+        index: usize,
+        broken: &[usize],
+        sink: &mut dyn EventSink,
+    ) {
+        let Some(g) = group else { return };
+        if g.changes.last() != Some(&index) {
+            return;
+        }
+        let Some((token, since)) = self.armed.remove(&g.name) else {
+            return; // never armed: nothing was changed
+        };
+        let failed = g.changes.iter().find(|i| broken.contains(i));
+        match failed {
+            None => {
+                let left = u64::from(self.timeout_s).saturating_sub(since.elapsed().as_secs());
+                sink.emit(Event::GuardArmed {
+                    group: g.name.clone(),
+                    token,
+                    deadline_s: left,
+                });
+            }
+            Some(&i) => {
+                let c = &plan.changes[i];
+                match crate::guard::rollback(target, &token, false) {
+                    Ok(done) => {
+                        for e in done.iter().flat_map(|d| d.errors.iter()) {
+                            sink.emit(Event::Error {
+                                message: format!("guarded group {}: rollback: {e}", g.name),
+                            });
+                        }
+                        sink.emit(Event::GuardRolledBack {
+                            group: g.name.clone(),
+                            token,
+                            reason: format!("{} {} failed", c.op, c.id),
+                        });
+                    }
+                    Err(e) => sink.emit(Event::Error {
+                        message: format!("{e} (its timer still rolls it back)"),
+                    }),
+                }
+            }
+        }
+    }
+}
+
+/// Whether `later` must not run because `failed` (an earlier change that failed or was
+/// skipped) did not happen. Conservative on what breaks for certain, and nothing more:
+/// - an account that could not be created: what is owned by it, users in that group;
+/// - a package install: the other installs (one transaction), every unit and command
+///   (their programs may come from it);
+/// - a folder: everything under it;
+/// - a file: the unit it is the unit file of, units it notifies, commands it triggers;
+/// - `daemon-reload`: every unit state change;
+/// - a `systemctl enable`: the other enables (one call).
+pub fn depends_on(later: &Change, failed: &Change, desired: &DesiredState) -> bool {
+    use ResourceId as R;
+    let writes = matches!(
+        failed.op,
+        Op::Create | Op::Update | Op::TakeOver | Op::Restore
+    );
+    let owner_group = |id: &ResourceId| -> Option<(&str, &str)> {
+        match id {
+            R::Directory(p) => desired
+                .directories
+                .iter()
+                .find(|d| &d.path == p)
+                .map(|d| (d.owner.as_str(), d.group.as_str())),
+            R::File(p) => desired
+                .files
+                .iter()
+                .find(|f| &f.path == p)
+                .map(|f| (f.owner.as_str(), f.group.as_str())),
+            _ => None,
+        }
+    };
+    match (&failed.id, &later.id) {
+        (R::Group(g), R::User(u)) if writes => {
+            u == g
+                || desired
+                    .users
+                    .iter()
+                    .any(|x| &x.name == u && x.groups.contains(g))
+        }
+        (R::Group(g), other) if writes => owner_group(other).is_some_and(|(_, gr)| gr == g),
+        (R::User(u), other) if writes => owner_group(other).is_some_and(|(o, _)| o == u),
+        (R::Package(_), R::Package(_)) => failed.op == Op::Install && later.op == Op::Install,
+        (R::Package(_), R::Unit(_) | R::Command(_)) => failed.op == Op::Install,
+        (R::Directory(d), R::Directory(p) | R::File(p) | R::Symlink(p)) if writes => {
+            p != d && p.starts_with(d)
+        }
+        (R::File(p), R::Unit(n)) if writes => {
+            crate::resource::unit_path(n) == *p
+                || desired.units.iter().any(|u| &u.name == n && u.path() == *p)
+                || desired
+                    .files
+                    .iter()
+                    .any(|f| &f.path == p && f.notify.iter().any(|x| &x.unit == n))
+        }
+        (R::File(p), R::Command(c)) if writes => desired
+            .commands
+            .iter()
+            .any(|x| &x.name == c && x.triggered_by.contains(p)),
+        (R::Systemd, R::Unit(_)) => true,
+        (R::Unit(_), R::Unit(_)) => failed.op == Op::Enable && later.op == Op::Enable,
+        _ => false,
+    }
+}
+
+/// How long [`wait_settled`] watches a unit.
+#[derive(Debug, Clone)]
+pub struct Settle {
+    /// A running service counts as started once it stayed active this long (without
+    /// automatic restarts in between).
+    pub window: Duration,
+    /// Give up (and fail) after this long without a settled state.
+    pub timeout: Duration,
+    pub poll: Duration,
+}
+
+impl Default for Settle {
+    fn default() -> Self {
+        Settle {
+            window: Duration::from_millis(1000),
+            timeout: Duration::from_secs(10),
+            poll: Duration::from_millis(100),
+        }
+    }
+}
+
+/// One sample of `systemctl show -p Type -p ActiveState -p SubState -p Result -p NRestarts`.
+#[derive(Debug, Default, PartialEq, Eq)]
+struct UnitState {
+    kind: String,
+    active: String,
+    sub: String,
+    result: String,
+    restarts: String,
+}
+
+impl UnitState {
+    fn parse(text: &str) -> UnitState {
+        let mut s = UnitState::default();
+        for line in text.lines() {
+            if let Some((k, v)) = line.split_once('=') {
+                let v = v.trim().to_owned();
+                match k {
+                    "Type" => s.kind = v,
+                    "ActiveState" => s.active = v,
+                    "SubState" => s.sub = v,
+                    "Result" => s.result = v,
+                    "NRestarts" => s.restarts = v,
+                    _ => {}
+                }
+            }
+        }
+        s
+    }
+
+    fn describe(&self) -> String {
+        format!("{} ({}), result {}", self.active, self.sub, self.result)
+    }
+}
+
+/// After `systemctl start/restart NAME` returned: waits (bounded) until the unit settled.
+/// Success: active for [`Settle::window`] with no automatic restart in between, a oneshot
+/// that is active or exited successfully, or a service that exited with `RemainAfterExit`.
+/// Failure: `failed`, inactive with an unsuccessful result, or no settled state before
+/// [`Settle::timeout`]; the error carries the unit's last journal lines.
+pub fn wait_settled(
+    target: &mut Target,
+    unit: &str,
+    verb: &str,
+    settle: &Settle,
+) -> Result<(), ApplyError> {
+    let start = Instant::now();
+    let mut active_since: Option<(Instant, String)> = None;
+    let fail = |target: &mut Target, state: String| ApplyError::UnitNotActive {
+        unit: unit.to_owned(),
+        verb: verb.to_owned(),
+        state,
+        journal: journal_tail(target, unit),
+    };
+    loop {
+        let args = strs(&[
+            "systemctl",
+            "show",
+            "-p",
+            "Type",
+            "-p",
+            "ActiveState",
+            "-p",
+            "SubState",
+            "-p",
+            "Result",
+            "-p",
+            "NRestarts",
+            "--",
+            unit,
+        ]);
+        let out = target
+            .runner
+            .run(&crate::facts::Argv { env: vec![], args })
+            .map_err(|e| ApplyError::Command {
+                command: format!("systemctl show {unit}"),
+                message: e.to_string(),
+            })?;
+        if !out.success() {
+            return Err(ApplyError::Command {
+                command: format!("systemctl show {unit}"),
+                message: out.tail(),
+            });
+        }
+        let st = UnitState::parse(&out.stdout);
+        let oneshot = st.kind == "oneshot";
+        match st.active.as_str() {
+            "failed" => return Err(fail(target, st.describe())),
+            "inactive" if oneshot && st.result == "success" => return Ok(()),
+            "inactive" => return Err(fail(target, st.describe())),
+            "active" if oneshot || st.sub == "exited" => return Ok(()),
+            "active" => match &active_since {
+                Some((since, restarts)) if *restarts == st.restarts => {
+                    if since.elapsed() >= settle.window {
+                        return Ok(());
+                    }
+                }
+                _ => active_since = Some((Instant::now(), st.restarts.clone())),
+            },
+            _ => active_since = None,
+        }
+        if start.elapsed() >= settle.timeout {
+            let state = format!(
+                "{}; not settled after {} s",
+                st.describe(),
+                settle.timeout.as_secs()
+            );
+            return Err(fail(target, state));
+        }
+        std::thread::sleep(settle.poll);
+    }
+}
+
+/// The unit's last journal lines, formatted for an error message (empty when none could
+/// be read: the failure itself is what matters).
+fn journal_tail(target: &mut Target, unit: &str) -> String {
+    let args = strs(&[
+        "journalctl",
+        "-u",
+        unit,
+        "-n",
+        "10",
+        "--no-pager",
+        "-o",
+        "cat",
+    ]);
+    match target.runner.run(&crate::facts::Argv { env: vec![], args }) {
+        Ok(out) if out.success() && !out.stdout.trim().is_empty() => {
+            let mut text = String::from("\n  last journal lines:");
+            for l in out.stdout.trim_end().lines() {
+                text.push_str("\n    ");
+                text.push_str(l);
+            }
+            text
+        }
+        _ => String::new(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use std::sync::{Arc, Mutex};
@@ -757,6 +1118,7 @@ mod tests {
                 unit("given-back.service", Op::Enable),
             ],
             owned_after: Owned::default(),
+            groups: vec![],
         };
         let desired = DesiredState::default();
         let originals = BTreeMap::new();
@@ -780,5 +1142,163 @@ mod tests {
                 vec!["systemctl", "enable", "--", "given-back.service"],
             ]
         );
+    }
+}
+
+/// The settle check and failure propagation (with a scripted runner).
+#[cfg(test)]
+mod settle_tests {
+    use super::*;
+    use crate::system::{RunOutput, ScriptedRunner};
+
+    fn show(active: &str, sub: &str, result: &str, kind: &str) -> RunOutput {
+        RunOutput {
+            code: Some(0),
+            stdout: format!(
+                "Type={kind}\nNRestarts=0\nResult={result}\nActiveState={active}\nSubState={sub}\n"
+            ),
+            stderr: String::new(),
+        }
+    }
+
+    fn show_args(unit: &str) -> Vec<String> {
+        strs(&[
+            "systemctl",
+            "show",
+            "-p",
+            "Type",
+            "-p",
+            "ActiveState",
+            "-p",
+            "SubState",
+            "-p",
+            "Result",
+            "-p",
+            "NRestarts",
+            "--",
+            unit,
+        ])
+    }
+
+    fn fast() -> Settle {
+        Settle {
+            window: Duration::ZERO,
+            timeout: Duration::from_secs(5),
+            poll: Duration::ZERO,
+        }
+    }
+
+    fn target(script: Vec<(Vec<String>, RunOutput)>) -> Target {
+        Target {
+            root: "/".into(),
+            runner: Box::new(ScriptedRunner {
+                expected: script.into(),
+                ran: vec![],
+            }),
+        }
+    }
+
+    #[test]
+    fn a_unit_that_dies_at_once_fails_with_its_journal_lines() {
+        let journal = RunOutput {
+            code: Some(0),
+            stdout: "bad.service: Main process exited, code=exited, status=1/FAILURE\n".into(),
+            stderr: String::new(),
+        };
+        let mut t = target(vec![
+            (
+                show_args("bad.service"),
+                show("active", "running", "success", "simple"),
+            ),
+            (
+                show_args("bad.service"),
+                show("failed", "failed", "exit-code", "simple"),
+            ),
+            (
+                strs(&[
+                    "journalctl",
+                    "-u",
+                    "bad.service",
+                    "-n",
+                    "10",
+                    "--no-pager",
+                    "-o",
+                    "cat",
+                ]),
+                journal,
+            ),
+        ]);
+        let settle = Settle {
+            window: Duration::from_secs(60),
+            ..fast()
+        };
+        let err = wait_settled(&mut t, "bad.service", "restart", &settle)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.starts_with("unit bad.service did not stay active after `systemctl restart`: failed (failed), result exit-code"),
+            "{err}"
+        );
+        assert!(
+            err.contains("\n    bad.service: Main process exited"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn settled_units_and_finished_oneshots_are_started() {
+        let mut t = target(vec![
+            (
+                show_args("a.service"),
+                show("active", "running", "success", "simple"),
+            ),
+            (
+                show_args("a.service"),
+                show("active", "running", "success", "simple"),
+            ),
+        ]);
+        wait_settled(&mut t, "a.service", "restart", &fast()).unwrap();
+        let mut t = target(vec![(
+            show_args("once.service"),
+            show("inactive", "dead", "success", "oneshot"),
+        )]);
+        wait_settled(&mut t, "once.service", "restart", &fast()).unwrap();
+        let mut t = target(vec![(
+            show_args("once.service"),
+            show("inactive", "dead", "exit-code", "oneshot"),
+        )]);
+        assert!(wait_settled(&mut t, "once.service", "restart", &fast()).is_err());
+    }
+
+    #[test]
+    fn a_unit_whose_file_failed_is_not_restarted_but_others_are() {
+        let d: DesiredState = serde_json::from_str(
+            r#"{"host":"web",
+                "files":[{"path":"/etc/app.conf","content":"x","notify":[{"unit":"app.service","action":"restart"}]}],
+                "units":[{"name":"app.service","content":"[Service]"},{"name":"other.service","content":"[Service]"}]}"#,
+        )
+        .unwrap();
+        let ch = |id: ResourceId, op: Op| Change {
+            id,
+            op,
+            details: vec![],
+            diff: None,
+            reason: None,
+            content: true,
+        };
+        let unit_file = ch(
+            ResourceId::File("/etc/systemd/system/app.service".into()),
+            Op::Update,
+        );
+        let conf = ch(ResourceId::File("/etc/app.conf".into()), Op::Update);
+        let restart = ch(ResourceId::Unit("app.service".into()), Op::Restart);
+        let other = ch(ResourceId::Unit("other.service".into()), Op::Restart);
+        assert!(depends_on(&restart, &unit_file, &d));
+        assert!(depends_on(&restart, &conf, &d));
+        assert!(!depends_on(&other, &conf, &d));
+        assert!(!depends_on(&other, &unit_file, &d));
+        let reload = ch(ResourceId::Systemd, Op::DaemonReload);
+        assert!(depends_on(&other, &reload, &d));
+        assert!(!depends_on(&conf, &reload, &d));
     }
 }

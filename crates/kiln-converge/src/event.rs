@@ -35,11 +35,47 @@ pub enum Event {
         op: Op,
         ms: u64,
     },
-    /// Change `index` failed; the agent stops there.
+    /// Change `index` failed. The agent goes on with the changes that do not depend on it.
     Failed {
         index: usize,
         id: ResourceId,
         op: Op,
+        error: String,
+    },
+    /// Change `index` was not attempted: it depends on `because` (`"{op} {id}"` of a change
+    /// that failed or was itself skipped), e.g. a unit whose file could not be written is
+    /// not restarted.
+    Skipped {
+        index: usize,
+        id: ResourceId,
+        op: Op,
+        because: String,
+    },
+    /// Guarded group `group` was applied with its rollback armed ([`crate::guard`]): unless
+    /// `agent disarm TOKEN` runs over a fresh connection within `deadline_s` seconds, the
+    /// host restores the group's previous files. The laptop does that on this event.
+    GuardArmed {
+        group: String,
+        token: String,
+        deadline_s: u64,
+    },
+    /// A change of guarded group `group` failed (`reason`): the agent rolled the whole
+    /// group back at once (or, from the timer, the group was not confirmed in time).
+    GuardRolledBack {
+        group: String,
+        token: String,
+        reason: String,
+    },
+    /// Printed by `agent disarm TOKEN`: the rollback is cancelled.
+    GuardDisarmed { token: String },
+    /// Laptop side ([`crate::host::Host::run_agent`]): the group was proven over a fresh
+    /// connection and disarmed; its changes stay.
+    GuardConfirmed { group: String, token: String },
+    /// Laptop side: the fresh connection or the disarm failed (`error`); the host rolls
+    /// the group back at its deadline.
+    GuardUnconfirmed {
+        group: String,
+        token: String,
         error: String,
     },
     /// Something worth telling that is not a failure (e.g. a directory kept because not empty).

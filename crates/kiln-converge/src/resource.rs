@@ -41,6 +41,10 @@ pub struct DesiredState {
     /// ([`crate::plan::Plan::fingerprint`]): the plan the user confirmed, not a newer one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub expect_plan: Option<String>,
+    /// Seconds a guarded group has to be confirmed over a fresh connection before the
+    /// host rolls it back ([`crate::guard::DEFAULT_TIMEOUT_S`] when unset).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub guard_timeout_s: Option<u32>,
 }
 
 /// The bytes of a file. On the wire: a JSON string when the bytes are UTF-8, otherwise
@@ -157,6 +161,10 @@ pub struct File {
     pub sensitive: bool,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub notify: Vec<Notify>,
+    /// The guarded group this file belongs to ([`crate::guard`]): applied with a rollback
+    /// armed, kept only once a fresh connection proved the host still reachable.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub guard: Option<String>,
 }
 
 /// A symbolic link `path -> target`.
@@ -215,6 +223,9 @@ pub struct Unit {
     pub sensitive: bool,
     #[serde(default, skip_serializing_if = "UnitKind::is_file")]
     pub kind: UnitKind,
+    /// The guarded group this unit (its file and its restarts) belongs to ([`crate::guard`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub guard: Option<String>,
 }
 
 /// How a unit's file reaches systemd.
@@ -249,6 +260,7 @@ impl Unit {
             started: true,
             sensitive: false,
             kind: UnitKind::File,
+            guard: None,
         }
     }
 
@@ -264,6 +276,7 @@ impl Unit {
             kind: UnitKind::Quadlet {
                 file: file.to_owned(),
             },
+            guard: None,
         })
     }
 
@@ -636,6 +649,7 @@ mod tests {
             group: "root".into(),
             sensitive: false,
             notify: vec![],
+            guard: None,
         }
     }
 

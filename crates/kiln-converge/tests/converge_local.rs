@@ -101,6 +101,7 @@ fn state_strategy() -> impl Strategy<Value = DesiredState> {
                         group,
                         sensitive,
                         notify: vec![],
+                        guard: None,
                     },
                 )
                 .collect(),
@@ -189,6 +190,7 @@ fn plan_only_changes_nothing() {
             group: "nogroup".into(),
             sensitive: false,
             notify: vec![],
+            guard: None,
         }],
         ..Default::default()
     };
@@ -217,6 +219,7 @@ fn a_file_written_with_a_restrictive_mode_never_has_a_looser_one() {
             group: "nogroup".into(),
             sensitive: true,
             notify: vec![],
+            guard: None,
         }],
         ..Default::default()
     };
@@ -248,6 +251,7 @@ fn apply_refuses_a_plan_other_than_the_confirmed_one() {
         group: "root".into(),
         sensitive: false,
         notify: vec![],
+        guard: None,
     };
     let mut d = DesiredState {
         host: "local".into(),
@@ -309,6 +313,7 @@ fn a_failing_host_does_not_stop_the_others() {
             group: "root".into(),
             sensitive: false,
             notify: vec![],
+            guard: None,
         }],
         ..Default::default()
     };
@@ -392,6 +397,7 @@ fn a_file_taken_over_is_given_back_exactly_and_a_created_one_is_removed() {
         group: "root".into(),
         sensitive: false,
         notify: vec![],
+        guard: None,
     };
     let taken = DesiredState {
         host: "local".into(),
@@ -511,6 +517,7 @@ fn a_file_changed_between_plan_and_apply_keeps_its_original_unwritten() {
             group: "root".into(),
             sensitive: false,
             notify: vec![],
+            guard: None,
         }],
         ..Default::default()
     };
@@ -557,6 +564,7 @@ fn a_symlink_a_file_replaced_and_a_file_a_symlink_replaced_come_back() {
             group: "root".into(),
             sensitive: false,
             notify: vec![],
+            guard: None,
         }],
         symlinks: vec![Symlink {
             path: "/etc/editor".into(),
@@ -611,4 +619,393 @@ fn a_symlink_a_file_replaced_and_a_file_a_symlink_replaced_come_back() {
         root.join("etc/pre-existing.d").is_dir(),
         "a directory kiln did not create is not removed"
     );
+}
+
+#[test]
+fn every_failed_step_is_reported_and_only_its_dependents_are_skipped() {
+    let dir = make_root();
+    let file = |p: &str, owner: &str, group: &str| File {
+        path: p.into(),
+        content: Content::text("x\n"),
+        mode: 0o644,
+        owner: owner.into(),
+        group: group.into(),
+        sensitive: false,
+        notify: vec![],
+        guard: None,
+    };
+    let d = DesiredState {
+        host: "local".into(),
+        directories: vec![Directory {
+            path: "/srv/bad".into(),
+            mode: 0o755,
+            owner: "no-such-user".into(),
+            group: "root".into(),
+        }],
+        files: vec![
+            file("/srv/bad/inside.conf", "root", "root"),
+            file("/etc/bad-group.conf", "root", "no-such-group"),
+            file("/etc/ok.conf", "root", "root"),
+        ],
+        symlinks: vec![Symlink {
+            path: "/srv/bad/link".into(),
+            target: "/etc/ok.conf".into(),
+        }],
+        ..Default::default()
+    };
+    let input = agent::frame_input(&d).unwrap();
+    let mut events = vec![];
+    assert!(!agent::run(
+        &mut target(dir.path()),
+        &input,
+        false,
+        &mut events
+    ));
+    let failed: Vec<String> = events
+        .iter()
+        .filter_map(|e| match e {
+            Event::Failed { id, op, error, .. } => Some(format!("{op} {id}: {error}")),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(failed.len(), 2, "{events:?}");
+    assert!(
+        failed[0].starts_with("create directory /srv/bad: "),
+        "{failed:?}"
+    );
+    assert!(failed[0].contains("no-such-user"), "{failed:?}");
+    assert!(
+        failed[1].starts_with("create file /etc/bad-group.conf: "),
+        "{failed:?}"
+    );
+    let skipped: Vec<(String, String)> = events
+        .iter()
+        .filter_map(|e| match e {
+            Event::Skipped { id, because, .. } => Some((id.to_string(), because.clone())),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(
+        skipped,
+        [
+            (
+                "file /srv/bad/inside.conf".to_owned(),
+                "create directory /srv/bad".to_owned()
+            ),
+            (
+                "symlink /srv/bad/link".to_owned(),
+                "create directory /srv/bad".to_owned()
+            ),
+        ]
+    );
+    // The independent step went on.
+    assert_eq!(
+        std::fs::read_to_string(dir.path().join("etc/ok.conf")).unwrap(),
+        "x\n"
+    );
+    assert!(!dir.path().join("srv/bad").exists());
+    assert!(matches!(
+        events.last(),
+        Some(Event::Finished {
+            applied: 1,
+            failed: true,
+            ..
+        })
+    ));
+}
+
+#[test]
+fn one_apply_at_a_time_per_host_while_plans_run_alongside() {
+    use kiln_converge::lock::{Holder, acquire};
+    use std::io::Write;
+    use std::process::{Command, Stdio};
+    use std::time::{Duration, Instant};
+    let dir = make_root();
+    let d = DesiredState {
+        host: "local".into(),
+        files: vec![File {
+            path: "/etc/app.conf".into(),
+            content: Content::text("x\n"),
+            mode: 0o644,
+            owner: "root".into(),
+            group: "root".into(),
+            sensitive: false,
+            notify: vec![],
+            guard: None,
+        }],
+        ..Default::default()
+    };
+    // Another run (e.g. from another checkout) is applying.
+    let other = acquire(
+        &target(dir.path()),
+        &Holder::now("apply", Some("bob@other-laptop".into())),
+        Duration::ZERO,
+    )
+    .unwrap();
+
+    // A plan runs regardless, and writes nothing.
+    let events = run(dir.path(), &d, true);
+    assert!(matches!(
+        events.last(),
+        Some(Event::Finished { failed: false, .. })
+    ));
+
+    // A second apply (a real agent process) waits, then is refused naming the holder.
+    let start = Instant::now();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_kiln-converge-agent"))
+        .args(["agent", "--operator", "alice@laptop", "--root"])
+        .arg(dir.path())
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(&agent::frame_input(&d).unwrap())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        start.elapsed() >= Duration::from_secs(4),
+        "it waited briefly"
+    );
+    let stdout = String::from_utf8(out.stdout).unwrap();
+    let error = stdout
+        .lines()
+        .filter_map(|l| serde_json::from_str::<Event>(l).ok())
+        .find_map(|e| match e {
+            Event::Error { message } => Some(message),
+            _ => None,
+        })
+        .unwrap_or_else(|| panic!("no error event: {stdout}"));
+    assert!(
+        error.starts_with("host local: another kiln run holds the lock on this host"),
+        "{error}"
+    );
+    assert!(error.contains("apply by bob@other-laptop"), "{error}");
+    assert!(
+        error.contains(&format!("pid {}", std::process::id())),
+        "{error}"
+    );
+    assert!(error.contains(" since 20"), "{error}");
+    assert!(!dir.path().join("etc/app.conf").exists(), "nothing applied");
+
+    // Once the other run is done, the apply goes through and records its operator.
+    drop(other);
+    let input = agent::frame_input(&d).unwrap();
+    let mut events = vec![];
+    let opts = agent::RunOptions {
+        operator: Some("alice@laptop".into()),
+        ..agent::RunOptions::default()
+    };
+    assert!(agent::run_with(
+        &mut target(dir.path()),
+        &input,
+        &opts,
+        &mut events
+    ));
+    assert!(dir.path().join("etc/app.conf").exists());
+    let holder = kiln_converge::lock::read_holder(&dir.path().join("var/lib/kiln/lock")).unwrap();
+    assert_eq!(holder.operator.as_deref(), Some("alice@laptop"));
+}
+
+mod guarded {
+    use super::*;
+    use kiln_converge::host::{AgentBinary, ExecOutput, Host, HostError, LocalHost, Privilege};
+
+    fn binary() -> AgentBinary {
+        AgentBinary::from_path(Path::new(env!("CARGO_BIN_EXE_kiln-converge-agent"))).unwrap()
+    }
+
+    fn local(root: &Path) -> LocalHost {
+        LocalHost {
+            name: "local".into(),
+            root: Some(root.to_owned()),
+            privilege: Privilege::Root,
+        }
+    }
+
+    fn guarded_file(path: &str, text: &str, owner: &str) -> File {
+        File {
+            path: path.into(),
+            content: Content::text(text),
+            mode: 0o644,
+            owner: owner.into(),
+            group: "root".into(),
+            sensitive: false,
+            notify: vec![],
+            guard: Some("ssh".into()),
+        }
+    }
+
+    fn state(files: Vec<File>) -> DesiredState {
+        DesiredState {
+            host: "local".into(),
+            files,
+            guard_timeout_s: Some(30),
+            ..Default::default()
+        }
+    }
+
+    fn saved_states(root: &Path) -> usize {
+        std::fs::read_dir(root.join("var/lib/kiln/guard"))
+            .map(|d| d.count())
+            .unwrap_or(0)
+    }
+
+    #[test]
+    fn a_guarded_group_is_confirmed_over_a_fresh_local_connection() {
+        let dir = make_root();
+        let d = state(vec![guarded_file(
+            "/etc/ssh/kiln.conf",
+            "Port 2222\n",
+            "root",
+        )]);
+        let mut events = vec![];
+        let out = local(dir.path())
+            .run_agent(&binary(), &d, false, &mut |e| events.push(e.clone()))
+            .unwrap();
+        assert!(!out.failed, "{:?}", out.errors);
+        assert_eq!(out.confirmed, ["ssh"]);
+        let plan = out.plan.unwrap();
+        assert_eq!(plan.groups.len(), 1);
+        assert_eq!(plan.groups[0].name, "ssh");
+        assert!(
+            events
+                .iter()
+                .any(|e| matches!(e, Event::GuardArmed { deadline_s, .. } if *deadline_s <= 30))
+        );
+        assert_eq!(
+            saved_states(dir.path()),
+            0,
+            "disarmed: nothing left to roll back"
+        );
+        assert_eq!(
+            std::fs::read_to_string(dir.path().join("etc/ssh/kiln.conf")).unwrap(),
+            "Port 2222\n"
+        );
+    }
+
+    /// A host whose fresh connections cannot log in (e.g. the new sshd config locks
+    /// the operator out), while the already open connection still works.
+    struct LockedOut(LocalHost);
+    impl Host for LockedOut {
+        fn name(&self) -> &str {
+            self.0.name()
+        }
+        fn privilege(&self) -> &Privilege {
+            self.0.privilege()
+        }
+        fn exec(
+            &mut self,
+            command: &str,
+            stdin: &[u8],
+            on_line: &mut dyn FnMut(&str),
+        ) -> Result<ExecOutput, HostError> {
+            self.0.exec(command, stdin, on_line)
+        }
+        fn agent_location(&self, b: &AgentBinary) -> kiln_converge::host::AgentLocation {
+            self.0.agent_location(b)
+        }
+        fn fresh_connection(&mut self) -> Result<Box<dyn Host>, HostError> {
+            Err(HostError::Connect {
+                host: "local".into(),
+                message: "Permission denied (publickey)".into(),
+                hint: "test".into(),
+            })
+        }
+    }
+
+    #[test]
+    fn an_unconfirmed_group_is_reported_and_its_rollback_restores_the_files() {
+        let dir = make_root();
+        std::fs::create_dir_all(dir.path().join("etc/ssh")).unwrap();
+        std::fs::write(dir.path().join("etc/ssh/kiln.conf"), "Port 22\n").unwrap();
+        let d = state(vec![
+            guarded_file("/etc/ssh/kiln.conf", "Port 2222\n", "root"),
+            guarded_file("/etc/ssh/new.conf", "new\n", "root"),
+        ]);
+        let mut token = None;
+        let out = LockedOut(local(dir.path()))
+            .run_agent(&binary(), &d, false, &mut |e| {
+                if let Event::GuardArmed { token: t, .. } = e {
+                    token = Some(t.clone());
+                }
+            })
+            .unwrap();
+        assert!(out.failed);
+        assert_eq!(out.unconfirmed, ["ssh"]);
+        assert!(
+            out.errors[0].contains("guarded group ssh could not be confirmed")
+                && out.errors[0].contains("Permission denied"),
+            "{:?}",
+            out.errors
+        );
+        assert_eq!(saved_states(dir.path()), 1, "still armed");
+        // What the host's timer runs at the deadline.
+        let token = token.unwrap();
+        let st = std::process::Command::new(env!("CARGO_BIN_EXE_kiln-converge-agent"))
+            .args(["agent", "--root"])
+            .arg(dir.path())
+            .args(["rollback", &token])
+            .stdin(std::process::Stdio::null())
+            .output()
+            .unwrap();
+        assert!(st.status.success(), "{st:?}");
+        assert!(String::from_utf8_lossy(&st.stdout).contains("guard-rolled-back"));
+        assert_eq!(
+            std::fs::read_to_string(dir.path().join("etc/ssh/kiln.conf")).unwrap(),
+            "Port 22\n"
+        );
+        assert!(!dir.path().join("etc/ssh/new.conf").exists());
+        assert_eq!(saved_states(dir.path()), 0);
+    }
+
+    #[test]
+    fn a_failed_step_of_a_group_rolls_the_whole_group_back_at_once() {
+        let dir = make_root();
+        std::fs::create_dir_all(dir.path().join("etc/ssh")).unwrap();
+        std::fs::write(dir.path().join("etc/ssh/a.conf"), "old a\n").unwrap();
+        let mut other = guarded_file("/etc/other.conf", "unguarded\n", "root");
+        other.guard = None;
+        let d = state(vec![
+            guarded_file("/etc/ssh/a.conf", "new a\n", "root"),
+            guarded_file("/etc/ssh/b.conf", "new b\n", "no-such-user"),
+            guarded_file("/etc/ssh/c.conf", "new c\n", "root"),
+            other,
+        ]);
+        let input = agent::frame_input(&d).unwrap();
+        let mut events = vec![];
+        assert!(!agent::run(
+            &mut target(dir.path()),
+            &input,
+            false,
+            &mut events
+        ));
+        assert!(
+            events.iter().any(|e| matches!(e, Event::Skipped { id, because, .. }
+                if id.to_string() == "file /etc/ssh/c.conf" && because == "create file /etc/ssh/b.conf")),
+            "{events:?}"
+        );
+        assert!(
+            events
+                .iter()
+                .any(|e| matches!(e, Event::GuardRolledBack { group, reason, .. }
+                if group == "ssh" && reason == "create file /etc/ssh/b.conf failed")),
+            "{events:?}"
+        );
+        assert!(!events.iter().any(|e| matches!(e, Event::GuardArmed { .. })));
+        assert_eq!(
+            std::fs::read_to_string(dir.path().join("etc/ssh/a.conf")).unwrap(),
+            "old a\n"
+        );
+        assert!(!dir.path().join("etc/ssh/c.conf").exists());
+        assert!(
+            dir.path().join("etc/other.conf").exists(),
+            "outside the group: kept"
+        );
+        assert_eq!(saved_states(dir.path()), 0);
+    }
 }

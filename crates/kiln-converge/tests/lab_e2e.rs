@@ -378,6 +378,7 @@ fn lab_sudo_password_is_sent_on_stdin_and_a_wrong_one_fails_cleanly() {
         group: "root".into(),
         sensitive: true,
         notify: vec![],
+        guard: None,
     });
 
     let wrong = kiln_secrets::Secret::new("wrong-password");
@@ -468,6 +469,7 @@ fn lab_taking_over_a_file_and_units_gives_back_the_originals() {
         group: "root".into(),
         sensitive: false,
         notify: vec![],
+        guard: None,
     });
     let unit = |name: &str, sleep| {
         kiln_converge::resource::Unit::file(
@@ -583,6 +585,7 @@ fn lab_taking_over_a_file_and_units_gives_back_the_originals() {
         group: "root".into(),
         sensitive: false,
         notify: vec![],
+        guard: None,
     });
     assert_eq!(
         ops_of(&run(s, &created, false)),
@@ -598,5 +601,203 @@ fn lab_taking_over_a_file_and_units_gives_back_the_originals() {
             .status
             .code(),
         Some(1)
+    );
+}
+
+fn unit_json(name: &str, content: &str, guard: Option<&str>) -> kiln_converge::resource::Unit {
+    kiln_converge::resource::Unit {
+        name: name.into(),
+        content: kiln_converge::resource::Content::text(content),
+        enabled: false,
+        started: true,
+        sensitive: false,
+        kind: kiln_converge::resource::UnitKind::File,
+        guard: guard.map(str::to_owned),
+    }
+}
+
+#[test]
+fn lab_a_unit_that_dies_at_once_is_reported_failed_with_its_journal_and_the_rest_goes_on() {
+    require_root();
+    let lab = Lab::start(LabOptions::unique("badunit", 1)).expect("lab starts");
+    let s = &lab.servers()[0];
+    let mut d = DesiredState {
+        host: "web".into(),
+        ..Default::default()
+    };
+    d.units.push(unit_json(
+        "kiln-e2e-bad.service",
+        "[Service]\nExecStart=/bin/sh -c 'echo kiln-e2e-bad is about to fail; exit 3'\n",
+        None,
+    ));
+    d.units.push(unit_json(
+        "kiln-e2e-good.service",
+        "[Service]\nExecStart=/bin/sleep infinity\n",
+        None,
+    ));
+    let mut host = SshHost::new(target(s, s.host_keys.clone()), Privilege::Sudo).unwrap();
+    let mut events = vec![];
+    let out = host
+        .run_agent(&agent(), &d, false, &mut |e| events.push(e.clone()))
+        .unwrap();
+    assert!(out.failed, "a unit that died is not started: {events:?}");
+    let text = out.errors.join("\n");
+    assert!(
+        text.contains("unit kiln-e2e-bad.service: unit kiln-e2e-bad.service did not stay active after `systemctl restart`: failed"),
+        "{text}"
+    );
+    assert!(text.contains("last journal lines:"), "{text}");
+    assert!(text.contains("kiln-e2e-bad is about to fail"), "{text}");
+    // The other unit was still started (independent step).
+    assert_eq!(
+        s.exec_ok("systemctl is-active kiln-e2e-good.service")
+            .unwrap(),
+        "active\n"
+    );
+    assert!(matches!(
+        events.last(),
+        Some(Event::Finished { failed: true, .. })
+    ));
+}
+
+/// The lab server's own sshd unit, declared as a guarded unit so that a drop-in can
+/// notify it (kiln writes the same content to /etc/systemd/system).
+fn ssh_unit(s: &Server) -> kiln_converge::resource::Unit {
+    let content = s
+        .exec_ok("cat /usr/lib/systemd/system/ssh.service")
+        .unwrap();
+    let mut u = unit_json("ssh.service", &content, Some("ssh"));
+    u.enabled = s
+        .exec_ok("systemctl is-enabled ssh.service || true")
+        .unwrap()
+        .trim()
+        == "enabled";
+    u
+}
+
+fn sshd_dropin(path: &str, text: &str) -> kiln_converge::resource::File {
+    kiln_converge::resource::File {
+        path: path.into(),
+        content: kiln_converge::resource::Content::text(text),
+        mode: 0o644,
+        owner: "root".into(),
+        group: "root".into(),
+        sensitive: false,
+        notify: vec![kiln_converge::resource::Notify {
+            unit: "ssh.service".into(),
+            action: kiln_converge::resource::Trigger::Restart,
+        }],
+        guard: Some("ssh".into()),
+    }
+}
+
+fn timer_state(s: &Server, token: &str) -> String {
+    s.exec_ok(&format!(
+        "systemctl is-active kiln-rollback-{token}.timer || true"
+    ))
+    .unwrap()
+    .trim()
+    .to_owned()
+}
+
+#[test]
+fn lab_guarded_sshd_change_is_confirmed_and_a_lockout_is_rolled_back_by_the_timer() {
+    require_root();
+    let lab = Lab::start(LabOptions::unique("guard", 1)).expect("lab starts");
+    let s = &lab.servers()[0];
+    const TIMEOUT_S: u32 = 8;
+
+    // 1. A harmless sshd change: proven by a fresh login, kept after the deadline.
+    let mut d = DesiredState {
+        host: "web".into(),
+        guard_timeout_s: Some(TIMEOUT_S),
+        ..Default::default()
+    };
+    d.units.push(ssh_unit(s));
+    d.files.push(sshd_dropin(
+        "/etc/ssh/sshd_config.d/01-kiln-e2e.conf",
+        "LoginGraceTime 90\n",
+    ));
+    let mut host = SshHost::new(target(s, s.host_keys.clone()), Privilege::Sudo).unwrap();
+    let mut events = vec![];
+    let out = host
+        .run_agent(&agent(), &d, false, &mut |e| events.push(e.clone()))
+        .unwrap();
+    assert!(!out.failed, "{:?}", out.errors);
+    assert_eq!(out.confirmed, ["ssh"]);
+    let plan = out.plan.unwrap();
+    assert_eq!(plan.groups.len(), 1, "{:?}", plan.groups);
+    let token = events
+        .iter()
+        .find_map(|e| match e {
+            Event::GuardConfirmed { token, .. } => Some(token.clone()),
+            _ => None,
+        })
+        .expect("confirmed");
+    drop(host);
+    std::thread::sleep(std::time::Duration::from_secs(u64::from(TIMEOUT_S) + 3));
+    assert_eq!(
+        s.exec_ok("cat /etc/ssh/sshd_config.d/01-kiln-e2e.conf")
+            .unwrap(),
+        "LoginGraceTime 90\n",
+        "a confirmed group stays"
+    );
+    assert_ne!(timer_state(s, &token), "active", "the timer was stopped");
+    assert_eq!(s.exec_ok("sudo ls /var/lib/kiln/guard").unwrap().trim(), "");
+
+    // 2. sshd moved to a port kiln does not use: the apply goes through over the open
+    //    connection, the fresh login fails, the host's timer puts sshd back.
+    d.files.push(sshd_dropin(
+        "/etc/ssh/sshd_config.d/00-kiln-e2e-port.conf",
+        "Port 2222\n",
+    ));
+    let mut host = SshHost::new(target(s, s.host_keys.clone()), Privilege::Sudo).unwrap();
+    let start = std::time::Instant::now();
+    let out = host.run_agent(&agent(), &d, false, &mut |_| {}).unwrap();
+    assert!(out.failed);
+    assert_eq!(out.unconfirmed, ["ssh"]);
+    let text = out.errors.join("\n");
+    assert!(
+        text.contains("guarded group ssh could not be confirmed over a fresh connection"),
+        "{text}"
+    );
+    drop(host);
+    // Back on port 22 after the deadline.
+    let deadline = start + std::time::Duration::from_secs(u64::from(TIMEOUT_S) + 60);
+    loop {
+        if s.exec("true").map(|o| o.status.success()).unwrap_or(false) {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "sshd never came back on port 22"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(500));
+    }
+    assert!(
+        start.elapsed() >= std::time::Duration::from_secs(u64::from(TIMEOUT_S) - 1),
+        "rolled back by the timer, not before"
+    );
+    assert_eq!(
+        s.exec("test -e /etc/ssh/sshd_config.d/00-kiln-e2e-port.conf")
+            .unwrap()
+            .status
+            .code(),
+        Some(1),
+        "the new file is gone"
+    );
+    assert_eq!(
+        s.exec_ok("cat /etc/ssh/sshd_config.d/01-kiln-e2e.conf")
+            .unwrap(),
+        "LoginGraceTime 90\n",
+        "the file as it was before the group is back"
+    );
+    let journal = s
+        .exec_ok("sudo journalctl -o cat --no-pager -u 'kiln-rollback-*' || true")
+        .unwrap();
+    assert!(journal.contains("guard-rolled-back"), "{journal}");
+    assert_eq!(
+        s.exec_ok("systemctl is-active ssh.service").unwrap(),
+        "active\n"
     );
 }

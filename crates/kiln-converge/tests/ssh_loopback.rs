@@ -125,6 +125,7 @@ fn desired(n: usize, text: &str) -> DesiredState {
                 group: "root".into(),
                 sensitive: false,
                 notify: vec![],
+                guard: None,
             })
             .collect(),
         ..Default::default()
@@ -341,6 +342,7 @@ fn poison_a_planted_secret_never_shows_in_plans_or_events() {
         group: "root".into(),
         sensitive: true,
         notify: vec![],
+        guard: None,
     });
     let mut host = SshHost::new(
         target(&sshd, vec![sshd.host_key.clone()], root.path()),
@@ -383,5 +385,85 @@ fn poison_a_planted_secret_never_shows_in_plans_or_events() {
     assert_eq!(
         std::fs::metadata(&real).unwrap().permissions().mode() & 0o777,
         0o600
+    );
+}
+
+fn guarded(text: &str) -> DesiredState {
+    let mut d = desired(1, "plain");
+    d.files.push(File {
+        path: "/etc/ssh/kiln.conf".into(),
+        content: Content::text(text),
+        mode: 0o644,
+        owner: "root".into(),
+        group: "root".into(),
+        sensitive: false,
+        notify: vec![],
+        guard: Some("ssh".into()),
+    });
+    d.guard_timeout_s = Some(30);
+    d
+}
+
+#[test]
+fn a_guarded_group_is_proven_by_a_new_login_not_the_multiplexed_connection() {
+    let sshd = start_sshd();
+    let root = make_root();
+    let bin = agent();
+    let mut host = SshHost::new(
+        target(&sshd, vec![sshd.host_key.clone()], root.path()),
+        Privilege::Root,
+    )
+    .unwrap();
+
+    // 1. New logins work: the group is confirmed.
+    let mut events = vec![];
+    let out = host
+        .run_agent(&bin, &guarded("Port 22\n"), false, &mut |e| {
+            events.push(e.clone())
+        })
+        .unwrap();
+    assert!(!out.failed, "{:?}", out.errors);
+    assert_eq!(out.confirmed, ["ssh"]);
+    assert!(
+        events
+            .iter()
+            .any(|e| matches!(e, Event::GuardConfirmed { .. }))
+    );
+
+    // 2. The open (multiplexed) connection still works but new logins are refused: what a
+    //    broken sshd or firewall change looks like from the laptop.
+    std::fs::remove_file(sshd.dir.path().join("authorized_keys")).unwrap();
+    let mut token = None;
+    let out = host
+        .run_agent(&bin, &guarded("Port 2222\n"), false, &mut |e| {
+            if let Event::GuardArmed { token: t, .. } = e {
+                token = Some(t.clone());
+            }
+        })
+        .unwrap();
+    assert!(out.failed, "the change was applied over the old connection");
+    assert_eq!(out.unconfirmed, ["ssh"]);
+    let text = out.errors.join("\n");
+    assert!(
+        text.contains("guarded group ssh could not be confirmed over a fresh connection")
+            && text.contains("Permission denied"),
+        "{text}"
+    );
+    assert_eq!(
+        std::fs::read_to_string(root.path().join("etc/ssh/kiln.conf")).unwrap(),
+        "Port 2222\n"
+    );
+    // The host's timer (none under a test root: run by hand) puts the old file back.
+    let st = Command::new(env!("CARGO_BIN_EXE_kiln-converge-agent"))
+        .args(["agent", "--root"])
+        .arg(root.path())
+        .args(["rollback", &token.unwrap()])
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert!(st.status.success(), "{st:?}");
+    assert_eq!(
+        std::fs::read_to_string(root.path().join("etc/ssh/kiln.conf")).unwrap(),
+        "Port 22\n"
     );
 }

@@ -2,20 +2,20 @@
 //! one connection per host shared by a pinned plan and the apply that follows), and
 //! turning the per-host answers into typed results, in job order.
 //!
-//! Owns: collecting every host's answer and checking that each selected host answered
-//! (in ONE private function, [`drive`]); pinning a plan so the agent applies exactly it;
-//! the apply report.
+//! Owns: turning kiln-converge's `run_ordered` results (one per job, in job order) into
+//! typed plans and failures, checked once more in ONE private function (`drive`: a host
+//! without an answer or a panicked runner is an error, never left out); pinning a plan so
+//! the agent applies exactly it; the apply report.
 //! Must not: render (every [`HostUpdate`] goes to the caller's sink; bars, plain lines and
 //! JSON lines are the CLI's), prompt for confirmation, or choose hosts ([`crate::jobs`]).
 
 use std::collections::BTreeMap;
-use std::sync::mpsc::{self, Sender};
 use std::time::{Duration, Instant};
 
 use kiln_converge::Plan;
 use kiln_converge::host::{AgentBinary, AgentOutcome, HostError};
 use kiln_converge::plan::Summary;
-use kiln_converge::run::{HostUpdate, Job, Slot, close_all, run_slots};
+use kiln_converge::run::{HostResult, HostUpdate, Job, Slot, close_all, run_ordered};
 
 /// Receives every host's progress as it happens (for a renderer).
 pub trait SessionSink {
@@ -130,7 +130,10 @@ pub fn total<'p>(plans: impl IntoIterator<Item = &'p Plan>) -> Summary {
     t
 }
 
-type Runner<'a> = dyn FnOnce(&mut [Slot], Sender<(String, HostUpdate)>) + Send + 'a;
+/// Runs the agent on the slots, handing every update to the callback; returns the hosts'
+/// results (kiln-converge's `run_ordered`, or a test's stand-in).
+type Runner<'a> =
+    dyn FnOnce(&mut [Slot], &mut dyn FnMut(&str, &HostUpdate)) -> Vec<HostResult> + 'a;
 
 /// Plans every job on fresh connections (closed afterwards); one result per host.
 pub fn plan(
@@ -141,7 +144,7 @@ pub fn plan(
 ) -> Result<PlanReport, SessionError> {
     plan_with(
         jobs,
-        Box::new(|slots, tx| run_slots(slots, binary, true, parallel, tx)),
+        Box::new(|slots, on| run_ordered(slots, binary, true, parallel, on)),
         sink,
     )
 }
@@ -190,7 +193,7 @@ pub fn plan_pinned(
 ) -> Result<Vec<(String, Plan)>, SessionError> {
     plan_pinned_with(
         slots,
-        Box::new(|slots, tx| run_slots(slots, binary, true, parallel, tx)),
+        Box::new(|slots, on| run_ordered(slots, binary, true, parallel, on)),
         sink,
     )
 }
@@ -240,7 +243,7 @@ pub fn apply(
 ) -> Result<ApplyReport, SessionError> {
     apply_with(
         slots,
-        Box::new(|slots, tx| run_slots(slots, binary, false, parallel, tx)),
+        Box::new(|slots, on| run_ordered(slots, binary, false, parallel, on)),
         sink,
     )
 }
@@ -276,44 +279,45 @@ fn apply_with(
 /// One host's final answer.
 type Answer = Result<AgentOutcome, HostFailure>;
 
-/// Runs `run` on the slots in a worker thread, hands every update to `sink`, and returns
-/// one answer for EVERY slot, in slot order: a host that sent none gets
-/// [`HostFailure::NoAnswer`]; a panicked worker is an error.
-// SWITCH: once kiln-converge's run.rs returns every host's result in job order (erroring
-// for hosts with no answer), this is the one function to replace.
+/// Runs `run` on the slots, hands every update to `sink`, and returns one answer for
+/// EVERY slot, in slot order. kiln-converge's `run_ordered` already guarantees a result per
+/// host (a panicked run is a `HostError::Internal` naming it); this checks it again, so a
+/// host that still has none gets [`HostFailure::NoAnswer`], and a runner that panics is
+/// [`SessionError::WorkerPanicked`] naming the hosts that had not finished.
 fn drive(
     slots: &mut [Slot],
     run: Box<Runner<'_>>,
     sink: &mut dyn SessionSink,
 ) -> Result<Vec<(String, Answer)>, SessionError> {
     let names: Vec<String> = slots.iter().map(|s| s.job.name.clone()).collect();
-    let (tx, rx) = mpsc::channel();
-    let mut results: BTreeMap<String, Result<AgentOutcome, HostError>> = BTreeMap::new();
-    let joined = std::thread::scope(|s| {
-        let worker = s.spawn(move || run(slots, tx));
-        for (name, update) in rx {
-            sink.update(&name, &update);
-            if let HostUpdate::Done(r) = update {
-                results.insert(name, r);
+    let mut finished: Vec<String> = vec![];
+    let ran = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        run(slots, &mut |host: &str, update: &HostUpdate| {
+            if matches!(update, HostUpdate::Done(_)) {
+                finished.push(host.to_owned());
             }
+            sink.update(host, update)
+        })
+    }));
+    let results = match ran {
+        Ok(r) => r,
+        Err(payload) => {
+            let message = payload
+                .downcast_ref::<&str>()
+                .map(|m| (*m).to_owned())
+                .or_else(|| payload.downcast_ref::<String>().cloned())
+                .unwrap_or_else(|| "a worker panicked".into());
+            return Err(SessionError::WorkerPanicked {
+                message,
+                missing: names
+                    .into_iter()
+                    .filter(|n| !finished.contains(n))
+                    .collect(),
+            });
         }
-        worker.join()
-    });
-    if let Err(payload) = joined {
-        let message = payload
-            .downcast_ref::<&str>()
-            .map(|m| (*m).to_owned())
-            .or_else(|| payload.downcast_ref::<String>().cloned())
-            .unwrap_or_else(|| "a worker panicked".into());
-        return Err(SessionError::WorkerPanicked {
-            message,
-            missing: names
-                .iter()
-                .filter(|n| !results.contains_key(*n))
-                .cloned()
-                .collect(),
-        });
-    }
+    };
+    let mut results: BTreeMap<String, Result<AgentOutcome, HostError>> =
+        results.into_iter().rev().collect();
     Ok(names
         .into_iter()
         .map(|name| {
@@ -342,18 +346,22 @@ mod tests {
         }
     }
 
-    fn answer(tx: &Sender<(String, HostUpdate)>, host: &str) {
+    type On<'a> = &'a mut dyn FnMut(&str, &HostUpdate);
+
+    /// A host's run as `run_ordered` reports it: Started, Done, and its result.
+    fn answer(on: On<'_>, host: &str) -> HostResult {
         let outcome = AgentOutcome {
             plan: Some(Plan {
                 host: host.into(),
                 changes: vec![],
                 owned_after: Owned::default(),
+                groups: vec![],
             }),
             ..Default::default()
         };
-        tx.send((host.into(), HostUpdate::Started)).unwrap();
-        tx.send((host.into(), HostUpdate::Done(Ok(outcome))))
-            .unwrap();
+        on(host, &HostUpdate::Started);
+        on(host, &HostUpdate::Done(Ok(outcome.clone())));
+        (host.into(), Ok(outcome))
     }
 
     #[test]
@@ -362,10 +370,7 @@ mod tests {
         let report = plan_with(
             vec![job("web"), job("db"), job("mail")],
             // Answers out of order, and never for `db`.
-            Box::new(|_slots: &mut [Slot], tx| {
-                answer(&tx, "mail");
-                answer(&tx, "web");
-            }),
+            Box::new(|_slots: &mut [Slot], on: On<'_>| vec![answer(on, "mail"), answer(on, "web")]),
             &mut |host: &str, _: &HostUpdate| seen.push(host.to_owned()),
         )
         .unwrap();
@@ -388,8 +393,8 @@ mod tests {
     fn a_panicked_worker_is_an_error() {
         let result = plan_with(
             vec![job("web"), job("db")],
-            Box::new(|_slots: &mut [Slot], tx| {
-                answer(&tx, "web");
+            Box::new(|_slots: &mut [Slot], on: On<'_>| {
+                let _ = answer(on, "web");
                 panic!("worker bug");
             }),
             &mut no_progress(),
@@ -406,10 +411,7 @@ mod tests {
         let mut slots: Vec<Slot> = vec![Slot::new(job("web")), Slot::new(job("db"))];
         let plans = plan_pinned_with(
             &mut slots,
-            Box::new(|_slots: &mut [Slot], tx| {
-                answer(&tx, "db");
-                answer(&tx, "web");
-            }),
+            Box::new(|_slots: &mut [Slot], on: On<'_>| vec![answer(on, "db"), answer(on, "web")]),
             &mut no_progress(),
         )
         .unwrap();
@@ -420,7 +422,7 @@ mod tests {
         }
         let err = plan_pinned_with(
             &mut slots,
-            Box::new(|_slots: &mut [Slot], tx| answer(&tx, "web")),
+            Box::new(|_slots: &mut [Slot], on: On<'_>| vec![answer(on, "web")]),
             &mut no_progress(),
         )
         .unwrap_err();
@@ -439,19 +441,17 @@ mod tests {
         ];
         let report = apply_with(
             &mut slots,
-            Box::new(|_slots: &mut [Slot], tx| {
+            Box::new(|_slots: &mut [Slot], _on: On<'_>| {
                 let failed = AgentOutcome {
                     failed: true,
                     errors: vec!["start unit bad.service: failed".into()],
                     ..Default::default()
                 };
-                tx.send(("mail".into(), HostUpdate::Done(Ok(failed))))
-                    .unwrap();
                 let ok = AgentOutcome {
                     applied: 3,
                     ..Default::default()
                 };
-                tx.send(("web".into(), HostUpdate::Done(Ok(ok)))).unwrap();
+                vec![("mail".into(), Ok(failed)), ("web".into(), Ok(ok))]
             }),
             &mut no_progress(),
         )

@@ -104,6 +104,7 @@ mod tests {
                 change(ResourceId::Symlink("/usr/bin/x".into()), Op::Remove),
             ],
             owned_after: Owned::default(),
+            groups: vec![],
         };
         assert_eq!(
             render_plan("web", &plan),
@@ -123,6 +124,7 @@ mod tests {
             host: "web".into(),
             changes: vec![],
             owned_after: Owned::default(),
+            groups: vec![],
         };
         assert_eq!(render_plan("web", &empty), "web: no changes\n");
     }

@@ -307,6 +307,7 @@ packages = ["postgresql"]
             group: "root".into(),
             sensitive: false,
             notify: vec![],
+            guard: None,
         }
     }
 

@@ -80,6 +80,7 @@ pub(super) fn contribute(
                     action: Trigger::Restart,
                 })
                 .collect(),
+            guard: None,
         });
     }
     d.symlinks = role
@@ -100,6 +101,7 @@ pub(super) fn contribute(
             started: u.started,
             sensitive,
             kind: UnitKind::File,
+            guard: None,
         });
     }
     d.commands = role

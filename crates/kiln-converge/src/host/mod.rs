@@ -6,6 +6,12 @@
 //! The composite operation — ship the agent if missing, run it with the desired state on
 //! stdin, collect its events — is a default method, [`Host::run_agent`], written once.
 //! Every value interpolated into a command line goes through [`kiln_shell::quote`].
+//!
+//! Guarded groups ([`crate::guard`]): when the agent reports
+//! [`Event::GuardArmed`], `run_agent` proves the host is still reachable over a
+//! [`Host::fresh_connection`] (outside the ControlMaster) by running `agent disarm TOKEN`
+//! there, and reports [`Event::GuardConfirmed`] or, failing that,
+//! [`Event::GuardUnconfirmed`] and a failed host (the host's timer then rolls back).
 
 pub mod keys;
 pub mod ssh;
@@ -14,7 +20,7 @@ use std::collections::VecDeque;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use kiln_secrets::Secret;
 
@@ -128,6 +134,11 @@ pub enum HostError {
         #[source]
         source: std::io::Error,
     },
+    /// A bug in kiln itself (a panicked run, a host left without a result).
+    #[error(
+        "host {host}: internal error: {message}\n  hint: this is a bug in kiln; the host may not have been worked on"
+    )]
+    Internal { host: String, message: String },
     #[error("host {host}: unexpected command (strict fake): {command}")]
     Unexpected { host: String, command: String },
 }
@@ -181,6 +192,10 @@ pub struct AgentOutcome {
     /// Error and failure messages the agent reported.
     pub errors: Vec<String>,
     pub uploaded: bool,
+    /// Guarded groups proven over a fresh connection and disarmed.
+    pub confirmed: Vec<String>,
+    /// Guarded groups that could not be confirmed: the host rolls them back.
+    pub unconfirmed: Vec<String>,
 }
 
 /// A machine kiln converges.
@@ -211,6 +226,48 @@ pub trait Host: Send {
         vec![]
     }
 
+    /// A new connection to the same host that shares nothing with this one's multiplexed
+    /// connection (for SSH: no ControlMaster), so that it proves a new login still works:
+    /// the check of a guarded group ([`crate::guard`]). Opening it may be lazy; its first
+    /// `exec` is what connects.
+    fn fresh_connection(&mut self) -> Result<Box<dyn Host>, HostError> {
+        Err(HostError::Connect {
+            host: self.name().to_owned(),
+            message: "this kind of host cannot open a fresh connection".into(),
+            hint: "guarded groups need an SSH or local host".into(),
+        })
+    }
+
+    /// The command line (and stdin prefix) that runs the agent with `args` after `agent`:
+    /// through the privilege wrapper, and for a shipped agent, exiting
+    /// [`AGENT_MISSING_EXIT`] when it is not on the host.
+    fn agent_command(&self, binary: &AgentBinary, args: &[String]) -> (String, Vec<u8>) {
+        let location = self.agent_location(binary);
+        let remote = binary.remote_path(&self.agent_dir());
+        let mut words: Vec<String> = match &location {
+            AgentLocation::Shipped => {
+                let mut w = vec![remote.clone(), "agent".into()];
+                w.extend(self.agent_extra_args());
+                w
+            }
+            AgentLocation::Local { path, args } => {
+                let mut w = vec![path.display().to_string(), "agent".into()];
+                w.extend(args.iter().cloned());
+                w
+            }
+        };
+        words.extend(args.iter().cloned());
+        let (wrapped, prefix) = self.privilege().wrap(&words);
+        let command = match &location {
+            AgentLocation::Shipped => format!(
+                "if [ -x {p} ]; then exec {wrapped}; else exit {AGENT_MISSING_EXIT}; fi",
+                p = quote(&remote)
+            ),
+            AgentLocation::Local { .. } => wrapped,
+        };
+        (command, prefix)
+    }
+
     /// Ships the agent (when missing) and runs it with `desired` on stdin. Events are
     /// passed to `on_event` as they arrive. One command in the usual case (agent already
     /// there); two more when the binary must be uploaded first.
@@ -227,32 +284,31 @@ pub trait Host: Send {
             action: "encode the desired state",
             source: std::io::Error::other(e),
         })?;
-        let mut words: Vec<String>;
         let location = self.agent_location(binary);
-        let remote = binary.remote_path(&self.agent_dir());
-        match &location {
-            AgentLocation::Shipped => {
-                words = vec![remote.clone(), "agent".into()];
-                words.extend(self.agent_extra_args());
-            }
-            AgentLocation::Local { path, args } => {
-                words = vec![path.display().to_string(), "agent".into()];
-                words.extend(args.iter().cloned());
-            }
-        }
+        let mut args: Vec<String> = vec![];
         if plan_only {
-            words.push("--plan-only".into());
+            args.push("--plan-only".into());
+        } else {
+            args.extend(["--operator".into(), operator_id()]);
         }
-        let (wrapped, prefix) = self.privilege().wrap(&words);
-        let command = match &location {
-            AgentLocation::Shipped => format!(
-                "if [ -x {p} ]; then exec {wrapped}; else exit {AGENT_MISSING_EXIT}; fi",
-                p = quote(&remote)
-            ),
-            AgentLocation::Local { .. } => wrapped,
-        };
+        let (command, prefix) = self.agent_command(binary, &args);
         let mut stdin = prefix.clone();
         stdin.extend_from_slice(&input);
+        // Guarded groups are confirmed over a fresh connection while the agent goes on.
+        let guarded = !plan_only
+            && (desired.files.iter().any(|f| f.guard.is_some())
+                || desired.units.iter().any(|u| u.guard.is_some()));
+        let mut fresh = if guarded {
+            let (template, prefix) =
+                self.agent_command(binary, &["disarm".to_owned(), TOKEN_SLOT.to_owned()]);
+            Some(Fresh {
+                host: self.fresh_connection(),
+                template,
+                prefix,
+            })
+        } else {
+            None
+        };
 
         let mut uploaded = false;
         loop {
@@ -261,15 +317,34 @@ pub trait Host: Send {
                 ..Default::default()
             };
             let mut finished = false;
+            let mut unreadable = Unreadable::default();
             let mut on_line = |line: &str| {
-                let Ok(event) = serde_json::from_str::<Event>(line) else {
-                    return;
+                let event = match serde_json::from_str::<Event>(line) {
+                    Ok(e) => e,
+                    Err(_) => {
+                        unreadable.push(line);
+                        return;
+                    }
                 };
                 match &event {
+                    Event::Started { version, .. } if version != AGENT_VERSION => {
+                        outcome.failed = true;
+                        outcome.errors.push(format!(
+                            "host {host}: the agent reports kiln {version}, this kiln is {AGENT_VERSION}: refusing its results\n  hint: the agent shipped is not this kiln's own binary"
+                        ));
+                    }
                     Event::Planned { plan, .. } => outcome.plan = Some(plan.clone()),
                     Event::Failed { id, op, error, .. } => {
                         outcome.failed = true;
                         outcome.errors.push(format!("{op} {id}: {error}"));
+                    }
+                    Event::Skipped {
+                        id, op, because, ..
+                    } => {
+                        outcome.failed = true;
+                        outcome
+                            .errors
+                            .push(format!("{op} {id}: skipped because {because} failed"));
                     }
                     Event::Error { message } => {
                         outcome.failed = true;
@@ -285,6 +360,39 @@ pub trait Host: Send {
                     _ => {}
                 }
                 on_event(&event);
+                if let Event::GuardArmed {
+                    group,
+                    token,
+                    deadline_s,
+                } = &event
+                {
+                    let confirmation = match fresh.as_mut() {
+                        Some(f) => f.disarm(token),
+                        None => Err("the desired state has no guarded group".to_owned()),
+                    };
+                    match confirmation {
+                        Ok(()) => {
+                            outcome.confirmed.push(group.clone());
+                            on_event(&Event::GuardConfirmed {
+                                group: group.clone(),
+                                token: token.clone(),
+                            });
+                        }
+                        Err(error) => {
+                            outcome.failed = true;
+                            outcome.unconfirmed.push(group.clone());
+                            outcome.errors.push(format!(
+                                "host {host}: guarded group {group} could not be confirmed over a fresh connection: {error}\n  the host rolls it back within {deadline_s} s (timer {}.timer); check that a new SSH login works",
+                                crate::guard::timer_unit(token)
+                            ));
+                            on_event(&Event::GuardUnconfirmed {
+                                group: group.clone(),
+                                token: token.clone(),
+                                error,
+                            });
+                        }
+                    }
+                }
             };
             let out = self.exec(&command, &stdin, &mut on_line)?;
             if out.code == Some(AGENT_MISSING_EXIT)
@@ -296,9 +404,19 @@ pub trait Host: Send {
                 continue;
             }
             if finished {
+                if let Some(message) = unreadable.describe() {
+                    outcome.failed = true;
+                    outcome.errors.push(format!("host {host}: {message}"));
+                }
                 return Ok(outcome);
             }
-            let tail = out.stderr_tail();
+            let mut tail = out.stderr_tail();
+            if let Some(message) = unreadable.describe() {
+                if !tail.is_empty() {
+                    tail.push('\n');
+                }
+                tail.push_str(&message);
+            }
             if sudo_refused(&tail) {
                 return Err(HostError::Sudo {
                     host,
@@ -358,6 +476,110 @@ pub trait Host: Send {
                 message: out.stderr_tail(),
             })
         }
+    }
+}
+
+/// Where the token goes in the disarm command template (quoted when filled in).
+const TOKEN_SLOT: &str = "KILNGUARDTOKEN";
+
+/// The fresh connection of one agent run, and the disarm command to send over it.
+struct Fresh {
+    host: Result<Box<dyn Host>, HostError>,
+    template: String,
+    prefix: Vec<u8>,
+}
+
+impl Fresh {
+    /// Runs `agent disarm TOKEN` over the fresh connection; Ok once the agent there said
+    /// it disarmed.
+    fn disarm(&mut self, token: &str) -> Result<(), String> {
+        let host = self.host.as_mut().map_err(|e| e.to_string())?;
+        let command = self.template.replace(TOKEN_SLOT, &quote(token));
+        let mut disarmed = false;
+        let mut said = vec![];
+        let out = host
+            .exec(
+                &command,
+                &self.prefix,
+                &mut |line| match serde_json::from_str::<Event>(line) {
+                    Ok(Event::GuardDisarmed { token: t }) if t == token => disarmed = true,
+                    Ok(Event::Error { message }) => said.push(message),
+                    _ => {}
+                },
+            )
+            .map_err(|e| e.to_string())?;
+        if disarmed && out.code == Some(0) {
+            return Ok(());
+        }
+        let mut why = said.join("; ");
+        if why.is_empty() {
+            why = out.stderr_tail();
+        }
+        Err(format!(
+            "`agent disarm` exited {}: {}",
+            out.code.map_or("by signal".into(), |c| c.to_string()),
+            if why.is_empty() { "no message" } else { &why }
+        ))
+    }
+}
+
+/// `user@machine` of whoever runs kiln here, recorded in the host's lock by an apply.
+pub fn operator_id() -> String {
+    let user = std::env::var("USER")
+        .or_else(|_| std::env::var("LOGNAME"))
+        .unwrap_or_else(|_| "unknown".into());
+    let machine = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .or_else(|_| std::fs::read_to_string("/etc/hostname"))
+        .map(|h| h.trim().to_owned())
+        .unwrap_or_default();
+    let machine = if machine.is_empty() {
+        "unknown".to_owned()
+    } else {
+        machine
+    };
+    format!("{user}@{machine}")
+}
+
+/// The version an agent built from this source reports in [`Event::Started`].
+pub const AGENT_VERSION: &str = env!("CARGO_PKG_VERSION");
+
+/// Agent stdout lines that are not events (another agent version, a shell that prints on
+/// login): counted, and the first few kept for the error message.
+#[derive(Default)]
+struct Unreadable {
+    count: usize,
+    first: Vec<String>,
+}
+
+impl Unreadable {
+    const KEEP: usize = 3;
+
+    fn push(&mut self, line: &str) {
+        if line.trim().is_empty() {
+            return;
+        }
+        self.count += 1;
+        if self.first.len() < Self::KEEP {
+            let mut l: String = line.chars().take(200).collect();
+            if l.len() < line.len() {
+                l.push('…');
+            }
+            self.first.push(l);
+        }
+    }
+
+    fn describe(&self) -> Option<String> {
+        (self.count > 0).then(|| {
+            format!(
+                "the agent printed {} line(s) that are not kiln events (a different agent version?), first: {}",
+                self.count,
+                self.first
+                    .iter()
+                    .map(|l| format!("`{l}`"))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            )
+        })
     }
 }
 
@@ -449,6 +671,13 @@ impl Host for LocalHost {
         cmd.arg("-c").arg(command);
         run_child(&self.name, cmd, stdin, on_line)
     }
+    fn fresh_connection(&mut self) -> Result<Box<dyn Host>, HostError> {
+        Ok(Box::new(LocalHost {
+            name: self.name.clone(),
+            root: self.root.clone(),
+            privilege: self.privilege.clone(),
+        }))
+    }
     fn agent_location(&self, binary: &AgentBinary) -> AgentLocation {
         let path = binary.local_path.clone();
         let args = match &self.root {
@@ -477,6 +706,72 @@ pub struct FakeHost {
     pub script: VecDeque<Expect>,
     /// Every (command, stdin) received.
     pub received: Vec<(String, Vec<u8>)>,
+    /// The script of its fresh connections ([`Host::fresh_connection`]).
+    pub fresh: FreshScript,
+}
+
+/// The script shared by a [`FakeHost`]'s fresh connections, and what they received.
+#[derive(Clone, Debug, Default)]
+pub struct FreshScript(Arc<Mutex<(VecDeque<Expect>, Vec<String>)>>);
+
+impl FreshScript {
+    pub fn new(script: Vec<Expect>) -> FreshScript {
+        FreshScript(Arc::new(Mutex::new((script.into(), vec![]))))
+    }
+    /// Every command the fresh connections received.
+    pub fn received(&self) -> Vec<String> {
+        self.0.lock().map(|g| g.1.clone()).unwrap_or_default()
+    }
+}
+
+/// A fresh connection of a [`FakeHost`]: as strict as the fake itself.
+struct FakeFresh {
+    name: String,
+    privilege: Privilege,
+    script: FreshScript,
+}
+
+impl Host for FakeFresh {
+    fn name(&self) -> &str {
+        &self.name
+    }
+    fn privilege(&self) -> &Privilege {
+        &self.privilege
+    }
+    fn exec(
+        &mut self,
+        command: &str,
+        _stdin: &[u8],
+        on_line: &mut dyn FnMut(&str),
+    ) -> Result<ExecOutput, HostError> {
+        let unexpected = || HostError::Unexpected {
+            host: self.name.clone(),
+            command: format!("(fresh connection) {command}"),
+        };
+        let next = {
+            let mut g = self.script.0.lock().map_err(|_| unexpected())?;
+            g.1.push(command.to_owned());
+            g.0.pop_front()
+        };
+        let next = next.ok_or_else(unexpected)?;
+        if !next.contains.iter().all(|c| command.contains(c.as_str())) {
+            return Err(unexpected());
+        }
+        if next.code == 255 {
+            return Err(HostError::Connect {
+                host: self.name.clone(),
+                message: next.stderr,
+                hint: "(fake) the fresh connection failed".into(),
+            });
+        }
+        for l in &next.stdout {
+            on_line(l);
+        }
+        Ok(ExecOutput {
+            code: Some(next.code),
+            stderr: next.stderr,
+        })
+    }
 }
 
 impl Host for FakeHost {
@@ -485,6 +780,13 @@ impl Host for FakeHost {
     }
     fn privilege(&self) -> &Privilege {
         &self.privilege
+    }
+    fn fresh_connection(&mut self) -> Result<Box<dyn Host>, HostError> {
+        Ok(Box::new(FakeFresh {
+            name: self.name.clone(),
+            privilege: self.privilege.clone(),
+            script: self.fresh.clone(),
+        }))
     }
     fn exec(
         &mut self,

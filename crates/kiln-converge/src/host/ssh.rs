@@ -3,6 +3,10 @@
 //! `StrictHostKeyChecking=yes` against a known_hosts file written from the keys pinned in
 //! kiln.toml — nothing is ever trusted silently. A refused host key becomes
 //! [`HostError::HostKeyChanged`] naming the pinned and presented fingerprints.
+//!
+//! [`Host::fresh_connection`] gives a host with the same target, keys, identity and
+//! BatchMode but `ControlMaster=no`, `ControlPath=none`: each of its commands is a new
+//! SSH login, which is what a guarded group must prove ([`crate::guard`]).
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -47,6 +51,8 @@ pub struct SshHost {
     privilege: Privilege,
     pinned: Vec<HostKey>,
     dir: tempfile::TempDir,
+    /// Commands share one ControlMaster connection (false: every command logs in anew).
+    multiplex: bool,
 }
 
 impl SshHost {
@@ -89,7 +95,15 @@ impl SshHost {
             privilege,
             pinned,
             dir,
+            multiplex: true,
         })
+    }
+
+    /// A host whose every command is a new SSH login (no ControlMaster).
+    pub fn unmultiplexed(target: SshTarget, privilege: Privilege) -> Result<SshHost, HostError> {
+        let mut h = SshHost::new(target, privilege)?;
+        h.multiplex = false;
+        Ok(h)
     }
 
     fn control_path(&self) -> PathBuf {
@@ -112,12 +126,25 @@ impl SshHost {
             "UpdateHostKeys=no".into(),
             "-o".into(),
             "CheckHostIP=no".into(),
-            "-o".into(),
-            "ControlMaster=auto".into(),
-            "-o".into(),
-            format!("ControlPath={}", self.control_path().display()),
-            "-o".into(),
-            "ControlPersist=120".into(),
+        ];
+        if self.multiplex {
+            a.extend([
+                "-o".into(),
+                "ControlMaster=auto".into(),
+                "-o".into(),
+                format!("ControlPath={}", self.control_path().display()),
+                "-o".into(),
+                "ControlPersist=120".into(),
+            ]);
+        } else {
+            a.extend([
+                "-o".into(),
+                "ControlMaster=no".into(),
+                "-o".into(),
+                "ControlPath=none".into(),
+            ]);
+        }
+        a.extend([
             "-o".into(),
             format!("ConnectTimeout={}", self.target.connect_timeout_s),
             "-o".into(),
@@ -126,7 +153,7 @@ impl SshHost {
             self.target.port.to_string(),
             "-l".into(),
             self.target.user.clone(),
-        ];
+        ]);
         if let Some(id) = &self.target.identity_file {
             a.extend([
                 "-i".into(),
@@ -199,6 +226,12 @@ impl Host for SshHost {
     fn privilege(&self) -> &Privilege {
         &self.privilege
     }
+    fn fresh_connection(&mut self) -> Result<Box<dyn Host>, HostError> {
+        Ok(Box::new(SshHost::unmultiplexed(
+            self.target.clone(),
+            self.privilege.clone(),
+        )?))
+    }
     fn exec(
         &mut self,
         command: &str,
@@ -244,7 +277,7 @@ impl Host for SshHost {
 
 impl Drop for SshHost {
     fn drop(&mut self) {
-        if Path::new(&self.control_path()).exists() {
+        if self.multiplex && Path::new(&self.control_path()).exists() {
             let _ = Command::new("ssh")
                 .args([
                     "-o",

@@ -18,6 +18,7 @@ fn finished_lines() -> Vec<String> {
         host: "web".into(),
         changes: vec![],
         owned_after: Owned::default(),
+        groups: vec![],
     };
     vec![
         serde_json::to_string(&Event::Planned {
@@ -56,6 +57,7 @@ fn agent_already_there_takes_one_command() {
             0,
         )]),
         received: vec![],
+        fresh: Default::default(),
     };
     let mut events = vec![];
     let out = h
@@ -89,6 +91,7 @@ fn missing_agent_is_uploaded_then_run() {
             expect(&["if [ -x"], finished_lines(), 0),
         ]),
         received: vec![],
+        fresh: Default::default(),
     };
     let out = h
         .run_agent(&b, &DesiredState::default(), true, &mut |_| {})
@@ -109,6 +112,7 @@ fn sudo_password_goes_on_stdin_never_in_the_command() {
         privilege: Privilege::SudoPassword(Secret::new("hunter2-planted")),
         script: VecDeque::from([expect(&["sudo -S -p"], finished_lines(), 0)]),
         received: vec![],
+        fresh: Default::default(),
     };
     h.run_agent(&b, &DesiredState::default(), false, &mut |_| {})
         .unwrap();
@@ -133,6 +137,7 @@ fn agent_that_dies_without_finishing_is_an_error_naming_the_host() {
             stderr: "Killed\n".into(),
         }]),
         received: vec![],
+        fresh: Default::default(),
     };
     let err = h
         .run_agent(&b, &DesiredState::default(), false, &mut |_| {})
@@ -150,6 +155,7 @@ fn strict_fake_refuses_unexpected_commands() {
         privilege: Privilege::Root,
         script: VecDeque::new(),
         received: vec![],
+        fresh: Default::default(),
     };
     assert!(matches!(
         h.exec("rm -rf /", b"", &mut |_| {}),
@@ -235,5 +241,232 @@ fn upload_script_really_installs_the_binary_under_a_shell() {
     assert_eq!(
         std::fs::metadata(&installed).unwrap().permissions().mode() & 0o777,
         0o755
+    );
+}
+
+fn fake(script: Vec<Expect>) -> FakeHost {
+    FakeHost {
+        name: "web".into(),
+        privilege: Privilege::Root,
+        script: VecDeque::from(script),
+        received: vec![],
+        fresh: Default::default(),
+    }
+}
+
+#[test]
+fn lines_that_are_not_events_are_reported_not_dropped() {
+    let b = binary();
+    let mut stdout = vec!["{\"event\":\"from-a-newer-agent\",\"x\":1}".to_owned()];
+    stdout.extend(finished_lines());
+    let mut h = fake(vec![expect(&["if [ -x"], stdout, 0)]);
+    let out = h
+        .run_agent(&b, &DesiredState::default(), false, &mut |_| {})
+        .unwrap();
+    assert!(out.failed, "an unreadable agent line fails the host");
+    assert!(
+        out.errors
+            .iter()
+            .any(|e| e.contains("not kiln events") && e.contains("from-a-newer-agent")),
+        "{:?}",
+        out.errors
+    );
+}
+
+#[test]
+fn an_agent_that_dies_names_the_lines_it_printed() {
+    let b = binary();
+    let mut h = fake(vec![Expect {
+        contains: vec![],
+        stdout: vec!["Segmentation fault in frobnicator".into()],
+        code: 139,
+        stderr: String::new(),
+    }]);
+    let err = h
+        .run_agent(&b, &DesiredState::default(), false, &mut |_| {})
+        .unwrap_err();
+    let text = err.to_string();
+    assert!(
+        text.starts_with("host web: the agent failed (exit 139)"),
+        "{text}"
+    );
+    assert!(text.contains("Segmentation fault in frobnicator"), "{text}");
+}
+
+#[test]
+fn an_agent_of_another_version_is_an_error() {
+    let b = binary();
+    let mut stdout = vec![
+        serde_json::to_string(&Event::Started {
+            version: "0.0.0-other".into(),
+            facts: None,
+        })
+        .unwrap(),
+    ];
+    stdout.extend(finished_lines());
+    let mut h = fake(vec![expect(&["if [ -x"], stdout, 0)]);
+    let out = h
+        .run_agent(&b, &DesiredState::default(), false, &mut |_| {})
+        .unwrap();
+    assert!(out.failed);
+    assert!(
+        out.errors
+            .iter()
+            .any(|e| e.contains("0.0.0-other") && e.contains(env!("CARGO_PKG_VERSION"))),
+        "{:?}",
+        out.errors
+    );
+}
+
+fn guarded_desired() -> DesiredState {
+    serde_json::from_str(
+        r#"{"host":"web","files":[{"path":"/etc/ssh/sshd_config.d/kiln.conf","content":"Port 22\n","guard":"ssh"}]}"#,
+    )
+    .unwrap()
+}
+
+fn armed_lines(token: &str) -> Vec<String> {
+    let mut lines = vec![
+        serde_json::to_string(&Event::GuardArmed {
+            group: "ssh".into(),
+            token: token.into(),
+            deadline_s: 90,
+        })
+        .unwrap(),
+    ];
+    lines.extend(finished_lines());
+    lines
+}
+
+#[test]
+fn an_armed_group_is_disarmed_over_a_fresh_connection_through_sudo() {
+    let b = binary();
+    let token = "00aa11bb22cc33dd";
+    let mut h = fake(vec![expect(
+        &["if [ -x", "--operator"],
+        armed_lines(token),
+        0,
+    )]);
+    h.privilege = Privilege::Sudo;
+    h.fresh = FreshScript::new(vec![expect(
+        &["sudo -n --", " agent disarm ", token],
+        vec![
+            serde_json::to_string(&Event::GuardDisarmed {
+                token: token.into(),
+            })
+            .unwrap(),
+        ],
+        0,
+    )]);
+    let mut events = vec![];
+    let out = h
+        .run_agent(&b, &guarded_desired(), false, &mut |e| {
+            events.push(e.clone())
+        })
+        .unwrap();
+    assert!(!out.failed, "{:?}", out.errors);
+    assert_eq!(out.confirmed, ["ssh"]);
+    assert!(events.contains(&Event::GuardConfirmed {
+        group: "ssh".into(),
+        token: token.into()
+    }));
+    assert_eq!(
+        h.received.len(),
+        1,
+        "the disarm did not use the main connection"
+    );
+    let fresh = h.fresh.received();
+    assert_eq!(fresh.len(), 1);
+    assert!(fresh[0].contains(&b.remote_path(AGENT_DIR)), "{fresh:?}");
+}
+
+#[test]
+fn a_group_that_cannot_be_confirmed_fails_the_host_naming_it_and_the_rollback() {
+    let b = binary();
+    let token = "00aa11bb22cc33dd";
+    let mut h = fake(vec![expect(&["if [ -x"], armed_lines(token), 0)]);
+    h.fresh = FreshScript::new(vec![Expect {
+        contains: vec!["disarm".into()],
+        stdout: vec![],
+        code: 255,
+        stderr: "ssh: connect to host web port 22: Connection refused".into(),
+    }]);
+    let mut events = vec![];
+    let out = h
+        .run_agent(&b, &guarded_desired(), false, &mut |e| {
+            events.push(e.clone())
+        })
+        .unwrap();
+    assert!(out.failed);
+    assert_eq!(out.unconfirmed, ["ssh"]);
+    let text = out.errors.join("\n");
+    assert!(
+        text.contains("guarded group ssh could not be confirmed over a fresh connection")
+            && text.contains("Connection refused")
+            && text
+                .contains("rolls it back within 90 s (timer kiln-rollback-00aa11bb22cc33dd.timer)"),
+        "{text}"
+    );
+    assert!(
+        events
+            .iter()
+            .any(|e| matches!(e, Event::GuardUnconfirmed { group, .. } if group == "ssh"))
+    );
+
+    // A disarm the host refuses (already rolled back) is no confirmation either.
+    let mut h = fake(vec![expect(&["if [ -x"], armed_lines(token), 0)]);
+    h.fresh = FreshScript::new(vec![expect(
+        &["disarm"],
+        vec![
+            serde_json::to_string(&Event::Error {
+                message: "no armed guard 00aa11bb22cc33dd on this host".into(),
+            })
+            .unwrap(),
+        ],
+        1,
+    )]);
+    let out = h
+        .run_agent(&b, &guarded_desired(), false, &mut |_| {})
+        .unwrap();
+    assert!(out.failed);
+    assert!(
+        out.errors.join("\n").contains("no armed guard"),
+        "{:?}",
+        out.errors
+    );
+}
+
+#[test]
+fn skipped_steps_fail_the_host_and_say_why() {
+    use crate::resource::ResourceId;
+    let b = binary();
+    let mut stdout = vec![
+        serde_json::to_string(&Event::Failed {
+            index: 0,
+            id: ResourceId::File("/etc/app.conf".into()),
+            op: crate::plan::Op::Update,
+            error: "disk full".into(),
+        })
+        .unwrap(),
+        serde_json::to_string(&Event::Skipped {
+            index: 1,
+            id: ResourceId::Unit("app.service".into()),
+            op: crate::plan::Op::Restart,
+            because: "update file /etc/app.conf".into(),
+        })
+        .unwrap(),
+    ];
+    stdout.extend(finished_lines());
+    let mut h = fake(vec![expect(&["if [ -x"], stdout, 0)]);
+    let out = h
+        .run_agent(&b, &DesiredState::default(), false, &mut |_| {})
+        .unwrap();
+    assert!(out.failed);
+    assert_eq!(
+        out.errors,
+        [
+            "update file /etc/app.conf: disk full",
+            "restart unit app.service: skipped because update file /etc/app.conf failed"
+        ]
     );
 }

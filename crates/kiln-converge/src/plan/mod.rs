@@ -126,6 +126,9 @@ pub struct Plan {
     pub host: String,
     pub changes: Vec<Change>,
     pub owned_after: Owned,
+    /// Guarded groups and the indices of their changes ([`crate::guard`]).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub groups: Vec<crate::guard::GuardGroup>,
 }
 
 impl Plan {
@@ -222,10 +225,12 @@ pub fn plan(desired: &DesiredState, obs: &Observed) -> Result<Plan, PlanError> {
     files::plan_removals(&mut d);
     accounts::plan_removals(&mut d);
     packages::plan_removals(&mut d);
+    let groups = crate::guard::groups(&d.changes, desired);
     Ok(Plan {
         host: d.host.to_owned(),
         changes: d.changes,
         owned_after: d.owned,
+        groups,
     })
 }
 #[cfg(test)]

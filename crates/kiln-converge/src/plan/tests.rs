@@ -24,6 +24,7 @@ fn file(path: &str, text: &str) -> File {
         group: "root".into(),
         sensitive: false,
         notify: vec![],
+        guard: None,
     }
 }
 
@@ -43,6 +44,7 @@ fn unit(name: &str, text: &str) -> Unit {
         started: true,
         sensitive: false,
         kind: crate::resource::UnitKind::File,
+        guard: None,
     }
 }
 
