@@ -64,6 +64,16 @@ impl Renderer {
                 HostUpdate::Event(Event::Warning { message }) => {
                     p.note(format_args!("[{host}] warning: {message}"))
                 }
+                HostUpdate::Event(
+                    e @ (Event::GuardArmed { .. }
+                    | Event::GuardConfirmed { .. }
+                    | Event::GuardUnconfirmed { .. }
+                    | Event::GuardRolledBack { .. }),
+                ) => {
+                    if let Some(line) = guard_line(e) {
+                        p.note(format_args!("[{host}] {line}"))
+                    }
+                }
                 HostUpdate::Event(Event::Error { message }) => {
                     p.note(format_args!("[{host}] error: {message}"))
                 }
@@ -98,6 +108,11 @@ impl Renderer {
                     HostUpdate::Event(Event::Warning { message }) => {
                         let _ = multi.println(format!("[{host}] warning: {message}"));
                     }
+                    HostUpdate::Event(e) if guard_line(e).is_some() => {
+                        if let Some(line) = guard_line(e) {
+                            let _ = multi.println(format!("[{host}] {line}"));
+                        }
+                    }
                     HostUpdate::Event(Event::Failed { id, op, .. }) => {
                         bar.set_message(format!("FAILED {op} {id}"))
                     }
@@ -108,6 +123,27 @@ impl Renderer {
             }
         }
     }
+}
+
+/// What a guarded group's events say, in one line.
+fn guard_line(e: &Event) -> Option<String> {
+    Some(match e {
+        Event::GuardArmed {
+            group, deadline_s, ..
+        } => format!(
+            "guarded {group}: applied, rollback armed ({deadline_s} s to prove a fresh login)"
+        ),
+        Event::GuardConfirmed { group, .. } => {
+            format!("guarded {group}: a fresh SSH login works, changes kept")
+        }
+        Event::GuardUnconfirmed { group, error, .. } => format!(
+            "guarded {group}: NOT confirmed ({error}); the host rolls it back at its deadline"
+        ),
+        Event::GuardRolledBack { group, reason, .. } => {
+            format!("guarded {group}: rolled back ({reason})")
+        }
+        _ => return None,
+    })
 }
 
 impl kiln_ops::session::SessionSink for Renderer {

@@ -62,6 +62,19 @@ pub fn render_plan(name: &str, plan: &Plan) -> String {
             None => {}
         }
     }
+    for g in &plan.groups {
+        let ids: Vec<String> = g
+            .changes
+            .iter()
+            .filter_map(|i| plan.changes.get(*i))
+            .map(|c| c.id.to_string())
+            .collect();
+        out.push_str(&format!(
+            "  guarded {}: {} (kept only if a fresh SSH login works afterwards, else rolled back)\n",
+            g.name,
+            ids.join(", ")
+        ));
+    }
     out
 }
 
@@ -127,5 +140,28 @@ mod tests {
             groups: vec![],
         };
         assert_eq!(render_plan("web", &empty), "web: no changes\n");
+    }
+
+    #[test]
+    fn guarded_groups_are_named_under_the_changes() {
+        let plan = Plan {
+            host: "web".into(),
+            changes: vec![
+                change(ResourceId::File("/etc/ssh/sshd_config".into()), Op::Update),
+                change(ResourceId::Unit("ssh.service".into()), Op::Restart),
+            ],
+            owned_after: Owned::default(),
+            groups: vec![kiln_converge::guard::GuardGroup {
+                name: "sshd".into(),
+                changes: vec![0, 1],
+            }],
+        };
+        assert_eq!(
+            render_plan("web", &plan),
+            "web: 0 to create, 2 to change, 0 to remove\n\
+             \x20 ~ update file /etc/ssh/sshd_config\n\
+             \x20 ↻ restart unit ssh.service\n\
+             \x20 guarded sshd: file /etc/ssh/sshd_config, unit ssh.service (kept only if a fresh SSH login works afterwards, else rolled back)\n"
+        );
     }
 }
