@@ -69,6 +69,12 @@ impl From<kiln_ops::config::LocateError> for CliError {
     }
 }
 
+impl From<kiln_ops::init::InitError> for CliError {
+    fn from(e: kiln_ops::init::InitError) -> Self {
+        CliError::from_parts(e.is_bad_input(), e.to_string(), e.hint().map(str::to_owned))
+    }
+}
+
 impl From<kiln_ops::target::TargetError> for CliError {
     fn from(e: kiln_ops::target::TargetError) -> Self {
         CliError::from_parts(true, e.to_string(), Some(e.hint()))

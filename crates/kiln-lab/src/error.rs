@@ -92,9 +92,6 @@ pub enum LabError {
         hint: Option<String>,
     },
 
-    #[error("{}: {message}", .path.display())]
-    Config { path: PathBuf, message: String },
-
     #[error("S3 {operation} on {target} failed: {message}")]
     S3 {
         operation: String,

@@ -5,6 +5,7 @@
 //! command *does* with them:
 //!
 //! - [`config`]: which kiln.toml a command works on (one resolution rule for every command);
+//! - [`init`]: the starter repository `kiln init` writes, never overwriting a file;
 //! - [`target`]: which environment and which hosts (one rule for the default environment);
 //! - [`vault`]: opening an environment's vault from library options (no terminal here: a
 //!   passphrase prompt is a callback the CLI provides);
@@ -19,6 +20,7 @@
 //! Nothing here prints, prompts or knows about clap.
 
 pub mod config;
+pub mod init;
 pub mod jobs;
 pub mod lab;
 pub mod session;

@@ -343,7 +343,7 @@ fn host<'a>(
                 let e = cx
                     .at(k.span(), INVALID, format!("host key {reason}"))
                     .label("not an OpenSSH public key")
-                    .help("paste a line of the server's /etc/ssh/ssh_host_*_key.pub, or run `kiln trust` to fetch and check it");
+                    .help("paste a line of the server's /etc/ssh/ssh_host_*_key.pub, or delete this entry and run `kiln trust ROLE` to fetch and check it");
                 cx.push(e);
             }
         }

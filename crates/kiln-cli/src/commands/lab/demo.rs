@@ -244,7 +244,7 @@ impl DemoSink for Narrator {
             DemoEvent::TeardownFailed { error } => {
                 p.note(format_args!("{:?}", crate::error::demo_report(error).report))
             }
-            DemoEvent::Kept { lab, dir, identity } => keep_hints(p, lab, dir, identity),
+            DemoEvent::Kept { lab, dir, .. } => keep_hints(p, lab, dir),
         }
     }
 }
@@ -273,16 +273,15 @@ pub fn run(ctx: &Context, args: Args) -> CmdResult {
     Ok(ExitCode::SUCCESS)
 }
 
-fn keep_hints(p: &Printer, lab: &str, dir: &Path, identity: &Path) {
+fn keep_hints(p: &Printer, lab: &str, dir: &Path) {
     let config = dir.join("kiln.toml");
     p.note(format_args!(
         "\nThe lab `{lab}` keeps running. To look around:\n\
          \x20 kiln lab ssh --lab {lab} {WEB_ROLE}\n\
-         \x20 KILN_PASSPHRASE_FILE={pass} kiln plan --config {config} --env {ENV} --identity {identity}\n\
+         \x20 KILN_PASSPHRASE_FILE={pass} kiln plan --config {config} --env {ENV}\n\
          \x20 kiln lab down --lab {lab}",
         pass = dir.join(PASSPHRASE_FILE).display(),
         config = config.display(),
-        identity = identity.display(),
     ));
 }
 
