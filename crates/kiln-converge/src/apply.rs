@@ -974,6 +974,26 @@ impl UnitState {
     }
 }
 
+/// The `systemctl show` call [`wait_settled`] samples a unit with.
+fn settle_show_argv(unit: &str) -> Vec<String> {
+    strs(&[
+        "systemctl",
+        "show",
+        "-p",
+        "Type",
+        "-p",
+        "ActiveState",
+        "-p",
+        "SubState",
+        "-p",
+        "Result",
+        "-p",
+        "NRestarts",
+        "--",
+        unit,
+    ])
+}
+
 /// After `systemctl start/restart NAME` returned: waits (bounded) until the unit settled.
 /// Success: active for [`Settle::window`] with no automatic restart in between, a oneshot
 /// that is active or exited successfully, or a service that exited with `RemainAfterExit`.
@@ -994,22 +1014,7 @@ pub fn wait_settled(
         journal: journal_tail(target, unit),
     };
     loop {
-        let args = strs(&[
-            "systemctl",
-            "show",
-            "-p",
-            "Type",
-            "-p",
-            "ActiveState",
-            "-p",
-            "SubState",
-            "-p",
-            "Result",
-            "-p",
-            "NRestarts",
-            "--",
-            unit,
-        ]);
+        let args = settle_show_argv(unit);
         let out = target
             .runner
             .run(&crate::facts::Argv { env: vec![], args })
@@ -1162,22 +1167,7 @@ mod settle_tests {
     }
 
     fn show_args(unit: &str) -> Vec<String> {
-        strs(&[
-            "systemctl",
-            "show",
-            "-p",
-            "Type",
-            "-p",
-            "ActiveState",
-            "-p",
-            "SubState",
-            "-p",
-            "Result",
-            "-p",
-            "NRestarts",
-            "--",
-            unit,
-        ])
+        settle_show_argv(unit)
     }
 
     fn fast() -> Settle {
