@@ -225,7 +225,7 @@ fn plan_pinned_with(
 /// How an apply went.
 #[derive(Debug)]
 pub struct ApplyReport {
-    /// Changes applied, over all hosts.
+    /// Changes applied, over all hosts (failed ones included: their other steps went on).
     pub changed: usize,
     /// Hosts worked on.
     pub hosts: usize,
@@ -261,10 +261,15 @@ fn apply_with(
     for (name, answer) in answers {
         match answer {
             Ok(o) if !o.failed => changed += o.applied,
-            Ok(o) => failed.push(HostFailure::Agent {
-                host: name,
-                errors: o.errors,
-            }),
+            Ok(o) => {
+                // A failed host still made the changes that went through before and
+                // after its failure (independent steps carry on).
+                changed += o.applied;
+                failed.push(HostFailure::Agent {
+                    host: name,
+                    errors: o.errors,
+                })
+            }
             Err(f) => failed.push(f),
         }
     }
@@ -444,6 +449,7 @@ mod tests {
             Box::new(|_slots: &mut [Slot], _on: On<'_>| {
                 let failed = AgentOutcome {
                     failed: true,
+                    applied: 2,
                     errors: vec!["start unit bad.service: failed".into()],
                     ..Default::default()
                 };
@@ -456,7 +462,8 @@ mod tests {
             &mut no_progress(),
         )
         .unwrap();
-        assert_eq!((report.changed, report.hosts), (3, 3));
+        // The failed host's two applied changes count: they happened.
+        assert_eq!((report.changed, report.hosts), (5, 3));
         let failed: Vec<String> = report.failed.iter().map(ToString::to_string).collect();
         assert_eq!(
             failed,

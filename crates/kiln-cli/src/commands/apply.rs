@@ -85,7 +85,7 @@ pub fn run(ctx: &Context, args: Args) -> CmdResult {
         p.outln(format_args!(
             "Applied {} change(s) on {} host(s) in {:.1} s; {} failed.",
             report.changed,
-            report.hosts - report.failed.len(),
+            report.hosts,
             report.elapsed.as_secs_f64(),
             report.failed.len()
         ));
