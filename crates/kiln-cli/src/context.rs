@@ -65,14 +65,6 @@ impl Context {
         Ok(self.model.get_or_init(|| model))
     }
 
-    /// The loaded model, owned (for APIs that keep it).
-    pub fn into_model(self) -> Result<Model, CliError> {
-        self.model()?;
-        self.model.into_inner().ok_or_else(|| {
-            CliError::failed(miette::miette!("the model was not loaded (internal error)"))
-        })
-    }
-
     /// The environment a single-environment command works on.
     pub fn environment(&self, wanted: Option<&str>) -> Result<&Environment, CliError> {
         Ok(kiln_ops::target::environment(self.model()?, wanted)?)

@@ -8,7 +8,6 @@
 
 use std::path::PathBuf;
 use std::sync::Mutex;
-use std::sync::mpsc::Sender;
 
 use crate::event::Event;
 use crate::host::ssh::{SshHost, SshTarget};
@@ -65,23 +64,6 @@ impl Slot {
 
 /// One host's name and how its agent run went.
 pub type HostResult = (String, Result<AgentOutcome, HostError>);
-
-/// Runs the agent for every slot with at most `parallel` hosts at once; returns when all
-/// are done. Each host's agent refuses to apply a plan other than the one in
-/// `slot.job.desired.expect_plan` (the one the user confirmed). Prefer [`run_ordered`],
-/// which also guarantees a result per host.
-pub fn run_slots(
-    slots: &mut [Slot],
-    binary: &AgentBinary,
-    plan_only: bool,
-    parallel: usize,
-    tx: Sender<(String, HostUpdate)>,
-) {
-    let send = |_: usize, name: &str, update: HostUpdate| {
-        let _ = tx.send((name.to_owned(), update));
-    };
-    let _ = run_workers(slots, binary, plan_only, parallel, &send);
-}
 
 /// Runs the agent for every slot (at most `parallel` hosts at once) and returns exactly
 /// one result per slot, in slot order, whatever happened: a host whose run panicked, or
@@ -233,19 +215,6 @@ fn work<'a, I: Iterator<Item = (usize, &'a mut Slot)>>(
         });
         send(i, &name, HostUpdate::Done(result));
     }
-}
-
-/// [`run_slots`] for one-shot use.
-pub fn run_all(
-    jobs: Vec<Job>,
-    binary: &AgentBinary,
-    plan_only: bool,
-    parallel: usize,
-    tx: Sender<(String, HostUpdate)>,
-) {
-    let mut slots: Vec<Slot> = jobs.into_iter().map(Slot::new).collect();
-    run_slots(&mut slots, binary, plan_only, parallel, tx);
-    close_all(slots);
 }
 
 /// Closes every host's connection at once (closing an SSH master takes a round trip).

@@ -298,7 +298,7 @@ fn apply_refuses_a_plan_other_than_the_confirmed_one() {
 fn a_failing_host_does_not_stop_the_others() {
     use kiln_converge::host::{AgentBinary, Privilege};
     use kiln_converge::resource::Package;
-    use kiln_converge::run::{Connect, HostUpdate, Job, run_all};
+    use kiln_converge::run::{Connect, Job, run_jobs};
     let binary =
         AgentBinary::from_path(Path::new(env!("CARGO_BIN_EXE_kiln-converge-agent"))).unwrap();
     let good_root = make_root();
@@ -337,13 +337,9 @@ fn a_failing_host_does_not_stop_the_others() {
         job("bad", bad_root.path(), bad),
         job("good", good_root.path(), good),
     ];
-    let (tx, rx) = std::sync::mpsc::channel();
-    run_all(jobs, &binary, false, 1, tx);
     let mut done = std::collections::BTreeMap::new();
-    for (name, update) in rx {
-        if let HostUpdate::Done(r) = update {
-            done.insert(name, r.unwrap());
-        }
+    for (name, r) in run_jobs(jobs, &binary, false, 1, &mut |_, _| {}) {
+        done.insert(name, r.unwrap());
     }
     assert!(done["bad"].failed);
     assert!(
