@@ -307,13 +307,8 @@ fn drive(
     let results = match ran {
         Ok(r) => r,
         Err(payload) => {
-            let message = payload
-                .downcast_ref::<&str>()
-                .map(|m| (*m).to_owned())
-                .or_else(|| payload.downcast_ref::<String>().cloned())
-                .unwrap_or_else(|| "a worker panicked".into());
             return Err(SessionError::WorkerPanicked {
-                message,
+                message: kiln_converge::run::panic_message(payload.as_ref()),
                 missing: names
                     .into_iter()
                     .filter(|n| !finished.contains(n))
