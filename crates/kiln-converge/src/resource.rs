@@ -37,6 +37,13 @@ pub struct DesiredState {
     pub units: Vec<Unit>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub commands: Vec<Command>,
+    /// Container images the host must hold (pulled before any unit starts).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub images: Vec<Image>,
+    /// Facts about data already on the host that the plan must refuse to contradict
+    /// (e.g. a PostgreSQL data directory of another major version).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub preconditions: Vec<Precondition>,
     /// When set, the agent applies only if its plan has this fingerprint
     /// ([`crate::plan::Plan::fingerprint`]): the plan the user confirmed, not a newer one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -226,6 +233,70 @@ pub struct Unit {
     /// The guarded group this unit (its file and its restarts) belongs to ([`crate::guard`]).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub guard: Option<String>,
+    /// A container health check to wait for after the unit starts or restarts: the
+    /// apply reports the unit unhealthy (with its journal) when it does not pass in time.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub health: Option<Health>,
+    /// Ordering stage ([`Stage`]): what this unit waits for, and what waits for it.
+    #[serde(default, skip_serializing_if = "Stage::is_first")]
+    pub stage: Stage,
+}
+
+/// When a unit's state changes or a command runs, relative to the others. The planner
+/// emits, for each stage in increasing order, that stage's commands, then that stage's
+/// unit starts, restarts and reloads (each waited for: settled, and healthy when it has a
+/// [`Health`] check). So a stage-1 command (creating a database) runs once every stage-0
+/// unit (the database server) is up and healthy, and stage-1 units (the applications using
+/// the database) start after it. Stage 0 is everything that declares no stage: files,
+/// packages and images come before every stage.
+#[derive(
+    Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize,
+)]
+#[serde(transparent)]
+pub struct Stage(pub u8);
+
+impl Stage {
+    pub fn is_first(&self) -> bool {
+        self.0 == 0
+    }
+}
+
+/// A container's own health check (the quadlet's `HealthCmd`), as Podman reports it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Health {
+    /// The container's name (`ContainerName=` of the quadlet).
+    pub container: String,
+    /// How long to wait for `healthy` after a start or restart.
+    pub timeout_s: u32,
+}
+
+/// A container image the host must hold: pulled (`podman pull`) when no image with this
+/// exact reference is present. Never removed by kiln (Podman's own prune does that).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Image {
+    /// As pulled and as named in the quadlet's `Image=`: `registry/name:tag`, or
+    /// `registry/name:tag@sha256:<digest>` when pinned by digest.
+    pub reference: String,
+    /// The service the image is for, and the container running it: the plan compares
+    /// the image that container runs now with this one (`synapse v1.117.0 → v1.118.0`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub service: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub container: Option<String>,
+}
+
+/// A fact about existing data that the plan refuses to contradict: when the file at `path`
+/// exists on the host, its content (trimmed) must be `expect`; otherwise planning fails
+/// with `refusal` (which names the service and says what to do). An absent file passes
+/// (fresh data).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Precondition {
+    pub path: PathBuf,
+    pub expect: String,
+    pub refusal: String,
 }
 
 /// How a unit's file reaches systemd.
@@ -261,6 +332,8 @@ impl Unit {
             sensitive: false,
             kind: UnitKind::File,
             guard: None,
+            health: None,
+            stage: Stage::default(),
         }
     }
 
@@ -277,6 +350,8 @@ impl Unit {
                 file: file.to_owned(),
             },
             guard: None,
+            health: None,
+            stage: Stage::default(),
         })
     }
 
@@ -335,6 +410,9 @@ pub struct Command {
     pub unless: Option<String>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub triggered_by: Vec<PathBuf>,
+    /// Ordering stage ([`Stage`]).
+    #[serde(default, skip_serializing_if = "Stage::is_first")]
+    pub stage: Stage,
 }
 
 /// Identifies one resource in plans, events and the ownership record.
@@ -349,6 +427,8 @@ pub enum ResourceId {
     Symlink(PathBuf),
     Unit(String),
     Command(String),
+    /// A container image, by reference.
+    Image(String),
     /// `systemctl daemon-reload`, planned once when unit files changed.
     Systemd,
 }
@@ -364,6 +444,7 @@ impl fmt::Display for ResourceId {
             ResourceId::Symlink(p) => write!(f, "symlink {}", p.display()),
             ResourceId::Unit(n) => write!(f, "unit {n}"),
             ResourceId::Command(n) => write!(f, "command {n}"),
+            ResourceId::Image(r) => write!(f, "image {r}"),
             ResourceId::Systemd => write!(f, "systemd"),
         }
     }
@@ -461,6 +542,11 @@ impl DesiredState {
                 .iter()
                 .map(|c| ResourceId::Command(c.name.clone())),
         );
+        ids.extend(
+            self.images
+                .iter()
+                .map(|i| ResourceId::Image(i.reference.clone())),
+        );
         ids
     }
 
@@ -474,6 +560,8 @@ impl DesiredState {
         self.symlinks.extend(other.symlinks);
         self.units.extend(other.units);
         self.commands.extend(other.commands);
+        self.images.extend(other.images);
+        self.preconditions.extend(other.preconditions);
     }
 }
 
@@ -685,6 +773,7 @@ mod tests {
             run: "true".into(),
             unless: None,
             triggered_by: vec!["/etc/b".into()],
+            stage: Default::default(),
         }];
         assert!(matches!(
             d.validate(),

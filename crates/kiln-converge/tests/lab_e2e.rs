@@ -613,6 +613,8 @@ fn unit_json(name: &str, content: &str, guard: Option<&str>) -> kiln_converge::r
         sensitive: false,
         kind: kiln_converge::resource::UnitKind::File,
         guard: guard.map(str::to_owned),
+        health: Default::default(),
+        stage: Default::default(),
     }
 }
 

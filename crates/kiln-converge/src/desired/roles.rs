@@ -102,6 +102,8 @@ pub(super) fn contribute(
             sensitive,
             kind: UnitKind::File,
             guard: None,
+            health: None,
+            stage: Default::default(),
         });
     }
     d.commands = role
@@ -112,6 +114,7 @@ pub(super) fn contribute(
             run: c.run.clone(),
             unless: c.unless.clone(),
             triggered_by: c.triggered_by.clone(),
+            stage: Default::default(),
         })
         .collect();
     Ok(d)

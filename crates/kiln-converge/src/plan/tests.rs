@@ -45,6 +45,8 @@ fn unit(name: &str, text: &str) -> Unit {
         sensitive: false,
         kind: crate::resource::UnitKind::File,
         guard: None,
+        health: Default::default(),
+        stage: Default::default(),
     }
 }
 
@@ -105,6 +107,7 @@ fn empty_host_gets_everything_created_in_dependency_order() {
         run: "true".into(),
         unless: None,
         triggered_by: vec![],
+        stage: Default::default(),
     }];
     let p = plan(&d, &Observed::default()).unwrap();
     assert_eq!(
@@ -356,18 +359,21 @@ fn commands_run_when_guard_fails_when_triggered_or_once() {
             run: "x".into(),
             unless: Some("test -f /x".into()),
             triggered_by: vec![],
+            stage: Default::default(),
         },
         Command {
             name: "trig".into(),
             run: "y".into(),
             unless: Some("true".into()),
             triggered_by: vec!["/etc/a".into()],
+            stage: Default::default(),
         },
         Command {
             name: "once".into(),
             run: "z".into(),
             unless: None,
             triggered_by: vec![],
+            stage: Default::default(),
         },
     ];
     let mut o = Observed::default();
