@@ -38,6 +38,21 @@ pub struct Recipe {
     pub health_path: Option<&'static str>,
     /// Data that must survive a rebuild, and so is backed up.
     pub volumes: &'static [Volume],
+    /// The user (and group) id the image runs as and expects its data to be owned by
+    /// (PostgreSQL 999, Synapse 991, HedgeDoc 10000, Nextcloud's www-data 33); `None`
+    /// when unknown (custom containers: root).
+    pub uid: Option<u32>,
+    /// The container's own health check (Podman's `HealthCmd`), run inside the container;
+    /// `None` when the recipe has none.
+    pub health_cmd: Option<&'static str>,
+    /// How long a start or restart may take to become healthy (database migrations on a
+    /// first start or an upgrade included), in seconds.
+    pub health_timeout_s: u32,
+    /// Templates the recipe renders, embedded in the binary ([`template`]); a repository
+    /// may override one with `catalog/<kind>/<name>`.
+    pub templates: &'static [&'static str],
+    /// Why the kind is deprecated and what replaces it; such a service deploys nothing.
+    pub deprecated: Option<&'static str>,
 }
 
 /// A named piece of persistent data of a service, mounted into its container.
@@ -168,6 +183,11 @@ static RECIPES: &[Recipe] = &[
             "/var/lib/postgresql/data",
             "the database cluster (backed up as a dump)",
         )],
+        uid: Some(999),
+        health_cmd: Some("pg_isready -q -U postgres -h 127.0.0.1"),
+        health_timeout_s: 120,
+        templates: &["databases.sql.j2"],
+        deprecated: None,
         description: "PostgreSQL database server shared by the services on its host",
         default_subdomain: None,
         http: false,
@@ -184,12 +204,13 @@ static RECIPES: &[Recipe] = &[
         image: Some("docker.io/matrixdotorg/synapse"),
         port: Some(8008),
         health_path: Some("/health"),
-        volumes: &[volume(
-            "data",
-            "/data",
-            "configuration, signing key and media store",
-        )],
-        description: "Synapse, the Matrix homeserver",
+        volumes: &[volume("data", "/data", "media store and runtime state")],
+        uid: Some(991),
+        health_cmd: Some("curl -fSs -o /dev/null http://localhost:8008/health"),
+        health_timeout_s: 300,
+        templates: &["homeserver.yaml.j2", "log.config.j2"],
+        deprecated: None,
+        description: "Synapse, the Matrix homeserver (with native sliding sync)",
         default_subdomain: Some("matrix"),
         http: true,
         needs_version: true,
@@ -197,8 +218,8 @@ static RECIPES: &[Recipe] = &[
             opt(
                 "server_name",
                 OptionKind::Domain,
-                true,
-                "Matrix server name: the part after the colon in user IDs (@alice:server_name)",
+                false,
+                "Matrix server name, the part after the colon in user IDs (@alice:server_name); default: the environment's domain, delegated to the service's subdomain by .well-known",
             ),
             opt(
                 "database",
@@ -257,7 +278,14 @@ static RECIPES: &[Recipe] = &[
         port: Some(8008),
         health_path: None,
         volumes: &[],
-        description: "Matrix sliding sync proxy (for Element X)",
+        uid: None,
+        health_cmd: None,
+        health_timeout_s: 60,
+        templates: &[],
+        deprecated: Some(
+            "the sliding sync proxy is retired upstream: Synapse 1.114 and later serve simplified sliding sync (MSC4186) natively, and kiln turns it on in every synapse service; this service deploys nothing — remove it (and its secrets) from kiln.toml",
+        ),
+        description: "Matrix sliding sync proxy (deprecated: Synapse serves sliding sync natively)",
         default_subdomain: Some("sliding.matrix"),
         http: true,
         needs_version: true,
@@ -293,26 +321,35 @@ static RECIPES: &[Recipe] = &[
             volume("html", "/var/www/html", "Nextcloud code, config and apps"),
             volume("data", "/var/www/html/data", "the files of the users"),
         ],
-        description: "Nextcloud file sync and share, with its own MariaDB",
+        uid: Some(33),
+        health_cmd: Some("curl -fsS -o /dev/null http://localhost/status.php"),
+        health_timeout_s: 600,
+        templates: &[],
+        deprecated: None,
+        description: "Nextcloud file sync and share, on the shared PostgreSQL",
         default_subdomain: Some("cloud"),
         http: true,
         needs_version: true,
-        options: &[opt(
-            "admin_user",
-            OptionKind::String,
-            false,
-            "name of the first admin account (default admin)",
-        )],
-        secrets: &[
-            secret(
-                "db_root_password",
-                DB_PASSWORD,
-                "Nextcloud MariaDB root password",
+        options: &[
+            opt(
+                "database",
+                OptionKind::ServiceOfKind("postgres"),
+                true,
+                "the postgres service holding Nextcloud's database",
             ),
-            secret(
+            opt(
+                "admin_user",
+                OptionKind::String,
+                false,
+                "name of the first admin account (default admin)",
+            ),
+        ],
+        secrets: &[
+            secret_when(
                 "db_password",
                 DB_PASSWORD,
-                "Nextcloud MariaDB user password",
+                "Nextcloud database password",
+                "database",
             ),
             secret(
                 "admin_password",
@@ -328,12 +365,19 @@ static RECIPES: &[Recipe] = &[
         kind: "hedgedoc",
         image: Some("quay.io/hedgedoc/hedgedoc"),
         port: Some(3000),
-        health_path: Some("/status"),
+        health_path: Some("/_health"),
         volumes: &[volume(
             "uploads",
             "/hedgedoc/public/uploads",
             "uploaded images",
         )],
+        uid: Some(10000),
+        health_cmd: Some(
+            "node -e \"fetch('http://127.0.0.1:3000/_health').then(r => process.exit(r.ok ? 0 : 1), () => process.exit(1))\"",
+        ),
+        health_timeout_s: 180,
+        templates: &[],
+        deprecated: None,
         description: "HedgeDoc collaborative markdown editor",
         default_subdomain: Some("hdoc"),
         http: true,
@@ -342,8 +386,8 @@ static RECIPES: &[Recipe] = &[
             opt(
                 "database",
                 OptionKind::ServiceOfKind("postgres"),
-                false,
-                "the postgres service holding HedgeDoc's database (default: SQLite)",
+                true,
+                "the postgres service holding HedgeDoc's database",
             ),
             opt(
                 "allow_anonymous",
@@ -382,6 +426,11 @@ static RECIPES: &[Recipe] = &[
             ),
             volume("prometheus", "/prometheus", "Prometheus metrics"),
         ],
+        uid: Some(472),
+        health_cmd: None,
+        health_timeout_s: 120,
+        templates: &[],
+        deprecated: None,
         description: "Prometheus, Alertmanager, blackbox probes and Grafana",
         default_subdomain: Some("grafana"),
         http: true,
@@ -407,6 +456,11 @@ static RECIPES: &[Recipe] = &[
         port: None,
         health_path: None,
         volumes: &[],
+        uid: None,
+        health_cmd: None,
+        health_timeout_s: 120,
+        templates: &[],
+        deprecated: None,
         description: "any container image serving HTTP on one port",
         default_subdomain: None,
         http: true,
@@ -428,6 +482,42 @@ static RECIPES: &[Recipe] = &[
         secrets: &[],
     },
 ];
+
+/// The container quadlet every recipe renders (a repository may override it per kind with
+/// `catalog/<kind>/container.j2`).
+pub const CONTAINER_TEMPLATE: &str = "container.j2";
+
+static TEMPLATES: &[(&str, &str, &str)] = &[
+    (
+        "*",
+        "container.j2",
+        include_str!("../templates/container.j2"),
+    ),
+    (
+        "postgres",
+        "databases.sql.j2",
+        include_str!("../templates/postgres/databases.sql.j2"),
+    ),
+    (
+        "synapse",
+        "homeserver.yaml.j2",
+        include_str!("../templates/synapse/homeserver.yaml.j2"),
+    ),
+    (
+        "synapse",
+        "log.config.j2",
+        include_str!("../templates/synapse/log.config.j2"),
+    ),
+];
+
+/// The embedded template `name` of recipe `kind` (the shared container quadlet for
+/// [`CONTAINER_TEMPLATE`]).
+pub fn template(kind: &str, name: &str) -> Option<&'static str> {
+    TEMPLATES
+        .iter()
+        .find(|(k, n, _)| (*k == kind || *k == "*") && *n == name)
+        .map(|(_, _, t)| *t)
+}
 
 /// Every recipe, in a stable order.
 pub fn recipes() -> &'static [Recipe] {

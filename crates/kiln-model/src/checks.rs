@@ -249,6 +249,21 @@ pub fn bucket(s: &str) -> Result<(), String> {
 
 /// A version / image tag.
 pub fn version(s: &str) -> Result<(), String> {
+    // Optionally pinned by digest: `v1.118.0@sha256:<64 hex digits>`.
+    let s = match s.split_once('@') {
+        Some((tag, digest)) => {
+            let hex = digest.strip_prefix("sha256:").unwrap_or("");
+            if hex.len() != 64
+                || !hex
+                    .chars()
+                    .all(|c| c.is_ascii_hexdigit() && !c.is_ascii_uppercase())
+            {
+                return Err("has a digest that is not `sha256:` and 64 lower-case hex digits (like `v1.118.0@sha256:0123…`)".into());
+            }
+            tag
+        }
+        None => s,
+    };
     if s.is_empty() || s.len() > 128 || s.starts_with(['.', '-']) {
         return Err("must be a non-empty image tag (like `1.9.9` or `v1.94.0`)".into());
     }

@@ -123,6 +123,10 @@ pub fn records(model: &Model, env: &Environment) -> Vec<DnsRecord> {
     // reference docs: moving servers then means changing only the apex A/AAAA), else to
     // its host's name.
     for svc in &model.services {
+        // A deprecated kind deploys nothing, so it gets no name.
+        if svc.recipe().is_some_and(|r| r.deprecated.is_some()) {
+            continue;
+        }
         let Some(fqdn) = env.service_fqdn(svc) else {
             continue;
         };

@@ -23,6 +23,9 @@ pub struct Model {
     pub monitoring: Option<Monitoring>,
     /// Extra resources per host role (`[roles.<role>]`).
     pub roles: BTreeMap<String, Role>,
+    /// What is not an error but deserves a word (a deprecated kind, ...), located.
+    #[serde(skip)]
+    pub warnings: Vec<crate::ConfigError>,
     #[serde(skip)]
     pub(crate) base_dir: PathBuf,
     #[serde(skip)]

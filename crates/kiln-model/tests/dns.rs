@@ -39,7 +39,6 @@ fn production_has_the_reference_docs_table_plus_hosts_grafana_and_caa() {
             t("services.ergaster.org", "A", "203.0.113.10"),
             t("services.ergaster.org", "AAAA", "2001:db8:10::1"),
             t("matrix.ergaster.org", "CNAME", "ergaster.org"),
-            t("sliding.matrix.ergaster.org", "CNAME", "ergaster.org"),
             t("cloud.ergaster.org", "CNAME", "ergaster.org"),
             t("hdoc.ergaster.org", "CNAME", "ergaster.org"),
             // Grafana is on the monitoring host, not the apex host.

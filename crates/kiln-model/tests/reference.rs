@@ -76,10 +76,6 @@ fn services_resolve_to_the_reference_urls() {
         urls,
         [
             ("synapse", "https://matrix.ergaster.org".to_string()),
-            (
-                "sliding-sync",
-                "https://sliding.matrix.ergaster.org".to_string()
-            ),
             ("nextcloud", "https://cloud.ergaster.org".to_string()),
             ("hedgedoc", "https://hdoc.ergaster.org".to_string()),
             ("monitoring", "https://grafana.ergaster.org".to_string()),
@@ -93,9 +89,10 @@ fn services_resolve_to_the_reference_urls() {
         "https://cloud.staging.ergaster.org"
     );
     assert!(m.service("postgres").unwrap().subdomain.is_none());
+    // The server name defaults to the environment's domain (set by the services feature).
     assert_eq!(
         m.service("synapse").unwrap().option_str("server_name"),
-        Some("ergaster.org")
+        None
     );
     assert_eq!(
         m.services_on("monitoring")
@@ -126,7 +123,12 @@ fn required_secrets_follow_the_catalog_backups_and_hosts() {
         rule("monitoring_grafana_admin_password"),
         Some(SecretRule::PasswordWithHash { .. })
     ));
-    assert!(rule("sliding_sync_db_password").is_some());
+    assert!(rule("synapse_db_password").is_some());
+    assert!(rule("nextcloud_db_password").is_some());
+    assert!(
+        rule("nextcloud_db_root_password").is_none(),
+        "one PostgreSQL, no MariaDB"
+    );
     assert_eq!(rule("backup_s3_access_key"), Some(SecretRule::Provided));
     assert_eq!(
         rule("wireguard_services"),

@@ -192,26 +192,27 @@ admin_user = "kiln"
 os = "debian13"
 
 # ── Services: a catalog kind, the role of the host it runs on, a pinned version ─────────
-# Kinds: synapse, sliding-sync, nextcloud, hedgedoc, monitoring, postgres, container.
+# Kinds: postgres, synapse, nextcloud, hedgedoc, monitoring, container.
 # Each is served at https://<subdomain>.<environment domain>.
+
+[services.postgres]               # one database server for the services of its host
+kind = "postgres"
+host = "services"
+version = "17"
 
 [services.hedgedoc]
 kind = "hedgedoc"
 host = "services"
 subdomain = "hdoc"
-version = "1.9.9"
+version = "1.10.3"
+options = { database = "postgres" }
 
-# [services.postgres]
-# kind = "postgres"
-# host = "services"
-# version = "16"
-#
-# [services.synapse]
+# [services.synapse]              # Matrix, as @you:<environment domain>, with sliding sync
 # kind = "synapse"
 # host = "services"
 # subdomain = "matrix"
-# version = "v1.94.0"
-# options = { server_name = "{domain}", database = "postgres" }
+# version = "v1.162.0"
+# options = { database = "postgres" }
 #
 # [services.blog]                 # any container serving HTTP on one port
 # kind = "container"

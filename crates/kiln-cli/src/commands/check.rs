@@ -38,6 +38,15 @@ pub fn run(ctx: &Context, _args: Args) -> CmdResult {
         model.required_secrets().len(),
         plural(model.required_secrets().len()),
     ));
+    for w in &model.warnings {
+        p.outln(format_args!("warning: {}", w.message));
+        if let Some(loc) = w.location() {
+            p.outln(format_args!("  at {loc}: {}", w.label));
+        }
+        if let Some(h) = &w.help {
+            p.outln(format_args!("  help: {h}"));
+        }
+    }
     // Not errors, but kiln will refuse to connect to these hosts until their keys are pinned.
     for env in &model.environments {
         let unpinned: Vec<&str> = env

@@ -81,6 +81,16 @@ fn render(model: &Model, envs: &[&Environment]) -> String {
         out.push('\n');
         out.push_str(&render_env(model, env));
     }
+    let overridden = kiln_converge::desired::services::overridden_templates(model);
+    if !overridden.is_empty() {
+        out.push_str("\ncatalog templates overridden by this repository:\n");
+        for (service, name, path) in overridden {
+            out.push_str(&format!(
+                "  service {service}: {name} from {}\n",
+                path.display()
+            ));
+        }
+    }
     if let Some(m) = &model.monitoring {
         let mut to = Vec::new();
         if let Some(e) = &m.alert_email {
@@ -139,7 +149,11 @@ fn render_env(model: &Model, env: &Environment) -> String {
             s.kind.clone(),
             s.host.clone(),
             s.version.clone().unwrap_or_else(|| "-".into()),
-            env.service_url(s).unwrap_or_else(|| "- (internal)".into()),
+            if s.recipe().is_some_and(|r| r.deprecated.is_some()) {
+                "- (deprecated kind: deploys nothing, see kiln check)".into()
+            } else {
+                env.service_url(s).unwrap_or_else(|| "- (internal)".into())
+            },
         ]);
     }
     out.push_str(&indent(&align(&rows, "  "), "    "));
@@ -327,9 +341,16 @@ fn to_json(model: &Model, envs: &[&Environment]) -> Value {
             })
         })
         .collect();
+    let overridden: Vec<Value> = kiln_converge::desired::services::overridden_templates(model)
+        .into_iter()
+        .map(|(service, template, path)| {
+            json!({ "service": service, "template": template, "path": path })
+        })
+        .collect();
     json!({
         "project": model.project,
         "environments": environments,
         "monitoring": model.monitoring,
+        "overridden_templates": overridden,
     })
 }

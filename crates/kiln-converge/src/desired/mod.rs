@@ -73,6 +73,12 @@ pub enum DesiredError {
         first: &'static str,
         second: &'static str,
     },
+    #[error("host {host}: service {service}: {message}")]
+    Service {
+        host: String,
+        service: String,
+        message: String,
+    },
     #[error("environment {env} has no host {host}")]
     UnknownHost { env: String, host: String },
     #[error("{0}")]

@@ -70,6 +70,21 @@ pub fn render_template(
         what: what.to_owned(),
         source,
     })?;
+    render_str(&file, source, ctx, secrets, what, host)
+}
+
+/// Renders template text; `file` names it in errors (a path, or the catalog's
+/// `catalog:<kind>/<name>` for an embedded template). Returns the text and whether it
+/// used a secret.
+pub fn render_str(
+    file: &str,
+    source: String,
+    ctx: &serde_json::Value,
+    secrets: Arc<dyn SecretSource>,
+    what: &str,
+    host: &str,
+) -> Result<(String, bool), DesiredError> {
+    let file = file.to_owned();
     let used = Arc::new(Mutex::new(false));
     let mut env = minijinja::Environment::new();
     env.set_undefined_behavior(minijinja::UndefinedBehavior::Strict);

@@ -27,16 +27,23 @@ const INVALID: &str = "kiln::config::invalid_value";
 const UNKNOWN_REF: &str = "kiln::config::unknown_reference";
 const DUPLICATE: &str = "kiln::config::duplicate";
 const MISSING: &str = "kiln::config::missing_key";
+const DEPRECATED: &str = "kiln::config::deprecated";
 
 struct Ctx<'a> {
     src: &'a Source,
     base_dir: &'a Path,
     errors: Vec<ConfigError>,
+    /// Not errors: what kiln check explains (deprecations).
+    warnings: Vec<ConfigError>,
 }
 
 impl Ctx<'_> {
     fn push(&mut self, e: ConfigError) {
         self.errors.push(e);
+    }
+
+    fn warn(&mut self, e: ConfigError) {
+        self.warnings.push(e);
     }
 
     fn at(
@@ -86,6 +93,7 @@ pub(crate) fn validate(
         src,
         base_dir,
         errors: Vec::new(),
+        warnings: Vec::new(),
     };
 
     let email_span = doc.project.as_ref().map(|p| p.acme_email.span());
@@ -145,6 +153,7 @@ pub(crate) fn validate(
         backups,
         monitoring,
         roles,
+        warnings: std::mem::take(&mut cx.warnings),
         base_dir: base_dir.to_path_buf(),
         config_path: config_path.to_path_buf(),
     };

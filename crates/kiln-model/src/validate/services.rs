@@ -6,7 +6,7 @@ use std::ops::Range;
 
 use kiln_catalog::OptionKind;
 
-use super::{Ctx, DUPLICATE, INVALID, MISSING, UNKNOWN_REF};
+use super::{Ctx, DEPRECATED, DUPLICATE, INVALID, MISSING, UNKNOWN_REF};
 use crate::checks;
 use crate::diagnostic::{did_you_mean, suggest};
 use crate::model::*;
@@ -111,6 +111,20 @@ pub(super) fn services(
                 .help(help);
             cx.push(e);
         }
+        if let Some(why) = recipe.and_then(|r| r.deprecated) {
+            let w = cx
+                .at(
+                    svc.kind.span(),
+                    DEPRECATED,
+                    format!(
+                        "service `{sname}`: kind `{}` is deprecated",
+                        svc.kind.get_ref()
+                    ),
+                )
+                .label("deprecated kind")
+                .help(why);
+            cx.warn(w);
+        }
         if svc.kind.get_ref() == "monitoring" {
             if let Some((first, span)) = &monitoring_seen {
                 let e = cx
@@ -156,14 +170,17 @@ pub(super) fn services(
         }
 
         match &svc.version {
-            Some(v) => {
-                cx.check(
+            Some(v)
+                if cx.check(
                     v,
                     "version",
                     checks::version,
                     "pin the image tag, like `1.9.9`",
-                );
+                ) =>
+            {
+                kind_version(cx, sname, svc.kind.get_ref(), v);
             }
+            Some(_) => {}
             None if recipe.is_some_and(|r| r.needs_version) => {
                 let e = cx
                     .at(
@@ -228,6 +245,63 @@ pub(super) fn services(
         });
     }
     out
+}
+
+/// Synapse serves sliding sync natively from this release on.
+pub const SYNAPSE_NATIVE_SLIDING_SYNC: (u64, u64) = (1, 114);
+
+/// `major.minor` of a release tag (`v1.118.0`, `1.118.0rc1`, `v1.118.0@sha256:…`).
+pub fn release(tag: &str) -> Option<(u64, u64)> {
+    let tag = tag.split('@').next()?.trim_start_matches('v');
+    let mut parts = tag.split('.');
+    let major = parts.next()?.parse().ok()?;
+    let minor: String = parts
+        .next()?
+        .chars()
+        .take_while(char::is_ascii_digit)
+        .collect();
+    Some((major, minor.parse().ok()?))
+}
+
+/// What a kind requires of its pinned version.
+fn kind_version(cx: &mut Ctx<'_>, sname: &str, kind: &str, v: &S<String>) {
+    let tag = v.get_ref();
+    match kind {
+        "synapse" => {
+            let (want_major, want_minor) = SYNAPSE_NATIVE_SLIDING_SYNC;
+            match release(tag) {
+                None => {
+                    let e = cx
+                        .at(
+                            v.span(),
+                            INVALID,
+                            format!(
+                                "service `{sname}`: version `{tag}` is not a Synapse release tag"
+                            ),
+                        )
+                        .label("not like v1.162.0")
+                        .help("pin a release tag of the image, like `v1.162.0`");
+                    cx.push(e);
+                }
+                Some((major, minor)) if (major, minor) < (want_major, want_minor) => {
+                    let e = cx
+                        .at(v.span(), INVALID, format!("service `{sname}`: Synapse {tag} is older than {want_major}.{want_minor}, which kiln needs for native sliding sync"))
+                        .label(format!("older than v{want_major}.{want_minor}.0"))
+                        .help(format!("kiln deploys sliding sync (for Element X) inside Synapse, which serves it from v{want_major}.{want_minor}.0 on; the separate proxy is retired: pin `version = \"v{want_major}.{want_minor}.0\"` or a later release"));
+                    cx.push(e);
+                }
+                Some(_) => {}
+            }
+        }
+        "postgres" if !tag.starts_with(|c: char| c.is_ascii_digit()) => {
+            let e = cx
+                .at(v.span(), INVALID, format!("service `{sname}`: version `{tag}` does not name a PostgreSQL major version"))
+                .label("no major version")
+                .help("pin a tag starting with the major version, like `17` or `17.2`: kiln refuses to change a major version over existing data");
+            cx.push(e);
+        }
+        _ => {}
+    }
 }
 
 fn option_value(
