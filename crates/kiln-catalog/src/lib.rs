@@ -372,9 +372,9 @@ static RECIPES: &[Recipe] = &[
             "uploaded images",
         )],
         uid: Some(10000),
-        health_cmd: Some(
-            "node -e \"fetch('http://127.0.0.1:3000/_health').then(r => process.exit(r.ok ? 0 : 1), () => process.exit(1))\"",
-        ),
+        // The image has node, not curl; kiln mounts the script (quadlet mangles quotes
+        // in HealthCmd, so the command has none).
+        health_cmd: Some("node /kiln/healthcheck.mjs"),
         health_timeout_s: 180,
         templates: &[],
         deprecated: None,

@@ -627,6 +627,19 @@ impl ServiceBuild<'_, '_> {
             container: "/run/secrets".into(),
             options: "ro,Z",
         });
+        // The health check's script (see the recipe's health_cmd).
+        let check = conf.join("healthcheck.mjs");
+        self.file(
+            check.clone(),
+            "// Managed by kiln: HedgeDoc's health check, run by Podman inside the container.\nfetch('http://127.0.0.1:3000/_health').then(r => process.exit(r.ok ? 0 : 1), () => process.exit(1));\n".into(),
+            0o644,
+            false,
+        );
+        spec.mounts.push(Mount {
+            host: check,
+            container: "/kiln/healthcheck.mjs".into(),
+            options: "ro,Z",
+        });
         let anonymous = self
             .svc
             .options
