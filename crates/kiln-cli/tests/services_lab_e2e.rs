@@ -1,0 +1,400 @@
+//! End-to-end, as a user would: the reference infrastructure's services on a fresh lab
+//! server. `kiln lab up` (which loads the lab's images under the upstream names), `kiln
+//! secrets generate`, `kiln apply --env lab`: PostgreSQL and Synapse run for real (Synapse
+//! built from PyPI for the pinned version), HedgeDoc and Nextcloud as **contract images**
+//! (test doubles of kiln's side of their upstream contract, never the applications). Then:
+//! a user registered with the shared secret sends a message and reads it back through the
+//! client API; native sliding sync is advertised; the contract images wrote their rows with
+//! the vault's passwords into their own databases and their files as the upstream UIDs; no
+//! secret in `ps`, `podman inspect`, unit files or kiln's output; a second plan is empty;
+//! a Synapse upgrade restarts Synapse only; a deliberately broken version (a contract image
+//! whose health check fails) is reported unhealthy with its journal and how to go back,
+//! the other services untouched. Needs root and the lab's prerequisites
+//! (.ci/install-lab.sh).
+
+use std::path::PathBuf;
+use std::process::{Command, Output};
+
+const KILN_TOML: &str = r#"# the reference infrastructure's services host, in the lab
+[project]
+name = "svc"
+domain = "ergaster.org"
+acme_email = "ops@ergaster.org"
+
+[environments.lab]
+domain = "ergaster.test"
+acme_ca = "internal"
+apex_host = "services"
+
+[environments.lab.hosts.services]
+address = "10.77.0.11"
+admin_user = "kiln"
+os = "debian13"
+
+[services.postgres]
+kind = "postgres"
+host = "services"
+version = "17"
+
+[services.synapse]
+kind = "synapse"
+host = "services"
+subdomain = "matrix"
+version = "v1.162.0"
+options = { database = "postgres" }
+
+[services.hedgedoc]
+kind = "hedgedoc"
+host = "services"
+subdomain = "hdoc"
+version = "1.10.3"
+options = { database = "postgres" }
+
+[services.nextcloud]
+kind = "nextcloud"
+host = "services"
+subdomain = "cloud"
+version = "31"
+options = { database = "postgres" }
+"#;
+
+struct Repo {
+    _tmp: tempfile::TempDir,
+    config: PathBuf,
+    pass: PathBuf,
+    lab: String,
+}
+
+impl Repo {
+    fn kiln(&self, args: &[&str]) -> Output {
+        Command::new(env!("CARGO_BIN_EXE_kiln"))
+            .args(args)
+            .arg("--config")
+            .arg(&self.config)
+            .env_remove("KILN_ENV")
+            .env_remove("KILN_CONFIG")
+            .output()
+            .unwrap()
+    }
+
+    /// `kiln <args> --env lab --passphrase-file …`
+    fn kiln_env(&self, args: &[&str]) -> Output {
+        let mut a: Vec<&str> = args.to_vec();
+        let pass = self.pass.to_str().unwrap();
+        a.extend(["--env", "lab", "--passphrase-file", pass]);
+        self.kiln(&a)
+    }
+
+    /// A root shell script on the services server.
+    fn on_server(&self, script: &str) -> Output {
+        self.kiln(&[
+            "lab", "ssh", "--lab", &self.lab, "services", "--", "sudo", "bash", "-c", script,
+        ])
+    }
+
+    fn on_server_ok(&self, script: &str) -> String {
+        let o = self.on_server(script);
+        assert!(o.status.success(), "{script}: {}", text(&o));
+        String::from_utf8_lossy(&o.stdout).into_owned()
+    }
+
+    fn secret(&self, name: &str) -> String {
+        let o = self.kiln_env(&["secrets", "get", name]);
+        assert!(o.status.success(), "secrets get {name}: {}", text(&o));
+        String::from_utf8_lossy(&o.stdout).trim_end().to_owned()
+    }
+
+    fn set_version(&self, service: &str, from: &str, to: &str) {
+        let t = std::fs::read_to_string(&self.config).unwrap();
+        let old = format!(
+            "[services.{service}]\nkind = \"{service}\"\nhost = \"services\"\nsubdomain = \"matrix\"\nversion = \"{from}\""
+        );
+        assert!(t.contains(&old), "{t}");
+        let new = old.replace(
+            &format!("version = \"{from}\""),
+            &format!("version = \"{to}\""),
+        );
+        std::fs::write(&self.config, t.replace(&old, &new)).unwrap();
+    }
+
+    fn started_at(&self, containers: &[&str]) -> Vec<String> {
+        let out = self.on_server_ok(&format!(
+            "podman inspect --format '{{{{.Name}}}} {{{{.State.StartedAt}}}}' {}",
+            containers.join(" ")
+        ));
+        out.lines().map(str::to_owned).collect()
+    }
+}
+
+fn text(o: &Output) -> String {
+    format!(
+        "{}\n--- stdout\n{}\n--- stderr\n{}",
+        o.status,
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    )
+}
+
+fn all_output(o: &Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    )
+}
+
+/// Through Synapse's client API, from inside its container (its Python): log in as
+/// `alice`, create a room, send a message, read it back; and the versions endpoint.
+const MATRIX_CLIENT: &str = r#"
+import json, sys, urllib.request
+base = "http://localhost:8008"
+def call(method, path, body=None, token=None):
+    req = urllib.request.Request(base + path, method=method,
+        data=None if body is None else json.dumps(body).encode(),
+        headers={"Content-Type": "application/json", **({"Authorization": "Bearer " + token} if token else {})})
+    with urllib.request.urlopen(req, timeout=30) as r:
+        return json.load(r)
+versions = call("GET", "/_matrix/client/versions")
+login = call("POST", "/_matrix/client/v3/login", {"type": "m.login.password", "identifier": {"type": "m.id.user", "user": "alice"}, "password": sys.argv[1]})
+token = login["access_token"]
+out = {"user_id": login["user_id"], "sliding": versions.get("unstable_features", {}).get("org.matrix.simplified_msc3575")}
+if sys.argv[2] == "send":
+    room = call("POST", "/_matrix/client/v3/createRoom", {"name": "kiln e2e"}, token)["room_id"]
+    call("PUT", "/_matrix/client/v3/rooms/%s/send/m.room.message/txn1" % room, {"msgtype": "m.text", "body": sys.argv[3]}, token)
+    out["room"] = room
+rooms = call("GET", "/_matrix/client/v3/joined_rooms", None, token)["joined_rooms"]
+bodies = []
+for room in rooms:
+    msgs = call("GET", "/_matrix/client/v3/rooms/%s/messages?dir=b&limit=20" % room, None, token)
+    bodies += [e["content"].get("body") for e in msgs["chunk"] if e["type"] == "m.room.message"]
+out["bodies"] = bodies
+print(json.dumps(out))
+"#;
+
+fn matrix(repo: &Repo, args: &str) -> serde_json::Value {
+    let out = repo.on_server_ok(&format!(
+        "cat > /tmp/matrix.py <<'PYEOF'\n{MATRIX_CLIENT}\nPYEOF\npodman cp /tmp/matrix.py synapse:/tmp/matrix.py && podman exec synapse python3 /tmp/matrix.py {args}"
+    ));
+    serde_json::from_str(out.trim()).unwrap_or_else(|e| panic!("{e}: {out}"))
+}
+
+#[test]
+fn the_reference_services_run_upgrade_and_report_a_broken_version() {
+    assert!(
+        kiln_lab::prereq::is_root(),
+        "the lab end-to-end tests need root (after .ci/install-lab.sh)"
+    );
+    let tmp = tempfile::tempdir().unwrap();
+    let config = tmp.path().join("infra/kiln.toml");
+    std::fs::create_dir_all(config.parent().unwrap()).unwrap();
+    std::fs::write(&config, KILN_TOML).unwrap();
+    let pass = tmp.path().join("passphrase");
+    std::fs::write(&pass, "correct horse battery staple e2e\n").unwrap();
+    let repo = Repo {
+        config,
+        pass,
+        lab: format!("svc-{}", std::process::id() % 100_000),
+        _tmp: tmp,
+    };
+    let result = std::panic::catch_unwind(|| scenario(&repo));
+    let down = repo.kiln(&["lab", "down", "--lab", &repo.lab]);
+    if let Err(panic) = result {
+        std::panic::resume_unwind(panic);
+    }
+    assert!(down.status.success(), "kiln lab down: {}", text(&down));
+}
+
+fn scenario(repo: &Repo) {
+    let up = repo.kiln(&["lab", "up", "--yes", "--lab", &repo.lab]);
+    assert!(up.status.success(), "kiln lab up: {}", text(&up));
+    let up_out = all_output(&up);
+    assert!(
+        up_out.contains("contract image") && up_out.contains("quay.io/hedgedoc/hedgedoc:1.10.3"),
+        "lab up names the contract images it substitutes: {up_out}"
+    );
+    let gen_ = repo.kiln_env(&["secrets", "generate"]);
+    assert!(gen_.status.success(), "secrets generate: {}", text(&gen_));
+
+    // First apply: everything from nothing, healthy.
+    let apply = repo.kiln_env(&["apply", "--yes"]);
+    let apply_out = all_output(&apply);
+    assert!(apply.status.success(), "kiln apply: {}", text(&apply));
+    assert!(apply_out.contains("; 0 failed."), "{apply_out}");
+    let ps = repo.on_server_ok("podman ps --format '{{.Names}} {{.Status}}'");
+    for c in ["postgres", "synapse", "hedgedoc", "nextcloud"] {
+        assert!(
+            ps.lines()
+                .any(|l| l.starts_with(&format!("{c} ")) && l.contains("(healthy)")),
+            "{c} is not healthy:\n{ps}"
+        );
+    }
+
+    // A second plan has nothing to do.
+    let plan = repo.kiln_env(&["plan"]);
+    assert_eq!(plan.status.code(), Some(0), "kiln plan: {}", text(&plan));
+    assert!(
+        String::from_utf8_lossy(&plan.stdout).contains("services: no changes\n"),
+        "{}",
+        text(&plan)
+    );
+
+    // Synapse, for real: a user registered with the shared secret (read by Synapse's own
+    // tool from homeserver.yaml), a room, a message sent and read back; sliding sync.
+    repo.on_server_ok(
+        "podman exec synapse register_new_matrix_user -c /config/homeserver.yaml -u alice -p alice-e2e-password --no-admin http://localhost:8008",
+    );
+    let m = matrix(repo, "alice-e2e-password send 'hello from kiln'");
+    assert_eq!(m["user_id"], "@alice:ergaster.test", "{m}");
+    assert_eq!(
+        m["sliding"], true,
+        "simplified sliding sync advertised: {m}"
+    );
+    assert!(
+        m["bodies"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|b| b == "hello from kiln"),
+        "{m}"
+    );
+
+    // The contract images (test doubles) connected with the vault's passwords and wrote
+    // their rows, and their files are owned by the upstream UIDs.
+    for (db, app) in [("hedgedoc", "hedgedoc"), ("nextcloud", "nextcloud")] {
+        let rows = repo.on_server_ok(&format!(
+            "podman exec postgres psql -U postgres -d {db} -tAc \"SELECT app FROM kiln_contract\""
+        ));
+        assert!(rows.lines().any(|l| l == app), "{db}: {rows}");
+        let owner = repo.on_server_ok(&format!(
+            "podman exec postgres psql -U postgres -d postgres -tAc \"SELECT r.rolname FROM pg_database d JOIN pg_roles r ON r.oid = d.datdba WHERE d.datname = '{db}'\""
+        ));
+        assert_eq!(owner.trim(), db);
+    }
+    let synapse_collation = repo.on_server_ok(
+        "podman exec postgres psql -U postgres -tAc \"SELECT datcollate FROM pg_database WHERE datname = 'synapse'\"",
+    );
+    assert_eq!(synapse_collation.trim(), "C");
+    let owners = repo.on_server_ok(
+        "stat -c '%u %n' /srv/kiln/hedgedoc/uploads /srv/kiln/hedgedoc/uploads/* /srv/kiln/nextcloud/data /srv/kiln/nextcloud/html /srv/kiln/synapse/data /srv/kiln/postgres/data",
+    );
+    for l in owners.lines() {
+        let (uid, path) = l.split_once(' ').unwrap();
+        let want = match path {
+            p if p.starts_with("/srv/kiln/hedgedoc") => "10000",
+            p if p.starts_with("/srv/kiln/nextcloud") => "33",
+            p if p.starts_with("/srv/kiln/synapse") => "991",
+            _ => "999",
+        };
+        assert_eq!(uid, want, "{l}");
+    }
+
+    // No secret anywhere it could leak: processes, containers' configuration, unit files,
+    // kiln's own output.
+    let secrets: Vec<String> = [
+        "postgres_superuser_password",
+        "synapse_db_password",
+        "synapse_registration_shared_secret",
+        "synapse_macaroon_secret_key",
+        "hedgedoc_db_password",
+        "hedgedoc_session_secret",
+        "nextcloud_db_password",
+        "nextcloud_admin_password",
+    ]
+    .iter()
+    .map(|n| repo.secret(n))
+    .collect();
+    let exposed = repo.on_server_ok(
+        "ps auxww; podman inspect postgres synapse hedgedoc nextcloud; cat /etc/containers/systemd/*.container /run/systemd/generator/*.service; systemctl show postgres synapse hedgedoc nextcloud",
+    );
+    let ours = format!("{apply_out}{}", all_output(&plan));
+    for s in &secrets {
+        assert!(s.len() >= 24, "a generated secret");
+        assert!(
+            !exposed.contains(s.as_str()),
+            "a secret is visible on the host"
+        );
+        assert!(!ours.contains(s.as_str()), "a secret is in kiln's output");
+    }
+
+    // Upgrade: one line in kiln.toml; the plan says it; Synapse alone restarts.
+    let others = ["postgres", "hedgedoc", "nextcloud"];
+    let before = repo.started_at(&others);
+    let img = repo.kiln(&[
+        "lab",
+        "image",
+        "--lab",
+        &repo.lab,
+        "--server",
+        "services",
+        "docker.io/matrixdotorg/synapse:v1.163.2",
+    ]);
+    assert!(img.status.success(), "lab image: {}", text(&img));
+    repo.set_version("synapse", "v1.162.0", "v1.163.2");
+    let plan = repo.kiln_env(&["plan"]);
+    let plan_out = all_output(&plan);
+    assert!(
+        plan_out.contains("synapse v1.162.0 → v1.163.2"),
+        "{plan_out}"
+    );
+    let apply = repo.kiln_env(&["apply", "--yes"]);
+    assert!(apply.status.success(), "upgrade: {}", text(&apply));
+    assert_eq!(repo.started_at(&others), before, "only Synapse restarts");
+    let running = repo
+        .on_server_ok("podman inspect --format '{{.ImageName}} {{.State.Health.Status}}' synapse");
+    assert_eq!(
+        running.trim(),
+        "docker.io/matrixdotorg/synapse:v1.163.2 healthy"
+    );
+    let m = matrix(repo, "alice-e2e-password read");
+    assert!(
+        m["bodies"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|b| b == "hello from kiln"),
+        "the message survived the upgrade: {m}"
+    );
+
+    // A broken version (a contract image whose health check always fails): reported
+    // unhealthy with its journal and how to go back; the other services untouched.
+    let img = repo.kiln(&[
+        "lab",
+        "image",
+        "--lab",
+        &repo.lab,
+        "--server",
+        "services",
+        "docker.io/matrixdotorg/synapse:v9.9.9-kiln-broken",
+    ]);
+    assert!(img.status.success(), "lab image: {}", text(&img));
+    repo.set_version("synapse", "v1.163.2", "v9.9.9-kiln-broken");
+    let apply = repo.kiln_env(&["apply", "--yes"]);
+    let out = all_output(&apply);
+    assert!(!apply.status.success(), "a broken version fails: {out}");
+    assert!(out.contains("unhealthy"), "{out}");
+    assert!(
+        out.contains("deliberately unhealthy"),
+        "its journal is shown: {out}"
+    );
+    assert!(
+        out.contains("v1.163.2"),
+        "how to go back names the previous version: {out}"
+    );
+    assert_eq!(
+        repo.started_at(&others),
+        before,
+        "the other services are untouched"
+    );
+    // Going back is the same one-line change.
+    repo.set_version("synapse", "v9.9.9-kiln-broken", "v1.163.2");
+    let apply = repo.kiln_env(&["apply", "--yes"]);
+    assert!(apply.status.success(), "back to v1.163.2: {}", text(&apply));
+    let m = matrix(repo, "alice-e2e-password read");
+    assert!(
+        m["bodies"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|b| b == "hello from kiln")
+    );
+}
