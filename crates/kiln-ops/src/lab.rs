@@ -107,6 +107,26 @@ pub fn up(
     Ok((lab, recorded))
 }
 
+/// The container images the lab environment's services need, per host role (the
+/// upstream references the recipes pull: the lab serves them from local builds under
+/// those names), in service order without repeats.
+pub fn service_images(model: &Model) -> Vec<(String, String)> {
+    let roles = roles(model);
+    let mut out: Vec<(String, String)> = vec![];
+    for svc in &model.services {
+        if !roles.contains(&svc.host) || !kiln_converge::desired::services::deploys(svc) {
+            continue;
+        }
+        if let Some(image) = svc.image() {
+            let pair = (svc.host.clone(), image);
+            if !out.contains(&pair) {
+                out.push(pair);
+            }
+        }
+    }
+    out
+}
+
 /// The servers named after a host role of the model's `lab` environment.
 fn of_lab_roles(model: &Model, servers: &[kiln_lab::Server]) -> Vec<kiln_lab::Server> {
     let roles = roles(model);
@@ -176,6 +196,27 @@ mod tests {
         let m = kiln_model::parse_str("kiln.toml", &text, Path::new("."))
             .unwrap_or_else(|d| panic!("{}", d.render(100, false)));
         m.environment("lab").unwrap().clone()
+    }
+
+    #[test]
+    fn the_lab_needs_the_images_of_the_services_on_its_roles() {
+        let m = kiln_model::parse_str(
+            "kiln.toml",
+            "[project]\nname = \"t\"\ndomain = \"example.org\"\nacme_email = \"a@example.org\"\n[environments.lab]\ndomain = \"lab.example.org\"\nacme_ca = \"internal\"\n[environments.lab.hosts.web]\naddress = \"10.77.0.11\"\nadmin_user = \"kiln\"\n[services.db]\nkind = \"postgres\"\nhost = \"web\"\nversion = \"17\"\n[services.old]\nkind = \"sliding-sync\"\nhost = \"web\"\nversion = \"v0.99.11\"\noptions = { database = \"db\" }\n[services.chat]\nkind = \"synapse\"\nhost = \"web\"\nversion = \"v1.162.0\"\noptions = { database = \"db\" }\n",
+            Path::new("."),
+        )
+        .unwrap_or_else(|d| panic!("{}", d.render(100, false)));
+        assert_eq!(
+            service_images(&m),
+            [
+                ("web".to_string(), "docker.io/library/postgres:17".to_string()),
+                (
+                    "web".to_string(),
+                    "docker.io/matrixdotorg/synapse:v1.162.0".to_string()
+                ),
+            ],
+            "the deprecated sliding-sync deploys nothing, so needs no image"
+        );
     }
 
     #[test]
