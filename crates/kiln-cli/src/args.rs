@@ -70,9 +70,17 @@ pub struct Targeting {
     /// Hosts converged in parallel.
     #[arg(long, short = 'j', default_value_t = 8, value_name = "N")]
     pub jobs: usize,
-    /// Vault passphrase file, for templates that use `secret()`.
+    /// Vault passphrase file, for templates and services that use secrets.
     #[arg(long, env = "KILN_PASSPHRASE_FILE", value_name = "FILE")]
     pub passphrase_file: Option<PathBuf>,
+    /// Run this command (with sh) and use its output as the vault passphrase.
+    #[arg(long, value_name = "COMMAND", conflicts_with = "passphrase_file")]
+    pub passphrase_command: Option<String>,
+    /// Unlock the vault with an age identity file (a recovery key, or the private key of
+    /// a recipient in secrets/recipients.txt) instead of the passphrase: no scrypt, so
+    /// repeated runs stay fast. Takes precedence over the passphrase options.
+    #[arg(long, env = "KILN_VAULT_IDENTITY", value_name = "FILE")]
+    pub vault_identity: Vec<PathBuf>,
 }
 
 impl Targeting {
@@ -117,7 +125,8 @@ impl Targeting {
             &env.name,
             UnlockOptions {
                 passphrase_file: self.passphrase_file.clone(),
-                ..Default::default()
+                passphrase_command: self.passphrase_command.clone(),
+                identities: self.vault_identity.clone(),
             },
             Box::new(crate::context::Terminal),
         ));
