@@ -1,0 +1,142 @@
+#!/usr/bin/env python3
+"""A no-change `kiln apply` of a whole services stack vs a bare `ssh host true`.
+
+The stack is the reference infrastructure's services host in the lab: PostgreSQL and
+Synapse (real), HedgeDoc and Nextcloud (contract images, the lab's test doubles), each a
+Podman quadlet with its files, secrets, data directories, image and health check, plus the
+databases command and its real check. After one apply that brings everything up, the
+rounds alternate `ssh host true` and a no-change `kiln apply --env lab --yes`, the vault
+opened with an age identity (a recovery key: no scrypt) and, separately, with the
+passphrase (scrypt N=2^18, what a user typing the passphrase pays once per run). Prints
+medians and ratios. Benchmark only: nothing is asserted.
+
+Needs: root, a release `kiln`; talks only to the lab's own server.
+"""
+
+import argparse
+import os
+import re
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+
+KILN_TOML = """[project]
+name = "bench"
+domain = "ergaster.org"
+acme_email = "ops@ergaster.org"
+
+[environments.lab]
+domain = "ergaster.test"
+acme_ca = "internal"
+apex_host = "services"
+
+[environments.lab.hosts.services]
+address = "10.77.0.11"
+admin_user = "kiln"
+os = "debian13"
+
+[services.postgres]
+kind = "postgres"
+host = "services"
+version = "17"
+
+[services.synapse]
+kind = "synapse"
+host = "services"
+subdomain = "matrix"
+version = "v1.162.0"
+options = { database = "postgres" }
+
+[services.hedgedoc]
+kind = "hedgedoc"
+host = "services"
+subdomain = "hdoc"
+version = "1.10.3"
+options = { database = "postgres" }
+
+[services.nextcloud]
+kind = "nextcloud"
+host = "services"
+subdomain = "cloud"
+version = "31"
+options = { database = "postgres" }
+"""
+
+
+def run(cmd, **kw):
+    p = subprocess.run(cmd, capture_output=True, text=True, **kw)
+    if p.returncode != 0:
+        sys.exit(f"{' '.join(cmd)} failed ({p.returncode}):\n{p.stdout}\n{p.stderr}")
+    return p.stdout
+
+
+def timed(cmd):
+    t = time.perf_counter()
+    p = subprocess.run(cmd, capture_output=True, text=True)
+    dt = time.perf_counter() - t
+    if p.returncode != 0:
+        sys.exit(f"{' '.join(cmd)} failed ({p.returncode}):\n{p.stdout}\n{p.stderr}")
+    return dt, p.stdout
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--kiln", required=True, help="release kiln binary to measure")
+    ap.add_argument("--rounds", type=int, default=11)
+    ap.add_argument("--lab", default="kilnsvcbench")
+    ap.add_argument("--keep-lab", action="store_true")
+    a = ap.parse_args()
+    kiln = a.kiln
+    work = tempfile.mkdtemp(prefix="kiln-bench-services-")
+    config = os.path.join(work, "kiln.toml")
+    with open(config, "w") as f:
+        f.write(KILN_TOML)
+    passfile = os.path.join(work, "passphrase")
+    with open(passfile, "w") as f:
+        f.write("bench passphrase, not a secret\n")
+    base = [kiln]
+    env = ["--env", "lab"]
+    try:
+        run(base + ["lab", "up", "--yes", "--lab", a.lab, "--config", config])
+        run(base + ["secrets", "generate", "--config", config, "--passphrase-file", passfile] + env)
+        out = run(base + ["secrets", "recovery-key", "--config", config, "--passphrase-file", passfile] + env)
+        key = re.search(r"AGE-SECRET-KEY-[0-9A-Z]+", out)
+        if not key:
+            sys.exit(f"no recovery key in:\n{out}")
+        identity = os.path.join(work, "recovery.txt")
+        with open(identity, "w") as f:
+            f.write(key.group(0) + "\n")
+        os.chmod(identity, 0o600)
+        first, _ = timed(base + ["apply", "--config", config, "--yes", "--vault-identity", identity] + env)
+        print(f"first apply (whole stack from a fresh server, images preloaded): {first:.1f} s")
+        lab_dir = f"/var/lib/kiln-lab/{a.lab}"
+        with open(config) as f:
+            address = re.search(r'address = "([0-9.]+)"', f.read()).group(1)
+        ssh = ["ssh", "-o", "BatchMode=yes", "-o", f"UserKnownHostsFile={lab_dir}/known_hosts",
+               "-o", "StrictHostKeyChecking=yes", "-i", f"{lab_dir}/id_ed25519", f"kiln@{address}", "true"]
+        apply_id = base + ["apply", "--config", config, "--yes", "--vault-identity", identity] + env
+        apply_pass = base + ["apply", "--config", config, "--yes", "--passphrase-file", passfile] + env
+        times = {"ssh": [], "apply": [], "apply_pass": []}
+        for _ in range(a.rounds):
+            times["ssh"].append(timed(ssh)[0])
+            dt, out = timed(apply_id)
+            if "no changes" not in out and "0 to create, 0 to change, 0 to remove" not in out:
+                sys.exit(f"the no-change apply changed something:\n{out}")
+            times["apply"].append(dt)
+            times["apply_pass"].append(timed(apply_pass)[0])
+        med = {k: statistics.median(v) for k, v in times.items()}
+        print(f"rounds: {a.rounds}")
+        print(f"ssh host true:                          median {med['ssh'] * 1000:.0f} ms")
+        print(f"kiln apply, no change (vault identity): median {med['apply'] * 1000:.0f} ms"
+              f"  = {med['apply'] / med['ssh']:.2f}x ssh true (target: within 2x)")
+        print(f"kiln apply, no change (passphrase):     median {med['apply_pass'] * 1000:.0f} ms"
+              f"  = {med['apply_pass'] / med['ssh']:.2f}x ssh true (scrypt once per run)")
+    finally:
+        if not a.keep_lab:
+            subprocess.run(base + ["lab", "down", "--lab", a.lab], capture_output=True)
+
+
+if __name__ == "__main__":
+    main()
