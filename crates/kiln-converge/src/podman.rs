@@ -715,6 +715,57 @@ mod tests {
     }
 
     #[test]
+    fn the_quadlet_check_runs_the_generator_on_every_declared_quadlet_in_a_folder_of_its_own() {
+        use crate::resource::Content;
+        use crate::system::{RunOutput, Runner};
+        struct Generator(std::sync::Arc<std::sync::Mutex<Vec<String>>>);
+        impl Runner for Generator {
+            fn run(&mut self, argv: &Argv) -> std::io::Result<RunOutput> {
+                assert_eq!(argv.args, [QUADLET_GENERATOR, "--dryrun"]);
+                let (k, dir) = &argv.env[0];
+                assert_eq!(k, "QUADLET_UNIT_DIRS");
+                let mut names: Vec<String> = std::fs::read_dir(dir)?
+                    .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+                    .collect();
+                names.sort();
+                *self.0.lock().unwrap() = names;
+                Ok(RunOutput {
+                    code: Some(1),
+                    stdout: String::new(),
+                    stderr: format!(
+                        "quadlet-generator[9]: converting \"web.container\": no Image or Rootfs key specified in {dir}/web.container\n"
+                    ),
+                })
+            }
+        }
+        let seen = std::sync::Arc::new(std::sync::Mutex::new(vec![]));
+        let mut t = Target {
+            root: "/".into(),
+            runner: Box::new(Generator(seen.clone())),
+        };
+        let d = DesiredState {
+            units: vec![
+                Unit::quadlet("web.container", Content::text("[Container]\n")).unwrap(),
+                Unit::quadlet("data.volume", Content::text("[Volume]\n")).unwrap(),
+                Unit::file("other.service", Content::text("")),
+            ],
+            ..Default::default()
+        };
+        let Err(QuadletCheckError::Refused(r)) = check_quadlets(&mut t, &d) else {
+            panic!("refused")
+        };
+        assert_eq!(*seen.lock().unwrap(), ["data.volume", "web.container"]);
+        assert_eq!(
+            r.refused,
+            [("web.service".to_owned(), "web.container".to_owned())]
+        );
+        assert_eq!(
+            r.message,
+            "converting \"web.container\": no Image or Rootfs key specified in web.container"
+        );
+    }
+
+    #[test]
     fn health_inspect_output_gives_status_and_last_check() {
         let h = parse_health(r#"{"Status":"unhealthy","FailingStreak":3,"Log":[{"Start":"a","End":"b","ExitCode":0,"Output":"ok\n"},{"Start":"c","End":"d","ExitCode":1,"Output":"/var/run/postgresql:5432 - no response\n"}]}"#).unwrap();
         assert_eq!(h.status, "unhealthy");

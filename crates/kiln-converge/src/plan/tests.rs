@@ -1205,11 +1205,13 @@ fn a_quadlet_refused_by_the_generator_refuses_the_plan_naming_the_unit() {
         ..Default::default()
     };
     d.units = vec![quadlet("web.container", "[Container]\nImagee=x\n")];
-    let mut o = Observed::default();
-    o.quadlet_refused = Some(crate::podman::QuadletRefusal {
-        refused: vec![("web.service".into(), "web.container".into())],
-        message: "converting \"web.container\": unsupported key 'Imagee' in group 'Container' in web.container".into(),
-    });
+    let o = Observed {
+        quadlet_refused: Some(crate::podman::QuadletRefusal {
+            refused: vec![("web.service".into(), "web.container".into())],
+            message: "converting \"web.container\": unsupported key 'Imagee' in group 'Container' in web.container".into(),
+        }),
+        ..Default::default()
+    };
     let err = plan(&d, &o).unwrap_err().to_string();
     assert!(
         err.starts_with("host web: unit web.service: quadlet file /etc/containers/systemd/web.container is refused by podman's quadlet generator on the host: converting \"web.container\": unsupported key 'Imagee'"),
