@@ -4,6 +4,16 @@
 //!
 //! Starting or restarting a unit is only a success once the unit has settled active
 //! ([`wait_settled`]): a service that dies at once is a failure with its journal lines.
+//! A unit with a health check ([`crate::resource::Health`]) is started without waiting
+//! for systemd's job (`--no-block`: with `Notify=healthy` the job itself lasts until the
+//! container is healthy), settled with its health timeout, then its container polled
+//! until `healthy` ([`wait_healthy`]). When it does not become healthy, the apply stops
+//! touching the host: every later change is skipped ([`ApplyError::Unhealthy`]), as what
+//! comes after (a later stage's commands and units) counts on it.
+//!
+//! Images are pulled with `podman pull`. Before the first quadlet file is written, every
+//! declared quadlet of the host is checked by the host's generator
+//! ([`crate::podman::check_quadlets`]); when it refuses them none is written.
 //!
 //! Changes of a guarded group ([`crate::guard`]) are applied with a rollback armed before
 //! the group's first change; after its last, the agent reports
@@ -29,7 +39,7 @@ use crate::facts::{Facts, PackageManager};
 use crate::observe::Accounts;
 use crate::owned::{ORIGINALS_DIR, OWNED_PATH, Original, Owned, original_path, sha256_hex};
 use crate::plan::{Change, Op, Plan};
-use crate::resource::{DesiredState, ResourceId};
+use crate::resource::{DesiredState, ResourceId, Stage, UnitKind};
 use crate::system::Target;
 
 /// One step failed.
@@ -80,6 +90,48 @@ pub enum ApplyError {
         /// The unit's last journal lines, already formatted (empty when none).
         journal: String,
     },
+    #[error(
+        "cannot pull image {reference}{}: {message}\n  hint: check the image's name and version, and that the host reaches its registry",
+        service.as_ref().map(|s| format!(" for service {s}")).unwrap_or_default()
+    )]
+    Pull {
+        reference: String,
+        service: Option<String>,
+        message: String,
+    },
+    /// A unit with a health check did not become healthy: the apply stops changing the
+    /// host (every later change is skipped).
+    #[error(transparent)]
+    Unhealthy(Box<Unhealthy>),
+    #[error(
+        "{0}\n  hint: fix the quadlet's keys (podman-systemd.unit(5) lists them); none of this host's quadlet files was installed"
+    )]
+    QuadletRefused(crate::podman::QuadletRefusal),
+    #[error("{0}")]
+    QuadletCheck(String),
+}
+
+/// A unit with a health check that did not become healthy ([`ApplyError::Unhealthy`]).
+#[derive(Debug, thiserror::Error)]
+#[error(
+    "unit {unit}: container {container} is not healthy after {waited_s} s ({state}){last_check}{journal}\n  hint: {}",
+    match back {
+        Some(v) => format!("to go back: set the service's version back to {v} in kiln.toml and apply again"),
+        None => format!("`podman healthcheck run {container}` and `journalctl -u {unit}` on the host show more"),
+    }
+)]
+pub struct Unhealthy {
+    pub unit: String,
+    pub container: String,
+    pub waited_s: u64,
+    /// What was seen last, e.g. `health starting` or `the unit is failed (failed), result timeout`.
+    pub state: String,
+    /// The last health check's exit code and output, formatted (empty when Podman had none).
+    pub last_check: String,
+    /// The unit's last journal lines, formatted (empty when none).
+    pub journal: String,
+    /// The version to set back to (from the image its container ran before), when known.
+    pub back: Option<String>,
 }
 
 fn io(path: &Path, action: &'static str) -> impl FnOnce(std::io::Error) -> ApplyError {
@@ -241,7 +293,10 @@ struct Ctx<'a> {
     facts: Option<&'a Facts>,
     accounts: Option<Accounts>,
     packages_done: bool,
-    enables_done: bool,
+    /// The stage whose enables were batched since the last daemon-reload.
+    enables_done: Option<Stage>,
+    /// The check of the host's quadlet files, made before the first one is written.
+    quadlets_checked: Option<Result<(), ApplyError>>,
 }
 
 impl Ctx<'_> {
@@ -413,6 +468,13 @@ fn step(
                 } else {
                     return Err(ApplyError::Missing(change.id.to_string()));
                 };
+            let quadlet = d
+                .units
+                .iter()
+                .any(|u| matches!(u.kind, UnitKind::Quadlet { .. }) && &u.path() == path);
+            if quadlet && change.content && real_root {
+                check_quadlets_once(target, ctx)?;
+            }
             let (uid, gid) = ids(ctx.accounts(target)?, owner, group)?;
             let real = target.path(path);
             if change.content {
@@ -465,25 +527,30 @@ fn step(
             need_real("systemd units")?;
             run_ok(target, &strs(&["systemctl", "daemon-reload"]), &[])?;
             // Enables after this reload (units given back) are a batch of their own.
-            ctx.enables_done = false;
+            ctx.enables_done = None;
         }
-        (ResourceId::Unit(_), Op::Enable) => {
-            // All enables in one `systemctl enable`, at the first one: each call reloads the
-            // manager (≈ 175 ms each on a lab server), and the planner puts every unit file
-            // change and the daemon-reload before any unit state change. The batch ends at
-            // the next daemon-reload (units given back after their files are restored).
-            if !ctx.enables_done {
+        (ResourceId::Unit(name), Op::Enable) => {
+            // All enables of a stage in one `systemctl enable`, at its first one: each call
+            // reloads the manager (≈ 175 ms each on a lab server), and the planner puts every
+            // unit file change and the daemon-reload before any unit state change. The batch
+            // ends at the next daemon-reload (units given back after their files are
+            // restored); a later stage's units are enabled with their stage (a stage may
+            // not be reached, when one before it is unhealthy).
+            let stage = unit_stage(d, name);
+            if ctx.enables_done != Some(stage) {
                 need_real("systemd units")?;
                 let mut argv = strs(&["systemctl", "enable", "--"]);
                 let batch = plan.changes[index..]
                     .iter()
                     .take_while(|c| c.op != Op::DaemonReload);
                 argv.extend(batch.filter_map(|c| match (&c.id, c.op) {
-                    (ResourceId::Unit(n), Op::Enable) => Some(n.clone()),
+                    (ResourceId::Unit(n), Op::Enable) if unit_stage(d, n) == stage => {
+                        Some(n.clone())
+                    }
                     _ => None,
                 }));
                 run_ok(target, &argv, &[])?;
-                ctx.enables_done = true;
+                ctx.enables_done = Some(stage);
             }
         }
         (
@@ -500,9 +567,41 @@ fn step(
             } else {
                 op.to_string()
             };
-            run_ok(target, &strs(&["systemctl", &verb, "--", name]), &[])?;
-            if matches!(op, Op::Start | Op::Restart) {
-                wait_settled(target, name, &verb, &Settle::default())?;
+            let health = d
+                .units
+                .iter()
+                .find(|u| &u.name == name)
+                .and_then(|u| u.health.as_ref())
+                .filter(|_| matches!(op, Op::Start | Op::Restart));
+            if let Some(health) = health {
+                let back = previous_version(d, change, name);
+                start_healthy(target, name, &verb, health, back)?;
+            } else {
+                run_ok(target, &strs(&["systemctl", &verb, "--", name]), &[])?;
+                if matches!(op, Op::Start | Op::Restart) {
+                    wait_settled(target, name, &verb, &Settle::default())?;
+                }
+            }
+        }
+        (ResourceId::Image(reference), Op::Pull) => {
+            need_real("images")?;
+            let args = crate::podman::pull_argv(reference);
+            let service = d
+                .images
+                .iter()
+                .find(|i| &i.reference == reference)
+                .and_then(|i| i.service.clone().or_else(|| i.container.clone()));
+            let pull_err = |message: String| ApplyError::Pull {
+                reference: reference.clone(),
+                service: service.clone(),
+                message,
+            };
+            let out = target
+                .runner
+                .run(&crate::facts::Argv { env: vec![], args })
+                .map_err(|e| pull_err(e.to_string()))?;
+            if !out.success() {
+                return Err(pull_err(out.tail()));
             }
         }
         (ResourceId::Command(name), Op::Run) => {
@@ -578,7 +677,8 @@ pub fn apply(
         facts,
         accounts: None,
         packages_done: false,
-        enables_done: false,
+        enables_done: None,
+        quadlets_checked: None,
     };
     let total = plan.changes.len();
     let mut applied = 0;
@@ -586,8 +686,21 @@ pub fn apply(
     // Changes that failed or were skipped, for the dependency check of later ones.
     let mut broken: Vec<usize> = vec![];
     let mut guards = Guards::new(desired);
+    // Set when a unit did not become healthy: nothing more is changed on the host.
+    let mut halted: Option<String> = None;
     for (index, change) in plan.changes.iter().enumerate() {
         let group = plan.groups.iter().find(|g| g.changes.contains(&index));
+        if let Some(because) = &halted {
+            sink.emit(Event::Skipped {
+                index,
+                id: change.id.clone(),
+                op: change.op,
+                because: because.clone(),
+            });
+            broken.push(index);
+            guards.after(target, plan, group, index, &broken, sink);
+            continue;
+        }
         if let Some(&cause) = broken.iter().find(|&&b| {
             depends_on(change, &plan.changes[b], desired)
                 || group.is_some_and(|g| g.changes.contains(&b))
@@ -641,6 +754,12 @@ pub fn apply(
                 });
             }
             Err(e) => {
+                if let ApplyError::Unhealthy(u) = &e {
+                    let unit = &u.unit;
+                    halted = Some(format!(
+                        "unit {unit} is not healthy: kiln changes nothing more on this host"
+                    ));
+                }
                 sink.emit(Event::Failed {
                     index,
                     id: change.id.clone(),
@@ -864,8 +983,15 @@ impl<'a> Guards<'a> {
 /// - a folder: everything under it;
 /// - a file: the unit it is the unit file of, units it notifies, commands it triggers;
 /// - `daemon-reload`: every unit state change;
-/// - a `systemctl enable`: the other enables (one call).
+/// - a `systemctl enable`: the other enables (one call);
+/// - an image pull: the quadlet file naming it in `Image=` and its unit (the old quadlet
+///   and container stay as they are);
+/// - a unit start, restart or reload, or a command, of a stage: the commands and unit
+///   state changes of every later stage ([`Stage`]: they wait for it).
 pub fn depends_on(later: &Change, failed: &Change, desired: &DesiredState) -> bool {
+    if stage_barrier(later, failed, desired) {
+        return true;
+    }
     use ResourceId as R;
     let writes = matches!(
         failed.op,
@@ -913,9 +1039,254 @@ pub fn depends_on(later: &Change, failed: &Change, desired: &DesiredState) -> bo
             .commands
             .iter()
             .any(|x| &x.name == c && x.triggered_by.contains(p)),
+        (R::Image(r), R::File(p)) => desired.units.iter().any(|u| {
+            &u.path() == p
+                && matches!(u.kind, UnitKind::Quadlet { .. })
+                && runs_image(desired, u, r)
+        }),
+        (R::Image(r), R::Unit(n)) => desired
+            .units
+            .iter()
+            .any(|u| &u.name == n && runs_image(desired, u, r)),
         (R::Systemd, R::Unit(_)) => true,
         (R::Unit(_), R::Unit(_)) => failed.op == Op::Enable && later.op == Op::Enable,
         _ => false,
+    }
+}
+
+/// Whether unit `u` runs image `reference` (its quadlet's `Image=`, or the container the
+/// declared image is for).
+fn runs_image(desired: &DesiredState, u: &crate::resource::Unit, reference: &str) -> bool {
+    crate::podman::unit_key(u.content.bytes(), "Image").as_deref() == Some(reference)
+        || desired.images.iter().any(|i| {
+            i.reference == reference
+                && crate::podman::unit_of_image(desired, i).is_some_and(|x| x.name == u.name)
+        })
+}
+
+fn unit_stage(desired: &DesiredState, name: &str) -> Stage {
+    desired
+        .units
+        .iter()
+        .find(|u| u.name == name)
+        .map(|u| u.stage)
+        .unwrap_or_default()
+}
+
+/// The stage a command or unit state change waits in, if it is one.
+fn staged(c: &Change, desired: &DesiredState) -> Option<Stage> {
+    match (&c.id, c.op) {
+        (ResourceId::Command(n), _) => desired
+            .commands
+            .iter()
+            .find(|x| &x.name == n)
+            .map(|x| x.stage),
+        (ResourceId::Unit(n), _) if desired.units.iter().any(|u| &u.name == n) => {
+            Some(unit_stage(desired, n))
+        }
+        _ => None,
+    }
+}
+
+fn stage_barrier(later: &Change, failed: &Change, desired: &DesiredState) -> bool {
+    let waited_for = matches!(failed.op, Op::Start | Op::Restart | Op::Reload | Op::Run);
+    match (staged(failed, desired), staged(later, desired)) {
+        (Some(a), Some(b)) => waited_for && b > a,
+        _ => false,
+    }
+}
+
+/// The version to set back to when `change` (a restart of `unit`) leaves it unhealthy:
+/// the image its container ran before, as the planner noted it ([`PREVIOUS_IMAGE`]).
+fn previous_version(desired: &DesiredState, change: &Change, unit: &str) -> Option<String> {
+    let before = change
+        .details
+        .iter()
+        .find_map(|d| d.strip_prefix(crate::plan::PREVIOUS_IMAGE))?;
+    let now = desired
+        .images
+        .iter()
+        .find(|i| crate::podman::unit_of_image(desired, i).is_some_and(|u| u.name == unit));
+    Some(match now {
+        Some(i) => crate::podman::version_of(before, &i.reference),
+        None => before.to_owned(),
+    })
+}
+
+/// Runs the generator check of the host's quadlets once per apply; every quadlet file
+/// write gets its result.
+fn check_quadlets_once(target: &mut Target, ctx: &mut Ctx<'_>) -> Result<(), ApplyError> {
+    if ctx.quadlets_checked.is_none() {
+        let result = if !crate::podman::has_generator(target) {
+            Err(ApplyError::QuadletCheck(format!(
+                "cannot check the quadlet files: {} is missing (is podman installed? declare the `podman` package)",
+                crate::podman::QUADLET_GENERATOR
+            )))
+        } else {
+            match crate::podman::check_quadlets(target, ctx.desired) {
+                Ok(()) => Ok(()),
+                Err(crate::podman::QuadletCheckError::Refused(r)) => {
+                    Err(ApplyError::QuadletRefused(r))
+                }
+                Err(e) => Err(ApplyError::QuadletCheck(e.to_string())),
+            }
+        };
+        ctx.quadlets_checked = Some(result);
+    }
+    match &ctx.quadlets_checked {
+        Some(Err(ApplyError::QuadletRefused(r))) => Err(ApplyError::QuadletRefused(r.clone())),
+        Some(Err(e)) => Err(ApplyError::QuadletCheck(e.to_string())),
+        _ => Ok(()),
+    }
+}
+
+/// How often [`wait_healthy`] asks Podman.
+pub const HEALTH_POLL: Duration = Duration::from_millis(250);
+
+/// Starts (`systemctl restart --no-block`) a unit with a health check, waits until it
+/// settled (within its health timeout, not the default 10 s: a `Notify=healthy` unit is
+/// activating until healthy) and its container is healthy ([`wait_healthy`]). Every
+/// failure is [`ApplyError::Unhealthy`].
+fn start_healthy(
+    target: &mut Target,
+    unit: &str,
+    verb: &str,
+    health: &crate::resource::Health,
+    back: Option<String>,
+) -> Result<(), ApplyError> {
+    let started = Instant::now();
+    let timeout = Duration::from_secs(u64::from(health.timeout_s));
+    run_ok(
+        target,
+        &strs(&["systemctl", verb, "--no-block", "--", unit]),
+        &[],
+    )?;
+    let settle = Settle {
+        timeout: timeout.max(Settle::default().timeout),
+        ..Settle::default()
+    };
+    let mut last = crate::podman::HealthReport::default();
+    let mut sampled: Option<Instant> = None;
+    let container = health.container.as_str();
+    let settled = wait_settled_with(target, unit, verb, &settle, &mut |t: &mut Target| {
+        // While systemd's job runs: the container's health, before it may be removed.
+        if sampled.is_none_or(|s| s.elapsed() >= HEALTH_POLL) {
+            sampled = Some(Instant::now());
+            if let Ok(Some(h)) = inspect_health(t, container) {
+                last = h;
+            }
+        }
+    });
+    let unhealthy = |target: &mut Target, state: String, last: &crate::podman::HealthReport| {
+        ApplyError::Unhealthy(Box::new(Unhealthy {
+            unit: unit.to_owned(),
+            container: container.to_owned(),
+            waited_s: started.elapsed().as_secs(),
+            state,
+            last_check: format_check(last),
+            journal: journal_tail(target, unit),
+            back: back.clone(),
+        }))
+    };
+    match settled {
+        Ok(()) => {}
+        Err(ApplyError::UnitNotActive { state, .. }) => {
+            return Err(unhealthy(target, format!("the unit is {state}"), &last));
+        }
+        Err(e) => return Err(e),
+    }
+    match wait_healthy(target, unit, container, started + timeout, &mut last) {
+        Ok(()) => Ok(()),
+        Err(state) => Err(unhealthy(target, state, &last)),
+    }
+}
+
+fn format_check(h: &crate::podman::HealthReport) -> String {
+    match &h.last {
+        Some((code, out)) => {
+            let mut text = format!(
+                "
+  last health check (exit {code}):"
+            );
+            if out.is_empty() {
+                text.push_str(" no output");
+            }
+            for l in out.lines().take(10) {
+                text.push_str(
+                    "
+    ",
+                );
+                text.push_str(l);
+            }
+            text
+        }
+        None => String::new(),
+    }
+}
+
+/// The container's health (`None`: no such container).
+fn inspect_health(
+    target: &mut Target,
+    container: &str,
+) -> Result<Option<crate::podman::HealthReport>, ApplyError> {
+    let args = crate::podman::health_argv(container);
+    let command = args.join(" ");
+    let out = target
+        .runner
+        .run(&crate::facts::Argv { env: vec![], args })
+        .map_err(|e| ApplyError::Command {
+            command: command.clone(),
+            message: e.to_string(),
+        })?;
+    if !out.success() {
+        return Ok(None);
+    }
+    crate::podman::parse_health(&out.stdout)
+        .map(Some)
+        .map_err(|message| ApplyError::Command { command, message })
+}
+
+/// Polls the container's health every [`HEALTH_POLL`] until `healthy`. Fails (with what
+/// it saw) when the container has no health check, when the unit is no longer active
+/// (it failed, or systemd removed the container), or at `deadline` (checked at least
+/// once). `last` keeps the last report that had one.
+pub fn wait_healthy(
+    target: &mut Target,
+    unit: &str,
+    container: &str,
+    deadline: Instant,
+    last: &mut crate::podman::HealthReport,
+) -> Result<(), String> {
+    loop {
+        match inspect_health(target, container) {
+            Ok(Some(h)) if h.status == "healthy" => return Ok(()),
+            Ok(Some(h)) if h.status.is_empty() => {
+                return Err(format!(
+                    "container {container} has no health check (no HealthCmd=)"
+                ));
+            }
+            Ok(Some(h)) => {
+                let seen = h.status.clone();
+                if h.last.is_some() || last.last.is_none() {
+                    *last = h;
+                }
+                last.status = seen;
+            }
+            Ok(None) => {}
+            Err(e) => return Err(e.to_string()),
+        }
+        let st = show_unit(target, unit).map_err(|e| e.to_string())?;
+        if !matches!(st.active.as_str(), "active" | "activating" | "reloading") {
+            return Err(format!("the unit is {}", st.describe()));
+        }
+        if Instant::now() >= deadline {
+            return Err(if last.status.is_empty() {
+                format!("container {container} not found")
+            } else {
+                format!("health {}", last.status)
+            });
+        }
+        std::thread::sleep(HEALTH_POLL);
     }
 }
 
@@ -1005,6 +1376,37 @@ pub fn wait_settled(
     verb: &str,
     settle: &Settle,
 ) -> Result<(), ApplyError> {
+    wait_settled_with(target, unit, verb, settle, &mut |_: &mut Target| {})
+}
+
+/// One sample of the unit's state.
+fn show_unit(target: &mut Target, unit: &str) -> Result<UnitState, ApplyError> {
+    let args = settle_show_argv(unit);
+    let out = target
+        .runner
+        .run(&crate::facts::Argv { env: vec![], args })
+        .map_err(|e| ApplyError::Command {
+            command: format!("systemctl show {unit}"),
+            message: e.to_string(),
+        })?;
+    if !out.success() {
+        return Err(ApplyError::Command {
+            command: format!("systemctl show {unit}"),
+            message: out.tail(),
+        });
+    }
+    Ok(UnitState::parse(&out.stdout))
+}
+
+/// [`wait_settled`], calling `while_activating` at each sample that finds the unit
+/// activating (a health wait samples the container's health meanwhile).
+fn wait_settled_with(
+    target: &mut Target,
+    unit: &str,
+    verb: &str,
+    settle: &Settle,
+    while_activating: &mut dyn FnMut(&mut Target),
+) -> Result<(), ApplyError> {
     let start = Instant::now();
     let mut active_since: Option<(Instant, String)> = None;
     let fail = |target: &mut Target, state: String| ApplyError::UnitNotActive {
@@ -1014,21 +1416,10 @@ pub fn wait_settled(
         journal: journal_tail(target, unit),
     };
     loop {
-        let args = settle_show_argv(unit);
-        let out = target
-            .runner
-            .run(&crate::facts::Argv { env: vec![], args })
-            .map_err(|e| ApplyError::Command {
-                command: format!("systemctl show {unit}"),
-                message: e.to_string(),
-            })?;
-        if !out.success() {
-            return Err(ApplyError::Command {
-                command: format!("systemctl show {unit}"),
-                message: out.tail(),
-            });
+        let st = show_unit(target, unit)?;
+        if st.active == "activating" {
+            while_activating(target);
         }
-        let st = UnitState::parse(&out.stdout);
         let oneshot = st.kind == "oneshot";
         match st.active.as_str() {
             "failed" => return Err(fail(target, st.describe())),
@@ -1133,7 +1524,8 @@ mod tests {
             facts: None,
             accounts: None,
             packages_done: false,
-            enables_done: false,
+            enables_done: None,
+            quadlets_checked: None,
         };
         for i in 0..plan.changes.len() {
             step(&mut target, &mut ctx, &plan, i).unwrap();
@@ -1290,5 +1682,347 @@ mod settle_tests {
         let reload = ch(ResourceId::Systemd, Op::DaemonReload);
         assert!(depends_on(&other, &reload, &d));
         assert!(!depends_on(&conf, &reload, &d));
+    }
+}
+
+/// Health waits, pulls, stage dependencies (a fake host answering by command; nothing
+/// here writes a file).
+#[cfg(test)]
+mod health_tests {
+    use std::sync::{Arc, Mutex};
+
+    use super::*;
+    use crate::facts::Argv;
+    use crate::resource::{Command, Content, Health, Image, Unit};
+    use crate::system::{RunOutput, Runner};
+
+    type Answer = Box<dyn FnMut(&[String]) -> RunOutput + Send>;
+
+    struct Fake {
+        ran: Arc<Mutex<Vec<Vec<String>>>>,
+        answer: Answer,
+    }
+    impl Runner for Fake {
+        fn run(&mut self, argv: &Argv) -> std::io::Result<RunOutput> {
+            self.ran.lock().unwrap().push(argv.args.clone());
+            Ok((self.answer)(&argv.args))
+        }
+    }
+
+    fn out(code: i32, stdout: &str) -> RunOutput {
+        RunOutput {
+            code: Some(code),
+            stdout: stdout.into(),
+            stderr: String::new(),
+        }
+    }
+
+    fn show(active: &str, sub: &str, result: &str) -> RunOutput {
+        out(
+            0,
+            &format!(
+                "Type=notify\nNRestarts=0\nResult={result}\nActiveState={active}\nSubState={sub}\n"
+            ),
+        )
+    }
+
+    fn health(status: &str, last: Option<(i32, &str)>) -> RunOutput {
+        let log = match last {
+            Some((code, o)) => format!(r#"[{{"ExitCode":{code},"Output":"{o}\n"}}]"#),
+            None => "null".into(),
+        };
+        out(
+            0,
+            &format!(r#"{{"Status":"{status}","FailingStreak":0,"Log":{log}}}"#),
+        )
+    }
+
+    fn fake(answer: Answer) -> (Target, Arc<Mutex<Vec<Vec<String>>>>) {
+        let ran = Arc::new(Mutex::new(vec![]));
+        let t = Target {
+            root: "/".into(),
+            runner: Box::new(Fake {
+                ran: ran.clone(),
+                answer,
+            }),
+        };
+        (t, ran)
+    }
+
+    fn check(timeout_s: u32) -> Health {
+        Health {
+            container: "pg".into(),
+            timeout_s,
+        }
+    }
+
+    #[test]
+    fn a_health_checked_unit_is_started_without_blocking_and_waited_for_until_healthy() {
+        let mut shows = 0;
+        let mut inspects = 0;
+        let (mut t, ran) = fake(Box::new(move |a| match a[1].as_str() {
+            "restart" => out(0, ""),
+            "show" => {
+                shows += 1;
+                // Notify=healthy: activating until the container is healthy.
+                if shows < 3 {
+                    show("activating", "start", "success")
+                } else {
+                    show("active", "running", "success")
+                }
+            }
+            "inspect" => {
+                inspects += 1;
+                if inspects < 2 {
+                    health("starting", None)
+                } else {
+                    health("healthy", Some((0, "accepting connections")))
+                }
+            }
+            _ => out(1, ""),
+        }));
+        start_healthy(&mut t, "pg.service", "restart", &check(30), None).unwrap();
+        let ran = ran.lock().unwrap().clone();
+        assert_eq!(
+            ran[0],
+            ["systemctl", "restart", "--no-block", "--", "pg.service"]
+        );
+        assert!(ran.contains(&crate::podman::health_argv("pg")), "{ran:?}");
+        assert_eq!(
+            crate::podman::health_argv("pg")[3],
+            "{{json .State.Health}}"
+        );
+    }
+
+    #[test]
+    fn a_container_never_healthy_is_unhealthy_with_its_last_check_journal_and_way_back() {
+        let (mut t, _) = fake(Box::new(|a| match (a[0].as_str(), a[1].as_str()) {
+            ("systemctl", "restart") => out(0, ""),
+            ("systemctl", "show") => show("active", "running", "success"),
+            ("podman", "inspect") => health(
+                "starting",
+                Some((1, "/var/run/postgresql:5432 - no response")),
+            ),
+            ("journalctl", _) => out(0, "database system is starting up\n"),
+            _ => out(1, ""),
+        }));
+        let start = Instant::now();
+        let err = start_healthy(
+            &mut t,
+            "pg.service",
+            "restart",
+            &check(1),
+            Some("16".into()),
+        )
+        .unwrap_err();
+        assert!(start.elapsed() < Duration::from_secs(5));
+        let ApplyError::Unhealthy(u) = &err else {
+            panic!("{err}")
+        };
+        assert_eq!(
+            (u.unit.as_str(), u.container.as_str()),
+            ("pg.service", "pg")
+        );
+        assert_eq!(u.state, "health starting");
+        assert_eq!(
+            err.to_string(),
+            format!(
+                "unit pg.service: container pg is not healthy after {} s (health starting)\n  last health check (exit 1):\n    /var/run/postgresql:5432 - no response\n  last journal lines:\n    database system is starting up\n  hint: to go back: set the service's version back to 16 in kiln.toml and apply again",
+                u.waited_s
+            )
+        );
+    }
+
+    #[test]
+    fn a_unit_failing_while_activating_is_unhealthy_with_the_check_seen_before() {
+        let mut shows = 0;
+        let (mut t, _) = fake(Box::new(move |a| match (a[0].as_str(), a[1].as_str()) {
+            ("systemctl", "restart") => out(0, ""),
+            ("systemctl", "show") => {
+                shows += 1;
+                if shows < 4 {
+                    show("activating", "start", "success")
+                } else {
+                    // TimeoutStartSec passed; systemd removed the container.
+                    show("failed", "failed", "timeout")
+                }
+            }
+            ("podman", "inspect") if shows < 4 => health("starting", Some((1, ""))),
+            ("podman", "inspect") => out(125, ""),
+            ("journalctl", _) => out(0, "sick.service: Failed with result 'timeout'.\n"),
+            _ => out(1, ""),
+        }));
+        let err = start_healthy(&mut t, "sick.service", "restart", &check(30), None)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("(the unit is failed (failed), result timeout)\n  last health check (exit 1): no output\n  last journal lines:\n    sick.service: Failed with result 'timeout'.\n  hint: `podman healthcheck run pg` and `journalctl -u sick.service` on the host show more"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn a_failed_pull_names_the_image_and_its_service() {
+        let (mut t, ran) = fake(Box::new(|_| RunOutput {
+            code: Some(125),
+            stdout: String::new(),
+            stderr: "Error: initializing source docker://x: manifest unknown\n".into(),
+        }));
+        let desired = DesiredState {
+            images: vec![Image {
+                reference: "docker.io/matrixdotorg/synapse:v9".into(),
+                service: Some("synapse".into()),
+                container: Some("synapse".into()),
+            }],
+            ..Default::default()
+        };
+        let plan = Plan {
+            host: "app".into(),
+            changes: vec![Change::new(
+                ResourceId::Image("docker.io/matrixdotorg/synapse:v9".into()),
+                Op::Pull,
+            )],
+            owned_after: Owned::default(),
+            groups: vec![],
+        };
+        let originals = BTreeMap::new();
+        let mut ctx = Ctx {
+            desired: &desired,
+            originals: &originals,
+            facts: None,
+            accounts: None,
+            packages_done: false,
+            enables_done: None,
+            quadlets_checked: None,
+        };
+        let err = step(&mut t, &mut ctx, &plan, 0).unwrap_err().to_string();
+        assert!(
+            err.starts_with("cannot pull image docker.io/matrixdotorg/synapse:v9 for service synapse: Error: initializing source"),
+            "{err}"
+        );
+        assert_eq!(
+            ran.lock().unwrap()[0],
+            ["podman", "pull", "--", "docker.io/matrixdotorg/synapse:v9"]
+        );
+    }
+
+    fn stack() -> DesiredState {
+        let mut db = Unit::quadlet(
+            "db.container",
+            Content::text("[Container]\nImage=docker.io/library/postgres:17\n"),
+        )
+        .unwrap();
+        db.health = Some(Health {
+            container: "db".into(),
+            timeout_s: 30,
+        });
+        let mut app = Unit::quadlet(
+            "app.container",
+            Content::text("[Container]\nImage=docker.io/acme/app:2\nContainerName=app\n"),
+        )
+        .unwrap();
+        app.stage = Stage(2);
+        let mut e1 = Unit::file("e1.service", Content::text(""));
+        e1.stage = Stage(1);
+        DesiredState {
+            host: "app".into(),
+            units: vec![db, app, e1, Unit::file("e0.service", Content::text(""))],
+            commands: vec![Command {
+                name: "create-db".into(),
+                run: "true".into(),
+                unless: None,
+                triggered_by: vec![],
+                stage: Stage(1),
+            }],
+            images: vec![Image {
+                reference: "docker.io/acme/app:2".into(),
+                service: Some("app".into()),
+                container: Some("app".into()),
+            }],
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn later_stages_wait_for_earlier_ones_and_units_for_their_image() {
+        let d = stack();
+        let ch = |id: ResourceId, op| Change::new(id, op);
+        let unit = |n: &str, op| ch(ResourceId::Unit(n.into()), op);
+        let db = unit("db.service", Op::Start);
+        let create = ch(ResourceId::Command("create-db".into()), Op::Run);
+        let app = unit("app.service", Op::Restart);
+        assert!(depends_on(&create, &db, &d));
+        assert!(depends_on(&app, &db, &d));
+        assert!(depends_on(&app, &create, &d));
+        assert!(!depends_on(&db, &create, &d), "not backwards");
+        assert!(
+            !depends_on(&unit("e0.service", Op::Start), &db, &d),
+            "same stage"
+        );
+        assert!(!depends_on(&create, &unit("db.service", Op::Stop), &d));
+        let pull = ch(ResourceId::Image("docker.io/acme/app:2".into()), Op::Pull);
+        let app_file = ch(
+            ResourceId::File("/etc/containers/systemd/app.container".into()),
+            Op::Update,
+        );
+        let db_file = ch(
+            ResourceId::File("/etc/containers/systemd/db.container".into()),
+            Op::Update,
+        );
+        assert!(depends_on(&app_file, &pull, &d));
+        assert!(depends_on(&app, &pull, &d));
+        assert!(!depends_on(&db_file, &pull, &d));
+        assert!(!depends_on(&db, &pull, &d));
+    }
+
+    #[test]
+    fn enables_are_batched_per_stage() {
+        let d = stack();
+        let (mut t, ran) = fake(Box::new(|_| out(0, "")));
+        let unit = |n: &str, op| Change::new(ResourceId::Unit(n.into()), op);
+        let plan = Plan {
+            host: "app".into(),
+            changes: vec![
+                unit("e0.service", Op::Enable),
+                unit("e1.service", Op::Enable),
+            ],
+            owned_after: Owned::default(),
+            groups: vec![],
+        };
+        let originals = BTreeMap::new();
+        let mut ctx = Ctx {
+            desired: &d,
+            originals: &originals,
+            facts: None,
+            accounts: None,
+            packages_done: false,
+            enables_done: None,
+            quadlets_checked: None,
+        };
+        step(&mut t, &mut ctx, &plan, 0).unwrap();
+        step(&mut t, &mut ctx, &plan, 1).unwrap();
+        assert_eq!(
+            *ran.lock().unwrap(),
+            [
+                vec!["systemctl", "enable", "--", "e0.service"],
+                vec!["systemctl", "enable", "--", "e1.service"],
+            ]
+        );
+    }
+
+    #[test]
+    fn the_way_back_is_the_tag_the_restart_s_detail_names() {
+        let mut d = stack();
+        d.images[0].reference = "docker.io/acme/app:3".into();
+        let mut c = Change::new(ResourceId::Unit("app.service".into()), Op::Restart);
+        assert_eq!(previous_version(&d, &c, "app.service"), None);
+        c.details.push(format!(
+            "{}docker.io/acme/app:2",
+            crate::plan::PREVIOUS_IMAGE
+        ));
+        assert_eq!(
+            previous_version(&d, &c, "app.service").as_deref(),
+            Some("2")
+        );
     }
 }

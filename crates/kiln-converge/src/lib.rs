@@ -15,6 +15,7 @@ pub mod lock;
 pub mod observe;
 pub mod owned;
 pub mod plan;
+pub mod podman;
 
 pub mod resource;
 pub mod run;

@@ -1,6 +1,9 @@
 //! Observation: reads the real state of everything a desired state or the ownership
 //! record mentions (files with their metadata and hashes, accounts from /etc/passwd and
-//! /etc/group, package status in one query, unit status in one `systemctl show`, guards).
+//! /etc/group, package status in one query, unit status in one `systemctl show`, guards,
+//! containers and images in one `podman ps -a` (plus one `podman images` only when a
+//! declared image is run by no container), the files preconditions name, and the check
+//! of changed quadlet files by the host's generator).
 //!
 //! It changes nothing on the host. What it returns is plain data for the pure planner.
 
@@ -14,7 +17,8 @@ use serde::{Deserialize, Serialize};
 
 use crate::facts::Facts;
 use crate::owned::{OWNED_PATH, Owned, sha256_hex};
-use crate::resource::DesiredState;
+pub use crate::podman::{ContainerState, QuadletRefusal};
+use crate::resource::{DesiredState, UnitKind};
 use crate::system::Target;
 
 /// Files larger than this are compared by hash only (no diff).
@@ -84,7 +88,31 @@ pub struct Observed {
     /// file would shadow it, so the unit is borrowed, not created.
     #[serde(default, skip_serializing_if = "BTreeSet::is_empty")]
     pub vendor_units: BTreeSet<String>,
+    /// Containers by name (`podman ps -a`), when the desired state involves containers.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub containers: BTreeMap<String, ContainerState>,
+    /// The declared image references the host holds.
+    #[serde(default, skip_serializing_if = "BTreeSet::is_empty")]
+    pub images: BTreeSet<String>,
+    /// Precondition path → its content (at most [`PRECONDITION_LIMIT`] bytes, lossy
+    /// UTF-8), for the files that exist.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub preconditions: BTreeMap<PathBuf, String>,
+    /// Account name → uid, for the owners of observed paths and the declared owners that
+    /// exist (so `owner = "999"` matches a path shown as owned by the user of uid 999).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub uids: BTreeMap<String, u32>,
+    /// Group name → gid, likewise.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub gids: BTreeMap<String, u32>,
+    /// The host's quadlet generator refused the declared quadlet files (checked when one
+    /// differs from the host's and the generator is installed).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub quadlet_refused: Option<QuadletRefusal>,
 }
+
+/// How much of a precondition's file observation reads.
+pub const PRECONDITION_LIMIT: u64 = 4096;
 
 /// Where packages install unit files (kiln's own go to /etc/systemd/system).
 pub const VENDOR_UNIT_DIRS: [&str; 2] = ["/usr/lib/systemd/system", "/lib/systemd/system"];
@@ -110,6 +138,8 @@ pub enum ObserveError {
         "packages are declared but the host's distribution is unknown (no /etc/os-release with a Debian or RHEL ID)"
     )]
     UnknownOs,
+    #[error(transparent)]
+    Podman(#[from] crate::podman::PodmanError),
 }
 
 fn read_err(path: &Path, source: std::io::Error) -> ObserveError {
@@ -453,7 +483,81 @@ pub fn observe(
             obs.guards.insert(c.name.clone(), out.success());
         }
     }
+
+    // Ids of the accounts owning observed paths and of the declared owners.
+    let metas = obs.paths.values().filter_map(|st| match st {
+        PathState::File { meta, .. } | PathState::Directory { meta } => Some(meta),
+        _ => None,
+    });
+    let owners = desired
+        .directories
+        .iter()
+        .map(|d| (&d.owner, &d.group))
+        .chain(desired.files.iter().map(|f| (&f.owner, &f.group)));
+    for (user, group) in metas.map(|m| (&m.owner, &m.group)).chain(owners) {
+        if let Some(uid) = accounts.users.get(user).map(|u| u.uid) {
+            obs.uids.insert(user.clone(), uid);
+        }
+        if let Some(gid) = accounts.group_ids.get(group) {
+            obs.gids.insert(group.clone(), *gid);
+        }
+    }
+
+    // Preconditions: the files they name, when present.
+    for p in &desired.preconditions {
+        if let Some(text) = read_precondition(target, &p.path)? {
+            obs.preconditions.insert(p.path.clone(), text);
+        }
+    }
+
+    // Containers and images: one `podman ps -a` (and `podman images` when needed).
+    if crate::podman::involved(desired) {
+        if !target.is_real_root() {
+            return Err(ObserveError::NeedsRealRoot("containers".into()));
+        }
+        let seen = crate::podman::containers_and_images(target, desired)?;
+        obs.containers = seen.containers;
+        obs.images = seen.images;
+    }
+
+    // Changed quadlet files: checked by the host's generator now, so a plan already
+    // refuses them (without the generator, podman is not installed yet: apply checks).
+    let quadlet_changes = desired.units.iter().any(|u| {
+        matches!(u.kind, UnitKind::Quadlet { .. })
+            && !matches!(obs.paths.get(&u.path()), Some(PathState::File { sha256, .. })
+                if *sha256 == sha256_hex(u.content.bytes()))
+    });
+    if quadlet_changes && target.is_real_root() && crate::podman::has_generator(target) {
+        match crate::podman::check_quadlets(target, desired) {
+            Ok(()) => {}
+            Err(crate::podman::QuadletCheckError::Refused(r)) => obs.quadlet_refused = Some(r),
+            Err(e) => {
+                return Err(ObserveError::Command {
+                    command: crate::podman::QUADLET_GENERATOR.into(),
+                    message: e.to_string(),
+                });
+            }
+        }
+    }
     Ok(obs)
+}
+
+/// The start of a precondition's file (absent: none).
+fn read_precondition(target: &Target, path: &Path) -> Result<Option<String>, ObserveError> {
+    use std::io::Read;
+    let real = target.path(path);
+    let f = match fs::File::open(&real) {
+        Ok(f) => f,
+        Err(e) if matches!(e.kind(), ErrorKind::NotFound | ErrorKind::NotADirectory) => {
+            return Ok(None);
+        }
+        Err(e) => return Err(read_err(&real, e)),
+    };
+    let mut bytes = vec![];
+    f.take(PRECONDITION_LIMIT)
+        .read_to_end(&mut bytes)
+        .map_err(|e| read_err(&real, e))?;
+    Ok(Some(String::from_utf8_lossy(&bytes).into_owned()))
 }
 
 #[cfg(test)]
@@ -557,6 +661,143 @@ mod tests {
             vendor_units(&target, &d, &owned).unwrap(),
             BTreeSet::from(["pkg.service".to_owned()])
         );
+    }
+
+    fn podman_target(script: Vec<(Vec<String>, crate::system::RunOutput)>) -> Target {
+        Target {
+            root: "/".into(),
+            runner: Box::new(crate::system::ScriptedRunner {
+                expected: script.into(),
+                ran: vec![],
+            }),
+        }
+    }
+
+    fn ok(stdout: &str) -> crate::system::RunOutput {
+        crate::system::RunOutput {
+            code: Some(0),
+            stdout: stdout.into(),
+            stderr: String::new(),
+        }
+    }
+
+    fn image(reference: &str, container: Option<&str>) -> crate::resource::Image {
+        crate::resource::Image {
+            reference: reference.into(),
+            service: container.map(str::to_owned),
+            container: container.map(str::to_owned),
+        }
+    }
+
+    const PS: &str = include_str!("../testdata/podman-5.4-ps-a.json");
+    const IMAGES: &str = include_str!("../testdata/podman-5.4-images.json");
+
+    #[test]
+    fn images_run_by_containers_cost_one_podman_call_others_one_more() {
+        use crate::podman::{images_argv, ps_argv};
+        // Every declared image is run by a container: `podman ps -a` alone.
+        let d = DesiredState {
+            images: vec![image("docker.io/library/postgres:17", Some("pg"))],
+            ..Default::default()
+        };
+        let mut t = podman_target(vec![(ps_argv(), ok(PS))]);
+        let obs = observe(&mut t, None, &d).unwrap();
+        assert_eq!(obs.containers["pg"].health.as_deref(), Some("healthy"));
+        assert_eq!(
+            obs.images,
+            BTreeSet::from(["docker.io/library/postgres:17".to_owned()])
+        );
+        // One image no container runs: `podman images` once, for all of them.
+        let digest = "sha256:a298834aa918c1ff582a1103419a54c5feb980498fc3f4eb98bbefbd64b4f155";
+        let pinned = format!("docker.io/library/postgres:17@{digest}");
+        let d = DesiredState {
+            images: vec![
+                image("docker.io/library/postgres:17", Some("pg")),
+                image(&pinned, None),
+                image("docker.io/library/redis:8", None),
+            ],
+            ..Default::default()
+        };
+        let mut t = podman_target(vec![(ps_argv(), ok(PS)), (images_argv(), ok(IMAGES))]);
+        let obs = observe(&mut t, None, &d).unwrap();
+        assert_eq!(
+            obs.images,
+            BTreeSet::from(["docker.io/library/postgres:17".to_owned(), pinned])
+        );
+        // Nothing about containers declared: podman is not asked.
+        let mut t = podman_target(vec![]);
+        assert!(observe(&mut t, None, &DesiredState::default()).is_ok());
+    }
+
+    #[test]
+    fn without_podman_every_image_is_absent() {
+        struct NoPodman;
+        impl crate::system::Runner for NoPodman {
+            fn run(
+                &mut self,
+                argv: &crate::facts::Argv,
+            ) -> std::io::Result<crate::system::RunOutput> {
+                assert_eq!(argv.args[0], "podman");
+                Err(std::io::Error::new(
+                    ErrorKind::NotFound,
+                    "No such file or directory",
+                ))
+            }
+        }
+        let mut t = Target {
+            root: "/".into(),
+            runner: Box::new(NoPodman),
+        };
+        let d = DesiredState {
+            images: vec![image("docker.io/library/postgres:17", Some("pg"))],
+            ..Default::default()
+        };
+        let obs = observe(&mut t, None, &d).unwrap();
+        assert!(obs.images.is_empty() && obs.containers.is_empty());
+    }
+
+    #[test]
+    fn a_failing_podman_is_an_error_naming_the_command() {
+        let mut t = podman_target(vec![(
+            crate::podman::ps_argv(),
+            crate::system::RunOutput {
+                code: Some(125),
+                stdout: String::new(),
+                stderr: "Error: database is locked\n".into(),
+            },
+        )]);
+        let d = DesiredState {
+            images: vec![image("docker.io/library/postgres:17", None)],
+            ..Default::default()
+        };
+        let err = observe(&mut t, None, &d).unwrap_err().to_string();
+        assert_eq!(
+            err,
+            "`podman ps -a --format json` failed: Error: database is locked"
+        );
+    }
+
+    #[test]
+    fn preconditions_read_present_files_up_to_the_limit() {
+        let dir = tempfile::tempdir().unwrap();
+        let version = dir.path().join("PG_VERSION");
+        std::fs::write(&version, "16\n").unwrap();
+        let big = dir.path().join("big");
+        std::fs::write(&big, "x".repeat(10_000)).unwrap();
+        let pre = |p: &Path| crate::resource::Precondition {
+            path: p.to_owned(),
+            expect: "17".into(),
+            refusal: "no".into(),
+        };
+        let d = DesiredState {
+            preconditions: vec![pre(&version), pre(&big), pre(&dir.path().join("absent"))],
+            ..Default::default()
+        };
+        let mut t = podman_target(vec![]);
+        let obs = observe(&mut t, None, &d).unwrap();
+        assert_eq!(obs.preconditions.len(), 2);
+        assert_eq!(obs.preconditions[&version], "16\n");
+        assert_eq!(obs.preconditions[&big].len(), PRECONDITION_LIMIT as usize);
     }
 
     #[test]

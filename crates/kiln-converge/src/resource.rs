@@ -728,6 +728,41 @@ mod tests {
         assert!(err.to_string().contains("unknown field `filez`"), "{err}");
     }
 
+    #[test]
+    fn services_resources_travel_as_json_and_unknown_fields_are_refused() {
+        let json = r#"{"host":"app",
+            "images":[{"reference":"docker.io/library/postgres:17","service":"postgres","container":"postgres"}],
+            "preconditions":[{"path":"/srv/pg/PG_VERSION","expect":"17","refusal":"service postgres: other major"}],
+            "units":[{"name":"postgres.service","content":"[Container]\n","kind":{"type":"quadlet","file":"postgres.container"},
+                      "health":{"container":"postgres","timeout_s":120},"stage":0},
+                     {"name":"app.service","content":"","stage":2}],
+            "commands":[{"name":"create-db","run":"true","stage":1}]}"#;
+        let d: DesiredState = serde_json::from_str(json).unwrap();
+        assert_eq!(d.images[0].container.as_deref(), Some("postgres"));
+        assert_eq!(d.units[0].health.as_ref().unwrap().timeout_s, 120);
+        assert_eq!(
+            (d.units[1].stage, d.commands[0].stage),
+            (Stage(2), Stage(1))
+        );
+        d.validate().unwrap();
+        let back: DesiredState = serde_json::from_str(&serde_json::to_string(&d).unwrap()).unwrap();
+        assert_eq!(back, d);
+        // Stage 0 and no health are left out of the wire format.
+        let plain = serde_json::to_string(&Unit::file("a.service", Content::text(""))).unwrap();
+        assert!(
+            !plain.contains("stage") && !plain.contains("health"),
+            "{plain}"
+        );
+        for bad in [
+            r#"{"images":[{"reference":"x","tag":"1"}]}"#,
+            r#"{"preconditions":[{"path":"/a","expect":"1","refusal":"r","why":"?"}]}"#,
+            r#"{"units":[{"name":"a.service","content":"","health":{"container":"a","timeout_s":1,"interval":2}}]}"#,
+        ] {
+            let err = serde_json::from_str::<DesiredState>(bad).unwrap_err();
+            assert!(err.to_string().contains("unknown field"), "{bad}: {err}");
+        }
+    }
+
     fn file(path: &str) -> File {
         File {
             path: path.into(),

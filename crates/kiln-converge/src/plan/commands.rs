@@ -1,17 +1,18 @@
 //! Commands: run when their `unless` guard failed, when a file they are triggered by
 //! changes in this plan, or (no guard) when they never ran with this text. The ownership
-//! record keeps the hash of the text of each command that ran.
+//! record keeps the hash of the text of each command that ran. Planned one stage at a
+//! time ([`crate::resource::Stage`]), before that stage's unit state changes.
 //!
 //! Must not run anything: guards are run by observation, commands by apply.
 
 use super::{Change, Draft, Op};
 use crate::owned::sha256_hex;
-use crate::resource::{DesiredState, ResourceId};
+use crate::resource::{DesiredState, ResourceId, Stage};
 
-/// Declared commands (after files and unit files, whose changes trigger them).
-pub(super) fn plan(d: &mut Draft<'_>, desired: &DesiredState) {
+/// Declared commands of `stage` (after files and unit files, whose changes trigger them).
+pub(super) fn plan(d: &mut Draft<'_>, desired: &DesiredState, stage: Stage) {
     let obs = d.obs;
-    for c in &desired.commands {
+    for c in desired.commands.iter().filter(|c| c.stage == stage) {
         let hash = sha256_hex(c.run.as_bytes());
         let triggers: Vec<String> = c
             .triggered_by

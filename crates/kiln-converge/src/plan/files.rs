@@ -26,15 +26,22 @@ pub(super) fn fmt_mode(m: u32) -> String {
     format!("{m:04o}")
 }
 
-fn meta_details(have: &Meta, mode: u32, owner: &str, group: &str) -> Vec<String> {
+/// Whether account `have` (as observed: a name, or a number without one) is `want` (a
+/// name or a number): the same text, or names and numbers of the same id.
+fn same_account(ids: &std::collections::BTreeMap<String, u32>, have: &str, want: &str) -> bool {
+    let id = |n: &str| ids.get(n).copied().or_else(|| n.parse::<u32>().ok());
+    have == want || id(have).is_some_and(|h| Some(h) == id(want))
+}
+
+fn meta_details(obs: &Observed, have: &Meta, mode: u32, owner: &str, group: &str) -> Vec<String> {
     let mut d = vec![];
     if have.mode != mode {
         d.push(format!("mode {} → {}", fmt_mode(have.mode), fmt_mode(mode)));
     }
-    if have.owner != owner {
+    if !same_account(&obs.uids, &have.owner, owner) {
         d.push(format!("owner {} → {}", have.owner, owner));
     }
-    if have.group != group {
+    if !same_account(&obs.gids, &have.group, group) {
         d.push(format!("group {} → {}", have.group, group));
     }
     d
@@ -120,7 +127,7 @@ pub(super) fn plan_file(
             Ok(Some(c))
         }
         PathState::File { meta, sha256, text } => {
-            let mut details = meta_details(meta, mode, owner, group);
+            let mut details = meta_details(obs, meta, mode, owner, group);
             let changed = *sha256 != sha256_hex(content.bytes());
             if !changed && details.is_empty() {
                 return Ok(None);
@@ -207,7 +214,7 @@ pub(super) fn plan_directories(d: &mut Draft<'_>, desired: &DesiredState) -> Res
                 d.push(c);
             }
             PathState::Directory { meta } => {
-                let det = meta_details(meta, dir.mode, &dir.owner, &dir.group);
+                let det = meta_details(d.obs, meta, dir.mode, &dir.owner, &dir.group);
                 if !det.is_empty() {
                     let mut c = Change::new(id, Op::Update);
                     c.details = det;

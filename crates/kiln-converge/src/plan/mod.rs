@@ -7,14 +7,21 @@
 //! This module owns the plan's types, its fingerprint, and the order of the phases; each
 //! resource kind is planned by its own module, which appends to one `Draft`:
 //! `accounts` (groups, users), `packages`, `files` (directories, files, symlinks),
-//! `units` (unit files, daemon-reload, unit state, restarts), `commands`. Removals of
+//! `images` (pulls, version changes), `units` (unit files, daemon-reload, unit state,
+//! restarts), `commands`. Commands and unit state changes come in stages
+//! ([`crate::resource::Stage`]): for each stage in increasing order, its commands, then
+//! its units' state changes; everything else comes before the first stage. Removals of
 //! what kiln owned and no longer declares come last: units (stopped before their files
 //! go), files, accounts, packages. A module must not look at another kind's resources
-//! except through what the `Draft` says (changed files, notified units).
+//! except through what the `Draft` says (changed files, notified units, image changes).
+//!
+//! Before any of that, the plan refuses what it must not do: a precondition the host's
+//! data contradicts, quadlet files the host's generator refused.
 
 mod accounts;
 mod commands;
 mod files;
+mod images;
 mod packages;
 mod units;
 
@@ -26,9 +33,10 @@ use serde::{Deserialize, Serialize};
 
 use crate::observe::Observed;
 use crate::owned::{Owned, sha256_hex};
-use crate::resource::{DesiredState, ResourceId, Trigger};
+use crate::resource::{DesiredState, ResourceId, Stage, Trigger};
 
 pub use files::{OldContent, content_diff};
+pub use units::PREVIOUS_IMAGE;
 
 /// What happens to a resource.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -52,6 +60,8 @@ pub enum Op {
     TakeOver,
     /// Put back the original of a file kiln took over and no longer manages.
     Restore,
+    /// `podman pull` an image the host does not hold.
+    Pull,
 }
 
 impl fmt::Display for Op {
@@ -72,6 +82,7 @@ impl fmt::Display for Op {
             Op::Run => "run",
             Op::TakeOver => "take-over",
             Op::Restore => "restore",
+            Op::Pull => "pull",
         };
         f.write_str(s)
     }
@@ -148,7 +159,7 @@ impl Plan {
         let mut s = Summary::default();
         for c in &self.changes {
             match c.op {
-                Op::Create | Op::Install => s.create += 1,
+                Op::Create | Op::Install | Op::Pull => s.create += 1,
                 Op::Remove | Op::Uninstall => s.remove += 1,
                 _ => s.change += 1,
             }
@@ -177,6 +188,19 @@ pub enum PlanError {
         path: String,
         found: &'static str,
     },
+    /// A precondition's file holds something else than expected: `refusal` (written by
+    /// the feature that declared it) names the service and says what to do.
+    #[error("host {host}: {refusal}")]
+    Precondition { host: String, refusal: String },
+    #[error(
+        "host {host}: unit {unit}: quadlet file {file} is refused by podman's quadlet generator on the host: {message}\n  hint: fix the file's keys (podman-systemd.unit(5) lists them); nothing was installed"
+    )]
+    Quadlet {
+        host: String,
+        unit: String,
+        file: String,
+        message: String,
+    },
 }
 
 /// The plan being built: the changes so far, the ownership record after them, and what
@@ -192,6 +216,9 @@ pub(crate) struct Draft<'a> {
     pub notified: BTreeMap<String, (Trigger, Vec<String>)>,
     /// Units whose unit file changes (they restart).
     pub unit_file_changed: BTreeSet<String>,
+    /// Unit → its container's image change: the plan's wording
+    /// (`synapse v1.117.0 → v1.118.0`) and the reference it ran before.
+    pub image_changes: BTreeMap<String, (String, String)>,
 }
 
 impl Draft<'_> {
@@ -202,6 +229,7 @@ impl Draft<'_> {
 
 /// The pure planner.
 pub fn plan(desired: &DesiredState, obs: &Observed) -> Result<Plan, PlanError> {
+    refusals(desired, obs)?;
     let mut d = Draft {
         host: desired.host.as_str(),
         obs,
@@ -210,6 +238,7 @@ pub fn plan(desired: &DesiredState, obs: &Observed) -> Result<Plan, PlanError> {
         changed_files: BTreeSet::new(),
         notified: BTreeMap::new(),
         unit_file_changed: BTreeSet::new(),
+        image_changes: BTreeMap::new(),
     };
     // What is declared, in dependency order.
     accounts::plan(&mut d, desired);
@@ -217,9 +246,12 @@ pub fn plan(desired: &DesiredState, obs: &Observed) -> Result<Plan, PlanError> {
     files::plan_directories(&mut d, desired)?;
     files::plan_files(&mut d, desired)?;
     files::plan_symlinks(&mut d, desired)?;
+    images::plan(&mut d, desired);
     let removed_units = units::plan_files(&mut d, desired)?;
-    commands::plan(&mut d, desired);
-    units::plan_state(&mut d, desired);
+    for stage in stages(desired) {
+        commands::plan(&mut d, desired, stage);
+        units::plan_state(&mut d, desired, stage);
+    }
     // What kiln owned and no longer declares.
     units::plan_removals(&mut d, &removed_units);
     files::plan_removals(&mut d);
@@ -233,5 +265,43 @@ pub fn plan(desired: &DesiredState, obs: &Observed) -> Result<Plan, PlanError> {
         groups,
     })
 }
+/// The stages the desired state's commands and units are in, in increasing order (stage
+/// 0 always: a plan without stages is one stage).
+fn stages(desired: &DesiredState) -> BTreeSet<Stage> {
+    let mut s: BTreeSet<Stage> = desired
+        .commands
+        .iter()
+        .map(|c| c.stage)
+        .chain(desired.units.iter().map(|u| u.stage))
+        .collect();
+    s.insert(Stage::default());
+    s
+}
+
+/// What the plan refuses outright: a precondition's file with other content than
+/// expected (trimmed), quadlet files the host's generator refused.
+fn refusals(desired: &DesiredState, obs: &Observed) -> Result<(), PlanError> {
+    for p in &desired.preconditions {
+        if let Some(found) = obs.preconditions.get(&p.path)
+            && found.trim() != p.expect.trim()
+        {
+            return Err(PlanError::Precondition {
+                host: desired.host.clone(),
+                refusal: p.refusal.clone(),
+            });
+        }
+    }
+    if let Some(r) = &obs.quadlet_refused {
+        let (unit, file) = r.refused.first().cloned().unwrap_or_default();
+        return Err(PlanError::Quadlet {
+            host: desired.host.clone(),
+            unit,
+            file: crate::resource::quadlet_path(&file).display().to_string(),
+            message: r.message.clone(),
+        });
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests;

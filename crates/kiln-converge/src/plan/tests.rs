@@ -965,3 +965,300 @@ fn a_directory_that_existed_before_kiln_is_not_kiln_s_to_remove() {
         [Path::new("/srv/new")]
     );
 }
+
+fn image(reference: &str, service: &str) -> crate::resource::Image {
+    crate::resource::Image {
+        reference: reference.into(),
+        service: Some(service.into()),
+        container: Some(service.into()),
+    }
+}
+
+fn container(image: &str) -> crate::observe::ContainerState {
+    crate::observe::ContainerState {
+        image: image.into(),
+        state: "running".into(),
+        health: Some("healthy".into()),
+        started_at: Some(1_796_190_824),
+        id: "3e37f89d64c5".into(),
+        unit: None,
+    }
+}
+
+fn healthy(mut u: Unit, container: &str, stage: u8) -> Unit {
+    u.health = Some(crate::resource::Health {
+        container: container.into(),
+        timeout_s: 60,
+    });
+    u.stage = crate::resource::Stage(stage);
+    u
+}
+
+fn staged_command(name: &str, stage: u8) -> Command {
+    Command {
+        name: name.into(),
+        run: format!("echo {name}"),
+        unless: None,
+        triggered_by: vec![],
+        stage: crate::resource::Stage(stage),
+    }
+}
+
+/// A database (stage 0), the command creating its database (stage 1), the application
+/// using it (stage 2), declared out of order.
+fn stack() -> DesiredState {
+    let mut d = DesiredState {
+        host: "app".into(),
+        ..Default::default()
+    };
+    d.packages = vec![Package {
+        name: "podman".into(),
+    }];
+    d.images = vec![
+        image("docker.io/matrixdotorg/synapse:v1.118.0", "synapse"),
+        image("docker.io/library/postgres:17", "postgres"),
+    ];
+    d.units = vec![
+        healthy(
+            quadlet(
+                "synapse.container",
+                "[Container]\nImage=docker.io/matrixdotorg/synapse:v1.118.0\nContainerName=synapse\n",
+            ),
+            "synapse",
+            2,
+        ),
+        unit("side.service", "[Service]\n"),
+        healthy(
+            quadlet(
+                "postgres.container",
+                "[Container]\nImage=docker.io/library/postgres:17\nContainerName=postgres\n",
+            ),
+            "postgres",
+            0,
+        ),
+    ];
+    d.commands = vec![
+        staged_command("create-db", 1),
+        staged_command("early", 0),
+        staged_command("late", 2),
+    ];
+    d
+}
+
+#[test]
+fn stages_order_commands_then_unit_changes_after_packages_images_and_unit_files() {
+    let d = stack();
+    d.validate().unwrap();
+    let p = plan(&d, &Observed::default()).unwrap();
+    assert_eq!(
+        ops(&p),
+        [
+            "install package podman",
+            "pull image docker.io/matrixdotorg/synapse:v1.118.0",
+            "pull image docker.io/library/postgres:17",
+            "create file /etc/containers/systemd/synapse.container",
+            "create file /etc/systemd/system/side.service",
+            "create file /etc/containers/systemd/postgres.container",
+            "daemon-reload systemd",
+            // stage 0
+            "run command early",
+            "enable unit side.service",
+            "start unit side.service",
+            "start unit postgres.service",
+            // stage 1
+            "run command create-db",
+            // stage 2
+            "run command late",
+            "start unit synapse.service",
+        ]
+    );
+    assert_eq!(p.changes[1].details, ["for service synapse"]);
+    assert_eq!(p.changes[1].reason, None, "nothing ran before");
+    assert_eq!(
+        p.counts(),
+        Summary {
+            create: 6,
+            change: 8,
+            remove: 0
+        }
+    );
+}
+
+#[test]
+fn images_held_are_not_pulled_and_a_converged_stack_has_an_empty_plan() {
+    let d = stack();
+    let mut o = converged(&d);
+    o.packages.insert("podman".into());
+    o.owned.commands = plan(&d, &Observed::default()).unwrap().owned_after.commands;
+    o.images = d.images.iter().map(|i| i.reference.clone()).collect();
+    o.containers.insert(
+        "postgres".into(),
+        container("docker.io/library/postgres:17"),
+    );
+    o.containers.insert(
+        "synapse".into(),
+        container("docker.io/matrixdotorg/synapse:v1.118.0"),
+    );
+    let p = plan(&d, &o).unwrap();
+    assert!(p.is_empty(), "{:?}", ops(&p));
+    // Only the image no longer held is pulled; nothing restarts for a pull.
+    o.images.remove("docker.io/library/postgres:17");
+    assert_eq!(
+        ops(&plan(&d, &o).unwrap()),
+        ["pull image docker.io/library/postgres:17"]
+    );
+}
+
+#[test]
+fn a_new_version_is_said_on_the_pull_and_on_exactly_its_unit_s_restart() {
+    let d = stack();
+    let mut o = converged(&d);
+    o.packages.insert("podman".into());
+    o.owned.commands = plan(&d, &Observed::default()).unwrap().owned_after.commands;
+    o.images.insert("docker.io/library/postgres:17".into());
+    o.containers.insert(
+        "postgres".into(),
+        container("docker.io/library/postgres:17"),
+    );
+    o.containers.insert(
+        "synapse".into(),
+        container("docker.io/matrixdotorg/synapse:v1.117.0"),
+    );
+    let old = "[Container]\nImage=docker.io/matrixdotorg/synapse:v1.117.0\nContainerName=synapse\n";
+    o.paths.insert(
+        "/etc/containers/systemd/synapse.container".into(),
+        present(old, 0o644, true),
+    );
+    let p = plan(&d, &o).unwrap();
+    assert_eq!(
+        ops(&p),
+        [
+            "pull image docker.io/matrixdotorg/synapse:v1.118.0",
+            "update file /etc/containers/systemd/synapse.container",
+            "daemon-reload systemd",
+            "restart unit synapse.service",
+        ]
+    );
+    assert_eq!(
+        p.changes[0].reason.as_deref(),
+        Some("synapse v1.117.0 → v1.118.0")
+    );
+    assert_eq!(
+        p.changes[3].reason.as_deref(),
+        Some("synapse v1.117.0 → v1.118.0, /etc/containers/systemd/synapse.container changed")
+    );
+    assert_eq!(
+        p.changes[3].details,
+        ["previous image docker.io/matrixdotorg/synapse:v1.117.0"]
+    );
+    // Another repository: full references.
+    o.containers.insert(
+        "synapse".into(),
+        container("ghcr.io/element-hq/synapse:v1.117.0"),
+    );
+    assert_eq!(
+        plan(&d, &o).unwrap().changes[0].reason.as_deref(),
+        Some(
+            "synapse ghcr.io/element-hq/synapse:v1.117.0 → docker.io/matrixdotorg/synapse:v1.118.0"
+        )
+    );
+}
+
+#[test]
+fn a_precondition_contradicted_by_the_host_refuses_the_plan() {
+    let mut d = DesiredState {
+        host: "db".into(),
+        ..Default::default()
+    };
+    d.preconditions = vec![crate::resource::Precondition {
+        path: "/srv/postgres/data/PG_VERSION".into(),
+        expect: "17".into(),
+        refusal: "service postgres: /srv/postgres/data holds PostgreSQL 16 data, version is 17\n  hint: upgrade the data first".into(),
+    }];
+    d.files = vec![file("/etc/a", "x\n")];
+    // Fresh data (no file) and the expected version (trimmed) pass.
+    assert!(plan(&d, &Observed::default()).is_ok());
+    let mut o = Observed::default();
+    o.preconditions
+        .insert("/srv/postgres/data/PG_VERSION".into(), "17\n".into());
+    assert!(plan(&d, &o).is_ok());
+    o.preconditions
+        .insert("/srv/postgres/data/PG_VERSION".into(), "16\n".into());
+    let err = plan(&d, &o).unwrap_err();
+    assert_eq!(
+        err,
+        PlanError::Precondition {
+            host: "db".into(),
+            refusal: d.preconditions[0].refusal.clone()
+        }
+    );
+    assert_eq!(
+        err.to_string().lines().next().unwrap(),
+        "host db: service postgres: /srv/postgres/data holds PostgreSQL 16 data, version is 17"
+    );
+}
+
+#[test]
+fn a_quadlet_refused_by_the_generator_refuses_the_plan_naming_the_unit() {
+    let mut d = DesiredState {
+        host: "web".into(),
+        ..Default::default()
+    };
+    d.units = vec![quadlet("web.container", "[Container]\nImagee=x\n")];
+    let o = Observed {
+        quadlet_refused: Some(crate::podman::QuadletRefusal {
+            refused: vec![("web.service".into(), "web.container".into())],
+            message: "converting \"web.container\": unsupported key 'Imagee' in group 'Container' in web.container".into(),
+        }),
+        ..Default::default()
+    };
+    let err = plan(&d, &o).unwrap_err().to_string();
+    assert!(
+        err.starts_with("host web: unit web.service: quadlet file /etc/containers/systemd/web.container is refused by podman's quadlet generator on the host: converting \"web.container\": unsupported key 'Imagee'"),
+        "{err}"
+    );
+}
+
+#[test]
+fn numeric_owners_match_the_named_accounts_of_the_same_id() {
+    let mut d = DesiredState {
+        host: "db".into(),
+        ..Default::default()
+    };
+    let dir = |path: &str, owner: &str| Directory {
+        path: path.into(),
+        mode: 0o700,
+        owner: owner.into(),
+        group: owner.into(),
+    };
+    d.directories = vec![
+        dir("/srv/postgres", "999"),
+        dir("/srv/synapse", "991"),
+        dir("/srv/other", "10000"),
+    ];
+    let mut o = Observed::default();
+    let owned_by = |owner: &str| PathState::Directory {
+        meta: Meta {
+            mode: 0o700,
+            owner: owner.into(),
+            group: owner.into(),
+        },
+    };
+    // uid/gid 999 has a name on this host; 991 has none; /srv/other belongs to 999.
+    o.paths
+        .insert("/srv/postgres".into(), owned_by("systemd-journal"));
+    o.paths.insert("/srv/synapse".into(), owned_by("991"));
+    o.paths
+        .insert("/srv/other".into(), owned_by("systemd-journal"));
+    o.uids.insert("systemd-journal".into(), 999);
+    o.gids.insert("systemd-journal".into(), 999);
+    let p = plan(&d, &o).unwrap();
+    assert_eq!(ops(&p), ["update directory /srv/other"]);
+    assert_eq!(
+        p.changes[0].details,
+        [
+            "owner systemd-journal → 10000",
+            "group systemd-journal → 10000"
+        ]
+    );
+}

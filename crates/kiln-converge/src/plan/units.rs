@@ -5,14 +5,23 @@
 //! daemon-reload. Quadlet units ([`UnitKind::Quadlet`]) are the same but for their file
 //! (`/etc/containers/systemd/NAME.container`) and for enablement, which they never get.
 //!
+//! Unit state is planned one stage at a time ([`crate::resource::Stage`]). A restart whose
+//! container changes image says so first in its reason (`synapse v1.117.0 → v1.118.0`) and
+//! carries the image it ran before as a detail ([`PREVIOUS_IMAGE`]), for apply's "how to
+//! go back" when the new one is unhealthy.
+//!
 //! Must not plan an enable before every unit file and the daemon-reload: apply batches
-//! every enable into one `systemctl enable` at the first one.
+//! the enables of a stage into one `systemctl enable` at its first one.
 
 use super::files::{plan_file, restore, take_over};
 use super::{Change, Draft, Op, PlanError};
 use crate::observe::{PathState, UnitStatus};
 use crate::owned::BorrowedUnit;
-use crate::resource::{DesiredState, ResourceId, Trigger, UnitKind};
+use crate::resource::{DesiredState, ResourceId, Stage, Trigger, UnitKind};
+
+/// Prefix of the detail of a restart that names the image the unit's container ran
+/// before (`previous image docker.io/matrixdotorg/synapse:v1.117.0`).
+pub const PREVIOUS_IMAGE: &str = "previous image ";
 
 /// Units kiln owned and no longer declares, found while planning unit files.
 pub(super) struct Removed {
@@ -98,9 +107,10 @@ pub(super) fn plan_files(d: &mut Draft<'_>, desired: &DesiredState) -> Result<Re
     Ok(Removed { units, files })
 }
 
-/// Declared units' state, then restarts/reloads of running units whose inputs changed.
-pub(super) fn plan_state(d: &mut Draft<'_>, desired: &DesiredState) {
-    for u in &desired.units {
+/// Declared units' state, then restarts/reloads of running units whose inputs changed,
+/// for the units of `stage`.
+pub(super) fn plan_state(d: &mut Draft<'_>, desired: &DesiredState, stage: Stage) {
+    for u in desired.units.iter().filter(|u| u.stage == stage) {
         let st = status(d, &u.name);
         let id = ResourceId::Unit(u.name.clone());
         if !u.enablable() {
@@ -117,7 +127,12 @@ pub(super) fn plan_state(d: &mut Draft<'_>, desired: &DesiredState) {
         } else if u.started && st.active {
             let mut reasons = vec![];
             let mut action = Trigger::Reload;
+            let mut previous = None;
             if d.unit_file_changed.contains(&u.name) {
+                if let Some((text, before)) = d.image_changes.get(&u.name) {
+                    reasons.push(text.clone());
+                    previous = Some(format!("{PREVIOUS_IMAGE}{before}"));
+                }
                 reasons.push(format!("{} changed", u.path().display()));
                 action = Trigger::Restart;
             }
@@ -133,6 +148,7 @@ pub(super) fn plan_state(d: &mut Draft<'_>, desired: &DesiredState) {
                 };
                 let mut c = Change::new(id, op);
                 c.reason = Some(reasons.join(", "));
+                c.details.extend(previous);
                 d.push(c);
             }
         }
