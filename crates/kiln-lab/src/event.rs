@@ -75,6 +75,16 @@ pub enum LabEvent {
         reference: String,
         elapsed: Duration,
     },
+    /// An upstream image reference is available on a server, served by the lab image
+    /// `local`; `contract`: a contract image (a test double, not the application);
+    /// `imported`: false when the server already had it.
+    ImageProvided {
+        server: String,
+        upstream: String,
+        local: String,
+        contract: bool,
+        imported: bool,
+    },
     /// Dropping a [`crate::Lab`] could not tear it down (`kiln lab down --lab NAME` retries).
     TeardownFailed {
         lab: String,
@@ -149,6 +159,21 @@ impl fmt::Display for LabEvent {
                 "image {reference} built in {:.0} s",
                 elapsed.as_secs_f64()
             ),
+            LabEvent::ImageProvided {
+                server,
+                upstream,
+                local,
+                contract,
+                imported,
+            } => {
+                let what = if *contract {
+                    "contract image (test double, not the application)"
+                } else {
+                    "lab image"
+                };
+                let how = if *imported { "" } else { " (already there)" };
+                write!(f, "{server}: {upstream} is {what} {local}{how}")
+            }
             LabEvent::TeardownFailed { lab, error } => {
                 write!(f, "tearing down lab `{lab}` failed: {error}")
             }
@@ -205,6 +230,26 @@ mod tests {
                     elapsed: Duration::from_secs(41),
                 },
                 "image localhost/kiln-lab/caddy:2 built in 41 s",
+            ),
+            (
+                LabEvent::ImageProvided {
+                    server: "web".into(),
+                    upstream: "docker.io/library/nextcloud:31".into(),
+                    local: "localhost/kiln-contract/nextcloud:31".into(),
+                    contract: true,
+                    imported: true,
+                },
+                "web: docker.io/library/nextcloud:31 is contract image (test double, not the application) localhost/kiln-contract/nextcloud:31",
+            ),
+            (
+                LabEvent::ImageProvided {
+                    server: "db".into(),
+                    upstream: "docker.io/library/postgres:17".into(),
+                    local: "localhost/postgres:17".into(),
+                    contract: false,
+                    imported: false,
+                },
+                "db: docker.io/library/postgres:17 is lab image localhost/postgres:17 (already there)",
             ),
             (
                 LabEvent::TeardownFailed {

@@ -17,6 +17,7 @@ use crate::server::{self, NewServer, Server};
 use crate::{image, mirror, net, prereq, process, proxy};
 
 use crate::event::{LabEvent, Progress};
+use crate::images::{ImageRecipe, ProvidedImage};
 
 /// How to start a lab.
 #[derive(Clone)]
@@ -325,9 +326,58 @@ impl Lab {
             message: "unknown lab image (known: postgres, caddy, synapse)".into(),
         })?;
         self.server(server)?;
-        let say = |e: &LabEvent| self.say(e.clone());
-        let mirror = mirror::host_mirror()?;
-        let tar = crate::images::ensure_image(&self.roots, &mirror, &recipe, &say)?;
+        self.ensure_podman(server)?;
+        self.import_image(server, &recipe)?;
+        Ok(recipe.reference())
+    }
+
+    /// Makes the upstream image `upstream` (`registry/name:tag`) available in a server's
+    /// podman under that very reference, served by the lab's recipe for it (see
+    /// [`crate::images::for_upstream`]): built on this machine or taken from the cache, then
+    /// imported. Nothing is built or imported when the server already has the reference.
+    /// Reports [`LabEvent::ImageProvided`], which says when the image is a contract image
+    /// (a test double, never the application).
+    pub fn provide_image(&self, server: &str, upstream: &str) -> Result<ProvidedImage> {
+        let recipe = crate::images::for_upstream(upstream)?;
+        self.server(server)?;
+        self.ensure_podman(server)?;
+        let present = self
+            .exec(
+                server,
+                &format!("sudo podman image exists {}", kiln_shell::quote(upstream)),
+            )?
+            .status
+            .success();
+        if !present {
+            self.import_image(server, &recipe)?;
+            // Verify the effect: the server now resolves the upstream reference.
+            self.exec_ok(
+                server,
+                &format!("sudo podman image exists {}", kiln_shell::quote(upstream)),
+            )
+            .map_err(|e| LabError::Image {
+                image: upstream.into(),
+                message: format!("imported into {server}, but podman does not find it: {e}"),
+            })?;
+        }
+        let provided = ProvidedImage {
+            upstream: upstream.into(),
+            local: recipe.reference(),
+            contract: recipe.contract,
+            imported: !present,
+        };
+        self.say(LabEvent::ImageProvided {
+            server: server.into(),
+            upstream: provided.upstream.clone(),
+            local: provided.local.clone(),
+            contract: provided.contract,
+            imported: provided.imported,
+        });
+        Ok(provided)
+    }
+
+    /// Installs podman on a server when it has none.
+    fn ensure_podman(&self, server: &str) -> Result<()> {
         if !self
             .exec(server, "command -v podman >/dev/null")?
             .status
@@ -338,8 +388,18 @@ impl Lab {
             });
             self.apt_install(server, &["podman"])?;
         }
-        let file = format!("kiln-lab-image-{}.tar", recipe.name);
+        Ok(())
+    }
+
+    /// Builds (or takes from the cache) `recipe`'s tree and imports it into the server's
+    /// podman as its local reference, tagged with its aliases.
+    fn import_image(&self, server: &str, recipe: &ImageRecipe) -> Result<()> {
+        let say = |e: &LabEvent| self.say(e.clone());
+        let mirror = mirror::host_mirror()?;
+        let tar = crate::images::ensure_image(&self.roots, &mirror, recipe, &say)?;
+        let file = format!("kiln-lab-image-{}.tar", recipe.name.replace('/', "_"));
         let remote = format!("/var/tmp/{file}");
+        let import = crate::images::import_command(recipe, &remote);
         let kind = self
             .state
             .servers
@@ -361,22 +421,19 @@ impl Lab {
                         .arg(&host_path)
                         .arg(&tar),
                 );
-                let imported = unpack.and_then(|_| {
-                    self.exec_ok(server, &crate::images::import_command(&recipe, &remote))
-                });
+                let imported = unpack.and_then(|_| self.exec_ok(server, &import));
                 let _ = std::fs::remove_file(&host_path);
                 imported?;
             }
             // A VM's disk is its own: stream the archive over SSH.
             Kind::Vm => {
                 self.stream_to(server, &tar, &remote)?;
-                let imported =
-                    self.exec_ok(server, &crate::images::import_command(&recipe, &remote));
+                let imported = self.exec_ok(server, &import);
                 let _ = self.exec(server, &format!("rm -f {}", kiln_shell::quote(&remote)));
                 imported?;
             }
         }
-        Ok(recipe.reference())
+        Ok(())
     }
 
     /// Decompresses a zstd archive of this machine into `remote` on a server, over SSH.

@@ -24,6 +24,7 @@ pub mod vm;
 
 pub use error::{LabError, Result};
 pub use event::{LabEvent, Progress};
+pub use images::{ImageRecipe, ProvidedImage};
 pub use lab::{Cleaned, Lab, LabOptions, LabStatus, down, down_all, status};
 pub use layout::{LabState, Roots, S3State, ServerKind, ServerState};
 pub use running::{RunningLab, lab_for_addresses};
