@@ -103,8 +103,27 @@ pub fn up(
             record(path, &servers)?;
             recorded = servers.into_iter().map(|s| s.name).collect();
         }
+        // The servers cannot reach a registry: the images of the services they play a
+        // role for are built here and imported under their upstream names.
+        provide_images(&lab, model)?;
     }
     Ok((lab, recorded))
+}
+
+/// Loads into each lab server the images of the lab environment's services on its role
+/// ([`service_images`]), built on this machine or taken from the cache; what a server has
+/// already is left alone. Reports one [`kiln_lab::LabEvent::ImageProvided`] per image (it
+/// says when an image is a contract image, a test double).
+pub fn provide_images(
+    lab: &kiln_lab::Lab,
+    model: &Model,
+) -> Result<Vec<kiln_lab::ProvidedImage>, kiln_lab::LabError> {
+    let servers: Vec<&str> = lab.servers().iter().map(|s| s.name.as_str()).collect();
+    service_images(model)
+        .into_iter()
+        .filter(|(role, _)| servers.contains(&role.as_str()))
+        .map(|(role, image)| lab.provide_image(&role, &image))
+        .collect()
 }
 
 /// The container images the lab environment's services need, per host role (the
@@ -209,7 +228,10 @@ mod tests {
         assert_eq!(
             service_images(&m),
             [
-                ("web".to_string(), "docker.io/library/postgres:17".to_string()),
+                (
+                    "web".to_string(),
+                    "docker.io/library/postgres:17".to_string()
+                ),
                 (
                     "web".to_string(),
                     "docker.io/matrixdotorg/synapse:v1.162.0".to_string()

@@ -37,8 +37,9 @@ enum LabCommand {
     Status(StatusArgs),
     /// Open SSH to a lab server as its admin user (or run a command there).
     Ssh(SshArgs),
-    /// Load a lab container image (postgres, caddy, synapse), built locally from Debian
-    /// packages without a registry, into a server's podman (also under the upstream name).
+    /// Load a container image into a server's podman, built locally without a registry: a
+    /// lab image by name, or what serves an upstream reference (after changing a service's
+    /// version; `kiln lab up` loads the images of kiln.toml's lab services itself).
     Image(ImageArgs),
     /// Remove a lab: processes, namespaces, mounts, cgroups, files. Safe to repeat; also cleans
     /// up after a crashed run.
@@ -99,7 +100,10 @@ struct SshArgs {
 struct ImageArgs {
     #[command(flatten)]
     lab: LabName,
-    /// Image name: postgres, caddy or synapse.
+    /// A lab image by name (postgres, caddy, synapse), or an upstream reference a service
+    /// pulls (`docker.io/matrixdotorg/synapse:v1.163.2`, `quay.io/hedgedoc/hedgedoc:1.10.3`):
+    /// the lab builds what serves it (for HedgeDoc and Nextcloud a contract image, a test
+    /// double) and imports it under that reference.
     image: String,
     /// Server to load it into.
     #[arg(long)]
@@ -291,6 +295,23 @@ fn image(p: &Printer, a: ImageArgs) -> CmdResult {
             started.elapsed().as_secs_f64()
         ))
     })));
+    // An upstream reference names its registry (`docker.io/…`); a lab image is one word.
+    if a.image.contains('/') {
+        let provided = lab.provide_image(&a.server, &a.image).map_err(failed)?;
+        let what = if provided.contract {
+            "contract image (test double, not the application)"
+        } else {
+            "lab image"
+        };
+        p.outln(format_args!(
+            "{} served by {what} {} on {} ({:.1} s)",
+            provided.upstream,
+            provided.local,
+            a.server,
+            started.elapsed().as_secs_f64()
+        ));
+        return Ok(ExitCode::SUCCESS);
+    }
     let reference = lab.load_image(&a.server, &a.image).map_err(failed)?;
     p.outln(format_args!(
         "{reference} loaded into {} ({:.1} s)",
