@@ -44,7 +44,8 @@ pub enum Event {
     },
     /// Change `index` was not attempted: it depends on `because` (`"{op} {id}"` of a change
     /// that failed or was itself skipped), e.g. a unit whose file could not be written is
-    /// not restarted.
+    /// not restarted. After a unit did not become healthy, every later change of the host
+    /// is skipped with `because` naming that unit (`unit pg.service is not healthy: …`).
     Skipped {
         index: usize,
         id: ResourceId,

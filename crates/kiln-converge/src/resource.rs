@@ -262,10 +262,21 @@ impl Stage {
 }
 
 /// A container's own health check (the quadlet's `HealthCmd`), as Podman reports it.
+///
+/// After a planned start or restart of the unit, apply runs `systemctl restart --no-block`
+/// (so a `Notify=healthy` quadlet's start job, which lasts until the container is healthy,
+/// does not block it), waits until the unit settled (within `timeout_s` or the default 10 s,
+/// whichever is longer), then polls the container's health every 250 ms until `healthy`,
+/// `timeout_s` after the restart at most. A unit that fails meanwhile, or a container not
+/// healthy in time, is [`crate::apply::ApplyError::Unhealthy`] and apply changes nothing
+/// more on the host. Render the quadlet's `TimeoutStartSec=` at least `timeout_s` (systemd
+/// gives up on a `Notify=healthy` start at it, and removes the container with its health
+/// log). Nothing is waited for when the unit is only observed running (no change).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Health {
-    /// The container's name (`ContainerName=` of the quadlet).
+    /// The container's name (`ContainerName=` of the quadlet); also how the plan finds the
+    /// unit of an [`Image`] whose `container` is this one.
     pub container: String,
     /// How long to wait for `healthy` after a start or restart.
     pub timeout_s: u32,

@@ -803,3 +803,233 @@ fn lab_guarded_sshd_change_is_confirmed_and_a_lockout_is_rolled_back_by_the_time
         "active\n"
     );
 }
+
+/// Runs the agent and returns what it did, failed or not, with its events.
+fn run_events(s: &Server, d: &DesiredState, plan_only: bool) -> (AgentOutcome, Vec<Event>) {
+    let mut host = SshHost::new(target(s, s.host_keys.clone()), Privilege::Sudo).unwrap();
+    let mut events = vec![];
+    let out = host
+        .run_agent(&agent(), d, plan_only, &mut |e| events.push(e.clone()))
+        .unwrap();
+    (out, events)
+}
+
+const PG_IMAGE: &str = "docker.io/library/postgres:17";
+
+fn quadlet_unit(
+    file: &str,
+    text: &str,
+    health: Option<(&str, u32)>,
+    stage: u8,
+) -> kiln_converge::resource::Unit {
+    let mut u =
+        kiln_converge::resource::Unit::quadlet(file, kiln_converge::resource::Content::text(text))
+            .unwrap();
+    u.health = health.map(|(c, t)| kiln_converge::resource::Health {
+        container: c.into(),
+        timeout_s: t,
+    });
+    u.stage = kiln_converge::resource::Stage(stage);
+    u
+}
+
+fn staged(name: &str, run: &str, stage: u8) -> kiln_converge::resource::Command {
+    kiln_converge::resource::Command {
+        name: name.into(),
+        run: run.into(),
+        unless: None,
+        triggered_by: vec![],
+        stage: kiln_converge::resource::Stage(stage),
+    }
+}
+
+/// Podman as kiln installs it (without recommends): netavark needs `nft` for a
+/// container's network, which is only a recommendation of its package.
+fn podman_host() -> DesiredState {
+    DesiredState {
+        host: "web".into(),
+        packages: ["podman", "nftables"]
+            .map(|name| kiln_converge::resource::Package { name: name.into() })
+            .into(),
+        ..Default::default()
+    }
+}
+
+const BAD_QUADLET: &str = "[Container]\nImagee=docker.io/library/postgres:17\n";
+
+#[test]
+fn lab_quadlets_with_health_checks_stages_unhealthy_halt_and_generator_refusal() {
+    require_root();
+    let lab = Lab::start(LabOptions::unique("podman", 1)).expect("lab starts");
+    let s = &lab.servers()[0];
+
+    // 0. Podman from the desired state's packages, with a bad quadlet in the same apply:
+    //    the generator is not there at observation, so apply checks it once podman is
+    //    installed, and installs none of it.
+    let mut d0 = podman_host();
+    d0.units
+        .push(quadlet_unit("bad.container", BAD_QUADLET, None, 0));
+    let (out, _) = run_events(s, &d0, false);
+    assert!(out.failed);
+    let text = out.errors.join("\n");
+    assert!(
+        text.contains("unit bad.service (quadlet bad.container): refused by podman's quadlet generator: converting \"bad.container\": unsupported key 'Imagee'"),
+        "{text}"
+    );
+    assert!(s.exec_ok("podman --version").unwrap().contains("podman"));
+    assert_eq!(
+        s.exec("test -e /etc/containers/systemd/bad.container")
+            .unwrap()
+            .status
+            .code(),
+        Some(1),
+        "nothing installed"
+    );
+    assert_eq!(
+        lab.load_image("server1", "postgres").unwrap(),
+        "localhost/postgres:17"
+    );
+
+    // 1. A PostgreSQL quadlet with a health check (Notify=healthy: its start job lasts
+    //    until healthy) becomes healthy, then a stage-1 command uses it.
+    let pg = "[Container]\nImage=docker.io/library/postgres:17\nContainerName=pg\nEnvironment=POSTGRES_PASSWORD=e2e\nHealthCmd=pg_isready -U postgres\nHealthInterval=2s\nNotify=healthy\n[Service]\nTimeoutStartSec=180\n";
+    let mut d1 = podman_host();
+    d1.images.push(kiln_converge::resource::Image {
+        reference: PG_IMAGE.into(),
+        service: Some("postgres".into()),
+        container: Some("pg".into()),
+    });
+    d1.units
+        .push(quadlet_unit("pg.container", pg, Some(("pg", 120)), 0));
+    d1.commands.push(staged(
+        "create-db",
+        "podman exec pg psql -U postgres -c 'CREATE DATABASE kiln'",
+        1,
+    ));
+    let first = run(s, &d1, false);
+    assert_eq!(
+        ops_of(&first),
+        [
+            "create file /etc/containers/systemd/pg.container",
+            "daemon-reload systemd",
+            "start unit pg.service",
+            "run command create-db",
+        ],
+        "the image is held (loaded), so not pulled"
+    );
+    assert_eq!(
+        s.exec_ok("sudo podman inspect --format '{{.State.Health.Status}}' pg")
+            .unwrap(),
+        "healthy\n"
+    );
+    assert!(
+        s.exec_ok("sudo podman exec pg psql -U postgres -lqt")
+            .unwrap()
+            .lines()
+            .any(|l| l.trim_start().starts_with("kiln ")),
+        "the stage-1 command ran once postgres was healthy"
+    );
+
+    // 2. No change: an empty plan, observed with one podman process (counted by a
+    //    wrapper first in sudo's PATH; systemd and health checks call /usr/bin/podman).
+    s.exec_ok(
+        "printf '#!/bin/sh\\necho \"$*\" >> /run/kiln-e2e-podman-calls\\nexec /usr/bin/podman \"$@\"\\n' | sudo tee /usr/local/bin/podman >/dev/null && sudo chmod 755 /usr/local/bin/podman && sudo rm -f /run/kiln-e2e-podman-calls",
+    )
+    .unwrap();
+    let (second, events) = run_events(s, &d1, true);
+    assert!(!second.failed, "{:?}", second.errors);
+    assert!(
+        second.plan.as_ref().unwrap().is_empty(),
+        "{:?}",
+        ops_of(&second)
+    );
+    let calls = s.exec_ok("sudo cat /run/kiln-e2e-podman-calls").unwrap();
+    s.exec_ok("sudo rm -f /usr/local/bin/podman /run/kiln-e2e-podman-calls")
+        .unwrap();
+    assert_eq!(calls, "ps -a --format json\n", "one podman process");
+    let observe_ms = events.iter().find_map(|e| match e {
+        Event::Planned { observe_ms, .. } => Some(*observe_ms),
+        _ => None,
+    });
+    println!("no-change observation of the stack: {observe_ms:?} ms, podman calls: {calls:?}");
+    let pg_started = s
+        .exec_ok("sudo podman inspect --format '{{.State.StartedAt}}' pg")
+        .unwrap();
+
+    // 3. A container whose health check always fails: reported unhealthy with its journal;
+    //    everything after it on the host is skipped, the healthy container left alone.
+    let sick = "[Container]\nImage=docker.io/library/postgres:17\nContainerName=sick\nEnvironment=POSTGRES_PASSWORD=e2e\nHealthCmd=false\nHealthInterval=1s\nHealthRetries=1\n";
+    let mut d2 = d1.clone();
+    d2.units
+        .push(quadlet_unit("sick.container", sick, Some(("sick", 6)), 0));
+    d2.units.push(unit_json(
+        "kiln-e2e-later.service",
+        "[Service]\nExecStart=/bin/sleep infinity\n",
+        None,
+    ));
+    d2.commands
+        .push(staged("after-sick", "touch /run/kiln-e2e-after-sick", 1));
+    let (out, events) = run_events(s, &d2, false);
+    assert!(out.failed);
+    let text = out.errors.join("\n");
+    assert!(
+        text.contains("unit sick.service: container sick is not healthy after "),
+        "{text}"
+    );
+    assert!(text.contains("last journal lines:"), "{text}");
+    let skipped: Vec<(String, String)> = events
+        .iter()
+        .filter_map(|e| match e {
+            Event::Skipped {
+                id, op, because, ..
+            } => Some((format!("{op} {id}"), because.clone())),
+            _ => None,
+        })
+        .collect();
+    let because = "unit sick.service is not healthy: kiln changes nothing more on this host";
+    assert_eq!(
+        skipped,
+        [
+            (
+                "start unit kiln-e2e-later.service".to_owned(),
+                because.to_owned()
+            ),
+            ("run command after-sick".to_owned(), because.to_owned()),
+        ]
+    );
+    assert_eq!(
+        s.exec("test -e /run/kiln-e2e-after-sick")
+            .unwrap()
+            .status
+            .code(),
+        Some(1)
+    );
+    assert_eq!(
+        s.exec_ok("sudo podman inspect --format '{{.State.StartedAt}}' pg")
+            .unwrap(),
+        pg_started,
+        "the healthy container was not restarted"
+    );
+
+    // 4. A quadlet with an unknown key: `kiln plan` already refuses it, naming the unit.
+    let mut d3 = d1.clone();
+    d3.units
+        .push(quadlet_unit("bad.container", BAD_QUADLET, None, 0));
+    let (out, _) = run_events(s, &d3, true);
+    assert!(out.failed);
+    let text = out.errors.join("\n");
+    assert!(
+        text.contains("unit bad.service: quadlet file /etc/containers/systemd/bad.container is refused by podman's quadlet generator on the host: converting \"bad.container\": unsupported key 'Imagee'"),
+        "{text}"
+    );
+    let (out, _) = run_events(s, &d3, false);
+    assert!(out.failed && out.applied == 0, "{:?}", out.errors);
+    assert_eq!(
+        s.exec("test -e /etc/containers/systemd/bad.container")
+            .unwrap()
+            .status
+            .code(),
+        Some(1),
+        "nothing installed"
+    );
+}
