@@ -127,7 +127,8 @@ pub(super) fn contribute(
         return Ok(d);
     };
     let notify = notify_healthy(host, &first.name)?;
-    d.packages = ["podman", "aardvark-dns"]
+    // netavark needs nft to set the network up (kiln installs without recommends).
+    d.packages = ["podman", "aardvark-dns", "nftables"]
         .into_iter()
         .map(|name| Package { name: name.into() })
         .collect();

@@ -16,6 +16,28 @@ if [ "$1" != 'postgres' ]; then
 	exec "$@"
 fi
 
+# As upstream: `VAR_FILE=/path` sets VAR from that file (Docker/Podman secrets), read
+# before privileges are dropped; VAR and VAR_FILE together are an error.
+file_env() {
+	local var="$1" fileVar="${1}_FILE" def="${2:-}"
+	if [ "${!var:-}" ] && [ "${!fileVar:-}" ]; then
+		echo >&2 "error: both $var and $fileVar are set (but are exclusive)"
+		exit 1
+	fi
+	local val="$def"
+	if [ "${!var:-}" ]; then
+		val="${!var}"
+	elif [ "${!fileVar:-}" ]; then
+		val="$(< "${!fileVar}")"
+	fi
+	export "$var"="$val"
+	unset "$fileVar"
+}
+file_env POSTGRES_PASSWORD
+file_env POSTGRES_USER postgres
+file_env POSTGRES_DB "$POSTGRES_USER"
+file_env POSTGRES_INITDB_ARGS
+
 # As root: prepare the data folder, then come back as the postgres user.
 if [ "$(id -u)" = '0' ]; then
 	mkdir -p "$PGDATA" /var/run/postgresql
