@@ -525,13 +525,7 @@ impl ServiceBuild<'_, '_> {
                     kiln_shell::quote(&name),
                     kiln_shell::quote(&path.display().to_string())
                 ),
-                // Names are [a-z0-9_] (the model's rule), so the query needs no escaping
-                // inside double quotes.
-                unless: Some(format!(
-                    "test \"$(podman exec {} psql -U postgres -d postgres -tAc \"{query}\" 2>/dev/null)\" = {}",
-                    kiln_shell::quote(&name),
-                    users.len()
-                )),
+                unless: Some(databases_check(&name, major, &query, users.len())),
                 triggered_by: vec![path],
                 stage: APPS,
             });
@@ -749,6 +743,23 @@ impl ServiceBuild<'_, '_> {
         };
         self.container(spec)
     }
+}
+
+/// The real check of the databases command: PostgreSQL itself says how many of the
+/// (database, owner) pairs exist. It runs on every plan, so it takes the fast way when it
+/// can: psql of the running container, entered with nsenter (≈ 50 ms; `podman exec` costs
+/// ≈ 200 ms on a lab server), else `podman exec`. Names are `[a-z0-9_]` (the model's rule),
+/// so the query needs no escaping inside double quotes.
+fn databases_check(container: &str, major: u32, query: &str, expect: usize) -> String {
+    let unit = kiln_shell::quote(&unit_name(container));
+    let c = kiln_shell::quote(container);
+    format!(
+        "m=$(systemctl show -p MainPID --value {unit}); \
+         {{ [ \"${{m:-0}}\" -gt 0 ] && pid=$(pgrep -o -P \"$m\") && \
+         out=$(nsenter -t \"$pid\" -m -u -i -n -p -S 999 -G 999 -- env PATH=/usr/lib/postgresql/{major}/bin:/usr/local/bin:/usr/bin:/bin psql -U postgres -d postgres -tAc \"{query}\" 2>/dev/null); }} || \
+         out=$(podman exec {c} psql -U postgres -d postgres -tAc \"{query}\" 2>/dev/null); \
+         test \"$out\" = {expect}"
+    )
 }
 
 /// The major version a PostgreSQL image tag stands for (`17`, `17.2`, `17-alpine`,
