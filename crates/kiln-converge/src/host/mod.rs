@@ -198,6 +198,16 @@ pub struct AgentOutcome {
     pub unconfirmed: Vec<String>,
 }
 
+/// "start unit b: skipped because start unit a failed", or, when the agent stopped
+/// touching the host after an unhealthy service, the agent's own reason.
+fn skipped_message(op: crate::plan::Op, id: &crate::resource::ResourceId, because: &str) -> String {
+    if because.contains(" is not healthy") {
+        format!("{op} {id}: skipped: {because}")
+    } else {
+        format!("{op} {id}: skipped because {because} failed")
+    }
+}
+
 /// A machine kiln converges.
 pub trait Host: Send {
     /// The name used in messages (the host's role).
@@ -344,7 +354,7 @@ pub trait Host: Send {
                         outcome.failed = true;
                         outcome
                             .errors
-                            .push(format!("{op} {id}: skipped because {because} failed"));
+                            .push(skipped_message(*op, id, because));
                     }
                     Event::Error { message } => {
                         outcome.failed = true;
