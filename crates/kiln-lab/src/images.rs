@@ -61,13 +61,15 @@ impl ImageRecipe {
         format!("{:012x}", fnv1a(text.as_bytes()) & 0xffff_ffff_ffff)
     }
 
-    /// The cached tarball's file name: `<name>-<series>-<key>.tar.zst` (`/` in a name as `_`).
+    /// The cached tarball's file name: `<name>-<series>@<key>.tar.zst` (`/` in a name as
+    /// `_`). `@` cannot be in a tag, so no series' prefix is another's; nor does it match the
+    /// `<name>-<tag>-` prefix of the earlier naming, whose pruning would delete these files.
     fn cache_file(&self, mirror: &AptMirror) -> String {
         format!("{}{}.tar.zst", self.cache_prefix(), self.cache_key(mirror))
     }
 
     fn cache_prefix(&self) -> String {
-        format!("{}-{}-", self.name.replace('/', "_"), self.series)
+        format!("{}-{}@", self.name.replace('/', "_"), self.series)
     }
 }
 
@@ -454,6 +456,11 @@ fn umount_under(dir: &Path) {
     }
 }
 
+/// Nothing is mounted under `dir` any more (safe to delete recursively).
+fn server_mounts_clear(dir: &Path) -> bool {
+    crate::server::mounts_under(dir).is_empty()
+}
+
 /// A minbase trixie tree as a cached tarball, the starting point of every image.
 fn ensure_minbase(roots: &Roots, mirror: &AptMirror, log: &dyn Fn(&LabEvent)) -> Result<PathBuf> {
     let dir = images_dir(roots);
@@ -603,7 +610,14 @@ pub fn ensure_image(
         .and_then(|_| write_files())
         .and_then(|_| chroot(&finish));
     umount_under(&tree);
-    built?;
+    if let Err(e) = built {
+        // A failed tree is of no use (the error carries the build's output); one per failed
+        // version (Synapse) would pile up.
+        if server_mounts_clear(&tree) {
+            let _ = std::fs::remove_dir_all(&tree);
+        }
+        return Err(e);
+    }
     pack(&tree, &tar)?;
     std::fs::remove_dir_all(&tree).map_err(io("removing", &tree))?;
     // Older builds of the same image (another recipe version) are now dead weight.
@@ -697,7 +711,7 @@ mod tests {
         assert_eq!(a.cache_file(&m), b.cache_file(&m));
         assert!(
             a.cache_file(&m)
-                .starts_with("kiln-contract_hedgedoc-contract-"),
+                .starts_with("kiln-contract_hedgedoc-contract@"),
             "{}",
             a.cache_file(&m)
         );
@@ -727,6 +741,10 @@ mod tests {
         assert_ne!(a.cache_key(&m), b.cache_key(&m));
         assert_ne!(a.cache_prefix(), b.cache_prefix());
         assert!(!b.cache_prefix().starts_with(&a.cache_prefix()));
+        let rc = for_upstream("docker.io/matrixdotorg/synapse:v1.162.0rc1").unwrap();
+        assert!(!rc.cache_file(&m).starts_with(&b.cache_prefix()));
+        // Not deleted by the earlier naming's pruning (`synapse-v1.162.0-` prefix).
+        assert!(!b.cache_file(&m).starts_with("synapse-v1.162.0-"));
         let rc = for_upstream("docker.io/matrixdotorg/synapse:v1.163.0rc1").unwrap();
         assert!(rc.post_install.contains("matrix-synapse==1.163.0rc1"));
         let latest = for_upstream("docker.io/matrixdotorg/synapse:latest").unwrap();
