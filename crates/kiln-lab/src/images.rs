@@ -577,7 +577,7 @@ pub fn ensure_image(
         "set -e\nexport LC_ALL=C.UTF-8\n{ca_env}{}\napt-get clean\nrm -rf /var/lib/apt/lists/* /usr/sbin/policy-rc.d /var/log/*.log /root/.cache /tmp/kiln-lab-host-ca.crt\n: > /etc/resolv.conf\n",
         recipe.post_install
     );
-    let chroot = |script: &str| {
+    let chroot = |step: &str, script: &str| {
         cmd::run(
             cmd::command("chroot")
                 .arg(&tree)
@@ -585,7 +585,11 @@ pub fn ensure_image(
                 .env("PATH", "/usr/sbin:/usr/bin:/sbin:/bin"),
         )
         .map(|_| ())
-        .map_err(|e| err(e.to_string()))
+        .map_err(|e| match e {
+            // The script is the recipe's (in the source); what failed is in its stderr.
+            LabError::Command { status, stderr, .. } => err(build_failure(step, &status, &stderr)),
+            e => err(e.to_string()),
+        })
     };
     let write_files = || -> Result<()> {
         // After the packages: the recipe's files replace the packages' defaults.
@@ -606,9 +610,9 @@ pub fn ensure_image(
             .args(["-t", "proc", "proc"])
             .arg(tree.join("proc")),
     )?;
-    let built = chroot(&install)
+    let built = chroot("installing the packages", &install)
         .and_then(|_| write_files())
-        .and_then(|_| chroot(&finish));
+        .and_then(|_| chroot("the post-install script", &finish));
     umount_under(&tree);
     if let Err(e) = built {
         // A failed tree is of no use (the error carries the build's output); one per failed
@@ -635,6 +639,30 @@ pub fn ensure_image(
         elapsed: started.elapsed(),
     });
     Ok(tar)
+}
+
+/// A failed build step as a message: the step, its exit status and the tail of its stderr,
+/// each line at most 300 characters (pip lists every release on one line).
+fn build_failure(step: &str, status: &str, stderr: &str) -> String {
+    const WIDTH: usize = 300;
+    let lines: Vec<&str> = stderr.trim().lines().collect();
+    let tail = &lines[lines.len().saturating_sub(15)..];
+    let mut text = format!("{step} failed in the build chroot ({status})");
+    for line in tail {
+        let line = if line.chars().count() > WIDTH {
+            let head: String = line.chars().take(WIDTH - 40).collect();
+            let end: String = {
+                let rev: Vec<char> = line.chars().rev().take(30).collect();
+                rev.into_iter().rev().collect()
+            };
+            format!("{head} … {end}")
+        } else {
+            line.to_string()
+        };
+        text.push_str("\n  ");
+        text.push_str(&line);
+    }
+    text
 }
 
 /// The `podman import` command line (run in the server) for `recipe` from `tar_in_server`.
@@ -716,6 +744,34 @@ mod tests {
             a.cache_file(&m)
         );
         assert!(recipe("postgres").is_some() && recipe("nope").is_none());
+    }
+
+    #[test]
+    fn a_build_failure_keeps_the_tail_of_stderr_with_long_lines_shortened() {
+        let versions: Vec<String> = (0..900).map(|i| format!("1.{i}.0")).collect();
+        let stderr = format!(
+            "noise\nERROR: Could not find a version that satisfies the requirement matrix-synapse==1.0.999 (from versions: {})\nERROR: No matching distribution found for matrix-synapse==1.0.999\n",
+            versions.join(", ")
+        );
+        let m = build_failure("the post-install script", "exit status: 1", &stderr);
+        let lines: Vec<&str> = m.lines().collect();
+        assert_eq!(
+            lines[0],
+            "the post-install script failed in the build chroot (exit status: 1)"
+        );
+        assert_eq!(lines[1], "  noise");
+        assert!(
+            lines[2].starts_with("  ERROR: Could not find a version that satisfies the requirement matrix-synapse==1.0.999 (from versions: 1.0.0, ")
+                && lines[2].contains(" … ")
+                && lines[2].ends_with(", 1.898.0, 1.899.0)")
+                && lines[2].chars().count() < 310,
+            "{}",
+            lines[2]
+        );
+        assert_eq!(
+            lines[3],
+            "  ERROR: No matching distribution found for matrix-synapse==1.0.999"
+        );
     }
 
     #[test]

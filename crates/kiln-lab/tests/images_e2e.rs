@@ -582,7 +582,7 @@ fn synapse_image_is_built_for_the_pinned_version() {
         .unwrap_err()
         .to_string();
     assert!(
-        e.starts_with("image `localhost/synapse:v1.0.999`:")
+        e.starts_with("image `localhost/synapse:v1.0.999`: the post-install script failed in the build chroot (exit status: 1)\n")
             && e.contains("No matching distribution found for matrix-synapse==1.0.999"),
         "{e}"
     );
