@@ -3,6 +3,12 @@
 //! variables, ports, first-start initialisation), cached as zstd tarballs, and imported with
 //! `podman import --change ...` into a lab server on demand, also under the upstream name so a
 //! recipe written for the upstream image runs unchanged.
+//!
+//! [`for_upstream`] maps an upstream `name:tag` to the recipe serving it. HedgeDoc and
+//! Nextcloud cannot be built here (lab-apps.md): they are served by **contract images**
+//! (`localhost/kiln-contract/<app>`, the server in `images/contract/contract.py`), test doubles
+//! of kiln's side of the upstream images' documented contracts, never evidence that the
+//! applications work; no code of those applications enters this crate.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
