@@ -3,6 +3,12 @@
 //! variables, ports, first-start initialisation), cached as zstd tarballs, and imported with
 //! `podman import --change ...` into a lab server on demand, also under the upstream name so a
 //! recipe written for the upstream image runs unchanged.
+//!
+//! [`for_upstream`] maps an upstream `name:tag` to the recipe serving it. HedgeDoc and
+//! Nextcloud cannot be built here (lab-apps.md): they are served by **contract images**
+//! (`localhost/kiln-contract/<app>`, the server in `images/contract/contract.py`), test doubles
+//! of kiln's side of the upstream images' documented contracts, never evidence that the
+//! applications work; no code of those applications enters this crate.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -61,13 +67,15 @@ impl ImageRecipe {
         format!("{:012x}", fnv1a(text.as_bytes()) & 0xffff_ffff_ffff)
     }
 
-    /// The cached tarball's file name: `<name>-<series>-<key>.tar.zst` (`/` in a name as `_`).
+    /// The cached tarball's file name: `<name>-<series>@<key>.tar.zst` (`/` in a name as
+    /// `_`). `@` cannot be in a tag, so no series' prefix is another's; nor does it match the
+    /// `<name>-<tag>-` prefix of the earlier naming, whose pruning would delete these files.
     fn cache_file(&self, mirror: &AptMirror) -> String {
         format!("{}{}.tar.zst", self.cache_prefix(), self.cache_key(mirror))
     }
 
     fn cache_prefix(&self) -> String {
-        format!("{}-{}-", self.name.replace('/', "_"), self.series)
+        format!("{}-{}@", self.name.replace('/', "_"), self.series)
     }
 }
 
@@ -454,6 +462,11 @@ fn umount_under(dir: &Path) {
     }
 }
 
+/// Nothing is mounted under `dir` any more (safe to delete recursively).
+fn server_mounts_clear(dir: &Path) -> bool {
+    crate::server::mounts_under(dir).is_empty()
+}
+
 /// A minbase trixie tree as a cached tarball, the starting point of every image.
 fn ensure_minbase(roots: &Roots, mirror: &AptMirror, log: &dyn Fn(&LabEvent)) -> Result<PathBuf> {
     let dir = images_dir(roots);
@@ -570,7 +583,7 @@ pub fn ensure_image(
         "set -e\nexport LC_ALL=C.UTF-8\n{ca_env}{}\napt-get clean\nrm -rf /var/lib/apt/lists/* /usr/sbin/policy-rc.d /var/log/*.log /root/.cache /tmp/kiln-lab-host-ca.crt\n: > /etc/resolv.conf\n",
         recipe.post_install
     );
-    let chroot = |script: &str| {
+    let chroot = |step: &str, script: &str| {
         cmd::run(
             cmd::command("chroot")
                 .arg(&tree)
@@ -578,7 +591,11 @@ pub fn ensure_image(
                 .env("PATH", "/usr/sbin:/usr/bin:/sbin:/bin"),
         )
         .map(|_| ())
-        .map_err(|e| err(e.to_string()))
+        .map_err(|e| match e {
+            // The script is the recipe's (in the source); what failed is in its stderr.
+            LabError::Command { status, stderr, .. } => err(build_failure(step, &status, &stderr)),
+            e => err(e.to_string()),
+        })
     };
     let write_files = || -> Result<()> {
         // After the packages: the recipe's files replace the packages' defaults.
@@ -599,11 +616,18 @@ pub fn ensure_image(
             .args(["-t", "proc", "proc"])
             .arg(tree.join("proc")),
     )?;
-    let built = chroot(&install)
+    let built = chroot("installing the packages", &install)
         .and_then(|_| write_files())
-        .and_then(|_| chroot(&finish));
+        .and_then(|_| chroot("the post-install script", &finish));
     umount_under(&tree);
-    built?;
+    if let Err(e) = built {
+        // A failed tree is of no use (the error carries the build's output); one per failed
+        // version (Synapse) would pile up.
+        if server_mounts_clear(&tree) {
+            let _ = std::fs::remove_dir_all(&tree);
+        }
+        return Err(e);
+    }
     pack(&tree, &tar)?;
     std::fs::remove_dir_all(&tree).map_err(io("removing", &tree))?;
     // Older builds of the same image (another recipe version) are now dead weight.
@@ -621,6 +645,30 @@ pub fn ensure_image(
         elapsed: started.elapsed(),
     });
     Ok(tar)
+}
+
+/// A failed build step as a message: the step, its exit status and the tail of its stderr,
+/// each line at most 300 characters (pip lists every release on one line).
+fn build_failure(step: &str, status: &str, stderr: &str) -> String {
+    const WIDTH: usize = 300;
+    let lines: Vec<&str> = stderr.trim().lines().collect();
+    let tail = &lines[lines.len().saturating_sub(15)..];
+    let mut text = format!("{step} failed in the build chroot ({status})");
+    for line in tail {
+        let line = if line.chars().count() > WIDTH {
+            let head: String = line.chars().take(WIDTH - 40).collect();
+            let end: String = {
+                let rev: Vec<char> = line.chars().rev().take(30).collect();
+                rev.into_iter().rev().collect()
+            };
+            format!("{head} … {end}")
+        } else {
+            line.to_string()
+        };
+        text.push_str("\n  ");
+        text.push_str(&line);
+    }
+    text
 }
 
 /// The `podman import` command line (run in the server) for `recipe` from `tar_in_server`.
@@ -697,11 +745,39 @@ mod tests {
         assert_eq!(a.cache_file(&m), b.cache_file(&m));
         assert!(
             a.cache_file(&m)
-                .starts_with("kiln-contract_hedgedoc-contract-"),
+                .starts_with("kiln-contract_hedgedoc-contract@"),
             "{}",
             a.cache_file(&m)
         );
         assert!(recipe("postgres").is_some() && recipe("nope").is_none());
+    }
+
+    #[test]
+    fn a_build_failure_keeps_the_tail_of_stderr_with_long_lines_shortened() {
+        let versions: Vec<String> = (0..900).map(|i| format!("1.{i}.0")).collect();
+        let stderr = format!(
+            "noise\nERROR: Could not find a version that satisfies the requirement matrix-synapse==1.0.999 (from versions: {})\nERROR: No matching distribution found for matrix-synapse==1.0.999\n",
+            versions.join(", ")
+        );
+        let m = build_failure("the post-install script", "exit status: 1", &stderr);
+        let lines: Vec<&str> = m.lines().collect();
+        assert_eq!(
+            lines[0],
+            "the post-install script failed in the build chroot (exit status: 1)"
+        );
+        assert_eq!(lines[1], "  noise");
+        assert!(
+            lines[2].starts_with("  ERROR: Could not find a version that satisfies the requirement matrix-synapse==1.0.999 (from versions: 1.0.0, ")
+                && lines[2].contains(" … ")
+                && lines[2].ends_with(", 1.898.0, 1.899.0)")
+                && lines[2].chars().count() < 310,
+            "{}",
+            lines[2]
+        );
+        assert_eq!(
+            lines[3],
+            "  ERROR: No matching distribution found for matrix-synapse==1.0.999"
+        );
     }
 
     #[test]
@@ -727,6 +803,10 @@ mod tests {
         assert_ne!(a.cache_key(&m), b.cache_key(&m));
         assert_ne!(a.cache_prefix(), b.cache_prefix());
         assert!(!b.cache_prefix().starts_with(&a.cache_prefix()));
+        let rc = for_upstream("docker.io/matrixdotorg/synapse:v1.162.0rc1").unwrap();
+        assert!(!rc.cache_file(&m).starts_with(&b.cache_prefix()));
+        // Not deleted by the earlier naming's pruning (`synapse-v1.162.0-` prefix).
+        assert!(!b.cache_file(&m).starts_with("synapse-v1.162.0-"));
         let rc = for_upstream("docker.io/matrixdotorg/synapse:v1.163.0rc1").unwrap();
         assert!(rc.post_install.contains("matrix-synapse==1.163.0rc1"));
         let latest = for_upstream("docker.io/matrixdotorg/synapse:latest").unwrap();
