@@ -57,6 +57,7 @@ pub enum Command {
     Trust(commands::trust::Args),
     Plan(commands::plan::Args),
     Apply(commands::apply::Args),
+    Status(commands::status::Args),
     #[command(hide = true)]
     Agent(commands::agent::Args),
     Completions(commands::completions::Args),
@@ -77,6 +78,7 @@ fn main() -> ExitCode {
         Command::Trust(args) => commands::trust::run(&ctx, args),
         Command::Plan(args) => commands::plan::run(&ctx, args),
         Command::Apply(args) => commands::apply::run(&ctx, args),
+        Command::Status(args) => commands::status::run(&ctx, args),
         Command::Agent(args) => commands::agent::run(&cli.global, args),
         Command::Completions(args) => commands::completions::run(&ctx, args),
         Command::Util(args) => commands::util::run(&ctx, args),

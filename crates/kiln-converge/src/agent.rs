@@ -373,6 +373,16 @@ pub fn run_with(
             return finish(sink, 0, true);
         }
     };
+    if plan_only {
+        sink.emit(Event::Observed {
+            units: desired
+                .units
+                .iter()
+                .filter_map(|u| observed.units.get(&u.name).map(|s| (u.name.clone(), *s)))
+                .collect(),
+            containers: observed.containers.clone(),
+        });
+    }
     let plan = match crate::plan::plan(&desired, &observed) {
         Ok(p) => p,
         Err(e) => {

@@ -19,6 +19,12 @@ pub enum Event {
         version: String,
         facts: Option<Facts>,
     },
+    /// Plan-only runs: what observation found of the declared units and the host's
+    /// containers (`kiln status` renders it), before the plan.
+    Observed {
+        units: std::collections::BTreeMap<String, crate::observe::UnitStatus>,
+        containers: std::collections::BTreeMap<String, crate::observe::ContainerState>,
+    },
     /// Observation and planning are done.
     Planned { plan: Plan, observe_ms: u64 },
     /// Change `index` (0-based, of `total`) is being applied.

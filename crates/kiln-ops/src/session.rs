@@ -86,6 +86,9 @@ pub fn agent_binary() -> Result<AgentBinary, SessionError> {
 pub struct HostPlan {
     pub host: String,
     pub plan: Result<Plan, HostFailure>,
+    /// What the agent observed of the host's declared units and containers (`kiln
+    /// status`); `None` when it could not observe.
+    pub observed: Option<kiln_converge::host::HostObserved>,
 }
 
 /// The answers of a plan session, in job order.
@@ -162,8 +165,13 @@ fn plan_with(
         hosts: answers
             .into_iter()
             .map(|(host, r)| {
+                let observed = r.as_ref().ok().and_then(|o| o.observed.clone());
                 let plan = plan_of(&host, r);
-                HostPlan { host, plan }
+                HostPlan {
+                    host,
+                    plan,
+                    observed,
+                }
             })
             .collect(),
     })

@@ -11,5 +11,6 @@ pub mod lab;
 pub mod plan;
 pub mod secrets;
 pub mod show;
+pub mod status;
 pub mod trust;
 pub mod util;

@@ -186,6 +186,8 @@ pub enum AgentLocation {
 #[derive(Debug, Clone, Default)]
 pub struct AgentOutcome {
     pub plan: Option<Plan>,
+    /// Plan-only runs: the declared units' and the containers' state.
+    pub observed: Option<HostObserved>,
     pub applied: usize,
     /// The agent reported a failure (a change failed, or it could not observe/plan).
     pub failed: bool,
@@ -206,6 +208,13 @@ fn skipped_message(op: crate::plan::Op, id: &crate::resource::ResourceId, becaus
     } else {
         format!("{op} {id}: skipped because {because} failed")
     }
+}
+
+/// What a plan-only run observed of a host's units and containers ([`Event::Observed`]).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct HostObserved {
+    pub units: std::collections::BTreeMap<String, crate::observe::UnitStatus>,
+    pub containers: std::collections::BTreeMap<String, crate::observe::ContainerState>,
 }
 
 /// A machine kiln converges.
@@ -344,6 +353,12 @@ pub trait Host: Send {
                         ));
                     }
                     Event::Planned { plan, .. } => outcome.plan = Some(plan.clone()),
+                    Event::Observed { units, containers } => {
+                        outcome.observed = Some(HostObserved {
+                            units: units.clone(),
+                            containers: containers.clone(),
+                        })
+                    }
                     Event::Failed { id, op, error, .. } => {
                         outcome.failed = true;
                         outcome.errors.push(format!("{op} {id}: {error}"));
@@ -352,9 +367,7 @@ pub trait Host: Send {
                         id, op, because, ..
                     } => {
                         outcome.failed = true;
-                        outcome
-                            .errors
-                            .push(skipped_message(*op, id, because));
+                        outcome.errors.push(skipped_message(*op, id, because));
                     }
                     Event::Error { message } => {
                         outcome.failed = true;
