@@ -229,6 +229,30 @@ fn scenario(repo: &Repo) {
         );
     }
 
+    // `kiln status`: every service active, healthy, on its pinned version.
+    let status = repo.kiln_env(&["status"]);
+    let status_out = String::from_utf8_lossy(&status.stdout).into_owned();
+    assert_eq!(
+        status.status.code(),
+        Some(0),
+        "kiln status: {}",
+        text(&status)
+    );
+    for (svc, version) in [
+        ("postgres", "17"),
+        ("synapse", "v1.162.0"),
+        ("hedgedoc", "1.10.3"),
+        ("nextcloud", "31"),
+    ] {
+        assert!(
+            status_out.lines().any(|l| {
+                let w: Vec<&str> = l.split_whitespace().collect();
+                w.len() >= 4 && w[..4] == [svc, "active", "healthy", version]
+            }),
+            "{svc}: {status_out}"
+        );
+    }
+
     // A second plan has nothing to do.
     let plan = repo.kiln_env(&["plan"]);
     assert_eq!(plan.status.code(), Some(0), "kiln plan: {}", text(&plan));
@@ -384,6 +408,13 @@ fn scenario(repo: &Repo) {
         repo.started_at(&others),
         before,
         "the other services are untouched"
+    );
+    let status = repo.kiln_env(&["status"]);
+    assert_eq!(
+        status.status.code(),
+        Some(3),
+        "kiln status says a service is not healthy: {}",
+        text(&status)
     );
     // Going back is the same one-line change.
     repo.set_version("synapse", "v9.9.9-kiln-broken", "v1.163.2");
