@@ -109,6 +109,10 @@ pub enum OptionKind {
     ServiceOfKind(&'static str),
     /// A container image reference without tag (`registry/name`).
     Image,
+    /// Environment variables: a table of `NAME = "value"` (names `[A-Z_][A-Z0-9_]*`).
+    EnvTable,
+    /// Persistent volumes: a list of `"name:/path/in/container"`.
+    VolumeList,
 }
 
 /// A secret a recipe needs: the vault name is `<service name>_<suffix>` (with `-` in the
@@ -477,6 +481,18 @@ static RECIPES: &[Recipe] = &[
                 OptionKind::Port,
                 true,
                 "the port the container listens on",
+            ),
+            opt(
+                "env",
+                OptionKind::EnvTable,
+                false,
+                "environment variables, e.g. { TZ = \"Europe/Paris\" } (no secrets: they would be visible in podman inspect)",
+            ),
+            opt(
+                "volumes",
+                OptionKind::VolumeList,
+                false,
+                "persistent data, e.g. [\"data:/usr/share/nginx/html\"]: each kept in /srv/kiln/<service>/<name> and backed up",
             ),
         ],
         secrets: &[],

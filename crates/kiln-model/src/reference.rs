@@ -170,6 +170,17 @@ fn option_schema(o: &OptionSpec) -> Value {
         | OptionKind::ServiceOfKind(_) => {
             json!({ "type": "string", "description": description })
         }
+        OptionKind::EnvTable => json!({
+            "type": "object",
+            "propertyNames": { "pattern": "^[A-Z_][A-Z0-9_]*$" },
+            "additionalProperties": { "type": "string" },
+            "description": description,
+        }),
+        OptionKind::VolumeList => json!({
+            "type": "array",
+            "items": { "type": "string", "pattern": "^[a-z][a-z0-9-]*:/" },
+            "description": description,
+        }),
     }
 }
 
@@ -183,6 +194,8 @@ fn option_type(kind: OptionKind) -> String {
         OptionKind::PositiveInteger => "integer, 1 or more".into(),
         OptionKind::ServiceOfKind(k) => format!("name of a `{k}` service"),
         OptionKind::Image => "image reference without tag".into(),
+        OptionKind::EnvTable => "table of environment variables".into(),
+        OptionKind::VolumeList => "list of `name:/path`".into(),
     }
 }
 

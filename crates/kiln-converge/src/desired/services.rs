@@ -736,11 +736,43 @@ impl ServiceBuild<'_, '_> {
         Ok(())
     }
 
+    /// A custom container: its image and port, plus the `env` and `volumes` options.
     fn custom(&mut self) -> Result<(), DesiredError> {
-        let spec = ContainerSpec {
+        let mut spec = ContainerSpec {
             stage: APPS,
             ..Default::default()
         };
+        if let Some(env) = self.svc.options.get("env").and_then(|v| v.as_table()) {
+            spec.env = env
+                .iter()
+                .filter_map(|(k, v)| v.as_str().map(|v| (k.clone(), v.to_owned())))
+                .collect();
+        }
+        let volumes: Vec<(String, String)> = self
+            .svc
+            .options
+            .get("volumes")
+            .and_then(|v| v.as_array())
+            .into_iter()
+            .flatten()
+            .filter_map(|v| v.as_str()?.split_once(':'))
+            .map(|(n, p)| (n.to_owned(), p.to_owned()))
+            .collect();
+        if !volumes.is_empty() {
+            let name = self.svc.name.clone();
+            self.d
+                .directories
+                .push(dir_root(&format!("{DATA_ROOT}/{name}"), 0o755));
+            for (volume, path) in volumes {
+                let dir = data_dir(&name, &volume);
+                self.d.directories.push(dir_owned(dir.clone(), 0o755, None));
+                spec.mounts.push(Mount {
+                    host: dir,
+                    container: path,
+                    options: "Z",
+                });
+            }
+        }
         self.container(spec)
     }
 }

@@ -325,6 +325,48 @@ fn option_value(
         cx.push(e);
     };
     match spec.kind {
+        OptionKind::EnvTable => match v.as_table() {
+            None => wrong(cx, "a table of NAME = \"value\""),
+            Some(t) => {
+                for (k, val) in t {
+                    let name_ok = k.starts_with(|c: char| c.is_ascii_uppercase() || c == '_')
+                        && k.chars()
+                            .all(|c| c.is_ascii_uppercase() || c.is_ascii_digit() || c == '_');
+                    if !name_ok || !val.is_str() {
+                        let e = cx
+                            .at(value.span(), INVALID, format!("option `{}`: `{k}` must be an upper-case variable name with a string value", spec.name))
+                            .label("invalid variable")
+                            .help(spec.description.to_string());
+                        cx.push(e);
+                    }
+                }
+            }
+        },
+        OptionKind::VolumeList => {
+            match v.as_array() {
+                None => wrong(cx, "a list of \"name:/path\" strings"),
+                Some(items) => {
+                    let mut names = std::collections::BTreeSet::new();
+                    for item in items {
+                        let ok =
+                            item.as_str()
+                                .and_then(|s| s.split_once(':'))
+                                .is_some_and(|(n, p)| {
+                                    checks::name(n).is_ok()
+                                        && p.starts_with('/')
+                                        && names.insert(n.to_owned())
+                                });
+                        if !ok {
+                            let e = cx
+                            .at(value.span(), INVALID, format!("option `{}`: {item} is not a new `name:/path/in/container`", spec.name))
+                            .label("invalid volume")
+                            .help(spec.description.to_string());
+                            cx.push(e);
+                        }
+                    }
+                }
+            }
+        }
         OptionKind::Bool if !v.is_bool() => wrong(cx, "true or false"),
         OptionKind::String if !v.is_str() => wrong(cx, "a string"),
         OptionKind::Port | OptionKind::PositiveInteger => match v.as_integer() {

@@ -433,3 +433,37 @@ fn major_versions_of_image_tags() {
     );
     assert_eq!(major_version("latest"), None);
 }
+
+#[test]
+fn a_custom_container_gets_its_image_port_env_and_volumes() {
+    let (_dir, path) = repo_with("os = \"debian13\"");
+    let mut text = std::fs::read_to_string(&path).unwrap();
+    text.push_str("\n[services.blog]\nkind = \"container\"\nhost = \"services\"\nsubdomain = \"blog\"\nversion = \"1.27\"\noptions = { image = \"docker.io/library/nginx\", port = 80, env = { TZ = \"Europe/Paris\" }, volumes = [\"html:/usr/share/nginx/html\"] }\n");
+    std::fs::write(&path, text).unwrap();
+    let d = desired(&load(&path), "lab", "services").unwrap();
+    let q = self::text(&unit(&d, "blog.service").content);
+    assert!(q.contains("\nImage=docker.io/library/nginx:1.27\n"), "{q}");
+    assert!(q.contains("\nEnvironment=TZ=Europe/Paris\n"), "{q}");
+    assert!(
+        q.contains("\nVolume=/srv/kiln/blog/html:/usr/share/nginx/html:Z\n"),
+        "{q}"
+    );
+    assert_eq!(unit(&d, "blog.service").stage, Stage(1));
+    assert!(
+        d.directories
+            .iter()
+            .any(|x| x.path == Path::new("/srv/kiln/blog/html"))
+    );
+    // A bad volume or variable is the model's error, located.
+    let mut bad = std::fs::read_to_string(&path).unwrap();
+    bad = bad.replace(
+        "volumes = [\"html:/usr/share/nginx/html\"]",
+        "volumes = [\"html\"]",
+    );
+    std::fs::write(&path, bad).unwrap();
+    let err = kiln_model::load(&path).unwrap_err().render(100, false);
+    assert!(
+        err.contains("option `volumes`: \"html\" is not a new `name:/path/in/container`"),
+        "{err}"
+    );
+}
