@@ -64,6 +64,10 @@ impl Renderer {
                 HostUpdate::Event(Event::Warning { message }) => {
                     p.note(format_args!("[{host}] warning: {message}"))
                 }
+                HostUpdate::Event(Event::Healthy { unit, ms, .. }) => p.note(format_args!(
+                    "[{host}] {unit} is healthy ({:.1} s)",
+                    *ms as f64 / 1000.0
+                )),
                 HostUpdate::Event(
                     e @ (Event::GuardArmed { .. }
                     | Event::GuardConfirmed { .. }
@@ -107,6 +111,12 @@ impl Renderer {
                     HostUpdate::Event(Event::Applied { .. }) => bar.inc(1),
                     HostUpdate::Event(Event::Warning { message }) => {
                         let _ = multi.println(format!("[{host}] warning: {message}"));
+                    }
+                    HostUpdate::Event(Event::Healthy { unit, ms, .. }) => {
+                        let _ = multi.println(format!(
+                            "[{host}] {unit} is healthy ({:.1} s)",
+                            *ms as f64 / 1000.0
+                        ));
                     }
                     HostUpdate::Event(e) if guard_line(e).is_some() => {
                         if let Some(line) = guard_line(e) {

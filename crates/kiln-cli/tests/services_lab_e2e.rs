@@ -220,6 +220,12 @@ fn scenario(repo: &Repo) {
     let apply_out = all_output(&apply);
     assert!(apply.status.success(), "kiln apply: {}", text(&apply));
     assert!(apply_out.contains("; 0 failed."), "{apply_out}");
+    for unit in ["postgres", "synapse", "hedgedoc", "nextcloud"] {
+        assert!(
+            apply_out.contains(&format!("] {unit}.service is healthy (")),
+            "apply reports {unit} healthy: {apply_out}"
+        );
+    }
     let ps = repo.on_server_ok("podman ps --format '{{.Names}} {{.Status}}'");
     for c in ["postgres", "synapse", "hedgedoc", "nextcloud"] {
         assert!(

@@ -297,6 +297,8 @@ struct Ctx<'a> {
     enables_done: Option<Stage>,
     /// The check of the host's quadlet files, made before the first one is written.
     quadlets_checked: Option<Result<(), ApplyError>>,
+    /// The unit (and its container) the last step saw become healthy, to report.
+    healthy: Option<(String, String)>,
 }
 
 impl Ctx<'_> {
@@ -576,6 +578,7 @@ fn step(
             if let Some(health) = health {
                 let back = previous_version(d, change, name);
                 start_healthy(target, name, &verb, health, back)?;
+                ctx.healthy = Some((name.clone(), health.container.clone()));
             } else {
                 run_ok(target, &strs(&["systemctl", &verb, "--", name]), &[])?;
                 if matches!(op, Op::Start | Op::Restart) {
@@ -679,6 +682,7 @@ pub fn apply(
         packages_done: false,
         enables_done: None,
         quadlets_checked: None,
+        healthy: None,
     };
     let total = plan.changes.len();
     let mut applied = 0;
@@ -746,12 +750,20 @@ pub fn apply(
                     ran.insert(n.clone());
                 }
                 applied += 1;
+                let ms = start.elapsed().as_millis() as u64;
                 sink.emit(Event::Applied {
                     index,
                     id: change.id.clone(),
                     op: change.op,
-                    ms: start.elapsed().as_millis() as u64,
+                    ms,
                 });
+                if let Some((unit, container)) = ctx.healthy.take() {
+                    sink.emit(Event::Healthy {
+                        unit,
+                        container,
+                        ms,
+                    });
+                }
             }
             Err(e) => {
                 if let ApplyError::Unhealthy(u) = &e {
@@ -1526,6 +1538,7 @@ mod tests {
             packages_done: false,
             enables_done: None,
             quadlets_checked: None,
+            healthy: None,
         };
         for i in 0..plan.changes.len() {
             step(&mut target, &mut ctx, &plan, i).unwrap();
@@ -1894,6 +1907,7 @@ mod health_tests {
             packages_done: false,
             enables_done: None,
             quadlets_checked: None,
+            healthy: None,
         };
         let err = step(&mut t, &mut ctx, &plan, 0).unwrap_err().to_string();
         assert!(
@@ -1998,6 +2012,7 @@ mod health_tests {
             packages_done: false,
             enables_done: None,
             quadlets_checked: None,
+            healthy: None,
         };
         step(&mut t, &mut ctx, &plan, 0).unwrap();
         step(&mut t, &mut ctx, &plan, 1).unwrap();

@@ -85,6 +85,13 @@ pub enum Event {
         token: String,
         error: String,
     },
+    /// The unit just started or restarted passed its container's health check, `ms` after
+    /// the start was asked for.
+    Healthy {
+        unit: String,
+        container: String,
+        ms: u64,
+    },
     /// Something worth telling that is not a failure (e.g. a directory kept because not empty).
     Warning { message: String },
     /// The agent could not do its work at all (bad input, unreadable host state).
