@@ -122,7 +122,7 @@ def main():
         for _ in range(a.rounds):
             times["ssh"].append(timed(ssh)[0])
             dt, out = timed(apply_id)
-            if "no changes" not in out and "0 to create, 0 to change, 0 to remove" not in out:
+            if "Applied 0 change(s)" not in out and "no changes" not in out:
                 sys.exit(f"the no-change apply changed something:\n{out}")
             times["apply"].append(dt)
             times["apply_pass"].append(timed(apply_pass)[0])
