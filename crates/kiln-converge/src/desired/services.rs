@@ -276,17 +276,7 @@ impl ServiceBuild<'_, '_> {
     /// The template context every recipe template sees.
     fn context(&self, extra: Value) -> Value {
         let mut ctx = super::context(self.env.model, self.env.env, self.host);
-        let secrets: serde_json::Map<String, Value> = self
-            .recipe
-            .secrets
-            .iter()
-            .map(|t| {
-                (
-                    t.suffix.to_owned(),
-                    secret_name(&self.svc.name, t.suffix).into(),
-                )
-            })
-            .collect();
+        let secrets = self.secret_names();
         ctx["service"] = json!({
             "name": self.svc.name,
             "kind": self.svc.kind,
@@ -298,6 +288,21 @@ impl ServiceBuild<'_, '_> {
             c.extend(e);
         }
         ctx
+    }
+
+    /// The vault names of the recipe's secrets, by suffix (`form_secret` →
+    /// `synapse_form_secret`).
+    fn secret_names(&self) -> serde_json::Map<String, Value> {
+        self.recipe
+            .secrets
+            .iter()
+            .map(|t| {
+                (
+                    t.suffix.to_owned(),
+                    secret_name(&self.svc.name, t.suffix).into(),
+                )
+            })
+            .collect()
     }
 
     /// Renders one of the recipe's templates: the repository's override when there is
@@ -325,17 +330,36 @@ impl ServiceBuild<'_, '_> {
     /// The vault secret `vault` as the content of a file (0600, the container user's),
     /// with a final newline unless `bare`.
     fn secret_file(&mut self, vault: &str, path: PathBuf, bare: bool) -> Result<(), DesiredError> {
-        let value = self
-            .env
-            .secrets
-            .secret(vault)
-            .map_err(|m| self.err(format!("secret {vault}: {m}")))?;
+        let value = self.secret(vault)?;
         let mut text = value.expose().to_owned();
         if !bare {
             text.push('\n');
         }
         self.file(path, text, 0o600, true);
         Ok(())
+    }
+
+    /// The vault secret `vault`, or an error naming the service and the secret.
+    fn secret(&self, vault: &str) -> Result<kiln_secrets::Secret, DesiredError> {
+        self.env
+            .secrets
+            .secret(vault)
+            .map_err(|m| self.err(format!("secret {vault}: {m}")))
+    }
+
+    /// The folder of the service's secret files, mounted read-only at `/run/secrets` (the
+    /// Docker-secrets convention HedgeDoc and the `_FILE` variables of Nextcloud read).
+    fn secrets_folder(&mut self, conf: &Path, spec: &mut ContainerSpec) -> PathBuf {
+        let secrets = conf.join("secrets");
+        self.d
+            .directories
+            .push(dir_root(&secrets.display().to_string(), 0o755));
+        spec.mounts.push(Mount {
+            host: secrets.clone(),
+            container: "/run/secrets".into(),
+            options: "ro,Z",
+        });
+        secrets
     }
 
     /// The vault name of the recipe secret `suffix` of this service.
@@ -560,7 +584,7 @@ impl ServiceBuild<'_, '_> {
                 "server_name": server_name,
                 "public_baseurl": format!("https://{fqdn}/"),
                 "enable_registration": registration.to_string(),
-                "secrets": self.context(json!({}))["service"]["secrets"].clone(),
+                "secrets": self.secret_names(),
             },
         }));
         let (homeserver, _) = self.render("homeserver.yaml.j2", &ctx)?;
@@ -598,15 +622,8 @@ impl ServiceBuild<'_, '_> {
         let conf = self.config_folder();
         // HedgeDoc reads Docker secrets from /run/secrets: `dbURL` is CMD_DB_URL,
         // `sessionsecret` CMD_SESSION_SECRET, without putting them in the environment.
-        let secrets = conf.join("secrets");
-        self.d
-            .directories
-            .push(dir_root(&secrets.display().to_string(), 0o755));
-        let password = self
-            .env
-            .secrets
-            .secret(&db.password_secret)
-            .map_err(|m| self.err(format!("secret {}: {m}", db.password_secret)))?;
+        let secrets = self.secrets_folder(&conf, &mut spec);
+        let password = self.secret(&db.password_secret)?;
         let url = format!(
             "postgres://{}:{}@{}:5432/{}",
             db.role,
@@ -617,11 +634,6 @@ impl ServiceBuild<'_, '_> {
         self.file(secrets.join("dbURL"), url, 0o600, true);
         let vault = self.secret_name("session_secret");
         self.secret_file(&vault, secrets.join("sessionsecret"), true)?;
-        spec.mounts.push(Mount {
-            host: secrets,
-            container: "/run/secrets".into(),
-            options: "ro,Z",
-        });
         // The health check's script (see the recipe's health_cmd).
         let check = conf.join("healthcheck.mjs");
         self.file(
@@ -664,18 +676,10 @@ impl ServiceBuild<'_, '_> {
             .database(&mut spec)
             .ok_or_else(|| self.err("needs the `database` option (a postgres service)"))?;
         let conf = self.config_folder();
-        let secrets = conf.join("secrets");
-        self.d
-            .directories
-            .push(dir_root(&secrets.display().to_string(), 0o755));
+        let secrets = self.secrets_folder(&conf, &mut spec);
         self.secret_file(&db.password_secret, secrets.join("db_password"), true)?;
         let vault = self.secret_name("admin_password");
         self.secret_file(&vault, secrets.join("admin_password"), true)?;
-        spec.mounts.push(Mount {
-            host: secrets,
-            container: "/run/secrets".into(),
-            options: "ro,Z",
-        });
         let fqdn = self.fqdn()?;
         let admin = self.svc.option_str("admin_user").unwrap_or("admin");
         spec.env = vec![
