@@ -22,47 +22,8 @@ import sys
 import tempfile
 import time
 
-KILN_TOML = """[project]
-name = "bench"
-domain = "ergaster.org"
-acme_email = "ops@ergaster.org"
-
-[environments.lab]
-domain = "ergaster.test"
-acme_ca = "internal"
-apex_host = "services"
-
-[environments.lab.hosts.services]
-address = "10.77.0.11"
-admin_user = "kiln"
-os = "debian13"
-
-[services.postgres]
-kind = "postgres"
-host = "services"
-version = "17"
-
-[services.synapse]
-kind = "synapse"
-host = "services"
-subdomain = "matrix"
-version = "v1.162.0"
-options = { database = "postgres" }
-
-[services.hedgedoc]
-kind = "hedgedoc"
-host = "services"
-subdomain = "hdoc"
-version = "1.10.3"
-options = { database = "postgres" }
-
-[services.nextcloud]
-kind = "nextcloud"
-host = "services"
-subdomain = "cloud"
-version = "31"
-options = { database = "postgres" }
-"""
+# The stack, shared with crates/kiln-cli/tests/services_lab_e2e.rs.
+STACK = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "examples", "lab-services", "kiln.toml")
 
 
 def run(cmd, **kw):
@@ -91,8 +52,8 @@ def main():
     kiln = a.kiln
     work = tempfile.mkdtemp(prefix="kiln-bench-services-")
     config = os.path.join(work, "kiln.toml")
-    with open(config, "w") as f:
-        f.write(KILN_TOML)
+    with open(STACK) as src, open(config, "w") as f:
+        f.write(src.read())
     passfile = os.path.join(work, "passphrase")
     with open(passfile, "w") as f:
         f.write("bench passphrase, not a secret\n")

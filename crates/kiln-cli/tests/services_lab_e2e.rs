@@ -15,48 +15,8 @@
 use std::path::PathBuf;
 use std::process::{Command, Output};
 
-const KILN_TOML: &str = r#"# the reference infrastructure's services host, in the lab
-[project]
-name = "svc"
-domain = "ergaster.org"
-acme_email = "ops@ergaster.org"
-
-[environments.lab]
-domain = "ergaster.test"
-acme_ca = "internal"
-apex_host = "services"
-
-[environments.lab.hosts.services]
-address = "10.77.0.11"
-admin_user = "kiln"
-os = "debian13"
-
-[services.postgres]
-kind = "postgres"
-host = "services"
-version = "17"
-
-[services.synapse]
-kind = "synapse"
-host = "services"
-subdomain = "matrix"
-version = "v1.162.0"
-options = { database = "postgres" }
-
-[services.hedgedoc]
-kind = "hedgedoc"
-host = "services"
-subdomain = "hdoc"
-version = "1.10.3"
-options = { database = "postgres" }
-
-[services.nextcloud]
-kind = "nextcloud"
-host = "services"
-subdomain = "cloud"
-version = "31"
-options = { database = "postgres" }
-"#;
+/// The stack, shared with bench/services.py.
+const KILN_TOML: &str = include_str!("../../../examples/lab-services/kiln.toml");
 
 struct Repo {
     _tmp: tempfile::TempDir,
