@@ -199,8 +199,22 @@ pub fn render_zone(env: &Environment, records: &[DnsRecord], ttl: u32) -> String
             (rel(&r.name), r.rtype.as_str(), value, r.purpose.as_str())
         })
         .collect();
-    let name_w = lines.iter().map(|l| l.0.len()).max().unwrap_or(1);
-    let value_w = lines.iter().map(|l| l.2.len()).max().unwrap_or(1);
+    // Columns are padded for reading; a width is capped because std's
+    // formatter refuses widths beyond u16::MAX (a fuzzed 70 000-character
+    // value panicked here) and no real column needs more than a DNS name's 253.
+    const MAX_COLUMN: usize = 253;
+    let name_w = lines
+        .iter()
+        .map(|l| l.0.len())
+        .max()
+        .unwrap_or(1)
+        .min(MAX_COLUMN);
+    let value_w = lines
+        .iter()
+        .map(|l| l.2.len())
+        .max()
+        .unwrap_or(1)
+        .min(MAX_COLUMN);
     for (name, rtype, value, purpose) in lines {
         let _ = writeln!(
             out,

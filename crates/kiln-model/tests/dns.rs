@@ -169,3 +169,21 @@ fn tempdir() -> std::path::PathBuf {
     std::fs::create_dir_all(&dir).unwrap();
     dir
 }
+
+/// The fuzz corpus found this: a value longer than std's largest format width (u16::MAX)
+/// made the column padding panic. The zone renders, with the whole value.
+#[test]
+fn a_value_longer_than_any_format_width_renders_whole() {
+    let m = load("examples/reference/kiln.toml");
+    let env = m.environment("production").unwrap();
+    let long = "x".repeat(70_000);
+    let records = vec![dns::DnsRecord {
+        environment: "production".to_string(),
+        name: "ergaster.org".to_string(),
+        rtype: RecordType::CAA,
+        value: format!("0 iodef \"mailto:{long}@ergaster.org\""),
+        purpose: "fuzz".to_string(),
+    }];
+    let zone = dns::render_zone(env, &records, 3600);
+    assert!(zone.contains(&long), "the long value is cut");
+}
