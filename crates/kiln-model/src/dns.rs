@@ -152,7 +152,7 @@ pub fn records(model: &Model, env: &Environment) -> Vec<DnsRecord> {
             format!("CA {}", env.acme_ca),
         )
     };
-    match env.acme_ca {
+    match &env.acme_ca {
         AcmeCa::Letsencrypt | AcmeCa::LetsencryptStaging => {
             out.push(caa("0 issue \"letsencrypt.org\"".to_string()));
             out.push(caa("0 issuewild \";\"".to_string()));
@@ -162,6 +162,9 @@ pub fn records(model: &Model, env: &Environment) -> Vec<DnsRecord> {
             )));
         }
         AcmeCa::Internal => out.push(caa("0 issue \";\"".to_string())),
+        // kiln cannot know which CAA identity another CA checks: no CAA record (any CA
+        // may issue), the owner adds theirs by hand.
+        AcmeCa::Custom(_) => {}
     }
     out
 }

@@ -68,25 +68,39 @@ pub struct Project {
     pub domain: String,
     /// ACME account contact (certificate expiry warnings).
     pub acme_email: String,
+    /// The reverse proxy environments use unless they say otherwise.
+    pub proxy: ProxyKind,
 }
 
 /// Which ACME certificate authority an environment's reverse proxy uses.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum AcmeCa {
     /// Let's Encrypt production (trusted certificates, strict rate limits).
     Letsencrypt,
     /// Let's Encrypt staging (untrusted certificates, for rehearsals).
     LetsencryptStaging,
-    /// A private CA run by the reverse proxy itself (the lab).
+    /// A private CA run by the reverse proxy itself.
     Internal,
+    /// Another ACME directory: step-ca, another public CA, the lab's Pebble.
+    Custom(CustomAcme),
+}
+
+/// `acme_ca = { directory = "https://…", ca_root = "path" }`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct CustomAcme {
+    /// The ACME directory URL (`https://…`).
+    pub directory: String,
+    /// PEM file of the root that signs the directory's own TLS certificate, when the
+    /// system's roots do not (a private CA): resolved against kiln.toml's folder.
+    pub ca_root: Option<PathBuf>,
 }
 
 impl AcmeCa {
-    /// The spellings accepted in kiln.toml.
+    /// The spellings accepted in kiln.toml (besides a custom directory table).
     pub const NAMES: &'static [&'static str] = &["letsencrypt", "letsencrypt-staging", "internal"];
 
-    /// Parses a kiln.toml spelling.
+    /// Parses a kiln.toml spelling of a named CA.
     pub fn parse(s: &str) -> Option<Self> {
         match s {
             "letsencrypt" => Some(AcmeCa::Letsencrypt),
@@ -96,28 +110,80 @@ impl AcmeCa {
         }
     }
 
-    /// The kiln.toml spelling.
-    pub fn as_str(self) -> &'static str {
+    /// The kiln.toml spelling (`custom` for a directory table).
+    pub fn as_str(&self) -> &'static str {
         match self {
             AcmeCa::Letsencrypt => "letsencrypt",
             AcmeCa::LetsencryptStaging => "letsencrypt-staging",
             AcmeCa::Internal => "internal",
+            AcmeCa::Custom(_) => "custom",
         }
     }
 
     /// The ACME directory URL, `None` for the internal CA.
-    pub fn directory_url(self) -> Option<&'static str> {
+    pub fn directory_url(&self) -> Option<&str> {
         match self {
             AcmeCa::Letsencrypt => Some("https://acme-v02.api.letsencrypt.org/directory"),
             AcmeCa::LetsencryptStaging => {
                 Some("https://acme-staging-v02.api.letsencrypt.org/directory")
             }
             AcmeCa::Internal => None,
+            AcmeCa::Custom(c) => Some(&c.directory),
+        }
+    }
+
+    /// The root the ACME directory's TLS certificate chains to, when not a system root.
+    pub fn ca_root(&self) -> Option<&Path> {
+        match self {
+            AcmeCa::Custom(c) => c.ca_root.as_deref(),
+            _ => None,
         }
     }
 }
 
 impl fmt::Display for AcmeCa {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            AcmeCa::Custom(c) => write!(f, "ACME directory {}", c.directory),
+            other => f.write_str(other.as_str()),
+        }
+    }
+}
+
+/// Which reverse proxy fronts an environment's services.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ProxyKind {
+    /// Caddy (the default): automatic HTTPS, its own internal CA.
+    #[default]
+    Caddy,
+    /// Traefik (the reference docs' choice): no CA of its own.
+    Traefik,
+}
+
+impl ProxyKind {
+    /// The spellings accepted in kiln.toml.
+    pub const NAMES: &'static [&'static str] = &["caddy", "traefik"];
+
+    /// Parses a kiln.toml spelling.
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "caddy" => Some(ProxyKind::Caddy),
+            "traefik" => Some(ProxyKind::Traefik),
+            _ => None,
+        }
+    }
+
+    /// The kiln.toml spelling.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ProxyKind::Caddy => "caddy",
+            ProxyKind::Traefik => "traefik",
+        }
+    }
+}
+
+impl fmt::Display for ProxyKind {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.as_str())
     }
@@ -132,6 +198,8 @@ pub struct Environment {
     pub domain: String,
     /// Certificate authority of the environment's reverse proxy.
     pub acme_ca: AcmeCa,
+    /// The reverse proxy (`[project] proxy`, overridable per environment).
+    pub proxy: ProxyKind,
     /// Role of the host the bare domain points to, if any.
     pub apex_host: Option<String>,
     /// Whether backups run in this environment (default true when `[backups]` exists).

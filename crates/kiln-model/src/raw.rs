@@ -15,7 +15,7 @@ use toml::Spanned;
 use toml::de::{DeTable, DeValue, ValueDeserializer};
 
 use crate::diagnostic::{ConfigError, Source, suggest};
-use crate::model::{AcmeCa, OsFamily};
+use crate::model::{AcmeCa, OsFamily, ProxyKind};
 
 pub(crate) type S<T> = Spanned<T>;
 
@@ -51,6 +51,10 @@ pub(crate) struct RawProject {
     /// expires.
     #[schemars(with = "String")]
     pub acme_email: S<String>,
+    /// The reverse proxy in front of every environment's services: `caddy` (default) or
+    /// `traefik`. An environment may override it.
+    #[schemars(with = "Option<String>", extend("enum" = ProxyKind::NAMES, "default" = "caddy"))]
+    pub proxy: Option<S<String>>,
 }
 
 /// One environment (`production`, `staging`, `lab`, ...): the same roles on its own
@@ -64,10 +68,16 @@ pub(crate) struct RawEnvironment {
     #[schemars(with = "String")]
     pub domain: S<String>,
     /// Certificate authority of the environment's reverse proxy: `letsencrypt` (trusted
-    /// certificates, strict rate limits), `letsencrypt-staging` (untrusted, for rehearsals)
-    /// or `internal` (a private CA run by the proxy itself, for the lab).
-    #[schemars(with = "String", extend("enum" = AcmeCa::NAMES))]
-    pub acme_ca: S<String>,
+    /// certificates, strict rate limits), `letsencrypt-staging` (untrusted, for rehearsals),
+    /// `internal` (a private CA run by Caddy itself), or another ACME directory
+    /// `{ directory = "https://…", ca_root = "path/to/root.pem" }` (step-ca, another public
+    /// CA, the lab's Pebble; `ca_root` when the directory's TLS certificate is not signed by
+    /// a system root).
+    #[schemars(with = "RawAcmeCaSchema")]
+    pub acme_ca: S<toml::Value>,
+    /// The reverse proxy of this environment (default: `[project] proxy`).
+    #[schemars(with = "Option<String>", extend("enum" = ProxyKind::NAMES))]
+    pub proxy: Option<S<String>>,
     /// Role of the host the bare domain points to, if any.
     #[schemars(with = "Option<String>")]
     pub apex_host: Option<S<String>>,
@@ -82,6 +92,25 @@ pub(crate) struct RawEnvironment {
     #[schemars(!default, !skip_deserializing, with = "BTreeMap<String, RawHost>")]
     #[schemars(extend("x-kiln-key" = "role"))]
     pub hosts: Vec<(S<String>, Option<S<RawHost>>)>,
+}
+
+/// The shapes `acme_ca` takes, for the schema only (decoded from a `toml::Value` by
+/// `validate::environments`, which keeps the spans).
+#[allow(dead_code)]
+#[derive(JsonSchema)]
+#[serde(untagged)]
+#[schemars(rename = "AcmeCa")]
+enum RawAcmeCaSchema {
+    /// A CA kiln knows by name.
+    #[schemars(extend("enum" = AcmeCa::NAMES))]
+    Named(String),
+    /// Another ACME directory.
+    Custom {
+        /// The ACME directory URL (`https://…/directory`).
+        directory: String,
+        /// PEM root of the directory's TLS certificate, relative to kiln.toml's folder.
+        ca_root: Option<String>,
+    },
 }
 
 /// One server, playing one role in its environment.

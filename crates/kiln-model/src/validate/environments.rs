@@ -14,6 +14,7 @@ use crate::raw::*;
 pub(super) fn environments(
     cx: &mut Ctx<'_>,
     raw: &[(S<String>, RawEnvironment)],
+    default_proxy: ProxyKind,
 ) -> Vec<Environment> {
     let mut out = Vec::new();
     let mut domains: BTreeMap<&str, (&str, Range<usize>)> = BTreeMap::new();
@@ -66,22 +67,23 @@ pub(super) fn environments(
             domains.insert(env.domain.get_ref(), (ename, env.domain.span()));
         }
 
-        let acme_ca = match AcmeCa::parse(env.acme_ca.get_ref()) {
-            Some(ca) => ca,
-            None => {
-                let help = suggest(env.acme_ca.get_ref(), "CAs", AcmeCa::NAMES.iter().copied());
-                let e = cx
-                    .at(
-                        env.acme_ca.span(),
-                        INVALID,
-                        format!("unknown ACME CA `{}`", env.acme_ca.get_ref()),
-                    )
-                    .label("not a CA kiln knows")
-                    .help(help);
-                cx.push(e);
-                AcmeCa::Internal
-            }
-        };
+        let acme_ca = acme_ca(cx, &env.acme_ca);
+        let proxy = env
+            .proxy
+            .as_ref()
+            .map(|p| super::proxy_kind(cx, p))
+            .unwrap_or(default_proxy);
+        if proxy == ProxyKind::Traefik && acme_ca == AcmeCa::Internal {
+            let e = cx
+                .at(
+                    env.acme_ca.span(),
+                    INVALID,
+                    format!("environment `{ename}` uses Traefik, which has no certificate authority of its own, with `acme_ca = \"internal\"`"),
+                )
+                .label("an internal CA is Caddy's")
+                .help("use `proxy = \"caddy\"` for this environment, or an ACME directory of your own: `acme_ca = { directory = \"https://ca.example.org/acme/acme/directory\", ca_root = \"ca-root.pem\" }` (step-ca)");
+            cx.push(e);
+        }
         if domain_ok
             && acme_ca == AcmeCa::Letsencrypt
             && let Some(why) = checks::reserved_domain(env.domain.get_ref())
@@ -159,6 +161,7 @@ pub(super) fn environments(
             name: ename.to_string(),
             domain: env.domain.get_ref().clone(),
             acme_ca,
+            proxy,
             apex_host: env.apex_host.as_ref().map(|a| a.get_ref().clone()),
             backups_enabled: env.backups.as_ref().is_none_or(|b| *b.get_ref()),
             hosts,
@@ -378,4 +381,93 @@ fn host<'a>(
         host_keys,
         os,
     })
+}
+
+/// `acme_ca`: a CA kiln knows by name, or `{ directory = "https://…", ca_root = "…" }`.
+fn acme_ca(cx: &mut Ctx<'_>, value: &S<toml::Value>) -> AcmeCa {
+    let span = value.span();
+    match value.get_ref() {
+        toml::Value::String(name) => match AcmeCa::parse(name) {
+            Some(ca) => ca,
+            None => {
+                let help = format!(
+                    "{}; another ACME directory is a table: `{{ directory = \"https://…\", ca_root = \"root.pem\" }}`",
+                    suggest(name, "CAs", AcmeCa::NAMES.iter().copied())
+                );
+                let e = cx
+                    .at(span, INVALID, format!("unknown ACME CA `{name}`"))
+                    .label("not a CA kiln knows")
+                    .help(help);
+                cx.push(e);
+                AcmeCa::Internal
+            }
+        },
+        toml::Value::Table(t) => {
+            let bad = |cx: &mut Ctx<'_>, message: String, help: &str| {
+                let e = cx
+                    .at(span.clone(), INVALID, message)
+                    .label("this ACME directory")
+                    .help(help.to_string());
+                cx.push(e);
+            };
+            for key in t.keys() {
+                if key != "directory" && key != "ca_root" {
+                    bad(
+                        cx,
+                        format!("unknown key `{key}` in acme_ca"),
+                        "an ACME directory has `directory` and, for a private CA, `ca_root`",
+                    );
+                }
+            }
+            let directory = match t.get("directory") {
+                Some(toml::Value::String(d)) => d.clone(),
+                Some(_) => {
+                    bad(
+                        cx,
+                        "acme_ca's `directory` must be a string".into(),
+                        "write the ACME directory URL, `https://…`",
+                    );
+                    String::new()
+                }
+                None => {
+                    bad(
+                        cx,
+                        "acme_ca has no `directory`".into(),
+                        "add `directory = \"https://…\"`: the ACME directory URL",
+                    );
+                    String::new()
+                }
+            };
+            if !directory.is_empty()
+                && (!directory.starts_with("https://") || checks::url(&directory).is_err())
+            {
+                bad(
+                    cx,
+                    format!("ACME directory `{directory}` is not an https:// URL"),
+                    "ACME (RFC 8555) is spoken over HTTPS only: write `https://host[:port]/path`",
+                );
+            }
+            let ca_root = match t.get("ca_root") {
+                Some(toml::Value::String(p)) if !p.is_empty() => Some(cx.base_dir.join(p)),
+                Some(_) => {
+                    bad(
+                        cx,
+                        "acme_ca's `ca_root` must be a path".into(),
+                        "the PEM file of the root that signs the directory's TLS certificate, relative to kiln.toml's folder",
+                    );
+                    None
+                }
+                None => None,
+            };
+            AcmeCa::Custom(CustomAcme { directory, ca_root })
+        }
+        _ => {
+            let e = cx
+                .at(span, INVALID, "acme_ca must be a CA name or an ACME directory table")
+                .label("neither a string nor a table")
+                .help("`acme_ca = \"letsencrypt\"` (or letsencrypt-staging, internal), or `acme_ca = { directory = \"https://…\", ca_root = \"root.pem\" }`");
+            cx.push(e);
+            AcmeCa::Internal
+        }
+    }
 }

@@ -9,7 +9,7 @@ use std::ops::Range;
 use std::path::Path;
 
 use crate::checks;
-use crate::diagnostic::{ConfigError, Source};
+use crate::diagnostic::{ConfigError, Source, suggest};
 use crate::model::*;
 use crate::raw::*;
 
@@ -103,10 +103,11 @@ pub(crate) fn validate(
             name: String::new(),
             domain: String::new(),
             acme_email: String::new(),
+            proxy: ProxyKind::default(),
         },
     };
 
-    let environments = environments(&mut cx, &doc.environments);
+    let environments = environments(&mut cx, &doc.environments, project.proxy);
     let services = services(&mut cx, &doc.services, &doc.environments);
     names_clash(&mut cx, &doc.environments, &doc.services, &services);
     let generated = generated_secrets(&mut cx, &doc.services, &doc.environments);
@@ -198,9 +199,35 @@ fn project(cx: &mut Ctx<'_>, p: RawProject) -> Project {
         checks::email,
         "give a mailbox you read, like `you@your-domain.org`",
     );
+    let proxy = p
+        .proxy
+        .as_ref()
+        .map(|v| proxy_kind(cx, v))
+        .unwrap_or_default();
     Project {
         name: p.name.into_inner(),
         domain: p.domain.into_inner(),
         acme_email: p.acme_email.into_inner(),
+        proxy,
+    }
+}
+
+/// A `proxy = "…"` value (project or environment); an unknown one is reported.
+fn proxy_kind(cx: &mut Ctx<'_>, value: &S<String>) -> ProxyKind {
+    match ProxyKind::parse(value.get_ref()) {
+        Some(p) => p,
+        None => {
+            let help = suggest(value.get_ref(), "proxies", ProxyKind::NAMES.iter().copied());
+            let e = cx
+                .at(
+                    value.span(),
+                    INVALID,
+                    format!("unknown reverse proxy `{}`", value.get_ref()),
+                )
+                .label("not a proxy kiln deploys")
+                .help(help);
+            cx.push(e);
+            ProxyKind::default()
+        }
     }
 }
