@@ -172,6 +172,11 @@ pub struct File {
     /// armed, kept only once a fresh connection proved the host still reachable.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub guard: Option<String>,
+    /// A check of new content before it replaces the file: argv run on the host with `{}`
+    /// standing for a candidate copy (same folder, mode and owner); a failing check leaves
+    /// the file as it was and fails the step with the check's output (`caddy validate`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub validate: Option<Vec<String>>,
 }
 
 /// A symbolic link `path -> target`.
@@ -784,6 +789,7 @@ mod tests {
             sensitive: false,
             notify: vec![],
             guard: None,
+            validate: None,
         }
     }
 

@@ -314,6 +314,7 @@ packages = ["postgresql"]
             sensitive: false,
             notify: vec![],
             guard: None,
+            validate: None,
         }
     }
 

@@ -78,6 +78,8 @@ fn every_reference_service_becomes_a_quadlet_with_its_health_check_and_stage() {
             ("synapse.service", "synapse.container", Stage(1)),
             ("nextcloud.service", "nextcloud.container", Stage(1)),
             ("hedgedoc.service", "hedgedoc.container", Stage(1)),
+            // The reverse proxy in front of them (desired::proxy), once they run.
+            ("kiln-proxy.service", "kiln-proxy.container", Stage(3)),
         ]
     );
     for (name, timeout) in [
@@ -148,6 +150,7 @@ fn images_keep_the_upstream_names_and_pinned_tags() {
             ("docker.io/matrixdotorg/synapse:v1.162.0", Some("synapse")),
             ("docker.io/library/nextcloud:31", Some("nextcloud")),
             ("quay.io/hedgedoc/hedgedoc:1.10.3", Some("hedgedoc")),
+            ("docker.io/library/caddy:2.10", Some("kiln-proxy")),
         ]
     );
     for i in &d.images {
