@@ -576,8 +576,18 @@ impl DesiredState {
         self.symlinks.extend(other.symlinks);
         self.units.extend(other.units);
         self.commands.extend(other.commands);
-        self.images.extend(other.images);
+        for image in other.images {
+            self.add_image(image);
+        }
         self.preconditions.extend(other.preconditions);
+    }
+
+    /// Declares an image, once: several containers (of one feature or of several) may run
+    /// the same reference, which is pulled once.
+    pub fn add_image(&mut self, image: Image) {
+        if !self.images.iter().any(|i| i.reference == image.reference) {
+            self.images.push(image);
+        }
     }
 }
 

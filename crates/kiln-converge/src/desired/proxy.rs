@@ -47,6 +47,14 @@ const CA_ROOT_FILE: &str = "acme-ca-root.pem";
 /// How long the proxy may take to answer its health check after a start.
 const HEALTH_TIMEOUT_S: u32 = 60;
 
+/// The image of a proxy (the catalog's pin).
+pub fn image(kind: ProxyKind) -> &'static str {
+    match kind {
+        ProxyKind::Caddy => kiln_catalog::CADDY_IMAGE,
+        ProxyKind::Traefik => kiln_catalog::TRAEFIK_IMAGE,
+    }
+}
+
 /// One public hostname of the environment.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Site {
@@ -308,7 +316,7 @@ pub(super) fn contribute(
             ctx["sites"] = sites.iter().map(|s| caddy_site(s)).collect();
             let text = render(env, host, "caddy", "Caddyfile.j2", &ctx)?;
             d.files.push(File {
-                validate: Some(caddy_validate(kiln_catalog::CADDY_IMAGE, &kind_dir)),
+                validate: Some(caddy_validate(image(proxy), &kind_dir)),
                 ..plain_file(
                     kind_dir.join("Caddyfile"),
                     text,
@@ -316,7 +324,7 @@ pub(super) fn contribute(
                 )
             });
             (
-                kiln_catalog::CADDY_IMAGE,
+                image(proxy),
                 vec![
                     config_mount,
                     data_mount,
@@ -352,7 +360,7 @@ pub(super) fn contribute(
             d.files
                 .push(plain_file(dynamic.join("kiln.yml"), text, None));
             (
-                kiln_catalog::TRAEFIK_IMAGE,
+                image(proxy),
                 vec![config_mount, data_mount],
                 vec!["80:80", "443:443"],
                 "traefik healthcheck --ping",
@@ -401,7 +409,7 @@ pub(super) fn contribute(
         timeout_s: HEALTH_TIMEOUT_S,
     });
     d.units.push(quadlet);
-    d.images.push(Image {
+    d.add_image(Image {
         reference: image.to_owned(),
         service: Some(CONTAINER.into()),
         container: Some(CONTAINER.into()),

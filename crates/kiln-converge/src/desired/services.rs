@@ -455,7 +455,7 @@ impl ServiceBuild<'_, '_> {
             timeout_s: self.recipe.health_timeout_s,
         });
         self.d.units.push(unit);
-        self.d.images.push(Image {
+        self.d.add_image(Image {
             reference: image,
             service: Some(name.clone()),
             container: Some(name),

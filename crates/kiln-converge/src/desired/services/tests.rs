@@ -470,3 +470,23 @@ fn a_custom_container_gets_its_image_port_env_and_volumes() {
         "{err}"
     );
 }
+
+#[test]
+fn containers_sharing_an_image_declare_it_once() {
+    let (_dir, path) = repo_with("os = \"debian13\"");
+    let mut text = std::fs::read_to_string(&path).unwrap();
+    for name in ["blog", "www"] {
+        text.push_str(&format!("\n[services.{name}]\nkind = \"container\"\nhost = \"services\"\nsubdomain = \"{name}\"\nversion = \"2.10\"\noptions = {{ image = \"docker.io/library/caddy\", port = 80 }}\n"));
+    }
+    std::fs::write(&path, text).unwrap();
+    let d = desired(&load(&path), "lab", "services").unwrap();
+    let caddy: Vec<_> = d
+        .images
+        .iter()
+        .filter(|i| i.reference == "docker.io/library/caddy:2.10")
+        .collect();
+    // Both services and the reverse proxy run it: one pull.
+    assert_eq!(caddy.len(), 1, "{:?}", d.images);
+    assert!(d.units.iter().any(|u| u.name == "blog.service"));
+    assert!(d.units.iter().any(|u| u.name == "www.service"));
+}
