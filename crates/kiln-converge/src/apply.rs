@@ -165,23 +165,21 @@ pub fn write_file_atomic(
 }
 
 /// Runs a file's check on its candidate: the check's argv with `{}` replaced by the
-/// candidate's path; a failure is [`ApplyError::Refused`] with the check's output.
+/// candidate's path; a failure is [`ApplyError::Refused`] with the check's output and the
+/// line it names.
 fn validate_candidate(
     target: &mut Target,
     path: &Path,
-    check: &[String],
+    check: &crate::resource::Validate,
+    content: &[u8],
     candidate: &Path,
 ) -> Result<(), ApplyError> {
     let shown = candidate.display().to_string();
-    let args: Vec<String> = check.iter().map(|a| a.replace("{}", &shown)).collect();
-    let argv = crate::facts::Argv {
-        env: vec![],
-        args: args.clone(),
-    };
-    let name = check.iter().take(2).cloned().collect::<Vec<_>>().join(" ");
+    let args: Vec<String> = check.argv.iter().map(|a| a.replace("{}", &shown)).collect();
+    let argv = crate::facts::Argv { env: vec![], args };
     let refused = |output: String| ApplyError::Refused {
         path: path.display().to_string(),
-        check: name.clone(),
+        check: check.name.clone(),
         output,
     };
     let out = target
@@ -189,10 +187,42 @@ fn validate_candidate(
         .run(&argv)
         .map_err(|e| refused(e.to_string()))?;
     if out.success() {
-        Ok(())
-    } else {
-        Err(refused(out.tail()))
+        return Ok(());
     }
+    let mut output = out.tail();
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    if let Some(at) = named_line(&output, &name, content) {
+        output.push_str(&at);
+    }
+    Err(refused(output))
+}
+
+/// Where a check's output points in the file: `<file name>:<line>` quoted back with the
+/// nearest comment above it (kiln's rendered files head each block with one, such as
+/// `# service www`), so the error names what the line is for.
+fn named_line(output: &str, name: &str, content: &[u8]) -> Option<String> {
+    let text = std::str::from_utf8(content).ok()?;
+    let pat = format!("{name}:");
+    let line: usize = output.match_indices(&pat).find_map(|(i, _)| {
+        let rest = &output[i + pat.len()..];
+        let digits: String = rest.chars().take_while(char::is_ascii_digit).collect();
+        digits.parse().ok()
+    })?;
+    let lines: Vec<&str> = text.lines().collect();
+    let at = lines.get(line.checked_sub(1)?)?;
+    let heading = lines[..line - 1]
+        .iter()
+        .rev()
+        .find(|l| l.starts_with("# "))
+        .filter(|_| line > 1);
+    let mut s = format!("\nline {line} of the new {name}: `{}`", at.trim());
+    if let Some(h) = heading {
+        s.push_str(&format!(", in the block after `{}`", h.trim()));
+    }
+    Some(s)
 }
 
 /// [`write_file_atomic`], with `check` run on the complete candidate (same folder, mode
@@ -545,7 +575,7 @@ fn step(
                 match validate {
                     Some(check) => {
                         write_file_checked(&real, content.bytes(), mode, uid, gid, |candidate| {
-                            validate_candidate(target, path, check, candidate)
+                            validate_candidate(target, path, check, content.bytes(), candidate)
                         })?
                     }
                     None => write_file_atomic(&real, content.bytes(), mode, uid, gid)?,
@@ -1563,6 +1593,19 @@ mod tests {
     use crate::facts::Argv;
     use crate::plan::Change;
     use crate::system::{RunOutput, Runner};
+
+    #[test]
+    fn a_checks_refusal_quotes_the_line_it_names_and_the_block_it_is_in() {
+        let caddyfile = b"# Managed by kiln\n{\n\temail a@b.c\n}\n\n# service www\nwww.x.test {\n\treverse_proxi www:80\n}\n";
+        let output = "Error: adapting config using caddyfile: /etc/caddy/Caddyfile:8: unrecognized directive: reverse_proxi";
+        assert_eq!(
+            named_line(output, "Caddyfile", caddyfile).unwrap(),
+            "\nline 8 of the new Caddyfile: `reverse_proxi www:80`, in the block after `# service www`"
+        );
+        // No line named, or a line past the end: nothing to add.
+        assert_eq!(named_line("Error: bad", "Caddyfile", caddyfile), None);
+        assert_eq!(named_line("Caddyfile:99: x", "Caddyfile", caddyfile), None);
+    }
 
     /// Records every command and says it succeeded.
     struct Recorder(Arc<Mutex<Vec<Vec<String>>>>);

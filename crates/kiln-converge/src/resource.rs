@@ -172,11 +172,20 @@ pub struct File {
     /// armed, kept only once a fresh connection proved the host still reachable.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub guard: Option<String>,
-    /// A check of new content before it replaces the file: argv run on the host with `{}`
-    /// standing for a candidate copy (same folder, mode and owner); a failing check leaves
-    /// the file as it was and fails the step with the check's output (`caddy validate`).
+    /// A check of new content before it replaces the file ([`Validate`]).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub validate: Option<Vec<String>>,
+    pub validate: Option<Validate>,
+}
+
+/// A check of a file's new content before it replaces the file: `argv` run on the host
+/// with `{}` standing for a candidate copy (same folder, mode and owner). A failing check
+/// leaves the file as it was and fails the step with the check's output.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Validate {
+    /// What the check is called in messages (`caddy validate`).
+    pub name: String,
+    pub argv: Vec<String>,
 }
 
 /// A symbolic link `path -> target`.

@@ -31,7 +31,7 @@ use super::services::{NETWORK_FILE, deploys, notify_healthy};
 use super::template::render_str;
 use super::{DesiredError, EnvironmentContext};
 use crate::resource::{
-    Content, DesiredState, Directory, File, Health, Image, Notify, Stage, Trigger, Unit,
+    Content, DesiredState, Directory, File, Health, Image, Notify, Stage, Trigger, Unit, Validate,
 };
 
 /// The proxy's container, and its unit (`kiln-proxy.service`).
@@ -448,7 +448,7 @@ fn plain_file(path: PathBuf, text: String, notify: Option<(&str, Trigger)>) -> F
 
 /// `caddy validate` of a candidate Caddyfile (`{}`) in a throw-away container of the
 /// proxy's image, without network, with the configuration folder it will live in.
-fn caddy_validate(image: &str, dir: &std::path::Path) -> Vec<String> {
+fn caddy_validate(image: &str, dir: &std::path::Path) -> Validate {
     let mut argv: Vec<String> = [
         "podman",
         "run",
@@ -473,7 +473,10 @@ fn caddy_validate(image: &str, dir: &std::path::Path) -> Vec<String> {
         ]
         .map(String::from),
     );
-    argv
+    Validate {
+        name: "caddy validate".into(),
+        argv,
+    }
 }
 
 fn caddy_site(s: &Site) -> Value {

@@ -135,7 +135,7 @@ fn caddy_gets_the_environments_ca_a_checked_caddyfile_and_reloads_on_change() {
         .iter()
         .find(|f| f.path == Path::new("/etc/kiln/proxy/caddy/Caddyfile"))
         .unwrap();
-    let check = f.validate.as_ref().expect("the Caddyfile is checked");
+    let check = &f.validate.as_ref().expect("the Caddyfile is checked").argv;
     assert!(check.contains(&"validate".to_string()));
     assert!(check.contains(&"--volume={}:/etc/caddy/Caddyfile:ro".to_string()));
     assert!(check.contains(&kiln_catalog::CADDY_IMAGE.to_string()));
