@@ -166,6 +166,7 @@ fn up(ctx: &Context, a: UpArgs) -> CmdResult {
         let missing = kiln_lab::prereq::missing(kiln_lab::prereq::Needs {
             s3: a.s3.is_some(),
             vm: !a.vms.is_empty(),
+            acme: false,
         });
         if !missing.is_empty() && kiln_lab::prereq::is_root() && kiln_lab::prereq::is_debian_like()
         {
