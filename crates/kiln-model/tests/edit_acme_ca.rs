@@ -1,0 +1,60 @@
+//! `kiln lab up` records the lab's ACME directory in kiln.toml's `lab` environment through
+//! `kiln_model::edit::set_acme_ca`: the file still loads, with the new directory and an
+//! absolute ca_root, and the comments around it stay.
+
+use std::path::Path;
+
+use kiln_model::{AcmeCa, CustomAcme};
+
+fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for e in std::fs::read_dir(from).unwrap().flatten() {
+        let target = to.join(e.file_name());
+        if e.file_type().unwrap().is_dir() {
+            copy_dir(&e.path(), &target);
+        } else {
+            std::fs::copy(e.path(), &target).unwrap();
+        }
+    }
+}
+
+#[test]
+fn the_recorded_directory_loads_and_comments_stay() {
+    let example = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/reference");
+    let dir = std::env::temp_dir().join(format!("kiln-edit-acme-{}", std::process::id()));
+    copy_dir(&example, &dir);
+    let path = dir.join("kiln.toml");
+    kiln_model::edit::set_acme_ca(
+        &path,
+        "lab",
+        "https://10.77.7.1:14000/dir",
+        Path::new("/var/lib/kiln-lab/t/acme/ca.pem"),
+    )
+    .unwrap();
+    let m = kiln_model::load(&path).unwrap_or_else(|d| panic!("{}", d.render(100, false)));
+    assert_eq!(
+        m.environment("lab").unwrap().acme_ca,
+        AcmeCa::Custom(CustomAcme {
+            directory: "https://10.77.7.1:14000/dir".into(),
+            ca_root: Some("/var/lib/kiln-lab/t/acme/ca.pem".into()),
+        })
+    );
+    // Other environments keep theirs.
+    assert_eq!(
+        m.environment("production").unwrap().acme_ca,
+        AcmeCa::Letsencrypt
+    );
+    let text = std::fs::read_to_string(&path).unwrap();
+    assert!(
+        text.contains("# machine: `kiln lab up` starts it and records the real directory and ca_root here.\nacme_ca = { directory = \"https://10.77.7.1:14000/dir\", ca_root = \"/var/lib/kiln-lab/t/acme/ca.pem\" }\n"),
+        "{text}"
+    );
+    let err = kiln_model::edit::set_acme_ca(&path, "nope", "https://d/dir", Path::new("/r"))
+        .unwrap_err()
+        .to_string();
+    assert_eq!(
+        err,
+        format!("{}: no [environments.nope] table", path.display())
+    );
+    std::fs::remove_dir_all(&dir).unwrap();
+}
