@@ -10,7 +10,7 @@
 //!
 //! CNAMEs: challtestsrv answers an A query for a name it holds a CNAME for with the CNAME
 //! and the target's A records, and Pebble's validation follows it (checked by a real
-//! ACME client, see docs/lab.md), so the records go in as they are.
+//! ACME client, see docs/lab-acme.md), so the records go in as they are.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
