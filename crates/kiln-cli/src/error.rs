@@ -7,7 +7,8 @@
 //!
 //! Exit codes: 0 success (or: nothing would change); 1 an operation failed;
 //! 2 bad input (usage, invalid configuration, wrong passphrase);
-//! 3 `kiln plan` found changes to make; 130 interrupted.
+//! 3 `kiln plan` found changes to make (`kiln dns --check`: records missing or different);
+//! 130 interrupted.
 
 use std::process::ExitCode;
 
@@ -78,6 +79,12 @@ impl From<kiln_ops::init::InitError> for CliError {
 impl From<kiln_ops::target::TargetError> for CliError {
     fn from(e: kiln_ops::target::TargetError) -> Self {
         CliError::from_parts(true, e.to_string(), Some(e.hint()))
+    }
+}
+
+impl From<kiln_ops::dns_check::DnsCheckError> for CliError {
+    fn from(e: kiln_ops::dns_check::DnsCheckError) -> Self {
+        CliError::from_parts(e.is_bad_input(), e.to_string(), e.hint().map(str::to_owned))
     }
 }
 

@@ -109,6 +109,16 @@ pub enum ApplyError {
     QuadletRefused(crate::podman::QuadletRefusal),
     #[error("{0}")]
     QuadletCheck(String),
+    /// A file's check ([`crate::resource::File::validate`]) refused its new content: the
+    /// file was left as it was.
+    #[error(
+        "{path}: the new content was refused by `{check}`, so it was not installed (the file is unchanged):\n{output}"
+    )]
+    Refused {
+        path: String,
+        check: String,
+        output: String,
+    },
 }
 
 /// A unit with a health check that did not become healthy ([`ApplyError::Unhealthy`]).
@@ -151,6 +161,51 @@ pub fn write_file_atomic(
     uid: u32,
     gid: u32,
 ) -> Result<(), ApplyError> {
+    write_file_checked(real, bytes, mode, uid, gid, |_| Ok(()))
+}
+
+/// Runs a file's check on its candidate: the check's argv with `{}` replaced by the
+/// candidate's path; a failure is [`ApplyError::Refused`] with the check's output.
+fn validate_candidate(
+    target: &mut Target,
+    path: &Path,
+    check: &[String],
+    candidate: &Path,
+) -> Result<(), ApplyError> {
+    let shown = candidate.display().to_string();
+    let args: Vec<String> = check.iter().map(|a| a.replace("{}", &shown)).collect();
+    let argv = crate::facts::Argv {
+        env: vec![],
+        args: args.clone(),
+    };
+    let name = check.iter().take(2).cloned().collect::<Vec<_>>().join(" ");
+    let refused = |output: String| ApplyError::Refused {
+        path: path.display().to_string(),
+        check: name.clone(),
+        output,
+    };
+    let out = target
+        .runner
+        .run(&argv)
+        .map_err(|e| refused(e.to_string()))?;
+    if out.success() {
+        Ok(())
+    } else {
+        Err(refused(out.tail()))
+    }
+}
+
+/// [`write_file_atomic`], with `check` run on the complete candidate (same folder, mode
+/// and owner) before it replaces the file; when the check fails the candidate is removed
+/// and the file stays as it was.
+fn write_file_checked(
+    real: &Path,
+    bytes: &[u8],
+    mode: u32,
+    uid: u32,
+    gid: u32,
+    check: impl FnOnce(&Path) -> Result<(), ApplyError>,
+) -> Result<(), ApplyError> {
     let dir = real.parent().ok_or_else(|| ApplyError::Io {
         path: real.display().to_string(),
         action: "find parent folder",
@@ -175,6 +230,8 @@ pub fn write_file_atomic(
             .map_err(io(&tmp, "chmod"))?;
         f.write_all(bytes).map_err(io(&tmp, "write"))?;
         f.sync_all().map_err(io(&tmp, "fsync"))?;
+        drop(f);
+        check(&tmp)?;
         fs::rename(&tmp, real).map_err(io(real, "rename into place"))
     })();
     if result.is_err() {
@@ -479,8 +536,20 @@ fn step(
             }
             let (uid, gid) = ids(ctx.accounts(target)?, owner, group)?;
             let real = target.path(path);
+            let validate = d
+                .files
+                .iter()
+                .find(|f| &f.path == path)
+                .and_then(|f| f.validate.as_ref());
             if change.content {
-                write_file_atomic(&real, content.bytes(), mode, uid, gid)?;
+                match validate {
+                    Some(check) => {
+                        write_file_checked(&real, content.bytes(), mode, uid, gid, |candidate| {
+                            validate_candidate(target, path, check, candidate)
+                        })?
+                    }
+                    None => write_file_atomic(&real, content.bytes(), mode, uid, gid)?,
+                }
             } else {
                 set_meta(&real, mode, uid, gid)?;
             }

@@ -172,6 +172,11 @@ pub struct File {
     /// armed, kept only once a fresh connection proved the host still reachable.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub guard: Option<String>,
+    /// A check of new content before it replaces the file: argv run on the host with `{}`
+    /// standing for a candidate copy (same folder, mode and owner); a failing check leaves
+    /// the file as it was and fails the step with the check's output (`caddy validate`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub validate: Option<Vec<String>>,
 }
 
 /// A symbolic link `path -> target`.
@@ -571,8 +576,18 @@ impl DesiredState {
         self.symlinks.extend(other.symlinks);
         self.units.extend(other.units);
         self.commands.extend(other.commands);
-        self.images.extend(other.images);
+        for image in other.images {
+            self.add_image(image);
+        }
         self.preconditions.extend(other.preconditions);
+    }
+
+    /// Declares an image, once: several containers (of one feature or of several) may run
+    /// the same reference, which is pulled once.
+    pub fn add_image(&mut self, image: Image) {
+        if !self.images.iter().any(|i| i.reference == image.reference) {
+            self.images.push(image);
+        }
     }
 }
 
@@ -784,6 +799,7 @@ mod tests {
             sensitive: false,
             notify: vec![],
             guard: None,
+            validate: None,
         }
     }
 

@@ -102,6 +102,7 @@ fn state_strategy() -> impl Strategy<Value = DesiredState> {
                         sensitive,
                         notify: vec![],
                         guard: None,
+                        validate: None,
                     },
                 )
                 .collect(),
@@ -191,6 +192,7 @@ fn plan_only_changes_nothing() {
             sensitive: false,
             notify: vec![],
             guard: None,
+            validate: None,
         }],
         ..Default::default()
     };
@@ -220,6 +222,7 @@ fn a_file_written_with_a_restrictive_mode_never_has_a_looser_one() {
             sensitive: true,
             notify: vec![],
             guard: None,
+            validate: None,
         }],
         ..Default::default()
     };
@@ -252,6 +255,7 @@ fn apply_refuses_a_plan_other_than_the_confirmed_one() {
         sensitive: false,
         notify: vec![],
         guard: None,
+        validate: None,
     };
     let mut d = DesiredState {
         host: "local".into(),
@@ -314,6 +318,7 @@ fn a_failing_host_does_not_stop_the_others() {
             sensitive: false,
             notify: vec![],
             guard: None,
+            validate: None,
         }],
         ..Default::default()
     };
@@ -394,6 +399,7 @@ fn a_file_taken_over_is_given_back_exactly_and_a_created_one_is_removed() {
         sensitive: false,
         notify: vec![],
         guard: None,
+        validate: None,
     };
     let taken = DesiredState {
         host: "local".into(),
@@ -514,6 +520,7 @@ fn a_file_changed_between_plan_and_apply_keeps_its_original_unwritten() {
             sensitive: false,
             notify: vec![],
             guard: None,
+            validate: None,
         }],
         ..Default::default()
     };
@@ -561,6 +568,7 @@ fn a_symlink_a_file_replaced_and_a_file_a_symlink_replaced_come_back() {
             sensitive: false,
             notify: vec![],
             guard: None,
+            validate: None,
         }],
         symlinks: vec![Symlink {
             path: "/etc/editor".into(),
@@ -629,6 +637,7 @@ fn every_failed_step_is_reported_and_only_its_dependents_are_skipped() {
         sensitive: false,
         notify: vec![],
         guard: None,
+        validate: None,
     };
     let d = DesiredState {
         host: "local".into(),
@@ -728,6 +737,7 @@ fn one_apply_at_a_time_per_host_while_plans_run_alongside() {
             sensitive: false,
             notify: vec![],
             guard: None,
+            validate: None,
         }],
         ..Default::default()
     };
@@ -833,6 +843,7 @@ mod guarded {
             sensitive: false,
             notify: vec![],
             guard: Some("ssh".into()),
+            validate: None,
         }
     }
 

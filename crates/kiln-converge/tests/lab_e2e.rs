@@ -379,6 +379,7 @@ fn lab_sudo_password_is_sent_on_stdin_and_a_wrong_one_fails_cleanly() {
         sensitive: true,
         notify: vec![],
         guard: None,
+        validate: None,
     });
 
     let wrong = kiln_secrets::Secret::new("wrong-password");
@@ -470,6 +471,7 @@ fn lab_taking_over_a_file_and_units_gives_back_the_originals() {
         sensitive: false,
         notify: vec![],
         guard: None,
+        validate: None,
     });
     let unit = |name: &str, sleep| {
         kiln_converge::resource::Unit::file(
@@ -586,6 +588,7 @@ fn lab_taking_over_a_file_and_units_gives_back_the_originals() {
         sensitive: false,
         notify: vec![],
         guard: None,
+        validate: None,
     });
     assert_eq!(
         ops_of(&run(s, &created, false)),
@@ -690,6 +693,7 @@ fn sshd_dropin(path: &str, text: &str) -> kiln_converge::resource::File {
             action: kiln_converge::resource::Trigger::Restart,
         }],
         guard: Some("ssh".into()),
+        validate: None,
     }
 }
 

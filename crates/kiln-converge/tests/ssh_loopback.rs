@@ -126,6 +126,7 @@ fn desired(n: usize, text: &str) -> DesiredState {
                 sensitive: false,
                 notify: vec![],
                 guard: None,
+                validate: None,
             })
             .collect(),
         ..Default::default()
@@ -343,6 +344,7 @@ fn poison_a_planted_secret_never_shows_in_plans_or_events() {
         sensitive: true,
         notify: vec![],
         guard: None,
+        validate: None,
     });
     let mut host = SshHost::new(
         target(&sshd, vec![sshd.host_key.clone()], root.path()),
@@ -399,6 +401,7 @@ fn guarded(text: &str) -> DesiredState {
         sensitive: false,
         notify: vec![],
         guard: Some("ssh".into()),
+        validate: None,
     });
     d.guard_timeout_s = Some(30);
     d

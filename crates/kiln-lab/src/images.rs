@@ -149,7 +149,8 @@ pub fn postgres() -> ImageRecipe {
 
 /// The Caddy image: Debian's caddy with the upstream image's layout (/etc/caddy/Caddyfile,
 /// serving /usr/share/caddy, /data, /config, /srv, ports 80/443/2019,
-/// XDG_CONFIG_HOME/XDG_DATA_HOME).
+/// XDG_CONFIG_HOME/XDG_DATA_HOME, and `wget` as the upstream image's busybox has it, for
+/// health checks).
 pub fn caddy() -> ImageRecipe {
     ImageRecipe {
         name: "caddy".into(),
@@ -158,7 +159,7 @@ pub fn caddy() -> ImageRecipe {
         aliases: strings(&["docker.io/library/caddy:2"]),
         contract: false,
         pre_install: String::new(),
-        packages: strings(&["caddy", "ca-certificates"]),
+        packages: strings(&["caddy", "ca-certificates", "wget"]),
         post_install: "mkdir -p /config/caddy /data/caddy /srv /etc/caddy\n".into(),
         files: vec![("/etc/caddy/Caddyfile".into(), 0o644, CADDY_FILE.into())],
         changes: strings(&[

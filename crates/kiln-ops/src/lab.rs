@@ -200,10 +200,15 @@ pub fn provide_images(
 
 /// The container images the lab environment's services need, per host role (the
 /// upstream references the recipes pull: the lab serves them from local builds under
-/// those names), in service order without repeats.
+/// those names), in service order without repeats, then the reverse proxy's on the hosts
+/// that serve a route.
 pub fn service_images(model: &Model) -> Vec<(String, String)> {
     let roles = roles(model);
     let mut out: Vec<(String, String)> = vec![];
+    let proxy = model.environment(LAB_ENVIRONMENT).and_then(|env| {
+        let routes = kiln_converge::desired::proxy::Routes::for_environment(model, env).ok()?;
+        Some((env.proxy, routes.proxy_hosts()))
+    });
     for svc in &model.services {
         if !roles.contains(&svc.host) || !kiln_converge::desired::services::deploys(svc) {
             continue;
@@ -213,6 +218,11 @@ pub fn service_images(model: &Model) -> Vec<(String, String)> {
             if !out.contains(&pair) {
                 out.push(pair);
             }
+        }
+    }
+    if let Some((kind, hosts)) = proxy {
+        for role in hosts.into_iter().filter(|r| roles.contains(r)) {
+            out.push((role, kiln_converge::desired::proxy::image(kind).to_owned()));
         }
     }
     out
@@ -307,6 +317,11 @@ mod tests {
                 (
                     "web".to_string(),
                     "docker.io/matrixdotorg/synapse:v1.162.0".to_string()
+                ),
+                // Synapse has a (default) subdomain: the host runs the reverse proxy.
+                (
+                    "web".to_string(),
+                    "docker.io/library/caddy:2.10".to_string()
                 ),
             ],
             "the deprecated sliding-sync deploys nothing, so needs no image"

@@ -14,12 +14,15 @@
 //! - [`trust`]: first contact with a host, its keys compared with the pinned ones;
 //! - [`lab`]: the model's `lab` environment and the lab's servers (roles, bringing them
 //!   up and recording them, the operator key that reaches them);
+//! - [`dns_check`]: asking a DNS resolver for the records the model needs, compared with
+//!   them record by record (`kiln dns --check`);
 //! - [`workflows`]: multi-step operations (the lab demo; later recover, drill and move),
 //!   each reporting through its own typed events.
 //!
 //! Nothing here prints, prompts or knows about clap.
 
 pub mod config;
+pub mod dns_check;
 pub mod init;
 pub mod jobs;
 pub mod lab;

@@ -167,6 +167,10 @@ fn merge(
     claims: &mut BTreeMap<String, &'static str>,
 ) -> Result<(), DesiredError> {
     for id in part.ids() {
+        if matches!(id, ResourceId::Image(_)) {
+            // One image may serve containers of several features: pulled once.
+            continue;
+        }
         let key = claim(&id);
         match claims.get(&key) {
             Some(first) if *first != feature => {
@@ -314,6 +318,7 @@ packages = ["postgresql"]
             sensitive: false,
             notify: vec![],
             guard: None,
+            validate: None,
         }
     }
 

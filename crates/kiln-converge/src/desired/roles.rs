@@ -81,6 +81,7 @@ pub(super) fn contribute(
                 })
                 .collect(),
             guard: None,
+            validate: None,
         });
     }
     d.symlinks = role

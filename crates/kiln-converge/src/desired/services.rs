@@ -99,7 +99,7 @@ fn override_path(kind: &str, name: &str) -> PathBuf {
 
 /// What the host's Podman supports, from the host's declared OS: quadlets need Podman
 /// 4.4 or later, `Notify=healthy` 5.0 (Debian 13: 5.4, RHEL 9.5: 5.2, RHEL 10: 5.4).
-fn notify_healthy(host: &Host, service: &str) -> Result<bool, DesiredError> {
+pub(super) fn notify_healthy(host: &Host, service: &str) -> Result<bool, DesiredError> {
     match host.os {
         Some(OsFamily::Debian12) => Err(DesiredError::Service {
             host: host.role.clone(),
@@ -384,6 +384,7 @@ impl ServiceBuild<'_, '_> {
                 action: Trigger::Restart,
             }],
             guard: None,
+            validate: None,
         });
     }
 
@@ -431,6 +432,9 @@ impl ServiceBuild<'_, '_> {
                     "options": m.options,
                 })).collect::<Vec<_>>(),
                 "env": spec.env.iter().map(|(k, v)| json!({"key": k, "value": v})).collect::<Vec<_>>(),
+                // Services are reached through the reverse proxy, never published.
+                "ports": [],
+                "reload": null,
                 "health_cmd": self.recipe.health_cmd,
                 "notify_healthy": self.notify,
                 "start_timeout_s": self.recipe.health_timeout_s + 30,
@@ -451,7 +455,7 @@ impl ServiceBuild<'_, '_> {
             timeout_s: self.recipe.health_timeout_s,
         });
         self.d.units.push(unit);
-        self.d.images.push(Image {
+        self.d.add_image(Image {
             reference: image,
             service: Some(name.clone()),
             container: Some(name),
@@ -533,6 +537,7 @@ impl ServiceBuild<'_, '_> {
                 sensitive: true,
                 notify: vec![],
                 guard: None,
+                validate: None,
             });
             let pairs: Vec<String> = users
                 .iter()

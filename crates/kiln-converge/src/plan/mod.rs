@@ -6,8 +6,8 @@
 //!
 //! This module owns the plan's types, its fingerprint, and the order of the phases; each
 //! resource kind is planned by its own module, which appends to one `Draft`:
-//! `accounts` (groups, users), `packages`, `files` (directories, files, symlinks),
-//! `images` (pulls, version changes), `units` (unit files, daemon-reload, unit state,
+//! `accounts` (groups, users), `packages`, `images` (pulls, version changes: before files,
+//! whose checks may run an image), `files` (directories, files, symlinks), `units` (unit files, daemon-reload, unit state,
 //! restarts), `commands`. Commands and unit state changes come in stages
 //! ([`crate::resource::Stage`]): for each stage in increasing order, its commands, then
 //! its units' state changes; everything else comes before the first stage. Removals of
@@ -243,10 +243,11 @@ pub fn plan(desired: &DesiredState, obs: &Observed) -> Result<Plan, PlanError> {
     // What is declared, in dependency order.
     accounts::plan(&mut d, desired);
     packages::plan(&mut d, desired);
+    // Images before files: a file's check may run the image (`caddy validate`).
+    images::plan(&mut d, desired);
     files::plan_directories(&mut d, desired)?;
     files::plan_files(&mut d, desired)?;
     files::plan_symlinks(&mut d, desired)?;
-    images::plan(&mut d, desired);
     let removed_units = units::plan_files(&mut d, desired)?;
     for stage in stages(desired) {
         commands::plan(&mut d, desired, stage);

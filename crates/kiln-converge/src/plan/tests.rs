@@ -25,6 +25,7 @@ fn file(path: &str, text: &str) -> File {
         sensitive: false,
         notify: vec![],
         guard: None,
+        validate: None,
     }
 }
 

@@ -78,6 +78,8 @@ fn every_reference_service_becomes_a_quadlet_with_its_health_check_and_stage() {
             ("synapse.service", "synapse.container", Stage(1)),
             ("nextcloud.service", "nextcloud.container", Stage(1)),
             ("hedgedoc.service", "hedgedoc.container", Stage(1)),
+            // The reverse proxy in front of them (desired::proxy), once they run.
+            ("kiln-proxy.service", "kiln-proxy.container", Stage(3)),
         ]
     );
     for (name, timeout) in [
@@ -148,6 +150,7 @@ fn images_keep_the_upstream_names_and_pinned_tags() {
             ("docker.io/matrixdotorg/synapse:v1.162.0", Some("synapse")),
             ("docker.io/library/nextcloud:31", Some("nextcloud")),
             ("quay.io/hedgedoc/hedgedoc:1.10.3", Some("hedgedoc")),
+            ("docker.io/library/caddy:2.10", Some("kiln-proxy")),
         ]
     );
     for i in &d.images {
@@ -466,4 +469,24 @@ fn a_custom_container_gets_its_image_port_env_and_volumes() {
         err.contains("option `volumes`: \"html\" is not a new `name:/path/in/container`"),
         "{err}"
     );
+}
+
+#[test]
+fn containers_sharing_an_image_declare_it_once() {
+    let (_dir, path) = repo_with("os = \"debian13\"");
+    let mut text = std::fs::read_to_string(&path).unwrap();
+    for name in ["blog", "www"] {
+        text.push_str(&format!("\n[services.{name}]\nkind = \"container\"\nhost = \"services\"\nsubdomain = \"{name}\"\nversion = \"2.10\"\noptions = {{ image = \"docker.io/library/caddy\", port = 80 }}\n"));
+    }
+    std::fs::write(&path, text).unwrap();
+    let d = desired(&load(&path), "lab", "services").unwrap();
+    let caddy: Vec<_> = d
+        .images
+        .iter()
+        .filter(|i| i.reference == "docker.io/library/caddy:2.10")
+        .collect();
+    // Both services and the reverse proxy run it: one pull.
+    assert_eq!(caddy.len(), 1, "{:?}", d.images);
+    assert!(d.units.iter().any(|u| u.name == "blog.service"));
+    assert!(d.units.iter().any(|u| u.name == "www.service"));
 }
