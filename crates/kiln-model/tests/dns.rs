@@ -55,7 +55,7 @@ fn production_has_the_reference_docs_table_plus_hosts_grafana_and_caa() {
 }
 
 #[test]
-fn staging_lives_under_its_subdomain_and_the_lab_ca_gets_no_caa() {
+fn staging_lives_under_its_subdomain_and_lab_forbids_public_cas() {
     let m = load("examples/reference/kiln.toml");
     let staging = triples(&m, "staging");
     assert!(staging.contains(&t("staging.ergaster.org", "A", "203.0.113.50")));
@@ -74,15 +74,9 @@ fn staging_lives_under_its_subdomain_and_the_lab_ca_gets_no_caa() {
             .iter()
             .all(|(n, _, _)| n.ends_with("staging.ergaster.org"))
     );
-    // The lab's Pebble is a custom directory: kiln cannot know which CAA identity it
-    // checks, so no CAA record (dns.rs), the lab DNS answers without one.
     let lab = triples(&m, "lab");
     let caa: Vec<_> = lab.iter().filter(|r| r.1 == "CAA").collect();
-    assert!(caa.is_empty(), "{caa:?}");
-    assert!(
-        lab.contains(&t("ergaster.test", "A", "10.77.0.11")),
-        "{lab:?}"
-    );
+    assert_eq!(caa, vec![&t("ergaster.test", "CAA", "0 issue \";\"")]);
 }
 
 #[test]

@@ -1,6 +1,7 @@
 //! `kiln lab up` records the lab's ACME directory in kiln.toml's `lab` environment through
 //! `kiln_model::edit::set_acme_ca`: the file still loads, with the new directory and an
-//! absolute ca_root, and the comments around it stay.
+//! absolute ca_root, and the comments around it stay. (The reference's lab environment
+//! has `acme_ca = "internal"`: kiln-converge's proxy tests build on that.)
 
 use std::path::Path;
 
@@ -45,10 +46,14 @@ fn the_recorded_directory_loads_and_comments_stay() {
         AcmeCa::Letsencrypt
     );
     let text = std::fs::read_to_string(&path).unwrap();
+    // The named CA was replaced in place, the comments around it kept.
     assert!(
-        text.contains("# machine: `kiln lab up` starts it and records the real directory and ca_root here.\nacme_ca = { directory = \"https://10.77.7.1:14000/dir\", ca_root = \"/var/lib/kiln-lab/t/acme/ca.pem\" }\n"),
+        text.contains("domain = \"ergaster.test\"             # reserved for testing (RFC 6761): never a public name\nacme_ca = { directory = \"https://10.77.7.1:14000/dir\", ca_root = \"/var/lib/kiln-lab/t/acme/ca.pem\" }\napex_host = \"services\"\n"),
         "{text}"
     );
+    assert!(text.contains(
+        "[environments.lab]                  # throwaway servers on this machine: `kiln lab up`\n"
+    ));
     let err = kiln_model::edit::set_acme_ca(&path, "nope", "https://d/dir", Path::new("/r"))
         .unwrap_err()
         .to_string();

@@ -3,7 +3,7 @@
 
 use std::path::Path;
 
-use kiln_model::{AcmeCa, CustomAcme, HostAddress, OsFamily};
+use kiln_model::{AcmeCa, HostAddress, OsFamily};
 use kiln_secrets::SecretRule;
 
 fn reference() -> kiln_model::Model {
@@ -27,14 +27,7 @@ fn environments_keep_file_order_and_their_settings() {
     let staging = m.environment("staging").unwrap();
     assert_eq!(staging.acme_ca, AcmeCa::LetsencryptStaging);
     assert!(!staging.backups_enabled, "staging sets backups = false");
-    // The lab's Pebble (`kiln lab up` records the running one); an absolute ca_root stays so.
-    assert_eq!(
-        m.environment("lab").unwrap().acme_ca,
-        AcmeCa::Custom(CustomAcme {
-            directory: "https://10.77.1.1:14000/dir".into(),
-            ca_root: Some("/var/lib/kiln-lab/default/acme/ca.pem".into()),
-        })
-    );
+    assert_eq!(m.environment("lab").unwrap().acme_ca, AcmeCa::Internal);
     assert!(m.environment("nope").is_none());
 }
 
