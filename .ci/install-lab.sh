@@ -23,6 +23,11 @@ apt-get install -y -q --no-install-recommends \
 # qemu-utils this replaces it by Debian 12's own qemu 7.2 stack; the lab needs no qemu-img.
 apt-get install -y -q --no-install-recommends qemu-system-x86 e2fsprogs
 
+# The lab's ACME server (`kiln lab up --acme`, tests/acme_e2e.rs): Debian's pebble ships
+# pebble and pebble-challtestsrv (the lab DNS). The reverse-proxy tests also probe with
+# testssl.sh and dig (bind9-dnsutils).
+apt-get install -y -q --no-install-recommends pebble testssl.sh bind9-dnsutils curl
+
 # The apt-cacher-ng package starts a system-wide service listening on every address; the lab
 # runs its own instance bound to the lab's proxy address only (10.77.0.1:3142).
 if [ -d /run/systemd/system ]; then

@@ -103,6 +103,13 @@ pub enum LabError {
     #[error(transparent)]
     S3Api(#[from] kiln_s3::S3Error),
 
+    #[error("ACME/DNS {operation} on {target} failed: {message}")]
+    Acme {
+        operation: String,
+        target: String,
+        message: String,
+    },
+
     #[error("image `{image}`: {message}")]
     Image { image: String, message: String },
 }

@@ -61,6 +61,14 @@ pub enum LabEvent {
         retention_days: u32,
         elapsed: Duration,
     },
+    /// The lab's ACME server (Pebble) and DNS (challtestsrv) run; `issuing_root`: the PEM of
+    /// Pebble's root for this run.
+    AcmeReady {
+        directory: String,
+        dns: std::net::SocketAddr,
+        issuing_root: PathBuf,
+        elapsed: Duration,
+    },
     /// Installing podman on a server (to load an image).
     InstallingPodman {
         server: String,
@@ -147,6 +155,17 @@ impl fmt::Display for LabEvent {
                 "S3 server at {endpoint} (bucket {bucket} with Object Lock, COMPLIANCE {retention_days} days) in {:.1} s",
                 elapsed.as_secs_f64()
             ),
+            LabEvent::AcmeReady {
+                directory,
+                dns,
+                issuing_root,
+                elapsed,
+            } => write!(
+                f,
+                "ACME server at {directory}, lab DNS at {dns}, issuing root in {} ({:.1} s)",
+                issuing_root.display(),
+                elapsed.as_secs_f64()
+            ),
             LabEvent::InstallingPodman { server } => write!(f, "installing podman on {server}"),
             LabEvent::BuildingMinbase => {
                 f.write_str("debootstrap of the images' minbase tree (once)")
@@ -211,6 +230,15 @@ mod tests {
                     elapsed: Duration::from_millis(2_340),
                 },
                 "S3 server at http://10.77.1.1:9000 (bucket b with Object Lock, COMPLIANCE 7 days) in 2.3 s",
+            ),
+            (
+                LabEvent::AcmeReady {
+                    directory: "https://10.77.1.1:14000/dir".into(),
+                    dns: "10.77.1.1:8053".parse().unwrap(),
+                    issuing_root: "/var/lib/kiln-lab/t/acme/issuing-root.pem".into(),
+                    elapsed: Duration::from_millis(420),
+                },
+                "ACME server at https://10.77.1.1:14000/dir, lab DNS at 10.77.1.1:8053, issuing root in /var/lib/kiln-lab/t/acme/issuing-root.pem (0.4 s)",
             ),
             (
                 LabEvent::InstallingPackages {

@@ -38,6 +38,8 @@ pub struct LabOptions {
     pub s3: Option<crate::s3::S3Options>,
     /// Servers that are qemu VMs (software emulation, Debian kernel, device-mapper).
     pub vms: Vec<String>,
+    /// Start an ACME server (Pebble) and the lab DNS on the host side of the bridge.
+    pub acme: bool,
 }
 
 impl Default for LabOptions {
@@ -52,6 +54,7 @@ impl Default for LabOptions {
             boot_timeout: Duration::from_secs(90),
             s3: None,
             vms: Vec::new(),
+            acme: false,
         }
     }
 }
@@ -66,6 +69,7 @@ impl fmt::Debug for LabOptions {
             .field("roots", &self.roots)
             .field("s3", &self.s3)
             .field("vms", &self.vms)
+            .field("acme", &self.acme)
             .finish_non_exhaustive()
     }
 }
@@ -205,6 +209,7 @@ impl Lab {
             prereq::Needs {
                 s3: opts.s3.is_some(),
                 vm: !opts.vms.is_empty(),
+                acme: opts.acme,
             },
             opts.install_missing,
             &say,
@@ -235,6 +240,7 @@ impl Lab {
             base_image: PathBuf::new(),
             servers: Vec::new(),
             s3: None,
+            acme: None,
         };
         state.save(&roots)?;
         // From here on, dropping `lab` tears down what exists.
@@ -278,7 +284,35 @@ impl Lab {
         if let Some(s3) = &opts.s3 {
             lab.start_s3(s3)?;
         }
+        if opts.acme {
+            lab.start_acme()?;
+        }
         Ok(lab)
+    }
+
+    /// Starts the lab's ACME server (Pebble) and DNS (challtestsrv) on the host side of the
+    /// bridge; recorded in the lab state. See `acme.rs`.
+    pub fn start_acme(&mut self) -> Result<&crate::acme::AcmeState> {
+        if self.state.acme.is_some() {
+            return Err(LabError::Acme {
+                operation: "start".into(),
+                target: format!("lab {}", self.state.name),
+                message: "the lab's ACME server is already running".into(),
+            });
+        }
+        let started = Instant::now();
+        // A half-started one needs no record to be cleaned: its folder is the lab's and its
+        // processes are in the lab's cgroup, so teardown removes both.
+        let acme = crate::acme::start(&self.roots, &self.state.name, self.host_address())?;
+        self.say(LabEvent::AcmeReady {
+            directory: acme.directory.clone(),
+            dns: acme.dns,
+            issuing_root: acme.issuing_root.clone(),
+            elapsed: started.elapsed(),
+        });
+        self.state.acme = Some(acme.clone());
+        self.state.save(&self.roots)?;
+        Ok(self.state.acme.get_or_insert(acme))
     }
 
     /// Starts the lab's S3 server (moto) with a bucket under Object Lock and its two
@@ -485,6 +519,11 @@ impl Lab {
         self.state.s3.as_ref()
     }
 
+    /// The lab's ACME server and DNS, when started.
+    pub fn acme(&self) -> Option<&crate::acme::AcmeState> {
+        self.state.acme.as_ref()
+    }
+
     /// A lab started earlier (by another process); dropping the handle leaves it running.
     pub fn attach(roots: &Roots, name: &str) -> Result<Lab> {
         layout::validate_lab_name(name)?;
@@ -538,7 +577,7 @@ impl Lab {
     pub fn known_hosts(&self) -> PathBuf {
         self.roots.known_hosts(&self.state.name)
     }
-    /// The host's address on the lab subnet (where the lab's S3 server listens).
+    /// The host's address on the lab subnet (where the lab's S3 and ACME servers listen).
     pub fn host_address(&self) -> IpAddr {
         IpAddr::V4(layout::subnet_host_addr(self.state.index))
     }
@@ -917,6 +956,7 @@ pub struct LabStatus {
     /// Each server, whether its processes run, and their memory (PSS, KiB).
     pub servers: Vec<(ServerState, bool, u64)>,
     pub s3: Option<crate::s3::S3State>,
+    pub acme: Option<crate::acme::AcmeState>,
 }
 
 /// Every lab with a state file, and whether each server's processes are alive.
@@ -940,6 +980,7 @@ pub fn status(roots: &Roots) -> Result<Vec<LabStatus>> {
             host_address: IpAddr::V4(layout::subnet_host_addr(state.index)),
             servers,
             s3: state.s3,
+            acme: state.acme,
         });
     }
     Ok(out)

@@ -1,10 +1,10 @@
 //! Where a lab lives on this machine, and how its pieces are named: state and cache folders,
 //! network namespace and interface names, addresses, cgroup paths, and the state file that
-//! lets `kiln lab down` clean up after a crashed run (servers, S3 server). Pure naming plus
+//! lets `kiln lab down` clean up after a crashed run (servers, S3 server, ACME server). Pure naming plus
 //! state (de)serialisation; uses no other lab module but `error`.
 
 use std::io::Write;
-use std::net::Ipv4Addr;
+use std::net::{Ipv4Addr, SocketAddr};
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
@@ -22,6 +22,13 @@ pub const PROXY_ADDR: Ipv4Addr = Ipv4Addr::new(10, 77, 0, 1);
 pub const PROXY_PORT: u16 = 3142;
 /// Port of a lab's S3 server on its host-side address.
 pub const S3_PORT: u16 = 9000;
+/// Ports of a lab's ACME server (Pebble) and DNS (pebble-challtestsrv) on its host-side
+/// address. The servers reach the ACME directory and the DNS; the management ports only
+/// the host.
+pub const ACME_PORT: u16 = 14000;
+pub const ACME_MANAGEMENT_PORT: u16 = 15000;
+pub const DNS_PORT: u16 = 8053;
+pub const DNS_MANAGEMENT_PORT: u16 = 8055;
 
 /// Root folders of all labs.
 #[derive(Debug, Clone)]
@@ -196,6 +203,32 @@ pub struct LabState {
     pub servers: Vec<ServerState>,
     #[serde(default)]
     pub s3: Option<S3State>,
+    #[serde(default)]
+    pub acme: Option<AcmeState>,
+}
+
+/// What the lab recorded about its ACME server (Pebble) and DNS (pebble-challtestsrv),
+/// started by `acme.rs`.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct AcmeState {
+    /// `https://<host side address>:14000/dir`, reachable from the host and the servers.
+    pub directory: String,
+    /// PEM of the CA that signs Pebble's listener certificate (what kiln.toml's `ca_root`
+    /// points at, and what an ACME client trusts to talk to `directory`).
+    pub ca_root: PathBuf,
+    /// Where the PEM of Pebble's issuing root is written (it changes at every Pebble start;
+    /// `acme::issuing_root` fetches and writes it).
+    pub issuing_root: PathBuf,
+    /// Pebble's management API (`https://<host side>:15000`, host only).
+    pub management: String,
+    /// The lab's DNS (UDP and TCP), reachable from the host and the servers. Pebble resolves
+    /// the names it validates here.
+    pub dns: SocketAddr,
+    /// challtestsrv's management API (`http://<host side>:8055`, host only).
+    pub dns_management: String,
+    /// The lab's ACME folder (certificates, config, logs, the names set in the DNS).
+    pub folder: PathBuf,
 }
 
 /// What the lab recorded about its S3 server (started by `s3.rs`).
@@ -355,6 +388,7 @@ mod tests {
             index: 3,
             base_image: "/b".into(),
             servers: Vec::new(),
+            acme: None,
             s3: Some(S3State {
                 endpoint: "http://10.77.3.1:9000".into(),
                 bucket: "b".into(),

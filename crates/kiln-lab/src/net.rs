@@ -2,13 +2,14 @@
 //! it (the host side gets 10.77.<lab>.1), one namespace + veth per server with a fixed MAC and
 //! address, no default route: the only routes a server has are its lab subnet and the host's
 //! proxy address. A small nftables table on the host lets lab interfaces reach only the apt
-//! proxy and S3 ports and never be forwarded anywhere.
+//! proxy, S3, ACME directory and lab DNS ports (not the ACME and DNS management ports) and
+//! never be forwarded anywhere.
 
 use std::net::Ipv4Addr;
 
 use crate::cmd;
 use crate::error::Result;
-use crate::layout::{self, PROXY_ADDR, PROXY_PORT, S3_PORT};
+use crate::layout::{self, ACME_PORT, DNS_PORT, PROXY_ADDR, PROXY_PORT, S3_PORT};
 
 const NFT_TABLE: &str = "kiln_lab";
 
@@ -190,6 +191,8 @@ fn nft_ruleset() -> String {
     iifname \"{p}*\" ct state invalid drop
     iifname \"{p}*\" ip daddr {PROXY_ADDR} tcp dport {PROXY_PORT} accept
     iifname \"{p}*\" tcp dport {S3_PORT} accept
+    iifname \"{p}*\" tcp dport {ACME_PORT} accept
+    iifname \"{p}*\" meta l4proto {{ tcp, udp }} th dport {DNS_PORT} accept
     iifname \"{p}*\" icmp type echo-request accept
     iifname \"{p}*\" meta l4proto tcp reject with tcp reset
     iifname \"{p}*\" reject
@@ -266,8 +269,18 @@ mod tests {
     }
 
     #[test]
-    fn ruleset_filters_only_lab_interfaces_and_opens_only_proxy_and_s3() {
+    fn ruleset_filters_only_lab_interfaces_and_opens_only_proxy_s3_acme_and_dns() {
         let r = nft_ruleset();
+        assert!(r.contains("tcp dport 14000 accept"), "{r}");
+        assert!(
+            r.contains("meta l4proto { tcp, udp } th dport 8053 accept"),
+            "{r}"
+        );
+        for management in ["15000", "8055"] {
+            assert!(!r.contains(management), "{r}");
+        }
+        let open = r.find("dport 8053 accept").unwrap();
+        assert!(open < r.find("reject with tcp reset").unwrap(), "{r}");
         assert!(
             r.contains("iifname \"kiln-lab*\" ip daddr 10.77.0.1 tcp dport 3142 accept"),
             "{r}"

@@ -18,6 +18,8 @@ pub struct Requirement {
 pub struct Needs {
     pub s3: bool,
     pub vm: bool,
+    /// The ACME server (Pebble) and the lab DNS.
+    pub acme: bool,
 }
 
 pub fn requirements(needs: Needs) -> Vec<Requirement> {
@@ -83,6 +85,18 @@ pub fn requirements(needs: Needs) -> Vec<Requirement> {
             program: "python3",
             package: "python3-venv",
             why: "runs the S3 server (moto) in a venv",
+        });
+    }
+    if needs.acme {
+        r.push(Requirement {
+            program: "pebble",
+            package: "pebble",
+            why: "the lab's ACME server (certificates for the reverse proxies)",
+        });
+        r.push(Requirement {
+            program: "pebble-challtestsrv",
+            package: "pebble",
+            why: "the lab's DNS, where the ACME server looks names up",
         });
     }
     if needs.vm {
@@ -230,8 +244,19 @@ mod tests {
         assert!(!base.iter().any(|r| r.program.starts_with("qemu")));
         let vm = requirements(Needs {
             vm: true,
-            s3: false,
+            ..Default::default()
         });
         assert!(vm.iter().any(|r| r.package == "qemu-system-x86"));
+        assert!(!base.iter().any(|r| r.package == "pebble"));
+        let acme = requirements(Needs {
+            acme: true,
+            ..Default::default()
+        });
+        let pebble: Vec<&str> = acme
+            .iter()
+            .filter(|r| r.package == "pebble")
+            .map(|r| r.program)
+            .collect();
+        assert_eq!(pebble, ["pebble", "pebble-challtestsrv"]);
     }
 }

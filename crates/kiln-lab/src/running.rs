@@ -132,6 +132,7 @@ mod tests {
                     })
                     .collect(),
                 s3: None,
+                acme: None,
             }
             .save(&self.0)
             .unwrap();

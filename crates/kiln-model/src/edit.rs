@@ -1,5 +1,6 @@
 //! The one kiln.toml editor: the few changes kiln itself makes to the user's file (pinning a
-//! host's SSH keys after `kiln trust`, recording the lab's servers after `kiln lab up`),
+//! host's SSH keys after `kiln trust`, recording the lab's servers and its ACME directory
+//! after `kiln lab up`),
 //! made with toml_edit so that comments, order and layout survive, and written atomically
 //! (a temporary file in the same folder, then a rename).
 //!
@@ -10,7 +11,7 @@
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
 
-use toml_edit::{Array, DocumentMut, Item, Table, Value, value};
+use toml_edit::{Array, DocumentMut, InlineTable, Item, Table, Value, value};
 
 /// Why kiln.toml could not be edited.
 #[derive(Debug, thiserror::Error)]
@@ -77,6 +78,27 @@ pub fn set_host_keys(path: &Path, env: &str, role: &str, keys: &[String]) -> Res
 /// environment, creating the tables when missing; other keys and comments are kept.
 pub fn record_lab_hosts(path: &Path, hosts: &[LabHost]) -> Result<(), EditError> {
     edit(path, |doc| record(doc, hosts))
+}
+
+/// Sets `acme_ca` of `[environments.<env>]` (which must exist) to the ACME directory
+/// `{ directory = "…", ca_root = "…" }` (e.g. the lab's Pebble after `kiln lab up`), keeping
+/// the comment beside an existing value, an `[environments.<env>.acme_ca]` table's form,
+/// and the rest of the file. `ca_root` is written as given (kiln.toml resolves a relative
+/// one against its folder).
+pub fn set_acme_ca(
+    path: &Path,
+    env: &str,
+    directory: &str,
+    ca_root: &Path,
+) -> Result<(), EditError> {
+    let ca_root = ca_root.to_str().ok_or_else(|| EditError::Shape {
+        path: path.into(),
+        message: format!(
+            "acme_ca's ca_root {} is not UTF-8, kiln.toml cannot hold it",
+            ca_root.display()
+        ),
+    })?;
+    edit(path, |doc| acme_ca(doc, env, directory, ca_root))
 }
 
 /// Reads `path`, applies `change`, writes the result atomically.
@@ -183,6 +205,38 @@ fn set(table: &mut Table, key: &str, mut new: Value) {
             table.insert(key, Item::Value(new));
         }
     }
+}
+
+fn acme_ca(doc: &mut DocumentMut, env: &str, directory: &str, ca_root: &str) -> Result<(), String> {
+    let environment = doc
+        .get_mut("environments")
+        .and_then(|e| e.get_mut(env))
+        .and_then(Item::as_table_like_mut)
+        .ok_or_else(|| format!("no [environments.{env}] table"))?;
+    match environment.get_mut("acme_ca") {
+        // `[environments.<env>.acme_ca]`: stays a table.
+        Some(Item::Table(t)) => {
+            t.retain(|k, _| k == "directory" || k == "ca_root");
+            set(t, "directory", directory.into());
+            set(t, "ca_root", ca_root.into());
+        }
+        Some(Item::Value(old)) => {
+            let mut new = InlineTable::new();
+            new.insert("directory", directory.into());
+            new.insert("ca_root", ca_root.into());
+            let mut new = Value::InlineTable(new);
+            *new.decor_mut() = old.decor().clone();
+            *old = new;
+        }
+        Some(_) => return Err(format!("`environments.{env}.acme_ca` must be a value")),
+        None => {
+            let mut new = InlineTable::new();
+            new.insert("directory", directory.into());
+            new.insert("ca_root", ca_root.into());
+            environment.insert("acme_ca", value(new));
+        }
+    }
+    Ok(())
 }
 
 fn record(doc: &mut DocumentMut, hosts: &[LabHost]) -> Result<(), String> {
@@ -336,6 +390,53 @@ host_keys = ["ssh-ed25519 OLD"]
             roles_of(&again),
             vec!["services".to_string(), "monitoring".to_string()]
         );
+    }
+
+    #[test]
+    fn the_acme_directory_replaces_a_named_ca_keeping_comments() {
+        let text = "# infra\n[environments.lab] # the lab\ndomain = \"x.test\"\nacme_ca = \"internal\"   # kiln lab up records the real one\napex_host = \"web\"\n\n[environments.prod]\nacme_ca = \"letsencrypt\"\n";
+        let mut doc: DocumentMut = text.parse().unwrap();
+        acme_ca(
+            &mut doc,
+            "lab",
+            "https://10.77.3.1:14000/dir",
+            "/var/lib/kiln-lab/default/acme/ca.pem",
+        )
+        .unwrap();
+        let out = doc.to_string();
+        assert_eq!(
+            out,
+            "# infra\n[environments.lab] # the lab\ndomain = \"x.test\"\nacme_ca = { directory = \"https://10.77.3.1:14000/dir\", ca_root = \"/var/lib/kiln-lab/default/acme/ca.pem\" }   # kiln lab up records the real one\napex_host = \"web\"\n\n[environments.prod]\nacme_ca = \"letsencrypt\"\n"
+        );
+        // Again (a new lab, another subnet): replaced, not added.
+        acme_ca(&mut doc, "lab", "https://10.77.4.1:14000/dir", "/ca.pem").unwrap();
+        let out = doc.to_string();
+        assert_eq!(out.matches("acme_ca = {").count(), 1, "{out}");
+        assert!(
+            out.contains("10.77.4.1") && !out.contains("10.77.3.1"),
+            "{out}"
+        );
+        // Missing: added; a table stays a table.
+        let mut doc: DocumentMut = "[environments.lab]\ndomain = \"x.test\"\n".parse().unwrap();
+        acme_ca(&mut doc, "lab", "https://d/dir", "/r.pem").unwrap();
+        assert!(
+            doc.to_string()
+                .contains("acme_ca = { directory = \"https://d/dir\", ca_root = \"/r.pem\" }"),
+            "{doc}"
+        );
+        let mut doc: DocumentMut =
+            "[environments.lab]\ndomain = \"x.test\"\n\n[environments.lab.acme_ca]\ndirectory = \"https://old/dir\" # old\n"
+                .parse()
+                .unwrap();
+        acme_ca(&mut doc, "lab", "https://d/dir", "/r.pem").unwrap();
+        assert!(
+            doc.to_string().contains(
+                "[environments.lab.acme_ca]\ndirectory = \"https://d/dir\" # old\nca_root = \"/r.pem\"\n"
+            ),
+            "{doc}"
+        );
+        let err = acme_ca(&mut doc, "staging", "https://d/dir", "/r.pem").unwrap_err();
+        assert_eq!(err, "no [environments.staging] table");
     }
 
     #[test]

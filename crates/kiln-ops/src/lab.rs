@@ -1,7 +1,9 @@
 //! The lab as the rest of kiln sees it: which servers a kiln.toml's `lab` environment asks
 //! for, starting them and recording them (addresses, SSH ports, admin user, host keys)
-//! back into that environment, and finding the operator key of the running lab that
-//! serves an environment (so plan and apply need no `--identity` for it).
+//! back into that environment, the lab's ACME server when that environment uses an ACME
+//! directory (recorded as its `acme_ca`, the environment's DNS records loaded into the lab
+//! DNS), and finding the operator key of the running lab that serves an environment (so
+//! plan and apply need no `--identity` for it).
 //!
 //! Owns: the mapping between the model's `lab` environment and kiln-lab's servers.
 //! Must not: boot or tear down servers itself (kiln-lab does), edit kiln.toml other than
@@ -10,8 +12,9 @@
 
 use std::path::{Path, PathBuf};
 
-use kiln_model::Model;
+use kiln_model::dns::{DnsRecord, RecordType};
 use kiln_model::edit::{EditError, LAB_ENVIRONMENT, LabHost};
+use kiln_model::{AcmeCa, Model};
 
 /// How `kiln lab up` (or a workflow) wants its lab.
 #[derive(Clone, Default)]
@@ -27,6 +30,9 @@ pub struct UpOptions {
     pub install_missing: bool,
     /// Also an S3 server with Object Lock.
     pub s3: Option<kiln_lab::S3Options>,
+    /// Also the lab's ACME server and DNS (also started, without asking, when the model's
+    /// `lab` environment has an ACME directory as `acme_ca`).
+    pub acme: bool,
     /// Where labs live (default: the system's).
     pub roots: kiln_lab::Roots,
     /// Where the lab's progress goes.
@@ -42,6 +48,22 @@ pub enum UpError {
     Lab(#[from] kiln_lab::LabError),
     #[error("the lab is up but recording its servers failed: {0}")]
     Record(#[from] EditError),
+    #[error(
+        "the lab recorded its servers and ACME directory in {}, which then failed to load:\n{message}",
+        .path.display()
+    )]
+    Reload { path: PathBuf, message: String },
+}
+
+/// What `up` wrote into kiln.toml and the lab DNS.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Recorded {
+    /// The host roles whose servers were recorded.
+    pub hosts: Vec<String>,
+    /// The `lab` environment's new `acme_ca`: directory and ca_root.
+    pub acme_ca: Option<(String, PathBuf)>,
+    /// The records loaded into the lab DNS (the `lab` environment's).
+    pub dns_records: Vec<kiln_lab::LabDnsRecord>,
 }
 
 impl UpError {
@@ -67,6 +89,7 @@ pub fn lab_options(
         name: opts.name.clone(),
         install_missing: opts.install_missing,
         s3: opts.s3.clone(),
+        acme: opts.acme || model.is_some_and(wants_acme),
         roots: opts.roots.clone(),
         progress: opts.progress.clone(),
         vms: opts.vms.clone(),
@@ -86,28 +109,77 @@ pub fn lab_options(
     Ok(lab)
 }
 
+/// Whether the model's `lab` environment gets its certificates from an ACME directory of
+/// its own (the lab's Pebble, once `up` recorded it).
+pub fn wants_acme(model: &Model) -> bool {
+    model
+        .environment(LAB_ENVIRONMENT)
+        .is_some_and(|e| matches!(e.acme_ca, AcmeCa::Custom(_)))
+}
+
 /// Starts the lab and, with a kiln.toml (`config`, already loaded as `model`), records the
 /// servers that play a host role of its `lab` environment there (numbered servers of
 /// `--servers N`, or a kiln.toml without a `lab` environment, are not written into it).
-/// Returns the lab and the roles recorded. A failure to record tears the new lab down.
+/// With the lab's ACME server (`opts.acme`, or [`wants_acme`]) and a `lab` environment,
+/// also records the server's directory and listener CA as that environment's `acme_ca`,
+/// and loads the environment's DNS records (of the model re-read with the recorded
+/// addresses) into the lab DNS. Returns the lab and what was recorded. A failure to
+/// record tears the new lab down.
 pub fn up(
     opts: &UpOptions,
     config: Option<(&Path, &Model)>,
-) -> Result<(kiln_lab::Lab, Vec<String>), UpError> {
+) -> Result<(kiln_lab::Lab, Recorded), UpError> {
     let lab = kiln_lab::Lab::start(lab_options(opts, config.map(|(_, m)| m))?)?;
-    let mut recorded = vec![];
+    let mut recorded = Recorded::default();
     if let Some((path, model)) = config {
         let servers = of_lab_roles(model, lab.servers());
         if !servers.is_empty() {
             // On error `lab` is dropped here, which tears it down.
             record(path, &servers)?;
-            recorded = servers.into_iter().map(|s| s.name).collect();
+            recorded.hosts = servers.into_iter().map(|s| s.name).collect();
+        }
+        if let Some(acme) = lab.acme()
+            && model.environment(LAB_ENVIRONMENT).is_some()
+        {
+            kiln_model::edit::set_acme_ca(path, LAB_ENVIRONMENT, &acme.directory, &acme.ca_root)?;
+            recorded.acme_ca = Some((acme.directory.clone(), acme.ca_root.clone()));
+            let model = kiln_model::load(path).map_err(|d| UpError::Reload {
+                path: path.into(),
+                message: d.render(100, false),
+            })?;
+            recorded.dns_records = lab_dns_records(&model);
+            kiln_lab::acme::set_records(acme, &recorded.dns_records)?;
         }
         // The servers cannot reach a registry: the images of the services they play a
         // role for are built here and imported under their upstream names.
         provide_images(&lab, model)?;
     }
     Ok((lab, recorded))
+}
+
+/// The DNS records of the model's `lab` environment ([`kiln_model::dns::records`]), as the
+/// lab DNS takes them.
+pub fn lab_dns_records(model: &Model) -> Vec<kiln_lab::LabDnsRecord> {
+    let Some(env) = model.environment(LAB_ENVIRONMENT) else {
+        return vec![];
+    };
+    kiln_model::dns::records(model, env)
+        .iter()
+        .map(lab_dns_record)
+        .collect()
+}
+
+fn lab_dns_record(r: &DnsRecord) -> kiln_lab::LabDnsRecord {
+    kiln_lab::LabDnsRecord {
+        name: r.name.clone(),
+        rtype: match r.rtype {
+            RecordType::A => kiln_lab::LabRecordType::A,
+            RecordType::AAAA => kiln_lab::LabRecordType::AAAA,
+            RecordType::CNAME => kiln_lab::LabRecordType::CNAME,
+            RecordType::CAA => kiln_lab::LabRecordType::CAA,
+        },
+        value: r.value.clone(),
+    }
 }
 
 /// Loads into each lab server the images of the lab environment's services on its role
@@ -302,6 +374,54 @@ mod tests {
             .map(|s| s.name)
             .collect();
         assert_eq!(kept, ["web"]);
+    }
+
+    #[test]
+    fn an_acme_directory_in_the_lab_environment_starts_the_acme_server() {
+        let text = |acme_ca: &str| {
+            format!(
+                "[project]\nname = \"t\"\ndomain = \"x.test\"\nacme_email = \"a@x.test\"\n[environments.lab]\ndomain = \"x.test\"\nacme_ca = {acme_ca}\napex_host = \"web\"\n[environments.lab.hosts.web]\naddress = \"10.77.3.11\"\nadmin_user = \"kiln\"\n"
+            )
+        };
+        let parse = |t: &str| {
+            kiln_model::parse_str("kiln.toml", t, Path::new("."))
+                .unwrap_or_else(|d| panic!("{}", d.render(100, false)))
+        };
+        let custom = parse(&text(
+            "{ directory = \"https://10.77.1.1:14000/dir\", ca_root = \"/ca.pem\" }",
+        ));
+        let internal = parse(&text("\"internal\""));
+        let opts = UpOptions {
+            name: "t".into(),
+            ..Default::default()
+        };
+        assert!(wants_acme(&custom) && !wants_acme(&internal));
+        assert!(lab_options(&opts, Some(&custom)).unwrap().acme);
+        assert!(!lab_options(&opts, Some(&internal)).unwrap().acme);
+        let asked = UpOptions { acme: true, ..opts };
+        assert!(lab_options(&asked, Some(&internal)).unwrap().acme);
+        assert!(lab_options(&asked, None).unwrap().acme);
+        // The lab DNS gets the environment's records: the host and the apex, no CAA for a
+        // custom directory.
+        let names: Vec<(String, kiln_lab::LabRecordType, String)> = lab_dns_records(&custom)
+            .into_iter()
+            .map(|r| (r.name, r.rtype, r.value))
+            .collect();
+        assert_eq!(
+            names,
+            [
+                (
+                    "x.test".into(),
+                    kiln_lab::LabRecordType::A,
+                    "10.77.3.11".into()
+                ),
+                (
+                    "web.x.test".into(),
+                    kiln_lab::LabRecordType::A,
+                    "10.77.3.11".into()
+                ),
+            ]
+        );
     }
 
     #[test]

@@ -19,6 +19,7 @@ use crate::printer::Printer;
 #[command(after_help = "Examples:
   kiln lab up --servers 2     two Debian 13 servers, reachable over SSH
   kiln lab up --vm vm1        one qemu VM server (Debian kernel, LVM works)
+  kiln lab up --acme          also an ACME server (Pebble) and the lab DNS
   kiln lab status             running labs, servers and addresses
   kiln lab ssh server1        a shell on a server (pinned host key)
   kiln lab down               remove everything the lab created
@@ -31,7 +32,9 @@ pub struct Args {
 #[derive(Debug, clap::Subcommand)]
 enum LabCommand {
     /// Start servers (as root). With a kiln.toml, one server per host role of its `lab`
-    /// environment, whose addresses and host keys are then recorded in kiln.toml.
+    /// environment, whose addresses and host keys are then recorded in kiln.toml; when that
+    /// environment's `acme_ca` is an ACME directory, also the lab's ACME server, recorded as
+    /// its `acme_ca`, with the environment's DNS records in the lab DNS.
     Up(UpArgs),
     /// Show running labs and their servers.
     Status(StatusArgs),
@@ -75,6 +78,11 @@ struct UpArgs {
     /// Default COMPLIANCE retention of the S3 bucket, in days.
     #[arg(long, default_value_t = 7, value_name = "DAYS")]
     retention_days: u32,
+    /// Also start an ACME server (Pebble, certificates valid 7 days) and the lab DNS it
+    /// validates names with; implied when kiln.toml's `lab` environment has an ACME
+    /// directory as `acme_ca`.
+    #[arg(long)]
+    acme: bool,
 }
 
 #[derive(Debug, clap::Args)]
@@ -158,14 +166,16 @@ fn up(ctx: &Context, a: UpArgs) -> CmdResult {
             retention_days: a.retention_days,
             ..Default::default()
         }),
+        acme: a.acme,
         ..Default::default()
     };
     // Refused before asking anything.
-    kiln_ops::lab::lab_options(&opts, config.as_ref().map(|(_, m)| *m))?;
+    let lab_opts = kiln_ops::lab::lab_options(&opts, config.as_ref().map(|(_, m)| *m))?;
     if !a.yes && std::io::stdin().is_terminal() {
         let missing = kiln_lab::prereq::missing(kiln_lab::prereq::Needs {
             s3: a.s3.is_some(),
             vm: !a.vms.is_empty(),
+            acme: lab_opts.acme,
         });
         if !missing.is_empty() && kiln_lab::prereq::is_root() && kiln_lab::prereq::is_debian_like()
         {
@@ -188,11 +198,20 @@ fn up(ctx: &Context, a: UpArgs) -> CmdResult {
     }));
     let (lab, recorded) =
         kiln_ops::lab::up(&opts, config.as_ref().map(|(path, m)| (path.as_path(), *m)))?;
-    if let (Some((path, _)), false) = (&config, recorded.is_empty()) {
-        p.note(format_args!(
-            "recorded the lab hosts' addresses and host keys in {}",
-            path.display()
-        ));
+    if let Some((path, _)) = &config {
+        if !recorded.hosts.is_empty() {
+            p.note(format_args!(
+                "recorded the lab hosts' addresses and host keys in {}",
+                path.display()
+            ));
+        }
+        if let Some((directory, _)) = &recorded.acme_ca {
+            p.note(format_args!(
+                "recorded the lab environment's acme_ca ({directory}) in {}, and its {} DNS records in the lab DNS",
+                path.display(),
+                recorded.dns_records.len()
+            ));
+        }
     }
     p.outln(format_args!(
         "lab `{}` is up ({:.1} s):",
@@ -223,6 +242,9 @@ fn up(ctx: &Context, a: UpArgs) -> CmdResult {
             lab.dir().join("state.json").display()
         ));
     }
+    if let Some(acme) = lab.acme() {
+        acme_lines(&p, acme, "  ", ":");
+    }
     lab.detach();
     Ok(ExitCode::SUCCESS)
 }
@@ -240,6 +262,12 @@ fn status(p: &Printer, a: StatusArgs) -> CmdResult {
                         "name": s.name, "kind": s.kind.word(), "address": s.address.to_string(), "running": alive, "host_keys": s.host_keys,
                         "memory_kib": mem,
                     })).collect::<Vec<_>>(),
+                    "acme": l.acme.as_ref().map(|a| serde_json::json!({
+                        "directory": a.directory,
+                        "ca_root": a.ca_root,
+                        "dns": a.dns.to_string(),
+                        "issuing_root": a.issuing_root,
+                    })),
                 })
             })
             .collect();
@@ -270,8 +298,29 @@ fn status(p: &Printer, a: StatusArgs) -> CmdResult {
                 s3.endpoint, s3.bucket, s3.retention_days
             ));
         }
+        if let Some(acme) = &l.acme {
+            acme_lines(p, acme, "  ", "");
+        }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// The lab's ACME server as `lab up` and `lab status` show it: directory (and the CA its
+/// TLS certificate chains to), DNS, and the issuing root of this run.
+fn acme_lines(p: &Printer, acme: &kiln_lab::AcmeState, indent: &str, colon: &str) {
+    let label = |l: &str| format!("{indent}{:<14}", format!("{l}{colon}"));
+    p.outln(format_args!(
+        "{}{} (TLS from the CA in {})",
+        label("acme"),
+        acme.directory,
+        acme.ca_root.display()
+    ));
+    p.outln(format_args!("{}{} (UDP and TCP)", label("dns"), acme.dns));
+    p.outln(format_args!(
+        "{}{} (Pebble's root of this run: `curl --cacert` it)",
+        label("issuing root"),
+        acme.issuing_root.display()
+    ));
 }
 
 fn ssh(a: SshArgs) -> CmdResult {
