@@ -44,6 +44,10 @@ enum LabCommand {
     /// lab image by name, or what serves an upstream reference (after changing a service's
     /// version; `kiln lab up` loads the images of kiln.toml's lab services itself).
     Image(ImageArgs),
+    /// Load the DNS records of kiln.toml's `lab` environment into the running lab's DNS
+    /// (after adding a service with a subdomain: its name must resolve for the ACME server
+    /// to validate it). `kiln lab up` does this when it starts the lab.
+    Dns(DnsArgs),
     /// Remove a lab: processes, namespaces, mounts, cgroups, files. Safe to repeat; also cleans
     /// up after a crashed run.
     Down(DownArgs),
@@ -119,6 +123,12 @@ struct ImageArgs {
 }
 
 #[derive(Debug, clap::Args)]
+struct DnsArgs {
+    #[command(flatten)]
+    lab: LabName,
+}
+
+#[derive(Debug, clap::Args)]
 struct DownArgs {
     #[command(flatten)]
     lab: LabName,
@@ -143,6 +153,7 @@ pub fn run(ctx: &Context, args: Args) -> CmdResult {
         LabCommand::Status(a) => status(p, a),
         LabCommand::Ssh(a) => ssh(a),
         LabCommand::Image(a) => image(p, a),
+        LabCommand::Dns(a) => dns(ctx, a),
         LabCommand::Down(a) => down(p, a),
         LabCommand::Demo(a) => demo::run(ctx, a),
     }
@@ -366,6 +377,31 @@ fn image(p: &Printer, a: ImageArgs) -> CmdResult {
         "{reference} loaded into {} ({:.1} s)",
         a.server,
         started.elapsed().as_secs_f64()
+    ));
+    Ok(ExitCode::SUCCESS)
+}
+
+fn dns(ctx: &Context, a: DnsArgs) -> CmdResult {
+    let model = ctx.model()?;
+    let lab = Lab::attach(&Roots::default(), &a.lab.name).map_err(failed)?;
+    let acme = lab.acme().ok_or_else(|| {
+        CliError::invalid(miette::miette!(
+            help = "start a lab with its ACME server and DNS: `kiln lab up --acme` (or an `acme_ca = {{ directory = … }}` in the lab environment)",
+            "lab `{}` has no DNS server of its own",
+            a.lab.name
+        ))
+    })?;
+    let records = kiln_ops::lab::lab_dns_records(model);
+    kiln_lab::acme::set_records(acme, &records).map_err(failed)?;
+    for r in &records {
+        ctx.printer
+            .outln(format_args!("{:<32} {:<5} {}", r.name, r.rtype, r.value));
+    }
+    ctx.printer.outln(format_args!(
+        "{} record(s) of the lab environment loaded into lab `{}`'s DNS at {}",
+        records.len(),
+        a.lab.name,
+        acme.dns
     ));
     Ok(ExitCode::SUCCESS)
 }
