@@ -77,6 +77,15 @@ impl Repo {
         std::fs::write(&self.config, t.replace(&old, &new)).unwrap();
     }
 
+    /// The services server's address, as `kiln lab up` recorded it.
+    fn address(&self) -> String {
+        let t = std::fs::read_to_string(&self.config).unwrap();
+        let m = kiln_model::parse_str("kiln.toml", &t, self.config.parent().unwrap())
+            .unwrap_or_else(|d| panic!("{}", d.render(100, false)));
+        let env = m.environment("lab").unwrap();
+        env.host("services").unwrap().address.to_string()
+    }
+
     fn started_at(&self, containers: &[&str]) -> Vec<String> {
         let out = self.on_server_ok(&format!(
             "podman inspect --format '{{{{.Name}}}} {{{{.State.StartedAt}}}}' {}",
@@ -227,6 +236,12 @@ fn scenario(repo: &Repo) {
         "{}",
         text(&plan)
     );
+
+    // Through the reverse proxy (Caddy), from the lab host, with certificates the lab's
+    // Pebble issued for exactly each name: Synapse's client API (native sliding sync
+    // advertised), its admin API hidden, the apex's Matrix delegation, HedgeDoc's contract
+    // image, Nextcloud's CalDAV redirect.
+    https_checks(repo);
 
     // Synapse, for real: a user registered with the shared secret (read by Synapse's own
     // tool from homeserver.yaml), a room, a message sent and read back; sliding sync.
@@ -394,4 +409,81 @@ fn scenario(repo: &Repo) {
             .iter()
             .any(|b| b == "hello from kiln")
     );
+}
+
+/// curl from the lab host to the services server's proxy: (status, body).
+fn https(repo: &Repo, name: &str, path: &str) -> (String, String) {
+    let ip = repo.address();
+    let root = format!("/var/lib/kiln-lab/{}/acme/issuing-root.pem", repo.lab);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    loop {
+        let o = Command::new("curl")
+            .args(["-sS", "--max-time", "30", "--cacert", &root, "--resolve"])
+            .arg(format!("{name}:443:{ip}"))
+            .args(["-w", "\n%{http_code}"])
+            .arg(format!("https://{name}{path}"))
+            .output()
+            .expect("curl");
+        let out = String::from_utf8_lossy(&o.stdout).into_owned();
+        if o.status.success() {
+            let (body, code) = out.rsplit_once('\n').unwrap();
+            return (code.to_owned(), body.to_owned());
+        }
+        // The proxy may still be getting its certificates.
+        assert!(
+            std::time::Instant::now() < deadline,
+            "https://{name}{path}: {}",
+            text(&o)
+        );
+        std::thread::sleep(std::time::Duration::from_millis(500));
+    }
+}
+
+fn issuer_and_names(repo: &Repo, name: &str) -> String {
+    let ip = repo.address();
+    let o = Command::new("bash")
+        .arg("-c")
+        .arg(format!(
+            "openssl s_client -connect {ip}:443 -servername {name} </dev/null 2>/dev/null | openssl x509 -noout -issuer -ext subjectAltName"
+        ))
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+fn https_checks(repo: &Repo) {
+    let (code, body) = https(repo, "matrix.ergaster.test", "/_matrix/client/versions");
+    assert_eq!(code, "200", "{body}");
+    assert!(body.contains("org.matrix.simplified_msc3575"), "{body}");
+    let (code, _) = https(
+        repo,
+        "matrix.ergaster.test",
+        "/_synapse/admin/v1/server_version",
+    );
+    assert_eq!(code, "404", "Synapse's admin API is not public");
+    let (code, body) = https(repo, "ergaster.test", "/.well-known/matrix/server");
+    assert_eq!(code, "200");
+    assert_eq!(body, r#"{"m.server":"matrix.ergaster.test:443"}"#);
+    let (code, body) = https(repo, "ergaster.test", "/.well-known/matrix/client");
+    assert_eq!(code, "200");
+    assert!(body.contains("https://matrix.ergaster.test"), "{body}");
+    let (code, body) = https(repo, "hdoc.ergaster.test", "/status");
+    assert_eq!(
+        code, "200",
+        "HedgeDoc's contract image behind its name: {body}"
+    );
+    let (code, _) = https(repo, "cloud.ergaster.test", "/.well-known/caldav");
+    assert_eq!(code, "301", "Nextcloud's CalDAV redirect");
+    for name in [
+        "matrix.ergaster.test",
+        "hdoc.ergaster.test",
+        "ergaster.test",
+    ] {
+        let cert = issuer_and_names(repo, name);
+        assert!(cert.contains("Pebble"), "{name}: {cert}");
+        assert!(
+            cert.contains(&format!("DNS:{name}")) && !cert.contains(", DNS:"),
+            "{name}: exactly its name: {cert}"
+        );
+    }
 }
