@@ -27,12 +27,10 @@ use kiln_catalog::RouteHints;
 use kiln_model::{AcmeCa, Environment, Host, Model, ProxyKind};
 use serde_json::{Value, json};
 
-use super::services::{NETWORK_FILE, deploys, notify_healthy};
-use super::template::render_str;
+use super::services::{ContainerSpec, Mount, Owner, add_container, deploys, dir_root};
+use super::template::render_catalog;
 use super::{DesiredError, EnvironmentContext};
-use crate::resource::{
-    Content, DesiredState, Directory, File, Health, Image, Notify, Stage, Trigger, Unit, Validate,
-};
+use crate::resource::{Content, DesiredState, File, Notify, Stage, Trigger, Validate};
 
 /// The proxy's container, and its unit (`kiln-proxy.service`).
 pub const CONTAINER: &str = "kiln-proxy";
@@ -244,7 +242,6 @@ pub(super) fn contribute(
             )));
         }
     }
-    let notify = notify_healthy(host, CONTAINER)?;
     let data = PathBuf::from(DATA_DIR);
     let conf = PathBuf::from(CONFIG_DIR);
     for (path, mode) in [
@@ -253,12 +250,7 @@ pub(super) fn contribute(
         ("/srv/kiln/kiln-proxy/config", 0o700),
         (CONFIG_DIR, 0o755),
     ] {
-        d.directories.push(Directory {
-            path: path.into(),
-            mode,
-            owner: "root".into(),
-            group: "root".into(),
-        });
+        d.directories.push(dir_root(path, mode));
     }
 
     let acme = &env.env.acme_ca;
@@ -266,7 +258,8 @@ pub(super) fn contribute(
     // The proxy's configuration folder, mounted read-only at `/etc/<caddy|traefik>`.
     let kind_dir = conf.join(proxy.as_str());
     let in_container = format!("/etc/{}", proxy.as_str());
-    d.directories.push(dir_root(&kind_dir));
+    d.directories
+        .push(dir_root(&kind_dir.display().to_string(), 0o755));
     // A private ACME directory's root, installed in that folder before the configuration
     // that names it (the Caddyfile's check reads it).
     let ca_root = match acme.ca_root() {
@@ -344,7 +337,8 @@ pub(super) fn contribute(
         }
         ProxyKind::Traefik => {
             let dynamic = kind_dir.join("dynamic");
-            d.directories.push(dir_root(&dynamic));
+            d.directories
+                .push(dir_root(&dynamic.display().to_string(), 0o755));
             let text = render(env, host, "traefik", "traefik.yml.j2", &ctx_base())?;
             d.files.push(plain_file(
                 kind_dir.join("traefik.yml"),
@@ -369,61 +363,32 @@ pub(super) fn contribute(
         }
     };
 
-    let ctx = {
-        let mut ctx = super::context(env.model, env.env, host);
-        ctx["service"] = json!({
-            "name": CONTAINER,
-            "kind": proxy.as_str(),
-            "description": "the reverse proxy",
-            "version": image.rsplit_once(':').map(|(_, t)| t).unwrap_or("latest"),
-            "secrets": {},
-        });
-        ctx["container"] = json!({
-            "name": CONTAINER,
-            "image": image,
-            "network": NETWORK_FILE,
-            "requires": [],
-            "volumes": mounts.iter().map(|(h, c, o)| json!({"host": h, "container": c, "options": o})).collect::<Vec<_>>(),
-            "env": [],
-            "ports": ports,
-            "reload": reload,
-            "health_cmd": health_cmd,
-            "notify_healthy": notify,
-            "start_timeout_s": HEALTH_TIMEOUT_S + 30,
-        });
-        ctx
+    let version = image.rsplit_once(':').map_or("latest", |(_, t)| t);
+    let owner = Owner {
+        name: CONTAINER,
+        kind: proxy.as_str(),
+        description: "the reverse proxy",
+        version,
+        secrets: Default::default(),
+        health_cmd: Some(health_cmd),
+        health_timeout_s: HEALTH_TIMEOUT_S,
     };
-    let text = render(
-        env,
-        host,
-        proxy.as_str(),
-        kiln_catalog::CONTAINER_TEMPLATE,
-        &ctx,
-    )?;
-    let file = format!("{CONTAINER}.container");
-    let mut quadlet = Unit::quadlet(&file, Content::text(text))
-        .ok_or_else(|| err(format!("{file:?} is not a quadlet file name")))?;
-    quadlet.stage = STAGE;
-    quadlet.health = Some(Health {
-        container: CONTAINER.into(),
-        timeout_s: HEALTH_TIMEOUT_S,
-    });
-    d.units.push(quadlet);
-    d.add_image(Image {
-        reference: image.to_owned(),
-        service: Some(CONTAINER.into()),
-        container: Some(CONTAINER.into()),
-    });
+    let spec = ContainerSpec {
+        mounts: mounts
+            .into_iter()
+            .map(|(host, container, options)| Mount {
+                host: host.into(),
+                container,
+                options,
+            })
+            .collect(),
+        ports,
+        reload,
+        stage: STAGE,
+        ..Default::default()
+    };
+    add_container(&mut d, env, host, &owner, image.to_owned(), spec)?;
     Ok(d)
-}
-
-fn dir_root(path: &std::path::Path) -> Directory {
-    Directory {
-        path: path.to_path_buf(),
-        mode: 0o755,
-        owner: "root".into(),
-        group: "root".into(),
-    }
 }
 
 fn plain_file(path: PathBuf, text: String, notify: Option<(&str, Trigger)>) -> File {
@@ -544,8 +509,8 @@ fn router_name(s: &str) -> String {
         .collect()
 }
 
-/// Renders the proxy template `name` of `kind`: the repository's override
-/// (`catalog/<kind>/<name>`) when there is one, else the catalog's.
+/// Renders the proxy template `name` of `kind` (the repository may override it), which
+/// must use no secret.
 fn render(
     env: &EnvironmentContext<'_>,
     host: &Host,
@@ -553,26 +518,15 @@ fn render(
     name: &str,
     ctx: &Value,
 ) -> Result<String, DesiredError> {
-    let what = format!("the reverse proxy ({kind})");
-    let rel = PathBuf::from("catalog").join(kind).join(name);
-    let base = env.model.base_dir();
-    let (text, sensitive) = if base.join(&rel).is_file() {
-        super::template::render_template(base, &rel, ctx, env.secrets.clone(), &what, &host.role)?
-    } else {
-        let source = kiln_catalog::template(kind, name).ok_or_else(|| DesiredError::Service {
-            host: host.role.clone(),
-            service: CONTAINER.into(),
-            message: format!("the catalog has no template {kind}/{name}"),
-        })?;
-        render_str(
-            &format!("catalog:{kind}/{name}"),
-            source.to_owned(),
-            ctx,
-            env.secrets.clone(),
-            &what,
-            &host.role,
-        )?
-    };
+    let (text, sensitive) = render_catalog(
+        env.model.base_dir(),
+        kind,
+        name,
+        ctx,
+        env.secrets.clone(),
+        &format!("the reverse proxy ({kind})"),
+        &host.role,
+    )?;
     if sensitive {
         return Err(DesiredError::Service {
             host: host.role.clone(),

@@ -32,7 +32,7 @@ use kiln_catalog::{CONTAINER_TEMPLATE, Recipe, secret_name};
 use kiln_model::{Host, Model, OsFamily, Service};
 use serde_json::{Value, json};
 
-use super::template::{render_str, render_template};
+use super::template::{catalog_override, render_catalog};
 use super::{DesiredError, EnvironmentContext};
 use crate::resource::{
     Command, Content, DesiredState, Directory, File, Health, Image, Notify, Package, Precondition,
@@ -84,7 +84,7 @@ pub fn overridden_templates(model: &Model) -> Vec<(String, String, PathBuf)> {
     for s in &model.services {
         let Some(r) = s.recipe() else { continue };
         for name in std::iter::once(&CONTAINER_TEMPLATE).chain(r.templates) {
-            let rel = override_path(&s.kind, name);
+            let rel = catalog_override(&s.kind, name);
             if model.base_dir().join(&rel).is_file() {
                 out.push((s.name.clone(), name.to_string(), rel));
             }
@@ -93,13 +93,9 @@ pub fn overridden_templates(model: &Model) -> Vec<(String, String, PathBuf)> {
     out
 }
 
-fn override_path(kind: &str, name: &str) -> PathBuf {
-    Path::new("catalog").join(kind).join(name)
-}
-
 /// What the host's Podman supports, from the host's declared OS: quadlets need Podman
 /// 4.4 or later, `Notify=healthy` 5.0 (Debian 13: 5.4, RHEL 9.5: 5.2, RHEL 10: 5.4).
-pub(super) fn notify_healthy(host: &Host, service: &str) -> Result<bool, DesiredError> {
+fn notify_healthy(host: &Host, service: &str) -> Result<bool, DesiredError> {
     match host.os {
         Some(OsFamily::Debian12) => Err(DesiredError::Service {
             host: host.role.clone(),
@@ -123,10 +119,9 @@ pub(super) fn contribute(
         .services_on(&host.role)
         .filter(|s| deploys(s))
         .collect();
-    let Some(first) = services.first() else {
+    if services.is_empty() {
         return Ok(d);
-    };
-    let notify = notify_healthy(host, &first.name)?;
+    }
     // netavark needs nft to set the network up (kiln installs without recommends).
     d.packages = ["podman", "aardvark-dns", "nftables"]
         .into_iter()
@@ -150,7 +145,6 @@ pub(super) fn contribute(
             host,
             svc,
             recipe,
-            notify,
             d: &mut d,
         };
         match recipe.kind {
@@ -164,7 +158,8 @@ pub(super) fn contribute(
     Ok(d)
 }
 
-fn dir_root(path: &str, mode: u32) -> Directory {
+/// A root-owned directory.
+pub(super) fn dir_root(path: &str, mode: u32) -> Directory {
     Directory {
         path: path.into(),
         mode,
@@ -184,19 +179,124 @@ fn dir_owned(path: PathBuf, mode: u32, uid: Option<u32>) -> Directory {
 }
 
 /// A mount of the container.
-struct Mount {
-    host: PathBuf,
-    container: String,
-    options: &'static str,
+pub(super) struct Mount {
+    pub host: PathBuf,
+    pub container: String,
+    pub options: &'static str,
 }
 
 /// What the container quadlet says beyond the recipe's data.
 #[derive(Default)]
-struct ContainerSpec {
-    env: Vec<(String, String)>,
-    mounts: Vec<Mount>,
-    requires: Vec<String>,
-    stage: Stage,
+pub(super) struct ContainerSpec {
+    pub env: Vec<(String, String)>,
+    pub mounts: Vec<Mount>,
+    pub requires: Vec<String>,
+    /// `host:container[/proto]` published on the host (only the reverse proxy's: services
+    /// are reached through it).
+    pub ports: Vec<&'static str>,
+    /// `ExecReload=`: how the container applies a new configuration without a restart.
+    pub reload: Option<String>,
+    pub stage: Stage,
+}
+
+/// Who a container quadlet belongs to: the template context's `service`.
+pub(super) struct Owner<'a> {
+    /// The service's name: also its container's, its unit's (`<name>.service`) and its
+    /// quadlet file's (`<name>.container`).
+    pub name: &'a str,
+    /// The catalog kind: where the repository overrides `container.j2`.
+    pub kind: &'a str,
+    pub description: &'a str,
+    pub version: &'a str,
+    /// The vault names of its secrets, by suffix.
+    pub secrets: serde_json::Map<String, Value>,
+    /// Its health check, run in the container, and how long a start may take to pass it.
+    pub health_cmd: Option<&'a str>,
+    pub health_timeout_s: u32,
+}
+
+impl Owner<'_> {
+    fn json(&self) -> Value {
+        json!({
+            "name": self.name,
+            "kind": self.kind,
+            "description": self.description,
+            "version": self.version,
+            "secrets": self.secrets,
+        })
+    }
+
+    fn err(&self, host: &Host, message: impl Into<String>) -> DesiredError {
+        DesiredError::Service {
+            host: host.role.clone(),
+            service: self.name.to_owned(),
+            message: message.into(),
+        }
+    }
+}
+
+/// Adds to `d` the container quadlet of `owner` running `image` (the catalog's
+/// `container.j2`, or the repository's override for its kind), with its health check
+/// waited for after each start, and the image. The one way a container is declared: the
+/// services and the reverse proxy both come here.
+pub(super) fn add_container(
+    d: &mut DesiredState,
+    env: &EnvironmentContext<'_>,
+    host: &Host,
+    owner: &Owner<'_>,
+    image: String,
+    spec: ContainerSpec,
+) -> Result<(), DesiredError> {
+    let name = owner.name;
+    let mut ctx = super::context(env.model, env.env, host);
+    ctx["service"] = owner.json();
+    ctx["container"] = json!({
+        "name": name,
+        "image": image,
+        "network": NETWORK_FILE,
+        "requires": spec.requires,
+        "volumes": spec.mounts.iter().map(|m| json!({
+            "host": m.host.display().to_string(),
+            "container": m.container,
+            "options": m.options,
+        })).collect::<Vec<_>>(),
+        "env": spec.env.iter().map(|(k, v)| json!({"key": k, "value": v})).collect::<Vec<_>>(),
+        "ports": spec.ports,
+        "reload": spec.reload,
+        "health_cmd": owner.health_cmd,
+        "notify_healthy": notify_healthy(host, name)?,
+        "start_timeout_s": owner.health_timeout_s + 30,
+    });
+    let (text, sensitive) = render_catalog(
+        env.model.base_dir(),
+        owner.kind,
+        CONTAINER_TEMPLATE,
+        &ctx,
+        env.secrets.clone(),
+        &format!("service {name}"),
+        &host.role,
+    )?;
+    if sensitive {
+        return Err(owner.err(
+            host,
+            "its container quadlet uses a secret: secrets go into files mounted into the container, never into the unit",
+        ));
+    }
+    let file = format!("{name}.container");
+    let mut unit = Unit::quadlet(&file, Content::text(text))
+        .ok_or_else(|| owner.err(host, format!("{file:?} is not a quadlet file name")))?;
+    unit.stage = spec.stage;
+    unit.health = owner.health_cmd.map(|_| Health {
+        container: name.to_owned(),
+        timeout_s: owner.health_timeout_s,
+    });
+    d.units.push(unit);
+    d.add_image(Image {
+        reference: image,
+        service: Some(name.to_owned()),
+        container: Some(name.to_owned()),
+    });
+    Ok(())
 }
 
 /// A database a service uses: its role and database on a postgres service.
@@ -235,11 +335,10 @@ struct ServiceBuild<'a, 'b> {
     host: &'a Host,
     svc: &'a Service,
     recipe: &'static Recipe,
-    notify: bool,
     d: &'b mut DesiredState,
 }
 
-impl ServiceBuild<'_, '_> {
+impl<'a> ServiceBuild<'a, '_> {
     fn err(&self, message: impl Into<String>) -> DesiredError {
         DesiredError::Service {
             host: self.host.role.clone(),
@@ -276,14 +375,7 @@ impl ServiceBuild<'_, '_> {
     /// The template context every recipe template sees.
     fn context(&self, extra: Value) -> Value {
         let mut ctx = super::context(self.env.model, self.env.env, self.host);
-        let secrets = self.secret_names();
-        ctx["service"] = json!({
-            "name": self.svc.name,
-            "kind": self.svc.kind,
-            "description": self.recipe.description,
-            "version": self.version(),
-            "secrets": secrets,
-        });
+        ctx["service"] = self.owner_of_container().json();
         if let (Value::Object(c), Value::Object(e)) = (&mut ctx, extra) {
             c.extend(e);
         }
@@ -308,21 +400,13 @@ impl ServiceBuild<'_, '_> {
     /// Renders one of the recipe's templates: the repository's override when there is
     /// one, else the catalog's. Returns the text and whether a secret went into it.
     fn render(&self, name: &str, ctx: &Value) -> Result<(String, bool), DesiredError> {
-        let model = self.env.model;
-        let rel = override_path(&self.svc.kind, name);
-        let what = format!("service {}", self.svc.name);
-        let secrets = self.env.secrets.clone();
-        if model.base_dir().join(&rel).is_file() {
-            return render_template(model.base_dir(), &rel, ctx, secrets, &what, &self.host.role);
-        }
-        let source = kiln_catalog::template(&self.svc.kind, name)
-            .ok_or_else(|| self.err(format!("the catalog has no template {name}")))?;
-        render_str(
-            &format!("catalog:{}/{name}", self.svc.kind),
-            source.to_owned(),
+        render_catalog(
+            self.env.model.base_dir(),
+            &self.svc.kind,
+            name,
             ctx,
-            secrets,
-            &what,
+            self.env.secrets.clone(),
+            &format!("service {}", self.svc.name),
             &self.host.role,
         )
     }
@@ -419,48 +503,21 @@ impl ServiceBuild<'_, '_> {
     /// The container quadlet, its image, and its health check.
     fn container(&mut self, spec: ContainerSpec) -> Result<(), DesiredError> {
         let image = self.image()?;
-        let name = self.svc.name.clone();
-        let ctx = self.context(json!({
-            "container": {
-                "name": name,
-                "image": image,
-                "network": NETWORK_FILE,
-                "requires": spec.requires,
-                "volumes": spec.mounts.iter().map(|m| json!({
-                    "host": m.host.display().to_string(),
-                    "container": m.container,
-                    "options": m.options,
-                })).collect::<Vec<_>>(),
-                "env": spec.env.iter().map(|(k, v)| json!({"key": k, "value": v})).collect::<Vec<_>>(),
-                // Services are reached through the reverse proxy, never published.
-                "ports": [],
-                "reload": null,
-                "health_cmd": self.recipe.health_cmd,
-                "notify_healthy": self.notify,
-                "start_timeout_s": self.recipe.health_timeout_s + 30,
-            }
-        }));
-        let (text, sensitive) = self.render(CONTAINER_TEMPLATE, &ctx)?;
-        if sensitive {
-            return Err(self.err(
-                "its container quadlet uses a secret: secrets go into files mounted into the container, never into the unit",
-            ));
+        let owner = self.owner_of_container();
+        add_container(self.d, self.env, self.host, &owner, image, spec)
+    }
+
+    fn owner_of_container(&self) -> Owner<'a> {
+        let svc: &'a Service = self.svc;
+        Owner {
+            name: &svc.name,
+            kind: &svc.kind,
+            description: self.recipe.description,
+            version: svc.version.as_deref().unwrap_or("latest"),
+            secrets: self.secret_names(),
+            health_cmd: self.recipe.health_cmd,
+            health_timeout_s: self.recipe.health_timeout_s,
         }
-        let file = format!("{name}.container");
-        let mut unit = Unit::quadlet(&file, Content::text(text))
-            .ok_or_else(|| self.err(format!("{file:?} is not a quadlet file name")))?;
-        unit.stage = spec.stage;
-        unit.health = self.recipe.health_cmd.map(|_| Health {
-            container: name.clone(),
-            timeout_s: self.recipe.health_timeout_s,
-        });
-        self.d.units.push(unit);
-        self.d.add_image(Image {
-            reference: image,
-            service: Some(name.clone()),
-            container: Some(name),
-        });
-        Ok(())
     }
 
     /// The database of a service using PostgreSQL: the server's unit to require, and the

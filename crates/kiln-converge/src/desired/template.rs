@@ -73,6 +73,44 @@ pub fn render_template(
     render_str(&file, source, ctx, secrets, what, host)
 }
 
+/// Renders the catalog template `name` of `kind`: the repository's override
+/// (`catalog/<kind>/<name>` next to kiln.toml) when there is one, else the one embedded in
+/// the binary. Returns the text and whether it used a secret.
+pub fn render_catalog(
+    base: &Path,
+    kind: &str,
+    name: &str,
+    ctx: &serde_json::Value,
+    secrets: Arc<dyn SecretSource>,
+    what: &str,
+    host: &str,
+) -> Result<(String, bool), DesiredError> {
+    let rel = catalog_override(kind, name);
+    if base.join(&rel).is_file() {
+        return render_template(base, &rel, ctx, secrets, what, host);
+    }
+    let source = kiln_catalog::template(kind, name).ok_or_else(|| DesiredError::Template {
+        file: format!("catalog:{kind}/{name}"),
+        line: 0,
+        what: what.to_owned(),
+        host: host.to_owned(),
+        message: format!("the catalog has no template {name} for {kind}"),
+    })?;
+    render_str(
+        &format!("catalog:{kind}/{name}"),
+        source.to_owned(),
+        ctx,
+        secrets,
+        what,
+        host,
+    )
+}
+
+/// Where a repository overrides the catalog template `name` of `kind`.
+pub fn catalog_override(kind: &str, name: &str) -> PathBuf {
+    Path::new("catalog").join(kind).join(name)
+}
+
 /// Renders template text; `file` names it in errors (a path, or the catalog's
 /// `catalog:<kind>/<name>` for an embedded template). Returns the text and whether it
 /// used a secret.
