@@ -4,6 +4,9 @@
 //! Every query goes to 127.0.0.1 (`--resolver` is always given: never the system's
 //! resolver). Required on CI; skipped with a notice elsewhere when the tool is missing.
 
+mod common;
+use common::{stderr, stdout};
+
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream, UdpSocket};
 use std::path::{Path, PathBuf};
@@ -21,23 +24,11 @@ fn root() -> PathBuf {
 }
 
 fn kiln(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_kiln"))
+    common::kiln_plain()
         .args(args)
         .current_dir(root())
-        .env("NO_COLOR", "1")
-        .env("COLUMNS", "100")
-        .env_remove("KILN_CONFIG")
-        .env_remove("KILN_ENV")
         .output()
         .unwrap()
-}
-
-fn stdout(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stdout).into_owned()
-}
-
-fn stderr(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stderr).into_owned()
 }
 
 /// An error as words, without miette's line wrapping and margin.

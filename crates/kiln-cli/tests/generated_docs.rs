@@ -3,6 +3,9 @@
 //! fails naming each stale or missing file on a copy that is out of date. Regenerate with
 //! `cargo run -q -- util generate-docs` from the repository root.
 
+mod common;
+use common::stderr;
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
@@ -22,10 +25,6 @@ fn kiln(args: &[&str]) -> Output {
         .env_remove("KILN_CONFIG")
         .output()
         .expect("run kiln")
-}
-
-fn stderr(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stderr).into_owned()
 }
 
 fn check(dir: &Path) -> Output {

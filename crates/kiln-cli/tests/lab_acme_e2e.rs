@@ -5,6 +5,9 @@
 //! status` shows the ACME server; `kiln lab down` stops it. Needs root and the lab's
 //! prerequisites (.ci/install-lab.sh: pebble, dig).
 
+mod common;
+use common::text;
+
 use std::path::Path;
 use std::process::{Command, Output};
 
@@ -26,23 +29,12 @@ os = "debian13"
 "#;
 
 fn kiln(config: &Path, args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_kiln"))
+    common::kiln()
         .args(args)
         .arg("--config")
         .arg(config)
-        .env_remove("KILN_ENV")
-        .env_remove("KILN_CONFIG")
         .output()
         .unwrap()
-}
-
-fn text(o: &Output) -> String {
-    format!(
-        "{}\n--- stdout\n{}\n--- stderr\n{}",
-        o.status,
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    )
 }
 
 fn dig(dns: std::net::SocketAddr, name: &str) -> String {

@@ -6,8 +6,11 @@
 //! lab whose servers have the environment's addresses. Needs root and the lab's
 //! prerequisites (.ci/install-lab.sh).
 
+mod common;
+use common::text;
+
 use std::path::Path;
-use std::process::{Command, Output};
+use std::process::Output;
 
 const KILN_TOML: &str = r#"# a one-host lab environment, as a user would write it
 [project]
@@ -32,27 +35,16 @@ content = "deployed without a key of my own\n"
 "#;
 
 fn kiln(home: &Path, config: &Path, args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_kiln"))
+    common::kiln()
         .args(args)
         .arg("--config")
         .arg(config)
         .env("HOME", home)
         .env_remove("SUDO_USER")
         .env_remove("KILN_SSH_IDENTITY")
-        .env_remove("KILN_ENV")
-        .env_remove("KILN_CONFIG")
         .env_remove("SSH_AUTH_SOCK")
         .output()
         .unwrap()
-}
-
-fn text(o: &Output) -> String {
-    format!(
-        "{}\n--- stdout\n{}\n--- stderr\n{}",
-        o.status,
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    )
 }
 
 #[test]

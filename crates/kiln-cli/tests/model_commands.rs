@@ -1,8 +1,11 @@
 //! `kiln check`, `kiln dns`, `kiln show` and `kiln init` as a user runs them: the real
 //! binary, from the repository root, on the bundled example and the config corpus.
 
+mod common;
+use common::{stderr, stdout};
+
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::Output;
 
 fn root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -16,23 +19,11 @@ fn kiln(args: &[&str]) -> Output {
 }
 
 fn kiln_in(dir: &Path, args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_kiln"))
+    common::kiln_plain()
         .args(args)
         .current_dir(dir)
-        .env("NO_COLOR", "1")
-        .env("COLUMNS", "100")
-        .env_remove("KILN_CONFIG")
-        .env_remove("KILN_ENV")
         .output()
         .unwrap()
-}
-
-fn stdout(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stdout).into_owned()
-}
-
-fn stderr(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stderr).into_owned()
 }
 
 const EXAMPLE: &str = "examples/reference/kiln.toml";

@@ -8,6 +8,9 @@
 //! plan is empty; adding a service makes it reachable without cutting a download running
 //! through the proxy. Needs root and the lab's prerequisites (.ci/install-lab.sh).
 
+mod common;
+use common::{all_output, certificate, text};
+
 use std::path::PathBuf;
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
@@ -71,12 +74,10 @@ impl Repo {
     }
 
     fn kiln(&self, args: &[&str]) -> Output {
-        Command::new(env!("CARGO_BIN_EXE_kiln"))
+        common::kiln()
             .args(args)
             .arg("--config")
             .arg(&self.config)
-            .env_remove("KILN_ENV")
-            .env_remove("KILN_CONFIG")
             .output()
             .unwrap()
     }
@@ -91,25 +92,11 @@ impl Repo {
 
     /// The server's address, as `kiln lab up` recorded it.
     fn address(&self) -> String {
-        let t = std::fs::read_to_string(&self.config).unwrap();
-        let m = kiln_model::parse_str("kiln.toml", &t, self.config.parent().unwrap())
-            .unwrap_or_else(|d| panic!("{}", d.render(100, false)));
-        m.environment("lab")
-            .unwrap()
-            .host("web")
-            .unwrap()
-            .address
-            .to_string()
+        common::lab_address(&self.config, "web")
     }
 
-    /// Pebble's root of the certificates it issues (fetched by `kiln lab up`).
     fn issuing_root(&self) -> PathBuf {
-        let p = PathBuf::from(format!(
-            "/var/lib/kiln-lab/{}/acme/issuing-root.pem",
-            self.lab
-        ));
-        assert!(p.is_file(), "{} is missing", p.display());
-        p
+        common::issuing_root(&self.lab)
     }
 }
 
@@ -117,23 +104,6 @@ impl Drop for Repo {
     fn drop(&mut self) {
         let _ = self.kiln(&["lab", "down", "--lab", &self.lab]);
     }
-}
-
-fn text(o: &Output) -> String {
-    format!(
-        "{}\n--- stdout\n{}\n--- stderr\n{}",
-        o.status,
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    )
-}
-
-fn all_output(o: &Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    )
 }
 
 /// curl from the lab host, `name` resolved to the server.
@@ -148,32 +118,6 @@ fn curl(repo: &Repo, ip: &str, url: &str, extra: &[&str]) -> Output {
         .arg(url)
         .output()
         .expect("curl (apt install curl)")
-}
-
-/// The certificate the server presents for `name`: issuer and subjectAltName, by openssl.
-fn certificate(ip: &str, name: &str) -> String {
-    let mut s = Command::new("openssl")
-        .args([
-            "s_client",
-            "-connect",
-            &format!("{ip}:443"),
-            "-servername",
-            name,
-        ])
-        .stdin(Stdio::null())
-        .stderr(Stdio::null())
-        .output()
-        .expect("openssl");
-    let mut x = Command::new("openssl")
-        .args(["x509", "-noout", "-issuer", "-ext", "subjectAltName"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
-    use std::io::Write;
-    x.stdin.take().unwrap().write_all(&s.stdout).unwrap();
-    s.stdout.clear();
-    String::from_utf8_lossy(&x.wait_with_output().unwrap().stdout).into_owned()
 }
 
 fn scenario(lab: &str, proxy: &str) {

@@ -12,6 +12,9 @@
 //! the other services untouched. Needs root and the lab's prerequisites
 //! (.ci/install-lab.sh).
 
+mod common;
+use common::{all_output, certificate, text};
+
 use std::path::PathBuf;
 use std::process::{Command, Output};
 
@@ -27,12 +30,10 @@ struct Repo {
 
 impl Repo {
     fn kiln(&self, args: &[&str]) -> Output {
-        Command::new(env!("CARGO_BIN_EXE_kiln"))
+        common::kiln()
             .args(args)
             .arg("--config")
             .arg(&self.config)
-            .env_remove("KILN_ENV")
-            .env_remove("KILN_CONFIG")
             .output()
             .unwrap()
     }
@@ -79,11 +80,7 @@ impl Repo {
 
     /// The services server's address, as `kiln lab up` recorded it.
     fn address(&self) -> String {
-        let t = std::fs::read_to_string(&self.config).unwrap();
-        let m = kiln_model::parse_str("kiln.toml", &t, self.config.parent().unwrap())
-            .unwrap_or_else(|d| panic!("{}", d.render(100, false)));
-        let env = m.environment("lab").unwrap();
-        env.host("services").unwrap().address.to_string()
+        common::lab_address(&self.config, "services")
     }
 
     fn started_at(&self, containers: &[&str]) -> Vec<String> {
@@ -93,23 +90,6 @@ impl Repo {
         ));
         out.lines().map(str::to_owned).collect()
     }
-}
-
-fn text(o: &Output) -> String {
-    format!(
-        "{}\n--- stdout\n{}\n--- stderr\n{}",
-        o.status,
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    )
-}
-
-fn all_output(o: &Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    )
 }
 
 /// Through Synapse's client API, from inside its container (its Python): log in as
@@ -414,11 +394,13 @@ fn scenario(repo: &Repo) {
 /// curl from the lab host to the services server's proxy: (status, body).
 fn https(repo: &Repo, name: &str, path: &str) -> (String, String) {
     let ip = repo.address();
-    let root = format!("/var/lib/kiln-lab/{}/acme/issuing-root.pem", repo.lab);
+    let root = common::issuing_root(&repo.lab);
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
     loop {
         let o = Command::new("curl")
-            .args(["-sS", "--max-time", "30", "--cacert", &root, "--resolve"])
+            .args(["-sS", "--max-time", "30", "--cacert"])
+            .arg(&root)
+            .arg("--resolve")
             .arg(format!("{name}:443:{ip}"))
             .args(["-w", "\n%{http_code}"])
             .arg(format!("https://{name}{path}"))
@@ -437,18 +419,6 @@ fn https(repo: &Repo, name: &str, path: &str) -> (String, String) {
         );
         std::thread::sleep(std::time::Duration::from_millis(500));
     }
-}
-
-fn issuer_and_names(repo: &Repo, name: &str) -> String {
-    let ip = repo.address();
-    let o = Command::new("bash")
-        .arg("-c")
-        .arg(format!(
-            "openssl s_client -connect {ip}:443 -servername {name} </dev/null 2>/dev/null | openssl x509 -noout -issuer -ext subjectAltName"
-        ))
-        .output()
-        .unwrap();
-    String::from_utf8_lossy(&o.stdout).into_owned()
 }
 
 fn https_checks(repo: &Repo) {
@@ -479,7 +449,7 @@ fn https_checks(repo: &Repo) {
         "hdoc.ergaster.test",
         "ergaster.test",
     ] {
-        let cert = issuer_and_names(repo, name);
+        let cert = certificate(&repo.address(), name);
         assert!(cert.contains("Pebble"), "{name}: {cert}");
         assert!(
             cert.contains(&format!("DNS:{name}")) && !cert.contains(", DNS:"),

@@ -3,8 +3,11 @@
 //! reported with its place in kiln.toml before anything is scanned, and an ambiguous or
 //! unknown target is an input error naming the choices. Only loopback addresses.
 
+mod common;
+use common::stderr;
+
 use std::path::Path;
-use std::process::{Command, Output};
+use std::process::Output;
 
 const HEAD: &str =
     "[project]\nname = \"t\"\ndomain = \"example.org\"\nacme_email = \"a@example.org\"\n";
@@ -17,22 +20,14 @@ fn env(name: &str, loopback: u8, host_keys: &str) -> String {
 }
 
 fn trust(dir: &Path, args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_kiln"))
+    common::kiln_plain()
         .arg("trust")
         .args(args)
         // A folder: its kiln.toml (trust used to ignore `--config DIR`).
         .arg("--config")
         .arg(dir)
-        .env("NO_COLOR", "1")
-        .env("COLUMNS", "100")
-        .env_remove("KILN_CONFIG")
-        .env_remove("KILN_ENV")
         .output()
         .unwrap()
-}
-
-fn stderr(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stderr).into_owned()
 }
 
 #[test]
