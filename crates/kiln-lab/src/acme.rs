@@ -14,11 +14,11 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, TcpStream};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::process::Child;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use crate::error::{LabError, Result, io};
 pub use crate::layout::AcmeState;
@@ -207,27 +207,7 @@ fn write_file(path: &Path, text: &str, mode: u32) -> Result<()> {
 
 /// Waits until `sock` accepts TCP connections; fails early when `child` exits.
 fn wait_port(child: &mut Child, argv: &[String], sock: SocketAddr, log: &Path) -> Result<()> {
-    let deadline = Instant::now() + START_TIMEOUT;
-    while TcpStream::connect_timeout(&sock, Duration::from_millis(300)).is_err() {
-        if let Ok(Some(status)) = child.try_wait() {
-            return Err(LabError::Command {
-                command: argv.join(" "),
-                status: status.to_string(),
-                stderr: std::fs::read_to_string(log).unwrap_or_default(),
-                hint: None,
-            });
-        }
-        if Instant::now() > deadline {
-            return Err(LabError::Timeout {
-                server: "(host)".into(),
-                what: format!("{} listening on {sock}", argv[0]),
-                seconds: START_TIMEOUT.as_secs(),
-                hint: Some(format!("see {}", log.display())),
-            });
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    Ok(())
+    process::wait_listening(child, argv, sock, log, START_TIMEOUT, &argv[0])
 }
 
 /// Starts challtestsrv and Pebble for the lab on `host` (its host-side address), after

@@ -79,6 +79,40 @@ fn cgroup_tree(root: &Path) -> Vec<PathBuf> {
 }
 
 /// Pids in the cgroup subtree `root` (any hierarchy).
+/// Waits until `sock` accepts TCP connections, within `timeout`; fails early, with its log,
+/// when `child` (started with `argv`, logging to `log`) exits. `what` names the server in
+/// the timeout error.
+pub fn wait_listening(
+    child: &mut Child,
+    argv: &[String],
+    sock: std::net::SocketAddr,
+    log: &Path,
+    timeout: Duration,
+    what: &str,
+) -> Result<()> {
+    let deadline = Instant::now() + timeout;
+    while std::net::TcpStream::connect_timeout(&sock, Duration::from_millis(300)).is_err() {
+        if let Ok(Some(status)) = child.try_wait() {
+            return Err(LabError::Command {
+                command: argv.join(" "),
+                status: status.to_string(),
+                stderr: std::fs::read_to_string(log).unwrap_or_default(),
+                hint: None,
+            });
+        }
+        if Instant::now() > deadline {
+            return Err(LabError::Timeout {
+                server: "(host)".into(),
+                what: format!("{what} listening on {sock}"),
+                seconds: timeout.as_secs(),
+                hint: Some(format!("see {}", log.display())),
+            });
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    Ok(())
+}
+
 pub fn pids_in(root: &Path) -> Vec<u32> {
     cgroup_tree(root)
         .iter()

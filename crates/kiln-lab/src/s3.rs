@@ -4,9 +4,9 @@
 //! `server` (write/read, never delete versions nor touch the lock). The client itself is
 //! `kiln_s3` (shared with kiln's backups); what the lab records is [`S3State`] in `layout.rs`.
 
-use std::net::{IpAddr, SocketAddr, TcpStream};
+use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 pub use kiln_s3::{Credentials, ObjectVersion, S3Client, S3Response};
 
@@ -86,26 +86,14 @@ pub fn start(roots: &Roots, lab: &str, host: IpAddr, opts: &S3Options) -> Result
         Restart::Never,
     )?;
     let sock = SocketAddr::new(host, S3_PORT);
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while TcpStream::connect_timeout(&sock, Duration::from_millis(300)).is_err() {
-        if let Ok(Some(status)) = child.try_wait() {
-            return Err(LabError::Command {
-                command: argv.join(" "),
-                status: status.to_string(),
-                stderr: std::fs::read_to_string(&log).unwrap_or_default(),
-                hint: None,
-            });
-        }
-        if Instant::now() > deadline {
-            return Err(LabError::Timeout {
-                server: "(host)".into(),
-                what: format!("S3 server on {sock}"),
-                seconds: 60,
-                hint: Some(format!("see {}", log.display())),
-            });
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    process::wait_listening(
+        &mut child,
+        &argv,
+        sock,
+        &log,
+        Duration::from_secs(60),
+        "the S3 server",
+    )?;
     // The launcher is in the lab's cgroup; teardown kills it.
     std::mem::drop(child);
     let endpoint = format!("http://{sock}");
