@@ -206,6 +206,8 @@ pub fn service_images(model: &Model) -> Vec<(String, String)> {
     let roles = roles(model);
     let mut out: Vec<(String, String)> = vec![];
     let proxy = model.environment(LAB_ENVIRONMENT).and_then(|env| {
+        // A route table that cannot be built is an error plan and apply report, naming
+        // the service; the lab then has no proxy image to provide.
         let routes = kiln_converge::desired::proxy::Routes::for_environment(model, env).ok()?;
         Some((env.proxy, routes.proxy_hosts()))
     });
