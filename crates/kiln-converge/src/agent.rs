@@ -285,6 +285,8 @@ pub struct RunOptions {
     pub operator: Option<String>,
     /// How long an apply waits for another run's lock before it is refused.
     pub lock_wait: Duration,
+    /// How long an apply waits for the proxy's missing certificates ([`crate::certs`]).
+    pub certificate_wait: Duration,
 }
 
 impl Default for RunOptions {
@@ -293,6 +295,7 @@ impl Default for RunOptions {
             plan_only: false,
             operator: None,
             lock_wait: crate::lock::DEFAULT_WAIT,
+            certificate_wait: crate::certs::SETTLE_WAIT,
         }
     }
 }
@@ -383,8 +386,24 @@ pub fn run_with(
             containers: observed.containers.clone(),
         });
     }
+    let certificates = desired
+        .certificates
+        .as_ref()
+        .map(|watch| (watch, crate::certs::observe(target, watch)));
+    if plan_only && let Some((_, states)) = &certificates {
+        sink.emit(Event::Certificates {
+            certificates: states.clone(),
+            waited_ms: 0,
+        });
+    }
     let plan = match crate::plan::plan(&desired, &observed) {
-        Ok(p) => p,
+        Ok(mut p) => {
+            if let Some((watch, states)) = &certificates {
+                p.warnings
+                    .extend(crate::certs::staging_warning(watch, states));
+            }
+            p
+        }
         Err(e) => {
             sink.emit(Event::Error {
                 message: e.to_string(),
@@ -399,6 +418,11 @@ pub fn run_with(
     if plan_only {
         return finish(sink, 0, false);
     }
+    for message in &plan.warnings {
+        sink.emit(Event::Warning {
+            message: message.clone(),
+        });
+    }
     if let Some(expected) = &desired.expect_plan
         && *expected != plan.fingerprint()
     {
@@ -412,6 +436,7 @@ pub fn run_with(
         });
         return finish(sink, 0, true);
     }
+    let applied_at = std::time::SystemTime::now();
     let (applied, ok) = crate::apply::apply(
         target,
         facts.as_ref(),
@@ -420,6 +445,19 @@ pub fn run_with(
         &plan,
         sink,
     );
+    if let Some((watch, before)) = certificates {
+        // A new or reloaded proxy orders what it lacks: give it the time to (or to say why
+        // not). Without a change, what was observed is the answer.
+        let (states, waited) = if applied > 0 {
+            crate::certs::settle(target, watch, applied_at, opts.certificate_wait)
+        } else {
+            (before, std::time::Duration::ZERO)
+        };
+        sink.emit(Event::Certificates {
+            certificates: states,
+            waited_ms: waited.as_millis() as u64,
+        });
+    }
     finish(sink, applied, !ok)
 }
 
@@ -476,6 +514,53 @@ mod tests {
         );
         assert!(matches!(events[1], Event::GuardRolledBack { .. }));
         assert!(!dir.path().join("etc/ssh/kiln.conf").exists());
+    }
+
+    #[test]
+    fn a_plan_reports_the_proxys_certificates_and_warns_before_a_first_production_order() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut t = Target {
+            root: dir.path().to_owned(),
+            runner: Box::new(crate::system::ScriptedRunner::default()),
+        };
+        let desired = |ca: &str| {
+            format!(
+                r#"{{"host":"web","certificates":{{"container":"kiln-proxy","store":{{"kind":"caddy","dir":"/data/caddy/certificates"}},"ca":"{ca}","names":["a.example.org"]}}}}"#
+            )
+        };
+        let run = |t: &mut Target, ca: &str| {
+            let input = frame_input(&parse_input_json(&desired(ca))).unwrap();
+            let mut events: Vec<Event> = vec![];
+            assert!(run(t, &input, true, &mut events), "{events:?}");
+            events
+        };
+        let events = run(&mut t, "letsencrypt");
+        let Some(Event::Certificates { certificates, .. }) = events
+            .iter()
+            .find(|e| matches!(e, Event::Certificates { .. }))
+        else {
+            panic!("{events:?}")
+        };
+        assert_eq!(certificates.len(), 1);
+        assert!(certificates[0].issued.is_none());
+        let Some(Event::Planned { plan, .. }) =
+            events.iter().find(|e| matches!(e, Event::Planned { .. }))
+        else {
+            panic!("{events:?}")
+        };
+        assert_eq!(plan.warnings.len(), 1, "{plan:?}");
+        assert!(plan.warnings[0].contains("staging CA never issued: a.example.org"));
+        // The staging CA itself: no warning.
+        let events = run(&mut t, "letsencrypt-staging");
+        assert!(
+            events
+                .iter()
+                .any(|e| matches!(e, Event::Planned { plan, .. } if plan.warnings.is_empty()))
+        );
+    }
+
+    fn parse_input_json(json: &str) -> DesiredState {
+        serde_json::from_str(json).unwrap()
     }
 
     #[test]

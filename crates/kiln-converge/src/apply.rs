@@ -1639,6 +1639,7 @@ mod tests {
             ],
             owned_after: Owned::default(),
             groups: vec![],
+            warnings: vec![],
         };
         let desired = DesiredState::default();
         let originals = BTreeMap::new();
@@ -2009,6 +2010,7 @@ mod health_tests {
             )],
             owned_after: Owned::default(),
             groups: vec![],
+            warnings: vec![],
         };
         let originals = BTreeMap::new();
         let mut ctx = Ctx {
@@ -2114,6 +2116,7 @@ mod health_tests {
             ],
             owned_after: Owned::default(),
             groups: vec![],
+            warnings: vec![],
         };
         let originals = BTreeMap::new();
         let mut ctx = Ctx {

@@ -92,6 +92,13 @@ pub enum Event {
         container: String,
         ms: u64,
     },
+    /// The reverse proxy's certificates, one per name of its routes ([`crate::certs`]):
+    /// in plan-only runs as observed, after an apply once they settled (`waited_ms`: how
+    /// long the agent waited for those still missing).
+    Certificates {
+        certificates: Vec<crate::certs::CertificateState>,
+        waited_ms: u64,
+    },
     /// Something worth telling that is not a failure (e.g. a directory kept because not empty).
     Warning { message: String },
     /// The agent could not do its work at all (bad input, unreadable host state).

@@ -6,6 +6,7 @@
 
 pub mod agent;
 pub mod apply;
+pub mod certs;
 pub mod desired;
 pub mod event;
 pub mod facts;

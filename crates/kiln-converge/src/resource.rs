@@ -40,6 +40,10 @@ pub struct DesiredState {
     /// Container images the host must hold (pulled before any unit starts).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub images: Vec<Image>,
+    /// The certificates the host's reverse proxy obtains by ACME: observed (and waited for
+    /// after an apply, [`crate::certs`]), never changed by kiln.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub certificates: Option<Certificates>,
     /// Facts about data already on the host that the plan must refuse to contradict
     /// (e.g. a PostgreSQL data directory of another major version).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
@@ -52,6 +56,43 @@ pub struct DesiredState {
     /// host rolls it back ([`crate::guard::DEFAULT_TIMEOUT_S`] when unset).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub guard_timeout_s: Option<u32>,
+}
+
+/// Which kind of certificate authority a proxy's configuration asks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum CaKind {
+    Letsencrypt,
+    LetsencryptStaging,
+    /// The proxy's own local CA.
+    Internal,
+    /// Another ACME directory (step-ca, the lab's Pebble, another public CA).
+    Custom,
+}
+
+/// Where a reverse proxy keeps the certificates it obtained.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "lowercase")]
+pub enum CertificateStore {
+    /// Caddy's `certificates` folder: `<dir>/<issuer>/<name>/<name>.crt`.
+    Caddy { dir: String },
+    /// Traefik's ACME storage file.
+    Traefik { acme_json: String },
+}
+
+/// The certificates a host's reverse proxy must hold, one per name of its routes.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Certificates {
+    /// The proxy's container: its log holds the ACME errors.
+    pub container: String,
+    pub store: CertificateStore,
+    /// The CA the proxy's configuration asks.
+    pub ca: CaKind,
+    /// The ACME directory, for messages (`None`: the proxy's internal CA).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub directory: Option<String>,
+    /// Host names, sorted.
+    pub names: Vec<String>,
 }
 
 /// The bytes of a file. On the wire: a JSON string when the bytes are UTF-8, otherwise
@@ -589,6 +630,10 @@ impl DesiredState {
             self.add_image(image);
         }
         self.preconditions.extend(other.preconditions);
+        if other.certificates.is_some() {
+            // One proxy per host.
+            self.certificates = other.certificates;
+        }
     }
 
     /// Declares an image, once: several containers (of one feature or of several) may run

@@ -30,7 +30,10 @@ use serde_json::{Value, json};
 use super::services::{ContainerSpec, Mount, Owner, add_container, deploys, dir_root};
 use super::template::render_catalog;
 use super::{DesiredError, EnvironmentContext};
-use crate::resource::{Content, DesiredState, File, Notify, Stage, Trigger, Validate};
+use crate::resource::{
+    CaKind, CertificateStore, Certificates, Content, DesiredState, File, Notify, Stage, Trigger,
+    Validate,
+};
 
 /// The proxy's container, and its unit (`kiln-proxy.service`).
 pub const CONTAINER: &str = "kiln-proxy";
@@ -388,6 +391,25 @@ pub(super) fn contribute(
         ..Default::default()
     };
     add_container(&mut d, env, host, &owner, image.to_owned(), spec)?;
+    d.certificates = Some(Certificates {
+        container: CONTAINER.to_owned(),
+        store: match proxy {
+            ProxyKind::Caddy => CertificateStore::Caddy {
+                dir: format!("{DATA_DIR}/caddy/certificates"),
+            },
+            ProxyKind::Traefik => CertificateStore::Traefik {
+                acme_json: format!("{DATA_DIR}/acme.json"),
+            },
+        },
+        ca: match acme {
+            AcmeCa::Letsencrypt => CaKind::Letsencrypt,
+            AcmeCa::LetsencryptStaging => CaKind::LetsencryptStaging,
+            AcmeCa::Internal => CaKind::Internal,
+            AcmeCa::Custom(_) => CaKind::Custom,
+        },
+        directory: acme.directory_url().map(str::to_owned),
+        names: sites.iter().map(|s| s.hostname.clone()).collect(),
+    });
     Ok(d)
 }
 

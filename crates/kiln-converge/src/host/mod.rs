@@ -198,6 +198,8 @@ pub struct AgentOutcome {
     pub confirmed: Vec<String>,
     /// Guarded groups that could not be confirmed: the host rolls them back.
     pub unconfirmed: Vec<String>,
+    /// The reverse proxy's certificates (hosts with routes), as last reported.
+    pub certificates: Option<Vec<crate::certs::CertificateState>>,
 }
 
 /// "start unit b: skipped because start unit a failed", or, when the agent stopped
@@ -215,6 +217,8 @@ fn skipped_message(op: crate::plan::Op, id: &crate::resource::ResourceId, becaus
 pub struct HostObserved {
     pub units: std::collections::BTreeMap<String, crate::observe::UnitStatus>,
     pub containers: std::collections::BTreeMap<String, crate::observe::ContainerState>,
+    /// The reverse proxy's certificates, on a host with routes.
+    pub certificates: Vec<crate::certs::CertificateState>,
 }
 
 /// A machine kiln converges.
@@ -354,10 +358,22 @@ pub trait Host: Send {
                     }
                     Event::Planned { plan, .. } => outcome.plan = Some(plan.clone()),
                     Event::Observed { units, containers } => {
+                        let certificates = outcome
+                            .observed
+                            .take()
+                            .map(|o| o.certificates)
+                            .unwrap_or_default();
                         outcome.observed = Some(HostObserved {
                             units: units.clone(),
                             containers: containers.clone(),
+                            certificates,
                         })
+                    }
+                    Event::Certificates { certificates, .. } => {
+                        outcome.certificates = Some(certificates.clone());
+                        if let Some(o) = outcome.observed.as_mut() {
+                            o.certificates = certificates.clone();
+                        }
                     }
                     Event::Failed { id, op, error, .. } => {
                         outcome.failed = true;

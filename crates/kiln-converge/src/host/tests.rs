@@ -19,6 +19,7 @@ fn finished_lines() -> Vec<String> {
         changes: vec![],
         owned_after: Owned::default(),
         groups: vec![],
+        warnings: vec![],
     };
     vec![
         serde_json::to_string(&Event::Planned {

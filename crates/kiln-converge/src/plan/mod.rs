@@ -132,7 +132,7 @@ impl Change {
 }
 
 /// Ordered changes for one host, plus the ownership record after a full apply.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Plan {
     pub host: String,
     pub changes: Vec<Change>,
@@ -140,6 +140,11 @@ pub struct Plan {
     /// Guarded groups and the indices of their changes ([`crate::guard`]).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub groups: Vec<crate::guard::GuardGroup>,
+    /// What deserves a word before applying, without being a change (e.g. a first order
+    /// to Let's Encrypt's production CA for names its staging CA never issued). Not part
+    /// of the fingerprint.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub warnings: Vec<String>,
 }
 
 impl Plan {
@@ -264,6 +269,7 @@ pub fn plan(desired: &DesiredState, obs: &Observed) -> Result<Plan, PlanError> {
         changes: d.changes,
         owned_after: d.owned,
         groups,
+        warnings: vec![],
     })
 }
 /// The stages the desired state's commands and units are in, in increasing order (stage

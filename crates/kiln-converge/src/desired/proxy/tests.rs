@@ -20,6 +20,15 @@ impl SecretSource for Fixed {
     }
 }
 
+/// The reference lab environment's CA: the lab's Pebble, its root recorded by `kiln lab up`.
+const LAB_CA: &str = "acme_ca = { directory = \"https://10.77.0.1:14000/dir\" }";
+
+/// `toml` with the lab environment's CA line replaced by `ca` (which must be there).
+fn lab_ca(toml: String, ca: &str) -> String {
+    assert!(toml.contains(LAB_CA), "the reference's lab CA line changed");
+    toml.replacen(LAB_CA, ca, 1)
+}
+
 fn reference() -> String {
     std::fs::read_to_string(
         Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/reference/kiln.toml"),
@@ -169,8 +178,8 @@ fn caddy_gets_the_environments_ca_a_checked_caddyfile_and_reloads_on_change() {
 #[test]
 fn a_custom_acme_directory_installs_its_root_before_the_configuration() {
     let (_d, m) = model_with(|t| {
-        t.replace(
-            "acme_ca = \"internal\"",
+        lab_ca(
+            t,
             "acme_ca = { directory = \"https://10.77.0.1:14000/dir\", ca_root = \"root.pem\" }",
         )
     });
@@ -199,8 +208,8 @@ fn a_custom_acme_directory_installs_its_root_before_the_configuration() {
 
     // A ca_root that is not there: an error naming the file and the environment.
     let (dir, m) = model_with(|t| {
-        t.replace(
-            "acme_ca = \"internal\"",
+        lab_ca(
+            t,
             "acme_ca = { directory = \"https://10.77.0.1:14000/dir\", ca_root = \"gone.pem\" }",
         )
     });
@@ -214,7 +223,7 @@ fn a_custom_acme_directory_installs_its_root_before_the_configuration() {
 
 #[test]
 fn the_internal_ca_is_caddys_own() {
-    let (_d, m) = model_with(|t| t);
+    let (_d, m) = model_with(|t| lab_ca(t, "acme_ca = \"internal\""));
     let d = desired(&m, "lab", "services").unwrap();
     let caddyfile = file_text(&d, "/etc/kiln/proxy/caddy/Caddyfile");
     assert!(caddyfile.contains("\tlocal_certs\n"), "{caddyfile}");
@@ -224,8 +233,8 @@ fn the_internal_ca_is_caddys_own() {
 #[test]
 fn traefik_renders_the_same_routes_in_static_and_dynamic_configuration() {
     let (_d, m) = model_with(|t| {
-        traefik(t).replace(
-            "acme_ca = \"internal\"",
+        lab_ca(
+            traefik(t),
             "acme_ca = { directory = \"https://10.77.0.1:14000/dir\", ca_root = \"root.pem\" }",
         )
     });
@@ -275,10 +284,6 @@ fn traefik_renders_the_same_routes_in_static_and_dynamic_configuration() {
 fn traefik_refuses_a_delegation_to_synapse_on_another_host() {
     let (_d, m) = model_with(|t| {
         traefik(t)
-            .replace(
-                "acme_ca = \"internal\"",
-                "acme_ca = { directory = \"https://10.77.0.1:14000/dir\" }",
-            )
             // The apex on the monitoring host, Synapse on the services host.
             .replace(
                 "apex_host = \"services\"\n\n[environments.lab.hosts.services]",
@@ -288,4 +293,51 @@ fn traefik_refuses_a_delegation_to_synapse_on_another_host() {
     let e = desired(&m, "lab", "monitoring").unwrap_err().to_string();
     assert!(e.contains("Synapse, which runs on host services"), "{e}");
     assert!(e.contains("no WireGuard between them"), "{e}");
+}
+
+#[test]
+fn the_proxy_host_watches_a_certificate_for_every_name_it_serves() {
+    let (_d, m) = model_with(|t| t);
+    let d = desired(&m, "lab", "services").unwrap();
+    let watch = d
+        .certificates
+        .expect("the proxy host watches its certificates");
+    let env = m.environment("lab").unwrap();
+    let routes = Routes::for_environment(&m, env).unwrap();
+    let names: Vec<String> = routes
+        .on_host("services")
+        .map(|s| s.hostname.clone())
+        .collect();
+    assert!(
+        names.contains(&"matrix.ergaster.test".to_string()),
+        "{names:?}"
+    );
+    assert_eq!(watch.names, names);
+    assert_eq!(watch.ca, CaKind::Custom);
+    assert_eq!(
+        watch.store,
+        CertificateStore::Caddy {
+            dir: "/srv/kiln/kiln-proxy/data/caddy/certificates".into()
+        }
+    );
+    assert_eq!(
+        watch.directory.as_deref(),
+        Some("https://10.77.0.1:14000/dir")
+    );
+    // Traefik keeps them in its ACME storage file; production is Let's Encrypt's.
+    let (_d, m) = model_with(traefik);
+    let watch = desired(&m, "production", "services")
+        .unwrap()
+        .certificates
+        .unwrap();
+    assert_eq!(
+        watch.store,
+        CertificateStore::Traefik {
+            acme_json: "/srv/kiln/kiln-proxy/data/acme.json".into()
+        }
+    );
+    assert_eq!(watch.ca, CaKind::Letsencrypt);
+    // A host without routes watches nothing.
+    let (_d, m) = model_with(|t| t);
+    assert_eq!(desired(&m, "lab", "monitoring").unwrap().certificates, None);
 }
