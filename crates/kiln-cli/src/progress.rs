@@ -78,6 +78,11 @@ impl Renderer {
                         p.note(format_args!("[{host}] {line}"))
                     }
                 }
+                HostUpdate::Event(e @ Event::Certificates { .. }) => {
+                    for line in certificate_lines(e) {
+                        p.note(format_args!("[{host}] {line}"))
+                    }
+                }
                 HostUpdate::Event(Event::Error { message }) => {
                     p.note(format_args!("[{host}] error: {message}"))
                 }
@@ -118,6 +123,11 @@ impl Renderer {
                             *ms as f64 / 1000.0
                         ));
                     }
+                    HostUpdate::Event(e @ Event::Certificates { .. }) => {
+                        for line in certificate_lines(e) {
+                            let _ = multi.println(format!("[{host}] {line}"));
+                        }
+                    }
                     HostUpdate::Event(e) if guard_line(e).is_some() => {
                         if let Some(line) = guard_line(e) {
                             let _ = multi.println(format!("[{host}] {line}"));
@@ -133,6 +143,39 @@ impl Renderer {
             }
         }
     }
+}
+
+/// What an apply says of the proxy's certificates: each name it waited for, and every
+/// name still pending (nothing when all were already there).
+fn certificate_lines(e: &Event) -> Vec<String> {
+    let Event::Certificates {
+        certificates,
+        waited_ms,
+    } = e
+    else {
+        return vec![];
+    };
+    let now = kiln_converge::certs::now();
+    if *waited_ms == 0 && certificates.iter().all(|c| c.valid_at(now)) {
+        return vec![];
+    }
+    certificates
+        .iter()
+        .map(|c| {
+            let l = crate::render::certs::line(c, now);
+            if c.valid_at(now) {
+                format!("certificate {l}")
+            } else {
+                format!("warning: certificate {l}")
+            }
+        })
+        .chain((*waited_ms > 0).then(|| {
+            format!(
+                "certificates settled in {:.1} s",
+                *waited_ms as f64 / 1000.0
+            )
+        }))
+        .collect()
 }
 
 /// What a guarded group's events say, in one line.

@@ -240,6 +240,9 @@ pub struct ApplyReport {
     /// The hosts that failed, and why.
     pub failed: Vec<HostFailure>,
     pub elapsed: Duration,
+    /// Names the hosts' reverse proxies have no valid certificate for yet, by host, with
+    /// the proxy's last error line about each (pending: the proxy keeps trying).
+    pub pending_certificates: Vec<(String, kiln_converge::certs::CertificateState)>,
 }
 
 /// Applies every slot's desired state (the pinned plan, when [`plan_pinned`] ran first).
@@ -266,7 +269,16 @@ fn apply_with(
     let hosts = answers.len();
     let mut failed = vec![];
     let mut changed = 0;
+    let mut pending_certificates = vec![];
+    let now = kiln_converge::certs::now();
     for (name, answer) in answers {
+        if let Ok(o) = &answer {
+            for c in o.certificates.iter().flatten() {
+                if !c.valid_at(now) {
+                    pending_certificates.push((name.clone(), c.clone()));
+                }
+            }
+        }
         match answer {
             Ok(o) if !o.failed => changed += o.applied,
             Ok(o) => {
@@ -286,6 +298,7 @@ fn apply_with(
         hosts,
         failed,
         elapsed: start.elapsed(),
+        pending_certificates,
     })
 }
 
@@ -342,7 +355,6 @@ fn drive(
 mod tests {
     use super::*;
     use kiln_converge::host::Privilege;
-    use kiln_converge::owned::Owned;
     use kiln_converge::run::Connect;
 
     fn job(name: &str) -> Job {
@@ -362,8 +374,7 @@ mod tests {
             plan: Some(Plan {
                 host: host.into(),
                 changes: vec![],
-                owned_after: Owned::default(),
-                groups: vec![],
+                ..Default::default()
             }),
             ..Default::default()
         };

@@ -90,6 +90,19 @@ pub fn run(ctx: &Context, args: Args) -> CmdResult {
             report.failed.len()
         ));
     }
+    if !report.pending_certificates.is_empty() && !args.json {
+        let now = kiln_converge::certs::now();
+        p.note(format_args!(
+            "warning: {} certificate(s) pending: the proxy keeps asking its ACME server; `kiln status` shows them\n{}",
+            report.pending_certificates.len(),
+            report
+                .pending_certificates
+                .iter()
+                .map(|(host, c)| format!("  {host}: {}", crate::render::certs::line(c, now)))
+                .collect::<Vec<_>>()
+                .join("\n")
+        ));
+    }
     if report.failed.is_empty() {
         Ok(ExitCode::from(error::SUCCESS))
     } else {

@@ -9,6 +9,7 @@
 use std::collections::BTreeMap;
 use std::process::ExitCode;
 
+use kiln_converge::certs::CertificateState;
 use kiln_converge::host::HostObserved;
 use kiln_converge::resource::DesiredState;
 use serde::Serialize;
@@ -16,13 +17,15 @@ use serde::Serialize;
 use crate::args::Targeting;
 use crate::context::Context;
 use crate::error::{CliError, CmdResult};
+use crate::render::duration;
 use crate::render::table::align;
 
 /// Show whether each service runs, is healthy, and runs the pinned version.
 #[derive(Debug, clap::Args)]
 #[command(
     after_help = "Exit status: 0 every service runs and is healthy, 3 some service \
-is not (or runs another version than kiln.toml pins), 1 a host could not be reached, 2 bad input.
+is not (or runs another version than kiln.toml pins) or a certificate of the reverse proxy is
+pending or expired, 1 a host could not be reached, 2 bad input.
 
 Examples:
   kiln status --env production     every host and service of production
@@ -91,21 +94,6 @@ pub fn services(desired: &DesiredState, seen: &HostObserved) -> Vec<ServiceStatu
         .collect()
 }
 
-/// `3d 4h`, `2h 5m`, `12m`, `40s`.
-pub fn uptime(seconds: i64) -> String {
-    let s = seconds.max(0);
-    let (d, h, m) = (s / 86_400, s % 86_400 / 3600, s % 3600 / 60);
-    if d > 0 {
-        format!("{d}d {h}h")
-    } else if h > 0 {
-        format!("{h}h {m}m")
-    } else if m > 0 {
-        format!("{m}m")
-    } else {
-        format!("{s}s")
-    }
-}
-
 /// The tag of an image reference, for the table (`docker.io/x/synapse:v1.2` → `v1.2`).
 fn tag(reference: &str) -> &str {
     let last = reference.rsplit('/').next().unwrap_or(reference);
@@ -113,7 +101,13 @@ fn tag(reference: &str) -> &str {
 }
 
 /// The table of one host.
-pub fn render_host(host: &str, rows: &[ServiceStatus], pending: usize, now: i64) -> String {
+pub fn render_host(
+    host: &str,
+    rows: &[ServiceStatus],
+    certificates: &[CertificateState],
+    pending: usize,
+    now: i64,
+) -> String {
     let mut out = format!("{host}\n");
     if rows.is_empty() {
         out.push_str("  no services\n");
@@ -131,12 +125,15 @@ pub fn render_host(host: &str, rows: &[ServiceStatus], pending: usize, now: i64)
                 r.health.clone(),
                 version,
                 r.started_at
-                    .map_or_else(|| "-".to_owned(), |t| uptime(now - t)),
+                    .map_or_else(|| "-".to_owned(), |t| duration(now - t)),
             ]);
         }
         for line in align(&table, "  ").lines() {
             out.push_str(&format!("  {line}\n"));
         }
+    }
+    if !certificates.is_empty() {
+        out.push_str(&crate::render::certs::table(certificates, now));
     }
     if pending > 0 {
         out.push_str(&format!(
@@ -178,14 +175,22 @@ pub fn run(ctx: &Context, args: Args) -> CmdResult {
             .unwrap_or_default();
         let pending = h.plan.as_ref().map_or(0, |plan| plan.changes.len());
         all_ok &= rows.iter().all(ServiceStatus::ok);
+        all_ok &= seen.certificates.iter().all(|c| c.valid_at(now));
         if args.json {
             p.outln(serde_json::json!({
                 "host": h.host,
                 "services": rows,
+                "certificates": seen.certificates,
                 "pending_changes": pending,
             }));
         } else {
-            p.out(render_host(&h.host, &rows, pending, now));
+            p.out(render_host(
+                &h.host,
+                &rows,
+                &seen.certificates,
+                pending,
+                now,
+            ));
         }
         if let Err(f) = &h.plan {
             // Observed, but not plannable (a refusal): said, not fatal for the status.
@@ -273,12 +278,13 @@ mod tests {
                 ),
             ]
             .into(),
+            certificates: vec![],
         };
         let rows = services(&desired(), &seen);
         assert_eq!(rows.len(), 3);
         assert!(rows[0].ok());
         assert!(!rows[1].ok() && !rows[2].ok());
-        let text = render_host("services", &rows, 2, 1000 + 2 * 86_400 + 3 * 3600);
+        let text = render_host("services", &rows, &[], 2, 1000 + 2 * 86_400 + 3 * 3600);
         assert_eq!(
             text,
             "services\n  \
@@ -288,13 +294,5 @@ mod tests {
              hedgedoc  inactive  not running  - (kiln.toml pins 1.10.3)           -\n  \
              2 change(s) pending: `kiln plan` shows them, `kiln apply` makes them\n"
         );
-    }
-
-    #[test]
-    fn uptimes_are_short() {
-        assert_eq!(uptime(40), "40s");
-        assert_eq!(uptime(12 * 60 + 5), "12m");
-        assert_eq!(uptime(2 * 3600 + 5 * 60), "2h 5m");
-        assert_eq!(uptime(-5), "0s");
     }
 }

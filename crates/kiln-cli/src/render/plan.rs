@@ -23,6 +23,7 @@ pub fn render_plan(name: &str, plan: &Plan) -> String {
     let c = plan.counts();
     if plan.is_empty() {
         out.push_str(&format!("{name}: no changes\n"));
+        warnings(&mut out, plan);
         return out;
     }
     out.push_str(&format!(
@@ -75,7 +76,21 @@ pub fn render_plan(name: &str, plan: &Plan) -> String {
             ids.join(", ")
         ));
     }
+    warnings(&mut out, plan);
     out
+}
+
+/// `  warning: …`, continuation lines kept under it.
+fn warnings(out: &mut String, plan: &Plan) {
+    for w in &plan.warnings {
+        for (i, line) in w.lines().enumerate() {
+            if i == 0 {
+                out.push_str(&format!("  warning: {line}\n"));
+            } else {
+                out.push_str(&format!("  {}\n", line.trim_start()));
+            }
+        }
+    }
 }
 
 #[cfg(test)]
@@ -118,6 +133,7 @@ mod tests {
             ],
             owned_after: Owned::default(),
             groups: vec![],
+            warnings: vec![],
         };
         assert_eq!(
             render_plan("web", &plan),
@@ -138,8 +154,24 @@ mod tests {
             changes: vec![],
             owned_after: Owned::default(),
             groups: vec![],
+            warnings: vec![],
         };
         assert_eq!(render_plan("web", &empty), "web: no changes\n");
+    }
+
+    #[test]
+    fn warnings_follow_the_changes_even_without_any() {
+        let plan = Plan {
+            host: "web".into(),
+            changes: vec![],
+            owned_after: Owned::default(),
+            groups: vec![],
+            warnings: vec!["first line\n  hint: second".into()],
+        };
+        assert_eq!(
+            render_plan("web", &plan),
+            "web: no changes\n  warning: first line\n  hint: second\n"
+        );
     }
 
     #[test]
@@ -155,6 +187,7 @@ mod tests {
                 name: "sshd".into(),
                 changes: vec![0, 1],
             }],
+            warnings: vec![],
         };
         assert_eq!(
             render_plan("web", &plan),
