@@ -314,7 +314,96 @@ fn scenario(lab: &str, proxy: &str) {
         "HSTS: {}",
         finding("HSTS_time")
     );
+    // `kiln status` shows every name's certificate, from the proxy's own storage.
+    let status = repo.kiln(&["status", "--env", "lab"]);
+    let shown = String::from_utf8_lossy(&status.stdout).into_owned();
+    assert!(status.status.success(), "status: {}", text(&status));
+    for name in [format!("www.{DOMAIN}"), format!("blog.{DOMAIN}")] {
+        let row = shown
+            .lines()
+            .find(|l| l.trim_start().starts_with(&format!("{name} ")))
+            .unwrap_or_else(|| panic!("no certificate row for {name}:\n{shown}"));
+        assert!(row.contains("issued by Pebble Intermediate CA"), "{row}");
+    }
+
+    pending_while_the_acme_server_is_unreachable(&repo, &ip);
     eprintln!("{proxy}: done in {:.1} s", started.elapsed().as_secs_f64());
+}
+
+const LATE: &str = r#"
+[services.late]
+kind = "container"
+host = "web"
+subdomain = "late"
+version = "2"
+options = { image = "docker.io/library/caddy", port = 80 }
+"#;
+
+/// A new name while the ACME server cannot be reached (the lab's directory moved to a
+/// port nothing listens on): apply says the certificate is pending with the proxy's own
+/// error line, `kiln status` shows it and exits 3; once the server is back, the next
+/// apply reports it issued.
+fn pending_while_the_acme_server_is_unreachable(repo: &Repo, ip: &str) {
+    let good = std::fs::read_to_string(&repo.config).unwrap();
+    assert!(good.contains(":14000/dir"), "{good}");
+    let mut t = good.replace(":14000/dir", ":14099/dir");
+    t.push_str(LATE);
+    std::fs::write(&repo.config, &t).unwrap();
+    let dns = repo.kiln(&["lab", "dns", "--lab", &repo.lab]);
+    assert!(dns.status.success(), "kiln lab dns: {}", text(&dns));
+    let apply = repo.kiln(&["apply", "--env", "lab", "--yes"]);
+    let out = all_output(&apply);
+    assert!(apply.status.success(), "pending is not a failure: {out}");
+    let late = format!("late.{DOMAIN}");
+    let line = out
+        .lines()
+        .find(|l| l.contains(&format!("  web: {late}: pending: ")))
+        .unwrap_or_else(|| panic!("apply names the pending certificate:\n{out}"));
+    // The proxy's own words: the port it could not reach.
+    assert!(line.contains("14099"), "{line}");
+    eprintln!("pending, as apply reports it:\n{line}");
+    assert!(out.contains("1 certificate(s) pending"), "{out}");
+
+    let status = repo.kiln(&["status", "--env", "lab"]);
+    let shown = String::from_utf8_lossy(&status.stdout).into_owned();
+    assert_eq!(status.status.code(), Some(3), "status: {}", text(&status));
+    let row = shown
+        .lines()
+        .find(|l| l.trim_start().starts_with(&format!("{late} ")))
+        .unwrap_or_else(|| panic!("no row for {late}:\n{shown}"));
+    assert!(row.contains("pending: ") && row.contains("14099"), "{row}");
+    let json = repo.kiln(&["status", "--env", "lab", "--json"]);
+    let host: serde_json::Value =
+        serde_json::from_slice(&json.stdout).unwrap_or_else(|e| panic!("{e}: {}", text(&json)));
+    let cert = host["certificates"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["name"] == late.as_str())
+        .unwrap()
+        .clone();
+    assert!(
+        cert["issued"].is_null() && cert["error"].is_string(),
+        "{cert}"
+    );
+
+    // The server is back: the next apply waits for the certificate and says so.
+    let mut t = good.clone();
+    t.push_str(LATE);
+    std::fs::write(&repo.config, &t).unwrap();
+    let apply = repo.kiln(&["apply", "--env", "lab", "--yes"]);
+    let out = all_output(&apply);
+    assert!(apply.status.success(), "{out}");
+    assert!(
+        out.contains(&format!(
+            "certificate {late}: issued by Pebble Intermediate CA"
+        )),
+        "{out}"
+    );
+    assert!(!out.contains("pending"), "{out}");
+    assert!(certificate(ip, &late).contains(&format!("DNS:{late}")));
+    let status = repo.kiln(&["status", "--env", "lab"]);
+    assert!(status.status.success(), "status: {}", text(&status));
 }
 
 #[test]

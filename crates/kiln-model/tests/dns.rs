@@ -55,7 +55,7 @@ fn production_has_the_reference_docs_table_plus_hosts_grafana_and_caa() {
 }
 
 #[test]
-fn staging_lives_under_its_subdomain_and_lab_forbids_public_cas() {
+fn staging_lives_under_its_subdomain_and_only_the_internal_ca_forbids_public_cas() {
     let m = load("examples/reference/kiln.toml");
     let staging = triples(&m, "staging");
     assert!(staging.contains(&t("staging.ergaster.org", "A", "203.0.113.50")));
@@ -74,9 +74,19 @@ fn staging_lives_under_its_subdomain_and_lab_forbids_public_cas() {
             .iter()
             .all(|(n, _, _)| n.ends_with("staging.ergaster.org"))
     );
+    // The lab's Pebble is a custom ACME directory: kiln cannot know which CAA identity it
+    // checks, so no CAA record at all.
     let lab = triples(&m, "lab");
-    let caa: Vec<_> = lab.iter().filter(|r| r.1 == "CAA").collect();
-    assert_eq!(caa, vec![&t("ergaster.test", "CAA", "0 issue \";\"")]);
+    assert!(lab.iter().all(|r| r.1 != "CAA"), "{lab:#?}");
+    // The proxy's internal CA issues without ACME: no public CA may.
+    let demo = load("examples/demo/kiln.toml");
+    let env = &demo.environments[0];
+    assert_eq!(env.acme_ca, kiln_model::AcmeCa::Internal);
+    let caa: Vec<_> = triples(&demo, &env.name)
+        .into_iter()
+        .filter(|r| r.1 == "CAA")
+        .collect();
+    assert_eq!(caa, vec![t(&env.domain, "CAA", "0 issue \";\"")]);
 }
 
 #[test]

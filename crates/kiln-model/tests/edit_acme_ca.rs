@@ -1,7 +1,6 @@
 //! `kiln lab up` records the lab's ACME directory in kiln.toml's `lab` environment through
 //! `kiln_model::edit::set_acme_ca`: the file still loads, with the new directory and an
-//! absolute ca_root, and the comments around it stay. (The reference's lab environment
-//! has `acme_ca = "internal"`: kiln-converge's proxy tests build on that.)
+//! absolute ca_root, and the comments around it (and beside it) stay.
 
 use std::path::Path;
 
@@ -48,7 +47,7 @@ fn the_recorded_directory_loads_and_comments_stay() {
     let text = std::fs::read_to_string(&path).unwrap();
     // The named CA was replaced in place, the comments around it kept.
     assert!(
-        text.contains("domain = \"ergaster.test\"             # reserved for testing (RFC 6761): never a public name\nacme_ca = { directory = \"https://10.77.7.1:14000/dir\", ca_root = \"/var/lib/kiln-lab/t/acme/ca.pem\" }\napex_host = \"services\"\n"),
+        text.contains("domain = \"ergaster.test\"             # reserved for testing (RFC 6761): never a public name\nacme_ca = { directory = \"https://10.77.7.1:14000/dir\", ca_root = \"/var/lib/kiln-lab/t/acme/ca.pem\" }   # the lab's Pebble: `kiln lab up` records its root\napex_host = \"services\"\n"),
         "{text}"
     );
     assert!(text.contains(

@@ -27,7 +27,14 @@ fn environments_keep_file_order_and_their_settings() {
     let staging = m.environment("staging").unwrap();
     assert_eq!(staging.acme_ca, AcmeCa::LetsencryptStaging);
     assert!(!staging.backups_enabled, "staging sets backups = false");
-    assert_eq!(m.environment("lab").unwrap().acme_ca, AcmeCa::Internal);
+    // The lab's Pebble (`kiln lab up` records its root beside the directory).
+    assert_eq!(
+        m.environment("lab").unwrap().acme_ca,
+        AcmeCa::Custom(kiln_model::CustomAcme {
+            directory: "https://10.77.0.1:14000/dir".into(),
+            ca_root: None,
+        })
+    );
     assert!(m.environment("nope").is_none());
 }
 
