@@ -580,7 +580,7 @@ impl<T: JsonSchema> JsonSchema for SwitchSchema<T> {
     }
 }
 
-/// `[base.sshd]`: the hardened sshd.
+/// Tunes the hardened sshd; `sshd = true` or `sshd = false` only turns it on or off.
 #[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 #[schemars(rename = "BaseSshd")]
@@ -599,7 +599,7 @@ pub(crate) struct RawSshd {
     pub penalties_exempt: Option<S<Vec<S<String>>>>,
 }
 
-/// `[base.firewall]`: firewalld.
+/// Tunes the firewall; `firewall = true` or `firewall = false` only turns it on or off.
 #[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 #[schemars(rename = "BaseFirewall")]
@@ -613,7 +613,7 @@ pub(crate) struct RawFirewall {
     pub extra_ports: Option<S<Vec<S<String>>>>,
 }
 
-/// `[base.updates]`: automatic security updates.
+/// Tunes automatic security updates; `updates = true` or `updates = false` only turns it on or off.
 #[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 #[schemars(rename = "BaseUpdates")]
@@ -632,7 +632,7 @@ pub(crate) struct RawUpdates {
     pub reboot_window: Option<S<String>>,
 }
 
-/// `[base.wireguard]`: the WireGuard mesh between the environment's hosts.
+/// Tunes the WireGuard mesh; `wireguard = true` or `wireguard = false` only turns it on or off.
 #[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 #[schemars(rename = "BaseWireguard")]

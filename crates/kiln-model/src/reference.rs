@@ -300,11 +300,13 @@ impl<'a> Renderer<'a> {
             format!("{path}.{key}")
         };
         // `true`, `false` or a table (a part of `[base]`).
-        if let Some(table) = s.get("anyOf").and_then(Value::as_array).and_then(|any| {
-            any.iter()
-                .map(|a| self.resolve(a))
-                .find(|a| a.get("properties").is_some())
-        }) {
+        if is_switch(s)
+            && let Some(table) = s.get("anyOf").and_then(Value::as_array).and_then(|any| {
+                any.iter()
+                    .map(|a| self.resolve(a))
+                    .find(|a| a.get("properties").is_some())
+            })
+        {
             return Some(Child {
                 path: joined,
                 schema: table,
@@ -382,11 +384,7 @@ impl<'a> Renderer<'a> {
                 continue;
             };
             let child = self.child_section(path, key, prop);
-            let switch = self
-                .resolve(prop)
-                .get("anyOf")
-                .and_then(Value::as_array)
-                .is_some_and(|any| any.iter().any(|a| a["type"] == "boolean"));
+            let switch = is_switch(self.resolve(prop));
             let ty = match (&child, prop.get("x-kiln-same-as").and_then(Value::as_str)) {
                 (_, Some(same)) => format!("table, the keys of `[{same}]`"),
                 (Some(c), _) if c.kind == SectionKind::ArrayItem => {
@@ -457,6 +455,13 @@ impl<'a> Renderer<'a> {
             None => "any".into(),
         }
     }
+}
+
+/// A value that is `true`, `false` or a table (a part of `[base]`).
+fn is_switch(s: &Value) -> bool {
+    s.get("anyOf")
+        .and_then(Value::as_array)
+        .is_some_and(|any| any.iter().any(|a| a["type"] == "boolean"))
 }
 
 struct Child<'a> {
