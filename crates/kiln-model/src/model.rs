@@ -3,10 +3,14 @@
 
 use std::collections::BTreeMap;
 use std::fmt;
-use std::net::{IpAddr, Ipv6Addr};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::path::{Path, PathBuf};
 
 use serde::Serialize;
+
+mod base;
+pub use base::*;
+pub use ipnet::{IpNet, Ipv4Net};
 
 /// The whole of kiln.toml, validated.
 #[derive(Debug, Clone, Serialize)]
@@ -206,6 +210,11 @@ pub struct Environment {
     pub backups_enabled: bool,
     /// Hosts by role.
     pub hosts: BTreeMap<String, Host>,
+    /// The private IPv4 range of the environment's WireGuard mesh, `None` when no host of
+    /// the environment joins it. Set with `[base.wireguard] range` (top level or
+    /// environment); by default `10.<101 + i>.0.0/24` for the environment at 0-based
+    /// position `i` in kiln.toml. Never shared with another environment.
+    pub wireguard_range: Option<Ipv4Net>,
 }
 
 impl Environment {
@@ -230,6 +239,20 @@ impl Environment {
     /// `https://<subdomain>.<domain>` for a service reachable over HTTP.
     pub fn service_url(&self, service: &Service) -> Option<String> {
         self.service_fqdn(service).map(|f| format!("https://{f}"))
+    }
+
+    /// The WireGuard address of the host playing `role`: with the environment's hosts
+    /// sorted by role name, the first gets `.1` of [`Environment::wireguard_range`], the
+    /// second `.2`, and so on (hosts with WireGuard turned off keep their place, so turning
+    /// one off moves no other). Stable as long as the environment's roles do not change:
+    /// a new role sorting before others moves theirs. `None` when the host does not exist
+    /// or does not join the mesh.
+    pub fn wireguard_address(&self, role: &str) -> Option<Ipv4Addr> {
+        let range = self.wireguard_range?;
+        self.hosts.get(role)?.base.wireguard.as_ref()?;
+        let index = self.hosts.keys().position(|r| r == role)?;
+        let address = u32::from(range.network()).checked_add(u32::try_from(index).ok()? + 1)?;
+        (address < u32::from(range.broadcast())).then(|| Ipv4Addr::from(address))
     }
 }
 
@@ -320,6 +343,9 @@ pub struct Host {
     pub host_keys: Vec<String>,
     /// Operating system, when declared.
     pub os: Option<OsFamily>,
+    /// The hardened base of the host, resolved from the top-level, environment and host
+    /// `base` tables over the defaults.
+    pub base: Base,
 }
 
 impl Host {

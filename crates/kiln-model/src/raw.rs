@@ -35,6 +35,21 @@ pub(crate) const DEFAULT_FILE_MODE: u32 = 0o644;
 pub(crate) const DEFAULT_OWNER: &str = "root";
 /// Key prefix of the backup repository when none is given.
 pub(crate) const DEFAULT_BACKUP_PREFIX: &str = "{env}";
+/// UDP port WireGuard listens on when `[base.wireguard] port` is not given.
+pub(crate) const DEFAULT_WIREGUARD_PORT: u16 = 51820;
+/// WireGuard `PersistentKeepalive` in seconds when `[base.wireguard] keepalive` is not given.
+pub(crate) const DEFAULT_WIREGUARD_KEEPALIVE: u16 = 25;
+/// Second octet of the first environment's default WireGuard range: the environment at
+/// 0-based index `i` in the file gets `10.(101 + i).0.0/24`.
+pub(crate) const WIREGUARD_RANGE_FIRST_OCTET: u8 = 101;
+/// Deadline of the lockout guard when `[base] rollback_seconds` is not given.
+pub(crate) const DEFAULT_ROLLBACK_SECONDS: u64 = 60;
+/// Shortest lockout guard deadline: kiln must have time to open a fresh SSH connection.
+pub(crate) const MIN_ROLLBACK_SECONDS: u64 = 20;
+/// Longest lockout guard deadline: a locked-out owner gets back in within minutes.
+pub(crate) const MAX_ROLLBACK_SECONDS: u64 = 600;
+/// `[base.updates] reboot` when not given.
+pub(crate) const DEFAULT_REBOOT: &str = "never";
 
 /// Who and what the infrastructure is for.
 #[derive(Debug, Deserialize, JsonSchema)]
@@ -84,6 +99,14 @@ pub(crate) struct RawEnvironment {
     /// Whether backups run in this environment (needs a `[backups]` section).
     #[schemars(with = "Option<bool>", extend("default" = true))]
     pub backups: Option<S<bool>>,
+    /// The hardened base of this environment's hosts, over the top-level `[base]`: the
+    /// same keys, each one set here replacing the top level's. The WireGuard `range` is
+    /// set here (or at the top level), not per host.
+    // Decoded by hand (see `decode_base`).
+    #[serde(default, skip_deserializing)]
+    #[schemars(!default, !skip_deserializing, with = "Option<RawBase>")]
+    #[schemars(extend("x-kiln-same-as" = "base"))]
+    pub base: Option<S<RawBase>>,
     /// The environment's servers, one per role (`[environments.<env>.hosts.<role>]`).
     /// Every environment has the same roles.
     // Decoded host by host (see `decode_document`); `None` for a host that failed to
@@ -140,6 +163,14 @@ pub(crate) struct RawHost {
     /// Operating system of the host, when declared.
     #[schemars(with = "Option<String>", extend("enum" = OsFamily::NAMES))]
     pub os: Option<S<String>>,
+    /// The hardened base of this host, over its environment's and the top-level `[base]`:
+    /// the same keys (except the WireGuard `range`, an environment's), each one set here
+    /// replacing theirs.
+    // Decoded by hand (see `decode_base`).
+    #[serde(default, skip_deserializing)]
+    #[schemars(!default, !skip_deserializing, with = "Option<RawBase>")]
+    #[schemars(extend("x-kiln-same-as" = "base"))]
+    pub base: Option<S<RawBase>>,
 }
 
 /// A service from the catalog, placed on a role. Its options depend on its `kind` (see
@@ -465,6 +496,167 @@ pub(crate) struct RawCommand {
     pub triggered_by: Vec<S<String>>,
 }
 
+/// The hardened base every host gets: hardened sshd, a firewall, automatic security
+/// updates, time sync, node exporter, a WireGuard mesh between the environment's hosts,
+/// and the lockout guard that rolls a change back when it would cut you off. Every part
+/// is on unless turned off here; a part that is a table is tuned by its keys.
+/// `[environments.<env>.base]` and `[environments.<env>.hosts.<role>.base]` take the same
+/// keys: the host's override the environment's, which override these, which override the
+/// defaults. A table at a lower level changes only the keys it sets (a list replaces the
+/// upper level's list); `sshd = false` turns a part off, `sshd = true` back on.
+#[derive(Debug, Default, JsonSchema)]
+#[schemars(rename = "Base", deny_unknown_fields)]
+pub(crate) struct RawBase {
+    /// sshd, hardened by an early drop-in (`/etc/ssh/sshd_config.d/00-kiln.conf`): login
+    /// with a key only (password and keyboard-interactive login are always off: that is
+    /// not configurable), no root login, only the admin user (and `allow_groups`),
+    /// `LogLevel VERBOSE`. `false` leaves sshd's configuration alone.
+    #[schemars(with = "Option<SwitchSchema<RawSshd>>", extend("default" = true))]
+    pub sshd: Option<S<Switch<RawSshd>>>,
+    /// firewalld: the public zone allows SSH (on the host's `ssh_port`), 80/443 on hosts
+    /// that run the reverse proxy, the WireGuard port, and `extra_ports`; `wg0` is in a
+    /// trusted zone; everything else is refused. `false` leaves the firewall alone.
+    #[schemars(with = "Option<SwitchSchema<RawFirewall>>", extend("default" = true))]
+    pub firewall: Option<S<Switch<RawFirewall>>>,
+    /// Automatic security updates: dnf-automatic on RHEL, unattended-upgrades on Debian,
+    /// and a metric of pending updates and required reboots for monitoring.
+    #[schemars(with = "Option<SwitchSchema<RawUpdates>>", extend("default" = true))]
+    pub updates: Option<S<Switch<RawUpdates>>>,
+    /// Time sync (chrony) and the host name (`<role>.<domain>`): certificates, backups
+    /// and RPO figures depend on a correct clock.
+    #[schemars(with = "Option<bool>", extend("default" = true))]
+    pub time: Option<S<bool>>,
+    /// Prometheus node exporter, listening on the host's WireGuard address only, with a
+    /// textfile collector directory the base and the backups write metrics into.
+    #[schemars(with = "Option<bool>", extend("default" = true))]
+    pub node_exporter: Option<S<bool>>,
+    /// The WireGuard mesh: `wg0` on every host of the environment, every other host a
+    /// peer; internal traffic (monitoring scrapes) goes over it only.
+    #[schemars(with = "Option<SwitchSchema<RawWireguard>>", extend("default" = true))]
+    pub wireguard: Option<S<Switch<RawWireguard>>>,
+    /// Deadline of the lockout guard, in seconds: a change to sshd, the firewall or
+    /// WireGuard is rolled back by the host itself unless kiln proves, on a fresh SSH
+    /// connection, that you can still log in within this time.
+    #[schemars(with = "Option<i64>", range(min = MIN_ROLLBACK_SECONDS, max = MAX_ROLLBACK_SECONDS))]
+    #[schemars(extend("default" = DEFAULT_ROLLBACK_SECONDS))]
+    pub rollback_seconds: Option<S<i64>>,
+}
+
+pub(crate) const BASE_KEYS: &[&str] = &[
+    "sshd",
+    "firewall",
+    "updates",
+    "time",
+    "node_exporter",
+    "wireguard",
+    "rollback_seconds",
+];
+
+/// A part of the base as written: `true`/`false`, or a table tuning it.
+#[derive(Debug)]
+pub(crate) enum Switch<T> {
+    /// `part = true` (on, with the upper level's settings) or `part = false` (off).
+    Bool(bool),
+    /// `[base.<part>]` or `part = { … }`.
+    Table(T),
+}
+
+/// The schema of a [`Switch`]: `true`, `false` or the part's table.
+pub(crate) struct SwitchSchema<T>(std::marker::PhantomData<T>);
+
+impl<T: JsonSchema> JsonSchema for SwitchSchema<T> {
+    fn inline_schema() -> bool {
+        true
+    }
+
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        format!("{}Switch", T::schema_name()).into()
+    }
+
+    fn json_schema(generator: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        schemars::json_schema!({
+            "anyOf": [{ "type": "boolean" }, generator.subschema_for::<T>()]
+        })
+    }
+}
+
+/// Tunes the hardened sshd; `sshd = true` or `sshd = false` only turns it on or off.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+#[schemars(rename = "BaseSshd")]
+pub(crate) struct RawSshd {
+    /// Whether kiln hardens sshd (`sshd = false` says the same).
+    #[schemars(with = "Option<bool>", extend("default" = true))]
+    pub enabled: Option<S<bool>>,
+    /// Groups whose members may log in besides the admin user (`AllowGroups`), e.g.
+    /// `["ops"]`; the admin user always may.
+    #[schemars(with = "Option<Vec<String>>", extend("default" = []))]
+    pub allow_groups: Option<S<Vec<S<String>>>>,
+    /// Addresses or CIDR ranges exempt from OpenSSH's `PerSourcePenalties` (OpenSSH 9.8
+    /// and later), e.g. `["203.0.113.7", "2001:db8:7::/48"]`: your own address, so that a
+    /// few failed attempts do not lock you out for a while.
+    #[schemars(with = "Option<Vec<String>>", extend("default" = []))]
+    pub penalties_exempt: Option<S<Vec<S<String>>>>,
+}
+
+/// Tunes the firewall; `firewall = true` or `firewall = false` only turns it on or off.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+#[schemars(rename = "BaseFirewall")]
+pub(crate) struct RawFirewall {
+    /// Whether kiln manages the firewall (`firewall = false` says the same).
+    #[schemars(with = "Option<bool>", extend("default" = true))]
+    pub enabled: Option<S<bool>>,
+    /// Ports opened on the public zone besides those kiln derives (SSH, 80/443 for the
+    /// reverse proxy, WireGuard), as `port/protocol`: `["8448/tcp", "3478/udp"]`.
+    #[schemars(with = "Option<Vec<String>>", extend("default" = []))]
+    pub extra_ports: Option<S<Vec<S<String>>>>,
+}
+
+/// Tunes automatic security updates; `updates = true` or `updates = false` only turns it on or off.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+#[schemars(rename = "BaseUpdates")]
+pub(crate) struct RawUpdates {
+    /// Whether kiln sets up automatic security updates (`updates = false` says the same).
+    #[schemars(with = "Option<bool>", extend("default" = true))]
+    pub enabled: Option<S<bool>>,
+    /// Whether the host reboots by itself after an update that needs it: `never` (the
+    /// metric tells monitoring a reboot is pending) or `when-needed`.
+    #[schemars(with = "Option<String>", extend("enum" = crate::model::Reboot::NAMES))]
+    #[schemars(extend("default" = DEFAULT_REBOOT))]
+    pub reboot: Option<S<String>>,
+    /// When the host may reboot with `reboot = "when-needed"`, host's local time,
+    /// `"HH:MM-HH:MM"` (may cross midnight: `"23:30-01:00"`); any time when not given.
+    #[schemars(with = "Option<String>")]
+    pub reboot_window: Option<S<String>>,
+}
+
+/// Tunes the WireGuard mesh; `wireguard = true` or `wireguard = false` only turns it on or off.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+#[schemars(rename = "BaseWireguard")]
+pub(crate) struct RawWireguard {
+    /// Whether the host joins the mesh (`wireguard = false` says the same).
+    #[schemars(with = "Option<bool>", extend("default" = true))]
+    pub enabled: Option<S<bool>>,
+    /// The environment's private IPv4 range, like `"10.50.0.0/24"` (prefix at most /30,
+    /// room for every host). Default: `10.<101 + i>.0.0/24` for the environment at 0-based
+    /// position `i` in kiln.toml (production first: `10.101.0.0/24`), so set it when you
+    /// reorder environments. Hosts get `.1`, `.2`, … in the order of their roles' names.
+    /// Two environments never share addresses. An environment's setting, not a host's.
+    #[schemars(with = "Option<String>")]
+    pub range: Option<S<String>>,
+    /// UDP port WireGuard listens on.
+    #[schemars(with = "Option<i64>", range(min = 1, max = 65535))]
+    #[schemars(extend("default" = DEFAULT_WIREGUARD_PORT))]
+    pub port: Option<S<i64>>,
+    /// `PersistentKeepalive` towards every peer, in seconds (`0`: none).
+    #[schemars(with = "Option<i64>", range(min = 0, max = 65535))]
+    #[schemars(extend("default" = DEFAULT_WIREGUARD_KEEPALIVE))]
+    pub keepalive: Option<S<i64>>,
+}
+
 /// kiln.toml: your whole infrastructure, described once.
 // Lists keep the file's order.
 #[derive(Debug, Default, JsonSchema)]
@@ -473,6 +665,9 @@ pub(crate) struct RawDocument {
     /// Who and what the infrastructure is for.
     #[schemars(required)]
     pub project: Option<RawProject>,
+    /// The hardened base of every host (overridable per environment and per host).
+    #[schemars(with = "Option<RawBase>")]
+    pub base: Option<S<RawBase>>,
     /// The environments, by name (`[environments.<env>]`): the same roles on different
     /// servers.
     #[schemars(with = "BTreeMap<String, RawEnvironment>", extend("x-kiln-key" = "env"))]
@@ -493,6 +688,7 @@ pub(crate) struct RawDocument {
 
 pub(crate) const TOP_KEYS: &[&str] = &[
     "project",
+    "base",
     "environments",
     "services",
     "backups",
@@ -544,6 +740,7 @@ pub(crate) fn decode_document(source: &Source) -> (RawDocument, Vec<ConfigError>
                     }
                 }
             }
+            "base" => doc.base = decode_base(source, &value, &mut errors),
             "backups" => doc.backups = decode_spanned(source, &value, &mut errors),
             "monitoring" => doc.monitoring = decode_spanned(source, &value, &mut errors),
             "roles" => {
@@ -631,6 +828,9 @@ fn decode_environment(
         return None;
     };
     let hosts = table.remove("hosts");
+    let base = table
+        .remove_entry("base")
+        .and_then(|(_, b)| decode_base(source, &b, errors));
     let mut env: Option<RawEnvironment> = decode(
         source,
         &Spanned::new(span.clone(), DeValue::Table(table)),
@@ -641,14 +841,136 @@ fn decode_environment(
         for (role, host) in table_entries(source, &hosts, "hosts", errors) {
             // The role is kept even when the host is invalid, so that references to it
             // are not reported as well.
-            let h = decode_spanned(source, &host, errors);
+            let h = decode_host(source, host, errors);
             decoded_hosts.push((owned_key(&role), h));
         }
     }
     if let Some(env) = env.as_mut() {
         env.hosts = decoded_hosts;
+        env.base = base;
     }
     env
+}
+
+/// A host: its `base` table by hand, the rest by serde.
+fn decode_host(
+    source: &Source,
+    value: Spanned<DeValue<'_>>,
+    errors: &mut Vec<ConfigError>,
+) -> Option<S<RawHost>> {
+    let span = value.span();
+    let DeValue::Table(mut table) = value.into_inner() else {
+        errors.push(
+            ConfigError::at(
+                source,
+                span,
+                "kiln::config::wrong_type",
+                "a host must be a table",
+            )
+            .label("not a table")
+            .help("write `[environments.<env>.hosts.<role>]` with an address and an admin_user"),
+        );
+        return None;
+    };
+    let base = table
+        .remove_entry("base")
+        .and_then(|(_, b)| decode_base(source, &b, errors));
+    let mut host: Option<S<RawHost>> =
+        decode_spanned(source, &Spanned::new(span, DeValue::Table(table)), errors);
+    if let Some(h) = host.as_mut() {
+        h.get_mut().base = base;
+    }
+    host
+}
+
+/// A `[base]` table (top level, environment or host), key by key: a part is `true`,
+/// `false` or its own table.
+fn decode_base(
+    source: &Source,
+    value: &Spanned<DeValue<'_>>,
+    errors: &mut Vec<ConfigError>,
+) -> Option<S<RawBase>> {
+    let DeValue::Table(table) = value.get_ref() else {
+        errors.push(
+            ConfigError::at(
+                source,
+                value.span(),
+                "kiln::config::wrong_type",
+                format!("`base` must be a table, found {}", value.get_ref().type_str()),
+            )
+            .label("not a table")
+            .help("write a `[base]` section with the parts to turn off or tune, like `updates = { reboot = \"when-needed\" }`"),
+        );
+        return None;
+    };
+    let mut base = RawBase::default();
+    for (key, v) in sorted(table) {
+        match key.get_ref().as_ref() {
+            "sshd" => base.sshd = decode_switch(source, "sshd", v, errors),
+            "firewall" => base.firewall = decode_switch(source, "firewall", v, errors),
+            "updates" => base.updates = decode_switch(source, "updates", v, errors),
+            "wireguard" => base.wireguard = decode_switch(source, "wireguard", v, errors),
+            "time" => base.time = decode_spanned(source, &v, errors),
+            "node_exporter" => base.node_exporter = decode_spanned(source, &v, errors),
+            "rollback_seconds" => base.rollback_seconds = decode_spanned(source, &v, errors),
+            other => errors.push(unknown_key(
+                source,
+                other,
+                key.span(),
+                BASE_KEYS,
+                "keys of `[base]`",
+            )),
+        }
+    }
+    Some(Spanned::new(value.span(), base))
+}
+
+/// A part of the base: `true`, `false`, or its table.
+fn decode_switch<T: DeserializeOwned>(
+    source: &Source,
+    part: &str,
+    value: Spanned<DeValue<'_>>,
+    errors: &mut Vec<ConfigError>,
+) -> Option<S<Switch<T>>> {
+    let span = value.span();
+    match value.get_ref() {
+        DeValue::Boolean(on) => Some(Spanned::new(span, Switch::Bool(*on))),
+        DeValue::Table(table) => {
+            let mut value = value.clone();
+            if part == "sshd"
+                && let Some((key, _)) = table.get_key_value("password_login")
+            {
+                // Not an unknown key like any other: the point of the base is key-only login.
+                errors.push(
+                    ConfigError::at(
+                        source,
+                        key.span(),
+                        "kiln::config::invalid_value",
+                        "password login cannot be turned on: kiln's sshd accepts keys only",
+                    )
+                    .label("not configurable")
+                    .help("remove `password_login`; to let someone in, give them an account with their public key in `~/.ssh/authorized_keys` and add its group to `allow_groups`"),
+                );
+                if let DeValue::Table(t) = value.get_mut() {
+                    t.remove("password_login");
+                }
+            }
+            decode(source, &value, errors).map(|t| Spanned::new(span, Switch::Table(t)))
+        }
+        other => {
+            errors.push(
+                ConfigError::at(
+                    source,
+                    span,
+                    "kiln::config::wrong_type",
+                    format!("`{part}` must be true, false or a table, found {}", other.type_str()),
+                )
+                .label("not a switch or a table")
+                .help(format!("`{part} = false` turns this part of the base off, `{part} = true` on; a table tunes it, like `[base.{part}]` with its keys")),
+            );
+            None
+        }
+    }
 }
 
 fn decode_role(

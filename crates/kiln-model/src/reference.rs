@@ -289,12 +289,30 @@ impl<'a> Renderer<'a> {
 
     /// Where a property's value leads to another section: `(path, schema, kind)`.
     fn child_section(&self, path: &str, key: &str, prop: &'a Value) -> Option<Child<'a>> {
+        if prop.get("x-kiln-same-as").is_some() {
+            // Another level of a table documented once (`[base]`).
+            return None;
+        }
         let s = self.resolve(prop);
         let joined = if path.is_empty() {
             key.to_string()
         } else {
             format!("{path}.{key}")
         };
+        // `true`, `false` or a table (a part of `[base]`).
+        if is_switch(s)
+            && let Some(table) = s.get("anyOf").and_then(Value::as_array).and_then(|any| {
+                any.iter()
+                    .map(|a| self.resolve(a))
+                    .find(|a| a.get("properties").is_some())
+            })
+        {
+            return Some(Child {
+                path: joined,
+                schema: table,
+                kind: SectionKind::Table,
+            });
+        }
         if s.get("properties").is_some() {
             return Some(Child {
                 path: joined,
@@ -366,12 +384,15 @@ impl<'a> Renderer<'a> {
                 continue;
             };
             let child = self.child_section(path, key, prop);
-            let ty = match &child {
-                Some(c) if c.kind == SectionKind::ArrayItem => {
+            let switch = is_switch(self.resolve(prop));
+            let ty = match (&child, prop.get("x-kiln-same-as").and_then(Value::as_str)) {
+                (_, Some(same)) => format!("table, the keys of `[{same}]`"),
+                (Some(c), _) if c.kind == SectionKind::ArrayItem => {
                     format!("array of tables, see `[[{}]]`", c.path)
                 }
-                Some(c) => format!("table, see `[{}]`", c.path),
-                None => self.type_name(prop),
+                (Some(c), _) if switch => format!("boolean or table, see `[{}]`", c.path),
+                (Some(c), _) => format!("table, see `[{}]`", c.path),
+                (None, _) => self.type_name(prop),
             };
             let description = prop
                 .get("description")
@@ -434,6 +455,13 @@ impl<'a> Renderer<'a> {
             None => "any".into(),
         }
     }
+}
+
+/// A value that is `true`, `false` or a table (a part of `[base]`).
+fn is_switch(s: &Value) -> bool {
+    s.get("anyOf")
+        .and_then(Value::as_array)
+        .is_some_and(|any| any.iter().any(|a| a["type"] == "boolean"))
 }
 
 struct Child<'a> {
@@ -568,7 +596,7 @@ fn toml_value(v: &Value) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::raw::ROLE_KEYS;
+    use crate::raw::{BASE_KEYS, ROLE_KEYS};
 
     fn keys(v: &Value) -> Vec<String> {
         let mut k: Vec<String> = v
@@ -597,6 +625,12 @@ mod tests {
             .cloned()
             .unwrap_or_default();
         assert_eq!(keys(&role), sorted(ROLE_KEYS));
+        let base = schema
+            .pointer("/definitions/Base")
+            .cloned()
+            .unwrap_or_default();
+        assert_eq!(keys(&base), sorted(BASE_KEYS));
+        assert_eq!(base["additionalProperties"], json!(false));
         assert_eq!(schema["additionalProperties"], json!(false));
         assert_eq!(role["additionalProperties"], json!(false));
     }
@@ -634,6 +668,12 @@ mod tests {
             "## `[backups.retention]`",
             "## `[roles.<role>]`",
             "## `[[roles.<role>.files]]`",
+            "## `[base]`",
+            "## `[base.sshd]`",
+            "## `[base.wireguard]`",
+            "| `sshd` | boolean or table, see `[base.sshd]` | no | `true` |",
+            "| `base` | table, the keys of `[base]` |",
+            "| `rollback_seconds` | integer, 20 to 600 | no | `60` |",
             "| `ssh_port` | integer, 1 to 65535 | no | `22` |",
         ] {
             assert!(md.contains(section), "{section} missing from:\n{md}");

@@ -176,3 +176,162 @@ fn the_roles_sample_is_typed_as_the_contract_says() {
         [std::path::PathBuf::from("/etc/app/app.conf")]
     );
 }
+
+#[test]
+fn every_warning_sample_loads_with_located_hinted_warnings() {
+    let files = corpus("warnings");
+    assert!(
+        files.len() >= 2,
+        "warning corpus too small: {}",
+        files.len()
+    );
+    for path in files {
+        let stem = path.file_stem().unwrap().to_str().unwrap().to_string();
+        let m = parse(&path).unwrap_or_else(|d| {
+            panic!(
+                "{} should load (with warnings):\n{}",
+                path.display(),
+                d.render(100, false)
+            )
+        });
+        assert!(!m.warnings.is_empty(), "{stem}: no warning");
+        for w in &m.warnings {
+            let loc = w
+                .location()
+                .unwrap_or_else(|| panic!("{stem}: warning without location: {w}"));
+            assert!(
+                loc.starts_with(&format!("warnings/{stem}.toml:")),
+                "{stem}: {loc}"
+            );
+            assert!(
+                w.help.as_deref().is_some_and(|h| !h.is_empty()),
+                "{stem}: warning without hint: {w}"
+            );
+        }
+        let rendered: Vec<String> = m.warnings.iter().map(|w| w.render_plain()).collect();
+        let rendered = rendered.join("\n");
+        insta::assert_snapshot!(format!("warning-{stem}"), rendered);
+    }
+}
+
+#[test]
+fn the_base_sample_resolves_host_over_environment_over_top_level() {
+    use kiln_model::{PortSpec, Protocol, Reboot, RebootWindow};
+    let path =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/config/valid/base-every-key.toml");
+    let m = parse(&path).unwrap();
+    assert!(m.warnings.is_empty(), "{:#?}", m.warnings);
+
+    let prod = m.environment("production").unwrap();
+    assert_eq!(
+        prod.wireguard_range.map(|r| r.to_string()).as_deref(),
+        Some("10.50.0.0/28"),
+        "set by the environment"
+    );
+    let web = &prod.host("web").unwrap().base;
+    assert_eq!(web.rollback_seconds, 120, "environment over top level");
+    assert!(!web.node_exporter, "host over top level");
+    assert!(web.time);
+    let sshd = web.sshd.as_ref().unwrap();
+    assert_eq!(
+        sshd.allow_groups,
+        ["ops", "deploy"],
+        "a host's list replaces"
+    );
+    assert_eq!(
+        sshd.penalties_exempt
+            .iter()
+            .map(|n| n.to_string())
+            .collect::<Vec<_>>(),
+        ["203.0.113.7/32", "198.51.100.0/24", "2001:db8:7::/48"],
+        "the keys the host does not set are the upper level's"
+    );
+    assert_eq!(
+        web.firewall.as_ref().unwrap().extra_ports,
+        [
+            PortSpec {
+                port: 8448,
+                protocol: Protocol::Tcp
+            },
+            PortSpec {
+                port: 3478,
+                protocol: Protocol::Udp
+            }
+        ]
+    );
+    let updates = web.updates.as_ref().unwrap();
+    assert_eq!(updates.reboot, Reboot::WhenNeeded, "from the top level");
+    assert_eq!(
+        updates.reboot_window,
+        RebootWindow::parse("04:00-05:00"),
+        "the environment's table changes only its window"
+    );
+    let wg = web.wireguard.unwrap();
+    assert_eq!((wg.port, wg.keepalive), (51821, 15));
+    assert_eq!(Some(wg.range), prod.wireguard_range);
+
+    let db = &prod.host("db").unwrap().base;
+    assert!(db.firewall.is_none() && db.updates.is_none());
+    let wg = db.wireguard.unwrap();
+    assert_eq!((wg.port, wg.keepalive), (51822, 0));
+    // Sorted by role: db, web.
+    assert_eq!(
+        prod.wireguard_address("db"),
+        Some("10.50.0.1".parse().unwrap())
+    );
+    assert_eq!(
+        prod.wireguard_address("web"),
+        Some("10.50.0.2".parse().unwrap())
+    );
+    assert_eq!(prod.wireguard_address("nope"), None);
+
+    let staging = m.environment("staging").unwrap();
+    assert_eq!(
+        staging.wireguard_range.map(|r| r.to_string()).as_deref(),
+        Some("10.102.0.0/24"),
+        "the default of the second environment"
+    );
+    let sweb = &staging.host("web").unwrap().base;
+    assert!(sweb.sshd.is_none() && sweb.updates.is_none() && !sweb.time);
+    assert_eq!(sweb.rollback_seconds, 90);
+    let sdb = &staging.host("db").unwrap().base;
+    assert_eq!(
+        sdb.sshd.as_ref().map(|s| s.allow_groups.clone()),
+        Some(vec!["ops".to_string()]),
+        "`sshd = true` turns it back on with the upper levels' settings"
+    );
+    assert!(sdb.wireguard.is_none());
+    assert_eq!(staging.wireguard_address("db"), None, "not in the mesh");
+    assert_eq!(
+        staging.wireguard_address("web"),
+        Some("10.102.0.2".parse().unwrap()),
+        "db keeps its place"
+    );
+}
+
+#[test]
+fn without_a_base_every_part_is_on_with_its_defaults() {
+    use kiln_model::Reboot;
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/config/valid/minimal.toml");
+    let m = parse(&path).unwrap();
+    let env = m.environment("production").unwrap();
+    let base = &env.host("web").unwrap().base;
+    assert_eq!(base.sshd.as_ref().map(|s| s.allow_groups.len()), Some(0));
+    assert_eq!(base.firewall.as_ref().map(|f| f.extra_ports.len()), Some(0));
+    assert_eq!(
+        base.updates.as_ref().map(|u| (u.reboot, u.reboot_window)),
+        Some((Reboot::Never, None))
+    );
+    assert!(base.time && base.node_exporter);
+    let wg = base.wireguard.unwrap();
+    assert_eq!((wg.port, wg.keepalive), (51820, 25));
+    assert_eq!(base.rollback_seconds, 60);
+    assert_eq!(
+        env.wireguard_range.map(|r| r.to_string()).as_deref(),
+        Some("10.101.0.0/24")
+    );
+    assert_eq!(
+        env.wireguard_address("web"),
+        Some("10.101.0.1".parse().unwrap())
+    );
+}

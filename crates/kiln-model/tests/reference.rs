@@ -196,3 +196,46 @@ fn find_config_walks_up_from_a_subfolder() {
         found.display()
     );
 }
+
+#[test]
+fn every_host_gets_the_hardened_base_and_each_environment_its_mesh() {
+    use kiln_model::{Reboot, RebootWindow};
+    let m = reference();
+    assert!(m.warnings.is_empty(), "{:#?}", m.warnings);
+    let ranges: Vec<_> = m
+        .environments
+        .iter()
+        .map(|e| e.wireguard_range.map(|r| r.to_string()))
+        .collect();
+    assert_eq!(
+        ranges,
+        [
+            Some("10.101.0.0/24".to_string()),
+            Some("10.102.0.0/24".to_string()),
+            Some("10.103.0.0/24".to_string())
+        ]
+    );
+    let lab = m.environment("lab").unwrap();
+    assert_eq!(
+        lab.wireguard_address("monitoring"),
+        Some("10.103.0.1".parse().unwrap())
+    );
+    assert_eq!(
+        lab.wireguard_address("services"),
+        Some("10.103.0.2".parse().unwrap())
+    );
+    for env in &m.environments {
+        for host in env.hosts.values() {
+            let b = &host.base;
+            assert!(b.sshd.is_some() && b.firewall.is_some() && b.time && b.node_exporter);
+            let updates = b.updates.as_ref().unwrap();
+            assert_eq!(updates.reboot, Reboot::WhenNeeded);
+            assert_eq!(updates.reboot_window, RebootWindow::parse("04:00-05:00"));
+            assert_eq!(
+                b.wireguard.map(|w| (w.port, w.keepalive)),
+                Some((51820, 25))
+            );
+            assert_eq!(b.rollback_seconds, 60);
+        }
+    }
+}

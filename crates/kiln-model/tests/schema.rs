@@ -36,6 +36,10 @@ fn the_schema_is_draft_7_with_descriptions() {
     assert!(project["acme_email"]["description"].is_string());
     let host = &schema["definitions"]["Host"]["properties"];
     assert_eq!(host["ssh_port"]["default"], 22);
+    let base = &schema["definitions"]["Base"]["properties"];
+    assert_eq!(base["rollback_seconds"]["default"], 60);
+    assert_eq!(base["sshd"]["default"], true);
+    assert!(base["sshd"]["description"].is_string());
 }
 
 #[test]
@@ -70,6 +74,12 @@ fn unknown_keys_kinds_and_mistyped_options_do_not_validate() {
         ("option-wrong-type.toml", "is not of type"),
         ("missing-required-key.toml", "is a required property"),
         ("unknown-os.toml", "is not one of"),
+        ("base-unknown-key.toml", "additional"),
+        ("base-host-unknown-key.toml", "additional"),
+        ("base-password-login.toml", "is not valid under any"),
+        ("base-unknown-reboot.toml", "is not valid under any"),
+        ("base-rollback-out-of-range.toml", "less than the minimum"),
+        ("base-part-wrong-type.toml", "is not valid under any"),
     ] {
         let path = repo().join("tests/config/invalid").join(file);
         let e = errors(&v, &path);

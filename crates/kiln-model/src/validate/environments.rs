@@ -165,6 +165,7 @@ pub(super) fn environments(
             apex_host: env.apex_host.as_ref().map(|a| a.get_ref().clone()),
             backups_enabled: env.backups.as_ref().is_none_or(|b| *b.get_ref()),
             hosts,
+            wireguard_range: None,
         });
     }
     names_of_other_environments(cx, raw);
@@ -380,6 +381,8 @@ fn host<'a>(
         admin_user: h.admin_user.get_ref().clone(),
         host_keys,
         os,
+        // Resolved by `base::resolve` once the whole document is known.
+        base: Base::unresolved(),
     })
 }
 

@@ -14,6 +14,7 @@ use crate::model::*;
 use crate::raw::*;
 
 mod backups;
+mod base;
 mod environments;
 mod roles;
 mod services;
@@ -28,6 +29,8 @@ const UNKNOWN_REF: &str = "kiln::config::unknown_reference";
 const DUPLICATE: &str = "kiln::config::duplicate";
 const MISSING: &str = "kiln::config::missing_key";
 const DEPRECATED: &str = "kiln::config::deprecated";
+/// A warning: a setting that changes nothing where it applies.
+const NO_EFFECT: &str = "kiln::config::no_effect";
 
 struct Ctx<'a> {
     src: &'a Source,
@@ -107,8 +110,15 @@ pub(crate) fn validate(
         },
     };
 
-    let environments = environments(&mut cx, &doc.environments, project.proxy);
+    let mut environments = environments(&mut cx, &doc.environments, project.proxy);
     let services = services(&mut cx, &doc.services, &doc.environments);
+    base::base(
+        &mut cx,
+        doc.base.as_ref(),
+        &doc.environments,
+        &mut environments,
+        &services,
+    );
     names_clash(&mut cx, &doc.environments, &doc.services, &services);
     let generated = generated_secrets(&mut cx, &doc.services, &doc.environments);
     let backups = doc
