@@ -547,6 +547,29 @@ static RECIPES: &[Recipe] = &[
 /// `catalog/<kind>/container.j2`).
 pub const CONTAINER_TEMPLATE: &str = "container.j2";
 
+/// The templates of the hardened base every host gets (sshd, firewalld, automatic updates,
+/// time, node-exporter, WireGuard) are filed under this kind: `template("base", name)`,
+/// overridden by a repository's `catalog/base/<name>`.
+pub const BASE_KIND: &str = "base";
+
+/// Every template of the base ([`BASE_KIND`]).
+pub const BASE_TEMPLATES: &[&str] = &[
+    "sshd-00-kiln.conf.j2",
+    "firewalld-zone-public.xml.j2",
+    "firewalld-zone-kiln.xml.j2",
+    "52kiln-unattended-upgrades.j2",
+    "20auto-upgrades.j2",
+    "dnf-automatic.conf.j2",
+    "dnf-automatic-timer.conf.j2",
+    "updates-metrics.sh.j2",
+    "kiln-updates-metrics.service.j2",
+    "kiln-updates-metrics.timer.j2",
+    "chrony.conf.j2",
+    "prometheus-node-exporter.j2",
+    "node-exporter-wg.conf.j2",
+    "wg0.conf.j2",
+];
+
 static TEMPLATES: &[(&str, &str, &str)] = &[
     (
         "*",
@@ -582,6 +605,76 @@ static TEMPLATES: &[(&str, &str, &str)] = &[
         "synapse",
         "log.config.j2",
         include_str!("../templates/synapse/log.config.j2"),
+    ),
+    (
+        BASE_KIND,
+        "sshd-00-kiln.conf.j2",
+        include_str!("../templates/base/sshd-00-kiln.conf.j2"),
+    ),
+    (
+        BASE_KIND,
+        "firewalld-zone-public.xml.j2",
+        include_str!("../templates/base/firewalld-zone-public.xml.j2"),
+    ),
+    (
+        BASE_KIND,
+        "firewalld-zone-kiln.xml.j2",
+        include_str!("../templates/base/firewalld-zone-kiln.xml.j2"),
+    ),
+    (
+        BASE_KIND,
+        "52kiln-unattended-upgrades.j2",
+        include_str!("../templates/base/52kiln-unattended-upgrades.j2"),
+    ),
+    (
+        BASE_KIND,
+        "20auto-upgrades.j2",
+        include_str!("../templates/base/20auto-upgrades.j2"),
+    ),
+    (
+        BASE_KIND,
+        "dnf-automatic.conf.j2",
+        include_str!("../templates/base/dnf-automatic.conf.j2"),
+    ),
+    (
+        BASE_KIND,
+        "dnf-automatic-timer.conf.j2",
+        include_str!("../templates/base/dnf-automatic-timer.conf.j2"),
+    ),
+    (
+        BASE_KIND,
+        "updates-metrics.sh.j2",
+        include_str!("../templates/base/updates-metrics.sh.j2"),
+    ),
+    (
+        BASE_KIND,
+        "kiln-updates-metrics.service.j2",
+        include_str!("../templates/base/kiln-updates-metrics.service.j2"),
+    ),
+    (
+        BASE_KIND,
+        "kiln-updates-metrics.timer.j2",
+        include_str!("../templates/base/kiln-updates-metrics.timer.j2"),
+    ),
+    (
+        BASE_KIND,
+        "chrony.conf.j2",
+        include_str!("../templates/base/chrony.conf.j2"),
+    ),
+    (
+        BASE_KIND,
+        "prometheus-node-exporter.j2",
+        include_str!("../templates/base/prometheus-node-exporter.j2"),
+    ),
+    (
+        BASE_KIND,
+        "node-exporter-wg.conf.j2",
+        include_str!("../templates/base/node-exporter-wg.conf.j2"),
+    ),
+    (
+        BASE_KIND,
+        "wg0.conf.j2",
+        include_str!("../templates/base/wg0.conf.j2"),
     ),
 ];
 
@@ -625,6 +718,25 @@ pub fn secret_name(service: &str, suffix: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn every_base_template_is_embedded_and_base_is_no_recipe() {
+        for name in BASE_TEMPLATES {
+            let t = template(BASE_KIND, name).unwrap_or_else(|| panic!("base/{name} missing"));
+            assert!(
+                t.contains("Managed by kiln"),
+                "base/{name} does not say who manages it"
+            );
+        }
+        let listed = TEMPLATES.iter().filter(|(k, _, _)| *k == BASE_KIND).count();
+        assert_eq!(
+            listed,
+            BASE_TEMPLATES.len(),
+            "BASE_TEMPLATES and TEMPLATES disagree"
+        );
+        // `kind = "base"` is not a service: the base is every host's, not a recipe.
+        assert!(recipe(BASE_KIND).is_none());
+    }
 
     #[test]
     fn kinds_are_unique_and_names_are_vault_safe() {

@@ -3,7 +3,8 @@
 //! Each feature is a module that contributes its share of a host's resources:
 //! [`roles`] (today's `[roles.<role>]` resources), and the seams where the next features
 //! plug in: [`services`] (containers as quadlets), [`proxy`] (the reverse proxy's routes),
-//! [`firewall`] and [`wireguard`] (the mesh between the hosts). The shares are merged
+//! [`firewall`] and [`wireguard`] (the mesh between the hosts). [`base`] renders the
+//! files of the hardened base every host gets (not wired in yet). The shares are merged
 //! with one duplicate check: two features declaring the same resource is an error naming
 //! both, one feature declaring it twice is [`crate::resource::InvalidState::Duplicate`].
 //!
@@ -14,6 +15,7 @@
 //! Reads template and source files under the model's folder; talks to no host, prints
 //! nothing.
 
+pub mod base;
 pub mod firewall;
 pub mod proxy;
 pub mod roles;
@@ -77,6 +79,12 @@ pub enum DesiredError {
     Service {
         host: String,
         service: String,
+        message: String,
+    },
+    #[error("host {host}: the base's {part}: {message}")]
+    Base {
+        host: String,
+        part: &'static str,
         message: String,
     },
     #[error("environment {env} has no host {host}")]
