@@ -194,9 +194,7 @@ fn lab_records() -> Vec<(String, String, String)> {
 
 /// The records `kiln dns` says environment `env` needs.
 fn records(env: &str) -> Vec<(String, String, String)> {
-    let o = kiln(&[
-        "dns", "--config", EXAMPLE, "--env", env, "--format", "json",
-    ]);
+    let o = kiln(&["dns", "--config", EXAMPLE, "--env", env, "--format", "json"]);
     assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
     let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
     v.as_array()
