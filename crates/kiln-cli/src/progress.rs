@@ -151,16 +151,15 @@ fn certificate_lines(e: &Event) -> Vec<String> {
     let Event::Certificates {
         certificates,
         waited_ms,
+        issued_now,
     } = e
     else {
         return vec![];
     };
     let now = kiln_converge::certs::now();
-    if *waited_ms == 0 && certificates.iter().all(|c| c.valid_at(now)) {
-        return vec![];
-    }
     certificates
         .iter()
+        .filter(|c| !c.valid_at(now) || issued_now.contains(&c.name))
         .map(|c| {
             let l = crate::render::certs::line(c, now);
             if c.valid_at(now) {
@@ -202,5 +201,46 @@ fn guard_line(e: &Event) -> Option<String> {
 impl kiln_ops::session::SessionSink for Renderer {
     fn update(&mut self, host: &str, update: &HostUpdate) {
         self.event(host, update)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use kiln_converge::certs::{CertificateState, Issued};
+
+    fn state(name: &str, issued: bool) -> CertificateState {
+        CertificateState {
+            name: name.into(),
+            issued: issued.then(|| Issued {
+                issuer: "Pebble Intermediate CA 1a".into(),
+                not_after: kiln_converge::certs::now() + 86_400 * 6 + 60,
+                staging: false,
+            }),
+            staging_seen: false,
+            error: (!issued).then(|| "connection refused".into()),
+        }
+    }
+
+    #[test]
+    fn apply_names_the_certificates_it_got_and_those_still_pending_only() {
+        let e = Event::Certificates {
+            certificates: vec![state("a.x", true), state("b.x", true), state("c.x", false)],
+            waited_ms: 0,
+            issued_now: vec!["b.x".into()],
+        };
+        assert_eq!(
+            certificate_lines(&e),
+            [
+                "certificate b.x: issued by Pebble Intermediate CA 1a, expires in 6d 0h",
+                "warning: certificate c.x: pending: connection refused",
+            ]
+        );
+        let quiet = Event::Certificates {
+            certificates: vec![state("a.x", true)],
+            waited_ms: 0,
+            issued_now: vec![],
+        };
+        assert!(certificate_lines(&quiet).is_empty());
     }
 }

@@ -394,6 +394,7 @@ pub fn run_with(
         sink.emit(Event::Certificates {
             certificates: states.clone(),
             waited_ms: 0,
+            issued_now: vec![],
         });
     }
     let plan = match crate::plan::plan(&desired, &observed) {
@@ -451,11 +452,19 @@ pub fn run_with(
         let (states, waited) = if applied > 0 {
             crate::certs::settle(target, watch, applied_at, opts.certificate_wait)
         } else {
-            (before, std::time::Duration::ZERO)
+            (before.clone(), std::time::Duration::ZERO)
         };
+        let t = crate::certs::now();
+        let issued_now = states
+            .iter()
+            .filter(|s| s.valid_at(t))
+            .filter(|s| !before.iter().any(|b| b.name == s.name && b.valid_at(t)))
+            .map(|s| s.name.clone())
+            .collect();
         sink.emit(Event::Certificates {
             certificates: states,
             waited_ms: waited.as_millis() as u64,
+            issued_now,
         });
     }
     finish(sink, applied, !ok)

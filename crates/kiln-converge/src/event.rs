@@ -98,6 +98,10 @@ pub enum Event {
     Certificates {
         certificates: Vec<crate::certs::CertificateState>,
         waited_ms: u64,
+        /// After an apply: the names that had no valid certificate before it and have one
+        /// now.
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        issued_now: Vec<String>,
     },
     /// Something worth telling that is not a failure (e.g. a directory kept because not empty).
     Warning { message: String },
