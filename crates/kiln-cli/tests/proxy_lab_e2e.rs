@@ -46,14 +46,27 @@ options = {{ image = "docker.io/library/caddy", port = 80, volumes = ["html:/usr
     )
 }
 
-const BLOG: &str = r#"
-[services.blog]
+/// One more container service at `<name>.<lab domain>`, appended to kiln.toml.
+fn extra_service(name: &str) -> String {
+    format!(
+        r#"
+[services.{name}]
 kind = "container"
 host = "web"
-subdomain = "blog"
+subdomain = "{name}"
 version = "2"
-options = { image = "docker.io/library/caddy", port = 80 }
-"#;
+options = {{ image = "docker.io/library/caddy", port = 80 }}
+"#
+    )
+}
+
+/// The row of `name` in `kiln status`'s certificate table.
+fn certificate_row<'a>(shown: &'a str, name: &str) -> &'a str {
+    shown
+        .lines()
+        .find(|l| l.trim_start().starts_with(&format!("{name} ")))
+        .unwrap_or_else(|| panic!("no certificate row for {name}:\n{shown}"))
+}
 
 struct Repo {
     _tmp: tempfile::TempDir,
@@ -212,7 +225,7 @@ fn scenario(lab: &str, proxy: &str) {
         .unwrap();
     std::thread::sleep(Duration::from_millis(1500));
     let mut t = std::fs::read_to_string(&repo.config).unwrap();
-    t.push_str(BLOG);
+    t.push_str(&extra_service("blog"));
     std::fs::write(&repo.config, t).unwrap();
     // Its name in the lab's DNS (in production: the record `kiln dns` lists).
     let dns = repo.kiln(&["lab", "dns", "--lab", lab]);
@@ -319,25 +332,13 @@ fn scenario(lab: &str, proxy: &str) {
     let shown = String::from_utf8_lossy(&status.stdout).into_owned();
     assert!(status.status.success(), "status: {}", text(&status));
     for name in [format!("www.{DOMAIN}"), format!("blog.{DOMAIN}")] {
-        let row = shown
-            .lines()
-            .find(|l| l.trim_start().starts_with(&format!("{name} ")))
-            .unwrap_or_else(|| panic!("no certificate row for {name}:\n{shown}"));
+        let row = certificate_row(&shown, &name);
         assert!(row.contains("issued by Pebble Intermediate CA"), "{row}");
     }
 
     pending_while_the_acme_server_is_unreachable(&repo, &ip);
     eprintln!("{proxy}: done in {:.1} s", started.elapsed().as_secs_f64());
 }
-
-const LATE: &str = r#"
-[services.late]
-kind = "container"
-host = "web"
-subdomain = "late"
-version = "2"
-options = { image = "docker.io/library/caddy", port = 80 }
-"#;
 
 /// A new name while the ACME server cannot be reached (the lab's directory moved to a
 /// port nothing listens on): apply says the certificate is pending with the proxy's own
@@ -347,7 +348,7 @@ fn pending_while_the_acme_server_is_unreachable(repo: &Repo, ip: &str) {
     let good = std::fs::read_to_string(&repo.config).unwrap();
     assert!(good.contains(":14000/dir"), "{good}");
     let mut t = good.replace(":14000/dir", ":14099/dir");
-    t.push_str(LATE);
+    t.push_str(&extra_service("late"));
     std::fs::write(&repo.config, &t).unwrap();
     let dns = repo.kiln(&["lab", "dns", "--lab", &repo.lab]);
     assert!(dns.status.success(), "kiln lab dns: {}", text(&dns));
@@ -367,10 +368,7 @@ fn pending_while_the_acme_server_is_unreachable(repo: &Repo, ip: &str) {
     let status = repo.kiln(&["status", "--env", "lab"]);
     let shown = String::from_utf8_lossy(&status.stdout).into_owned();
     assert_eq!(status.status.code(), Some(3), "status: {}", text(&status));
-    let row = shown
-        .lines()
-        .find(|l| l.trim_start().starts_with(&format!("{late} ")))
-        .unwrap_or_else(|| panic!("no row for {late}:\n{shown}"));
+    let row = certificate_row(&shown, &late);
     assert!(row.contains("pending: ") && row.contains("14099"), "{row}");
     let json = repo.kiln(&["status", "--env", "lab", "--json"]);
     let host: serde_json::Value =
@@ -389,7 +387,7 @@ fn pending_while_the_acme_server_is_unreachable(repo: &Repo, ip: &str) {
 
     // The server is back: the next apply waits for the certificate and says so.
     let mut t = good.clone();
-    t.push_str(LATE);
+    t.push_str(&extra_service("late"));
     std::fs::write(&repo.config, &t).unwrap();
     let apply = repo.kiln(&["apply", "--env", "lab", "--yes"]);
     let out = all_output(&apply);

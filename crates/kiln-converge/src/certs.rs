@@ -9,7 +9,7 @@
 //! still missing: until each is issued or the proxy has logged an error naming it.
 
 use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime};
 
 use serde::{Deserialize, Serialize};
 
@@ -61,12 +61,8 @@ impl CertificateState {
     }
 }
 
-/// Now, in Unix seconds.
-pub fn now() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs() as i64)
-}
+/// Now, in Unix seconds: the clock certificates are valid against.
+pub use crate::system::unix_now as now;
 
 /// Every watched name's certificate as the storage holds it, with the proxy's last error
 /// line for those not validly covered.

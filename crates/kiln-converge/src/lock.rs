@@ -13,7 +13,9 @@ use std::fs::{File, OpenOptions, TryLockError};
 use std::io::{Read, Seek, Write};
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
+
+use crate::system::unix_now;
 
 use serde::{Deserialize, Serialize};
 
@@ -48,7 +50,7 @@ impl Holder {
             kiln: env!("CARGO_PKG_VERSION").to_owned(),
             pid: std::process::id(),
             operator,
-            since: unix_now(),
+            since: unix_now() as u64,
         }
     }
 
@@ -74,7 +76,7 @@ impl Holder {
 pub enum LockError {
     #[error(
         "another kiln run holds the lock on this host ({path}): {}; waited {waited_s} s\n  hint: let it finish, then run again (the lock goes away when that run ends, even if it is killed)",
-        match holder { Some(h) => h.describe(unix_now()), None => "its holder record could not be read".to_owned() }
+        match holder { Some(h) => h.describe(unix_now() as u64), None => "its holder record could not be read".to_owned() }
     )]
     Held {
         path: String,
@@ -95,13 +97,6 @@ pub enum LockError {
 pub struct HostLock {
     _file: File,
     pub path: PathBuf,
-}
-
-fn unix_now() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0)
 }
 
 /// `2026-12-01 22:30:05 UTC` from seconds since the epoch (civil-from-days, proleptic

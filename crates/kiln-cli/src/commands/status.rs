@@ -157,9 +157,7 @@ pub fn run(ctx: &Context, args: Args) -> CmdResult {
         args.target.jobs,
         &mut kiln_ops::session::no_progress(),
     )?;
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs() as i64);
+    let now = kiln_converge::certs::now();
     let mut all_ok = true;
     let mut failures = vec![];
     for h in &report.hosts {

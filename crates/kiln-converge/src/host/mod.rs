@@ -358,15 +358,10 @@ pub trait Host: Send {
                     }
                     Event::Planned { plan, .. } => outcome.plan = Some(plan.clone()),
                     Event::Observed { units, containers } => {
-                        let certificates = outcome
-                            .observed
-                            .take()
-                            .map(|o| o.certificates)
-                            .unwrap_or_default();
                         outcome.observed = Some(HostObserved {
                             units: units.clone(),
                             containers: containers.clone(),
-                            certificates,
+                            certificates: outcome.certificates.clone().unwrap_or_default(),
                         })
                     }
                     Event::Certificates { certificates, .. } => {

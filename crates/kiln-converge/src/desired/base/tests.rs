@@ -7,6 +7,7 @@ use std::net::{IpAddr, Ipv4Addr};
 use std::path::Path;
 use std::process::Command;
 
+use kiln_lab::cmd::which;
 use kiln_secrets::Secret;
 
 use super::firewall::{FirewallParams, OpenPort, Protocol, firewall_files};
@@ -370,14 +371,6 @@ fn a_repository_override_replaces_a_base_template_and_gets_no_secret() {
 
 // ---- real tools ----
 
-fn tool(name: &str) -> Option<std::path::PathBuf> {
-    let path = std::env::var_os("PATH").unwrap_or_default();
-    std::env::split_paths(&path)
-        .chain(["/usr/sbin".into(), "/sbin".into()])
-        .map(|d| d.join(name))
-        .find(|p| p.is_file())
-}
-
 fn run(cmd: &mut Command) -> (bool, String) {
     let out = cmd.output().unwrap_or_else(|e| panic!("{cmd:?}: {e}"));
     let text = format!(
@@ -483,7 +476,7 @@ fn the_sshd_drop_in_passes_the_real_sshd() {
 /// .ci/install-converge.sh).
 #[test]
 fn the_zones_pass_firewall_offline_cmd() {
-    let Some(cmd) = tool("firewall-offline-cmd") else {
+    let Some(cmd) = which("firewall-offline-cmd") else {
         eprintln!("SKIPPED: no firewall-offline-cmd (package firewalld: .ci/install-converge.sh)");
         return;
     };
@@ -526,7 +519,7 @@ fn the_zones_pass_firewall_offline_cmd() {
 /// chronyd parses the Debian and RHEL files (`chronyd -p` prints what it read).
 #[test]
 fn chrony_conf_passes_chronyd() {
-    let Some(chronyd) = tool("chronyd") else {
+    let Some(chronyd) = which("chronyd") else {
         eprintln!("SKIPPED: no chronyd on PATH or in /usr/sbin (package chrony)");
         return;
     };
@@ -559,7 +552,7 @@ fn chrony_conf_passes_chronyd() {
 /// collector's format (node-exporter's parser is not here: the lines are checked).
 #[test]
 fn the_debian_metrics_script_writes_textfile_metrics() {
-    if tool("apt-get").is_none() {
+    if which("apt-get").is_none() {
         eprintln!("SKIPPED: no apt-get");
         return;
     }
@@ -613,7 +606,7 @@ fn the_debian_metrics_script_writes_textfile_metrics() {
 /// the security archive's kept, the reboot time set.
 #[test]
 fn the_unattended_upgrades_drop_in_passes_apt_config() {
-    let Some(apt_config) = tool("apt-config") else {
+    let Some(apt_config) = which("apt-config") else {
         eprintln!("SKIPPED: no apt-config");
         return;
     };
