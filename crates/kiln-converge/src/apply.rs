@@ -552,7 +552,7 @@ fn step(
             let (content, mode, owner, group) =
                 if let Some(f) = d.files.iter().find(|f| &f.path == path) {
                     (&f.content, f.mode, f.owner.as_str(), f.group.as_str())
-                } else if let Some(u) = d.units.iter().find(|u| &u.path() == path) {
+                } else if let Some(u) = d.units.iter().find(|u| u.has_path(path)) {
                     (&u.content, 0o644, "root", "root")
                 } else {
                     return Err(ApplyError::Missing(change.id.to_string()));
@@ -560,7 +560,7 @@ fn step(
             let quadlet = d
                 .units
                 .iter()
-                .any(|u| matches!(u.kind, UnitKind::Quadlet { .. }) && &u.path() == path);
+                .any(|u| matches!(u.kind, UnitKind::Quadlet { .. }) && u.has_path(path));
             if quadlet && change.content && real_root {
                 check_quadlets_once(target, ctx)?;
             }
@@ -1140,7 +1140,7 @@ pub fn depends_on(later: &Change, failed: &Change, desired: &DesiredState) -> bo
         }
         (R::File(p), R::Unit(n)) if writes => {
             crate::resource::unit_path(n) == *p
-                || desired.units.iter().any(|u| &u.name == n && u.path() == *p)
+                || desired.units.iter().any(|u| &u.name == n && u.has_path(p))
                 || desired
                     .files
                     .iter()
@@ -1151,7 +1151,7 @@ pub fn depends_on(later: &Change, failed: &Change, desired: &DesiredState) -> bo
             .iter()
             .any(|x| &x.name == c && x.triggered_by.contains(p)),
         (R::Image(r), R::File(p)) => desired.units.iter().any(|u| {
-            &u.path() == p
+            u.has_path(p)
                 && matches!(u.kind, UnitKind::Quadlet { .. })
                 && runs_image(desired, u, r)
         }),

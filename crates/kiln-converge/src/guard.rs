@@ -76,7 +76,7 @@ fn group_of<'a>(change: &Change, desired: &'a DesiredState) -> Option<&'a str> {
                 desired
                     .units
                     .iter()
-                    .find(|u| &u.path() == p)
+                    .find(|u| u.has_path(p))
                     .and_then(|u| u.guard.as_deref())
             }),
         (ResourceId::Unit(n), _) => desired
@@ -132,7 +132,7 @@ pub fn members(desired: &DesiredState, name: &str) -> Members {
         }
     }
     for u in desired.units.iter().filter(|u| is(&u.guard)) {
-        m.files.push(u.path());
+        m.files.extend(u.path());
         if !m.units.contains(&u.name) {
             m.units.push(u.name.clone());
         }

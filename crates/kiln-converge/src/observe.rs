@@ -362,7 +362,9 @@ pub fn observe(
         want.insert(f.path.clone(), Some((f.content.bytes(), f.sensitive)));
     }
     for u in &desired.units {
-        want.insert(u.path(), Some((u.content.bytes(), u.sensitive)));
+        if let Some(path) = u.path() {
+            want.insert(path, Some((u.content.bytes(), u.sensitive)));
+        }
     }
     for p in desired
         .directories
@@ -524,7 +526,7 @@ pub fn observe(
     // refuses them (without the generator, podman is not installed yet: apply checks).
     let quadlet_changes = desired.units.iter().any(|u| {
         matches!(u.kind, UnitKind::Quadlet { .. })
-            && !matches!(obs.paths.get(&u.path()), Some(PathState::File { sha256, .. })
+            && !matches!(u.path().and_then(|p| obs.paths.get(&p)), Some(PathState::File { sha256, .. })
                 if *sha256 == sha256_hex(u.content.bytes()))
     });
     if quadlet_changes && target.is_real_root() && crate::podman::has_generator(target) {

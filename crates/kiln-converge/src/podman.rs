@@ -421,7 +421,7 @@ fn quadlets(desired: &DesiredState) -> Vec<(&Unit, &str)> {
         .iter()
         .filter_map(|u| match &u.kind {
             UnitKind::Quadlet { file } => Some((u, file.as_str())),
-            UnitKind::File => None,
+            UnitKind::File | UnitKind::Packaged => None,
         })
         .collect()
 }

@@ -379,6 +379,12 @@ pub enum UnitKind {
     /// of its own: the quadlet's `[Install]` section decides what wants it at boot), so
     /// `enabled` is ignored; it is started, and restarted when the quadlet changes.
     Quadlet { file: String },
+    /// A unit a distribution package ships (`ssh.service`, `firewalld.service`,
+    /// `wg-quick@wg0.service`): kiln writes no file for it (its `content` stays empty;
+    /// drop-ins are plain [`File`]s), it only enables, starts, restarts and reloads it.
+    /// Declared so that files can notify it and guarded groups restart it. No longer
+    /// declared, it gets back the state it had before kiln (it is never removed).
+    Packaged,
 }
 
 impl UnitKind {
@@ -421,17 +427,31 @@ impl Unit {
         })
     }
 
-    /// The file kiln writes for this unit.
-    pub fn path(&self) -> PathBuf {
-        match &self.kind {
-            UnitKind::File => unit_path(&self.name),
-            UnitKind::Quadlet { file } => quadlet_path(file),
+    /// A unit a package ships ([`UnitKind::Packaged`]), enabled and started.
+    pub fn packaged(name: impl Into<String>) -> Unit {
+        Unit {
+            kind: UnitKind::Packaged,
+            ..Unit::file(name, Content::default())
         }
+    }
+
+    /// The file kiln writes for this unit (`None` for a packaged unit: kiln writes none).
+    pub fn path(&self) -> Option<PathBuf> {
+        match &self.kind {
+            UnitKind::File => Some(unit_path(&self.name)),
+            UnitKind::Quadlet { file } => Some(quadlet_path(file)),
+            UnitKind::Packaged => None,
+        }
+    }
+
+    /// Whether this unit's file is `path`.
+    pub fn has_path(&self, path: &std::path::Path) -> bool {
+        self.path().is_some_and(|p| p == path)
     }
 
     /// Whether `systemctl enable`/`disable` applies to this unit.
     pub fn enablable(&self) -> bool {
-        self.kind.is_file()
+        matches!(self.kind, UnitKind::File | UnitKind::Packaged)
     }
 }
 
@@ -519,6 +539,10 @@ impl fmt::Display for ResourceId {
 /// A desired state that cannot be applied as given.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum InvalidState {
+    #[error(
+        "host {host}: unit {unit} is a packaged unit, yet has content\n  hint: kiln writes no file for a unit its package ships; change it with a drop-in file under /etc/systemd/system/{unit}.d/"
+    )]
+    PackagedContent { host: String, unit: String },
     #[error("host {host}: {id} is declared twice")]
     Duplicate { host: String, id: String },
     #[error("host {host}: {id}: path must be absolute")]
@@ -601,7 +625,7 @@ impl DesiredState {
         );
         for u in &self.units {
             ids.push(ResourceId::Unit(u.name.clone()));
-            ids.push(ResourceId::File(u.path()));
+            ids.extend(u.path().map(ResourceId::File));
         }
         ids.extend(
             self.commands
@@ -700,6 +724,12 @@ impl DesiredState {
             check(id)?;
         }
         for u in &self.units {
+            if u.kind == UnitKind::Packaged && !u.content.bytes().is_empty() {
+                return Err(InvalidState::PackagedContent {
+                    host: host(),
+                    unit: u.name.clone(),
+                });
+            }
             if let UnitKind::Quadlet { file } = &u.kind {
                 let bad = |why: String| InvalidState::BadQuadlet {
                     host: host(),
@@ -758,7 +788,7 @@ impl DesiredState {
             .files
             .iter()
             .map(|f| f.path.clone())
-            .chain(self.units.iter().map(Unit::path))
+            .chain(self.units.iter().filter_map(Unit::path))
             .collect();
         for c in &self.commands {
             for p in &c.triggered_by {
@@ -938,10 +968,13 @@ mod quadlet_tests {
         let u = Unit::quadlet("web.container", Content::text("[Container]\n")).unwrap();
         assert_eq!(
             u.path(),
-            PathBuf::from("/etc/containers/systemd/web.container")
+            Some(PathBuf::from("/etc/containers/systemd/web.container"))
         );
         assert!(!u.enablable());
         assert!(Unit::file("a.service", Content::text("")).enablable());
+        let ssh = Unit::packaged("ssh.service");
+        assert_eq!(ssh.path(), None);
+        assert!(ssh.enablable());
     }
 
     #[test]

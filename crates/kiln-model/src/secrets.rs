@@ -71,11 +71,17 @@ impl Model {
         }
         for role in env.hosts.keys() {
             add(
-                format!("wireguard_{}", role.replace('-', "_")),
+                wireguard_secret(role),
                 SecretRule::WireguardKeyPair,
                 format!("WireGuard key pair of the `{role}` host"),
             );
         }
         out.into_values().collect()
     }
+}
+
+/// The vault secret holding the WireGuard private key of the host playing `role`; its
+/// public key is the derived `<name>_public`.
+pub fn wireguard_secret(role: &str) -> String {
+    format!("wireguard_{}", role.replace('-', "_"))
 }

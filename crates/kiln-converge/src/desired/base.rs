@@ -17,6 +17,7 @@
 //! Only Debian runs here: the RHEL renderings are covered by snapshot tests, not by a
 //! real RHEL host.
 
+pub mod feature;
 pub mod firewall;
 pub mod node_exporter;
 pub mod sshd;
@@ -43,6 +44,23 @@ pub struct BaseFile {
     pub content: String,
     /// The content holds a secret (plans show that it changed, never how).
     pub sensitive: bool,
+}
+
+impl BaseFile {
+    /// The file as a resource (root:root, no notification, no guard, no check).
+    pub fn into_resource(self) -> crate::resource::File {
+        crate::resource::File {
+            path: self.path,
+            content: crate::resource::Content::text(self.content),
+            mode: self.mode,
+            owner: "root".into(),
+            group: "root".into(),
+            sensitive: self.sensitive,
+            notify: vec![],
+            guard: None,
+            validate: None,
+        }
+    }
 }
 
 impl fmt::Debug for BaseFile {

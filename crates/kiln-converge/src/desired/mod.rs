@@ -137,7 +137,8 @@ impl<'a> EnvironmentContext<'a> {
             ..Default::default()
         };
         let mut claims = BTreeMap::new();
-        let parts: [(&'static str, Feature); 5] = [
+        let parts: [(&'static str, Feature); 6] = [
+            ("the base", base::feature::contribute),
             ("[roles]", roles::contribute),
             ("services", services::contribute),
             ("the reverse proxy", proxy::contribute),
@@ -147,6 +148,15 @@ impl<'a> EnvironmentContext<'a> {
         for (feature, contribute) in parts {
             let part = contribute(self, host)?;
             merge(&mut d, part, feature, &mut claims)?;
+        }
+        for f in d.files.iter_mut().filter(|f| f.guard.is_none()) {
+            // A file of sshd's, the firewall's, WireGuard's or the network's, whoever
+            // declares it, is kept only once a fresh connection proved it harmless.
+            f.guard = base::feature::guard_for_path(&f.path).map(str::to_owned);
+        }
+        if d.files.iter().any(|f| f.guard.is_some()) || d.units.iter().any(|u| u.guard.is_some())
+        {
+            d.guard_timeout_s = u32::try_from(host.base.rollback_seconds).ok();
         }
         d.validate()?;
         Ok(d)
@@ -251,6 +261,14 @@ pub fn desired_for_hosts(
         .collect()
 }
 
+/// A valid WireGuard key (32 bytes in base64) that carries `tag` in its text, for test
+/// vaults: `tag` must be base64 letters and digits (a poison value shows in the key).
+#[cfg(test)]
+pub(crate) fn test_wireguard_key(tag: &str) -> String {
+    assert!(tag.len() < 40 && tag.chars().all(|c| c.is_ascii_alphanumeric()));
+    format!("{tag}{}=", "A".repeat(43 - tag.len()))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -261,6 +279,14 @@ mod tests {
 name = "demo"
 domain = "kiln-demo.net"
 acme_email = "admin@kiln-demo.net"
+
+[base]                             # not this test's subject
+sshd = false
+firewall = false
+updates = false
+time = false
+node_exporter = false
+wireguard = false
 
 [environments.lab]
 domain = "demo.lab"

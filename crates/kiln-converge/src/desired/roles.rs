@@ -135,6 +135,9 @@ mod tests {
         fn secret(&self, name: &str) -> Result<Secret, String> {
             match name {
                 "db_password" => Ok(Secret::new("hunter2-planted")),
+                n if n.starts_with("wireguard_") => {
+                    Ok(Secret::new(crate::desired::test_wireguard_key("wg")))
+                }
                 _ => Err(format!("no secret {name:?} in the vault")),
             }
         }
@@ -145,6 +148,14 @@ mod tests {
 name = "demo"
 domain = "kiln-demo.net"
 acme_email = "admin@kiln-demo.net"
+
+[base]                             # not this test's subject
+sshd = false
+firewall = false
+updates = false
+time = false
+node_exporter = false
+wireguard = false
 
 [environments.lab]
 domain = "demo.lab"

@@ -254,6 +254,10 @@ pub(super) fn plan_files(d: &mut Draft<'_>, desired: &DesiredState) -> Result<()
         if let Some(c) = take_over(d, id, &f.path, owned, change) {
             if c.content {
                 d.changed_files.insert(f.path.clone());
+                if let Some(unit) = dropin_of(&f.path) {
+                    // systemd reads a drop-in at daemon-reload.
+                    d.unit_file_changed.insert(unit);
+                }
                 for n in &f.notify {
                     let e = d
                         .notified
@@ -267,6 +271,18 @@ pub(super) fn plan_files(d: &mut Draft<'_>, desired: &DesiredState) -> Result<()
         }
     }
     Ok(())
+}
+
+/// The unit a systemd drop-in (`/etc/systemd/system/UNIT.d/NAME.conf`) belongs to.
+fn dropin_of(path: &Path) -> Option<String> {
+    let rest = path.strip_prefix("/etc/systemd/system").ok()?;
+    let mut parts = rest.components();
+    let dir = parts.next()?.as_os_str().to_str()?;
+    let file = parts.next()?.as_os_str().to_str()?;
+    (parts.next().is_none() && file.ends_with(".conf"))
+        .then(|| dir.strip_suffix(".d"))
+        .flatten()
+        .map(str::to_owned)
 }
 
 /// Declared symlinks.

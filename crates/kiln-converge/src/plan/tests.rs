@@ -157,8 +157,9 @@ fn converged(d: &DesiredState) -> Observed {
         o.owned.files.insert(f.path.clone());
     }
     for u in &d.units {
+        let Some(path) = u.path() else { continue };
         o.paths.insert(
-            u.path(),
+            path,
             present(
                 std::str::from_utf8(u.content.bytes()).unwrap(),
                 0o644,

@@ -44,7 +44,20 @@ pub(super) fn plan_files(d: &mut Draft<'_>, desired: &DesiredState) -> Result<Re
         if let UnitKind::Quadlet { file } = &u.kind {
             d.owned.quadlets.insert(u.name.clone(), file.clone());
         }
-        let path = u.path();
+        let Some(path) = u.path() else {
+            // A packaged unit: no file of kiln's; its state from before kiln is kept to
+            // give it back once it is no longer declared.
+            if !d.obs.owned.units.contains(&u.name) && !d.obs.owned.borrowed_units.contains_key(&u.name) {
+                let st = status(d, &u.name);
+                d.owned.borrowed_units.insert(
+                    u.name.clone(),
+                    BorrowedUnit { enabled: st.enabled, active: st.active },
+                );
+            } else if let Some(b) = d.obs.owned.borrowed_units.get(&u.name) {
+                d.owned.borrowed_units.insert(u.name.clone(), *b);
+            }
+            continue;
+        };
         let id = ResourceId::File(path.clone());
         let change = plan_file(
             d.host,
@@ -133,7 +146,7 @@ pub(super) fn plan_state(d: &mut Draft<'_>, desired: &DesiredState, stage: Stage
                     reasons.push(text.clone());
                     previous = Some(format!("{PREVIOUS_IMAGE}{before}"));
                 }
-                reasons.push(format!("{} changed", u.path().display()));
+                reasons.extend(u.path().map(|p| format!("{} changed", p.display())));
                 action = Trigger::Restart;
             }
             if let Some((a, r)) = d.notified.get(&u.name) {

@@ -24,7 +24,6 @@
 //! lockout guard's fresh connection proves.
 
 use std::fmt;
-use std::net::IpAddr;
 
 use serde_json::json;
 
@@ -86,7 +85,7 @@ pub struct SshdParams {
     /// Addresses never penalised (`PerSourcePenaltyExemptList`, OpenSSH 9.8 and newer):
     /// the operator's, when known, so that failed attempts (a lockout test, a wrong key)
     /// do not keep the operator out.
-    pub penalties_exempt: Vec<IpAddr>,
+    pub penalties_exempt: Vec<kiln_model::ipnet::IpNet>,
 }
 
 /// The algorithm lists kiln sets on Debian.
@@ -158,7 +157,10 @@ pub fn sshd_files(r: &Renderer<'_>, p: &SshdParams) -> Result<Vec<BaseFile>, Des
             "ChallengeResponseAuthentication"
         },
         "penalties": v.at_least(9, 8),
-        "penalties_exempt": p.penalties_exempt.iter().map(ToString::to_string).collect::<Vec<_>>(),
+        "penalties_exempt": p.penalties_exempt.iter().map(|n| {
+            // A single address reads as one (sshd takes both forms).
+            if n.prefix_len() == n.max_prefix_len() { n.addr().to_string() } else { n.to_string() }
+        }).collect::<Vec<_>>(),
         "algorithms": match p.os {
             OsFamily::Debian => Some(algorithms(v)),
             OsFamily::Rhel => None,

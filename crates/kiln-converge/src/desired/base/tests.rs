@@ -33,7 +33,7 @@ fn sshd(os: OsFamily, openssh: OpensshVersion) -> SshdParams {
         allow_groups: vec![],
         os,
         openssh,
-        penalties_exempt: vec![IpAddr::V4(Ipv4Addr::new(192, 0, 2, 10))],
+        penalties_exempt: vec![IpAddr::V4(Ipv4Addr::new(192, 0, 2, 10)).into()],
     }
 }
 

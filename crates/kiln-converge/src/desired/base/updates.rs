@@ -30,6 +30,8 @@ pub const SCRIPT: &str = "/usr/local/libexec/kiln/updates-metrics";
 /// Its service and timer.
 pub const METRICS_SERVICE: &str = "kiln-updates-metrics.service";
 pub const METRICS_TIMER: &str = "kiln-updates-metrics.timer";
+/// dnf-automatic's timer (RHEL).
+pub const DNF_AUTOMATIC_TIMER: &str = "dnf-automatic.timer";
 
 /// When a host may reboot for an update: a local time of day.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
