@@ -72,7 +72,9 @@ impl Renderer {
                     e @ (Event::GuardArmed { .. }
                     | Event::GuardConfirmed { .. }
                     | Event::GuardUnconfirmed { .. }
-                    | Event::GuardRolledBack { .. }),
+                    | Event::GuardRolledBack { .. }
+                    | Event::GuardWaiting { .. }
+                    | Event::GuardRestored { .. }),
                 ) => {
                     if let Some(line) = guard_line(e) {
                         p.note(format_args!("[{host}] {line}"))
@@ -194,6 +196,15 @@ fn guard_line(e: &Event) -> Option<String> {
         Event::GuardRolledBack { group, reason, .. } => {
             format!("guarded {group}: rolled back ({reason})")
         }
+        Event::GuardWaiting { group, deadline_s } => format!(
+            "guarded {group}: waiting for the host to roll it back (deadline {deadline_s} s after it was applied)"
+        ),
+        Event::GuardRestored {
+            group, after_ms, ..
+        } => format!(
+            "guarded {group}: ROLLED BACK by the host; a fresh SSH login works again, {:.1} s after it was applied",
+            *after_ms as f64 / 1000.0
+        ),
         _ => return None,
     })
 }

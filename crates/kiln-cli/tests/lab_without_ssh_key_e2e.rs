@@ -18,6 +18,14 @@ name = "nokey"
 domain = "nokey.lab"
 acme_email = "ops@nokey.lab"
 
+[base]          # not this test's subject (base_lab_e2e.rs)
+sshd = false
+firewall = false
+updates = false
+time = false
+node_exporter = false
+wireguard = false
+
 [environments.lab]
 domain = "nokey.lab"
 acme_ca = "internal"

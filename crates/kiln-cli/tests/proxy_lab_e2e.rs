@@ -25,6 +25,14 @@ domain = "px.example.org"
 acme_email = "ops@px.example.org"
 proxy = "{proxy}"
 
+[base]                             # not this test's subject (base_lab_e2e.rs)
+sshd = false
+firewall = false
+updates = false
+time = false
+node_exporter = false
+wireguard = false
+
 [environments.lab]
 domain = "{DOMAIN}"
 # `kiln lab up` starts the lab's ACME server and records it here.

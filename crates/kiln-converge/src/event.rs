@@ -85,6 +85,16 @@ pub enum Event {
         token: String,
         error: String,
     },
+    /// Laptop side: kiln waits for the host to roll group `group` back (at most
+    /// `deadline_s` seconds after it was applied, then a grace period).
+    GuardWaiting { group: String, deadline_s: u64 },
+    /// Laptop side: the host rolled group `group` back by itself and a fresh connection
+    /// proved it reachable on its previous settings, `after_ms` after the group was applied.
+    GuardRestored {
+        group: String,
+        token: String,
+        after_ms: u64,
+    },
     /// The unit just started or restarted passed its container's health check, `ms` after
     /// the start was asked for.
     Healthy {

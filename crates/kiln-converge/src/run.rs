@@ -246,7 +246,45 @@ fn run_one(
         slot.host = Some(host);
     }
     match slot.host.as_mut() {
-        Some(host) => host.run_agent(binary, &slot.job.desired, plan_only, on_event),
+        Some(host) => {
+            let mut outcome = host.run_agent(binary, &slot.job.desired, plan_only, on_event)?;
+            for pending in outcome.rollbacks.clone() {
+                on_event(&Event::GuardWaiting {
+                    group: pending.group.clone(),
+                    deadline_s: pending.deadline_s,
+                });
+                let members = crate::guard::members(&slot.job.desired, &pending.group);
+                let what = members
+                    .files
+                    .iter()
+                    .map(|p| p.display().to_string())
+                    .collect::<Vec<_>>()
+                    .join(", ");
+                match crate::host::wait_rollback(host.as_mut(), &pending) {
+                    Ok(after) => {
+                        let after_ms = u64::try_from(after.as_millis()).unwrap_or(u64::MAX);
+                        outcome.errors.push(format!(
+                            "host {}: the change to {what} (guarded group {}) would have locked you out: the host rolled it back by itself, and a fresh SSH login works again on the previous settings, {:.1} s after it was applied",
+                            slot.job.name,
+                            pending.group,
+                            after.as_secs_f64()
+                        ));
+                        on_event(&Event::GuardRestored {
+                            group: pending.group.clone(),
+                            token: pending.token.clone(),
+                            after_ms,
+                        });
+                    }
+                    Err(why) => outcome.errors.push(format!(
+                        "host {}: guarded group {} ({what}) was not confirmed, and the host still cannot be reached {} s after its rollback deadline: {why}\n  hint: log in through your provider's console and look at `journalctl -u 'kiln-rollback-*'`",
+                        slot.job.name,
+                        pending.group,
+                        crate::host::ROLLBACK_GRACE.as_secs()
+                    )),
+                }
+            }
+            Ok(outcome)
+        }
         None => Err(HostError::Unexpected {
             host: slot.job.name.clone(),
             command: "no connection".into(),

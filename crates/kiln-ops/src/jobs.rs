@@ -316,6 +316,7 @@ mod tests {
     }
 
     const TWO_ENVS: &str = "[project]\nname = \"t\"\ndomain = \"example.org\"\nacme_email = \"a@example.org\"\n\
+        [base]\nsshd = false\nfirewall = false\nupdates = false\ntime = false\nnode_exporter = false\nwireguard = false\n\
         [environments.production]\ndomain = \"example.org\"\nacme_ca = \"internal\"\n\
         [environments.production.hosts.web]\naddress = \"192.0.2.1\"\nadmin_user = \"admin\"\nssh_port = 2222\n\
         [environments.production.hosts.db]\naddress = \"192.0.2.2\"\nadmin_user = \"admin\"\n\

@@ -198,8 +198,55 @@ pub struct AgentOutcome {
     pub confirmed: Vec<String>,
     /// Guarded groups that could not be confirmed: the host rolls them back.
     pub unconfirmed: Vec<String>,
+    /// The rollbacks to wait for (one per unconfirmed group), see [`wait_rollback`].
+    pub rollbacks: Vec<PendingRollback>,
     /// The reverse proxy's certificates (hosts with routes), as last reported.
     pub certificates: Option<Vec<crate::certs::CertificateState>>,
+}
+
+/// A guarded group that was not confirmed: the host's timer restores it at its deadline.
+#[derive(Debug, Clone)]
+pub struct PendingRollback {
+    pub group: String,
+    pub token: String,
+    pub deadline_s: u64,
+    /// When the laptop heard that the group was applied and armed.
+    pub armed_at: std::time::Instant,
+}
+
+/// How long after the deadline kiln keeps trying to reach a host that rolls back.
+pub const ROLLBACK_GRACE: std::time::Duration = std::time::Duration::from_secs(45);
+
+/// Waits for the host to roll `pending` back, then proves over a fresh connection that it
+/// did: the host answers again and the group's saved state is gone (the timer restores the
+/// files and removes it last). Returns the time from the group's arming to that proof.
+pub fn wait_rollback(
+    host: &mut dyn Host,
+    pending: &PendingRollback,
+) -> Result<std::time::Duration, String> {
+    use std::time::{Duration, Instant};
+    let saved = format!("{}/{}.json", crate::guard::GUARD_DIR, pending.token);
+    let (command, prefix) = host
+        .privilege()
+        .wrap(&["test".to_owned(), "-e".to_owned(), saved]);
+    let deadline = pending.armed_at + Duration::from_secs(pending.deadline_s);
+    if let Some(left) = deadline.checked_duration_since(Instant::now()) {
+        std::thread::sleep(left);
+    }
+    let mut last = String::from("no answer yet");
+    while Instant::now() < deadline + ROLLBACK_GRACE {
+        match host.fresh_connection() {
+            Ok(mut fresh) => match fresh.exec(&command, &prefix, &mut |_| {}) {
+                Ok(out) if out.code == Some(1) => return Ok(pending.armed_at.elapsed()),
+                Ok(out) if out.code == Some(0) => last = "its rollback has not run yet".into(),
+                Ok(out) => last = out.stderr_tail(),
+                Err(e) => last = e.to_string(),
+            },
+            Err(e) => last = e.to_string(),
+        }
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    Err(last)
 }
 
 /// "start unit b: skipped because start unit a failed", or, when the agent stopped
@@ -415,6 +462,12 @@ pub trait Host: Send {
                         Err(error) => {
                             outcome.failed = true;
                             outcome.unconfirmed.push(group.clone());
+                            outcome.rollbacks.push(PendingRollback {
+                                group: group.clone(),
+                                token: token.clone(),
+                                deadline_s: *deadline_s,
+                                armed_at: std::time::Instant::now(),
+                            });
                             outcome.errors.push(format!(
                                 "host {host}: guarded group {group} could not be confirmed over a fresh connection: {error}\n  the host rolls it back within {deadline_s} s (timer {}.timer); check that a new SSH login works",
                                 crate::guard::timer_unit(token)
