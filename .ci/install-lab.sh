@@ -45,4 +45,13 @@ if [ ! -x "$VENV/bin/moto_server" ]; then
     "$VENV/bin/pip" install -q 'moto[server]>=5.1,<6'
 fi
 "$VENV/bin/moto_server" --help >/dev/null
+
+# ssh-audit (PyPI): the base's test checks that sshd offers no weak algorithm.
+AUDIT=/opt/kiln-lab/ssh-audit
+if [ ! -x "$AUDIT/bin/ssh-audit" ]; then
+    python3 -m venv "$AUDIT"
+    "$AUDIT/bin/pip" install -q 'ssh-audit>=3.3,<4'
+fi
+ln -sf "$AUDIT/bin/ssh-audit" /usr/local/bin/ssh-audit
+ssh-audit --help >/dev/null
 echo "install-lab.sh: lab prerequisites installed"

@@ -85,6 +85,11 @@ impl Renderer {
                         p.note(format_args!("[{host}] {line}"))
                     }
                 }
+                HostUpdate::Event(e @ Event::Mesh { .. }) => {
+                    for line in mesh_lines(e) {
+                        p.note(format_args!("[{host}] {line}"))
+                    }
+                }
                 HostUpdate::Event(Event::Error { message }) => {
                     p.note(format_args!("[{host}] error: {message}"))
                 }
@@ -130,6 +135,11 @@ impl Renderer {
                             let _ = multi.println(format!("[{host}] {line}"));
                         }
                     }
+                    HostUpdate::Event(e @ Event::Mesh { .. }) => {
+                        for line in mesh_lines(e) {
+                            let _ = multi.println(format!("[{host}] {line}"));
+                        }
+                    }
                     HostUpdate::Event(e) if guard_line(e).is_some() => {
                         if let Some(line) = guard_line(e) {
                             let _ = multi.println(format!("[{host}] {line}"));
@@ -145,6 +155,26 @@ impl Renderer {
             }
         }
     }
+}
+
+/// What the mesh check after an apply says: one line per WireGuard peer.
+fn mesh_lines(e: &Event) -> Vec<String> {
+    let Event::Mesh { peers } = e else {
+        return vec![];
+    };
+    peers
+        .iter()
+        .map(|p| match p.handshake_age_s {
+            Some(age) => format!(
+                "WireGuard: handshake with {} ({}) {age} s ago",
+                p.name, p.address
+            ),
+            None => format!(
+                "WireGuard: NO handshake with {} ({}, public key {})",
+                p.name, p.address, p.public_key
+            ),
+        })
+        .collect()
 }
 
 /// What an apply says of the proxy's certificates: each name it waited for, and every

@@ -1151,9 +1151,7 @@ pub fn depends_on(later: &Change, failed: &Change, desired: &DesiredState) -> bo
             .iter()
             .any(|x| &x.name == c && x.triggered_by.contains(p)),
         (R::Image(r), R::File(p)) => desired.units.iter().any(|u| {
-            u.has_path(p)
-                && matches!(u.kind, UnitKind::Quadlet { .. })
-                && runs_image(desired, u, r)
+            u.has_path(p) && matches!(u.kind, UnitKind::Quadlet { .. }) && runs_image(desired, u, r)
         }),
         (R::Image(r), R::Unit(n)) => desired
             .units

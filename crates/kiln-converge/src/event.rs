@@ -95,6 +95,9 @@ pub enum Event {
         token: String,
         after_ms: u64,
     },
+    /// Laptop side, after an apply: the host's WireGuard handshakes with its peers
+    /// ([`crate::mesh`]).
+    Mesh { peers: Vec<crate::mesh::PeerState> },
     /// The unit just started or restarted passed its container's health check, `ms` after
     /// the start was asked for.
     Healthy {

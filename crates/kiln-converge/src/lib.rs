@@ -13,6 +13,7 @@ pub mod facts;
 pub mod guard;
 pub mod host;
 pub mod lock;
+pub mod mesh;
 pub mod observe;
 pub mod owned;
 pub mod plan;

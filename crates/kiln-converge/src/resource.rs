@@ -52,6 +52,10 @@ pub struct DesiredState {
     /// ([`crate::plan::Plan::fingerprint`]): the plan the user confirmed, not a newer one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub expect_plan: Option<String>,
+    /// The WireGuard mesh check run from the laptop after an apply ([`crate::mesh`]); the
+    /// agent does not use it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mesh: Option<crate::mesh::MeshCheck>,
     /// Seconds a guarded group has to be confirmed over a fresh connection before the
     /// host rolls it back ([`crate::guard::DEFAULT_TIMEOUT_S`] when unset).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -657,6 +661,10 @@ impl DesiredState {
         if other.certificates.is_some() {
             // One proxy per host.
             self.certificates = other.certificates;
+        }
+        if other.mesh.is_some() {
+            // One mesh per host.
+            self.mesh = other.mesh;
         }
     }
 

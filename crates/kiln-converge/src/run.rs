@@ -227,6 +227,39 @@ pub fn close_all(slots: Vec<Slot>) {
     });
 }
 
+/// Checks the WireGuard mesh ([`crate::mesh::check`]) from every connected slot that has
+/// one, all at once, each for at most `timeout`; one result per such slot, in slot order.
+pub fn check_meshes(
+    slots: &mut [Slot],
+    timeout: std::time::Duration,
+) -> Vec<(String, Result<Vec<crate::mesh::PeerState>, HostError>)> {
+    std::thread::scope(|s| {
+        let runs: Vec<_> = slots
+            .iter_mut()
+            .filter_map(|slot| {
+                let check = slot.job.desired.mesh.clone()?;
+                let host = slot.host.as_mut()?;
+                let name = slot.job.name.clone();
+                Some((
+                    name,
+                    s.spawn(move || crate::mesh::check(host.as_mut(), &check, timeout)),
+                ))
+            })
+            .collect();
+        runs.into_iter()
+            .map(|(name, run)| {
+                let result = run.join().unwrap_or_else(|p| {
+                    Err(HostError::Internal {
+                        host: name.clone(),
+                        message: panic_message(p.as_ref()),
+                    })
+                });
+                (name, result)
+            })
+            .collect()
+    })
+}
+
 fn run_one(
     slot: &mut Slot,
     binary: &AgentBinary,

@@ -29,11 +29,11 @@ mod validate;
 use std::path::{Path, PathBuf};
 
 pub use checks::ssh_key_fingerprint;
-pub use secrets::wireguard_secret;
 pub use diagnostic::{ConfigError, Diagnostics, Source};
-pub use model::*;
-pub use ssh_key::{BadKey, HostKey};
 pub use ipnet;
+pub use model::*;
+pub use secrets::wireguard_secret;
+pub use ssh_key::{BadKey, HostKey};
 pub use toml;
 
 /// The configuration file name kiln looks for.

@@ -12,10 +12,10 @@
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
-use kiln_converge::Plan;
 use kiln_converge::host::{AgentBinary, AgentOutcome, HostError};
 use kiln_converge::plan::Summary;
 use kiln_converge::run::{HostResult, HostUpdate, Job, Slot, close_all, run_ordered};
+use kiln_converge::{Event, Plan};
 
 /// Receives every host's progress as it happens (for a renderer).
 pub trait SessionSink {
@@ -252,11 +252,57 @@ pub fn apply(
     parallel: usize,
     sink: &mut dyn SessionSink,
 ) -> Result<ApplyReport, SessionError> {
-    apply_with(
+    let mut report = apply_with(
         slots,
         Box::new(|slots, on| run_ordered(slots, binary, false, parallel, on)),
         sink,
-    )
+    )?;
+    if report.changed > 0 {
+        check_meshes(slots, &mut report, sink);
+    }
+    Ok(report)
+}
+
+/// How long each host waits for its WireGuard peers' handshakes after an apply.
+pub const MESH_TIMEOUT: Duration = Duration::from_secs(15);
+
+/// After an apply that changed something: every host of a WireGuard mesh proves a fresh
+/// handshake with each peer ([`kiln_converge::mesh`]); a peer without one fails the host.
+fn check_meshes(slots: &mut [Slot], report: &mut ApplyReport, sink: &mut dyn SessionSink) {
+    for (host, result) in kiln_converge::run::check_meshes(slots, MESH_TIMEOUT) {
+        match result {
+            Ok(peers) => {
+                let errors: Vec<String> = peers
+                    .iter()
+                    .filter(|p| p.handshake_age_s.is_none())
+                    .map(|p| kiln_converge::mesh::no_handshake(&host, p, MESH_TIMEOUT))
+                    .collect();
+                sink.update(&host, &HostUpdate::Event(Event::Mesh { peers }));
+                if !errors.is_empty() {
+                    report.fail(&host, errors);
+                }
+            }
+            Err(e) => report.failed.push(HostFailure::Host(e)),
+        }
+    }
+}
+
+impl ApplyReport {
+    /// Adds `errors` to `host`'s failure.
+    fn fail(&mut self, host: &str, errors: Vec<String>) {
+        for f in &mut self.failed {
+            if let HostFailure::Agent { host: h, errors: e } = f
+                && h == host
+            {
+                e.extend(errors);
+                return;
+            }
+        }
+        self.failed.push(HostFailure::Agent {
+            host: host.to_owned(),
+            errors,
+        });
+    }
 }
 
 fn apply_with(

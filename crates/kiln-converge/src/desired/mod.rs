@@ -154,8 +154,7 @@ impl<'a> EnvironmentContext<'a> {
             // declares it, is kept only once a fresh connection proved it harmless.
             f.guard = base::feature::guard_for_path(&f.path).map(str::to_owned);
         }
-        if d.files.iter().any(|f| f.guard.is_some()) || d.units.iter().any(|u| u.guard.is_some())
-        {
+        if d.files.iter().any(|f| f.guard.is_some()) || d.units.iter().any(|u| u.guard.is_some()) {
             d.guard_timeout_s = u32::try_from(host.base.rollback_seconds).ok();
         }
         d.validate()?;

@@ -54,16 +54,13 @@ impl Mesh {
             let Some(wg) = &host.base.wireguard else {
                 continue;
             };
-            let address =
-                env.wireguard_address(&host.role)
-                    .ok_or_else(|| DesiredError::Base {
-                        host: host.role.clone(),
-                        part: "WireGuard interface",
-                        message: format!(
-                            "no address left for it in the mesh's range {}",
-                            wg.range
-                        ),
-                    })?;
+            let address = env
+                .wireguard_address(&host.role)
+                .ok_or_else(|| DesiredError::Base {
+                    host: host.role.clone(),
+                    part: "WireGuard interface",
+                    message: format!("no address left for it in the mesh's range {}", wg.range),
+                })?;
             members.insert(
                 host.role.clone(),
                 Member {
@@ -121,6 +118,17 @@ pub(super) fn contribute(
             endpoint: m.endpoint.clone(),
         });
     }
+    let mesh = crate::mesh::MeshCheck {
+        interface: render::INTERFACE.into(),
+        peers: peers
+            .iter()
+            .map(|p| crate::mesh::MeshPeer {
+                name: p.name.clone(),
+                address: p.address,
+                public_key: p.public_key.clone(),
+            })
+            .collect(),
+    };
     let params = WireguardParams {
         address: me.address,
         prefix: me.prefix,
@@ -135,14 +143,18 @@ pub(super) fn contribute(
         packages: vec![Package {
             name: "wireguard-tools".into(),
         }],
+        mesh: Some(mesh),
         ..Default::default()
     };
     let notify = Notify {
         unit: render::UNIT.into(),
         action: Trigger::Restart,
     };
-    d.files
-        .extend(files.into_iter().map(|f| guarded(f, GUARD, vec![notify.clone()])));
+    d.files.extend(
+        files
+            .into_iter()
+            .map(|f| guarded(f, GUARD, vec![notify.clone()])),
+    );
     let mut unit = Unit::packaged(render::UNIT);
     unit.guard = Some(GUARD.into());
     d.units.push(unit);

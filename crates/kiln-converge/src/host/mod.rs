@@ -52,7 +52,7 @@ pub enum Privilege {
 
 impl Privilege {
     /// Prefix words for a command line, and bytes to send before the command's own stdin.
-    fn wrap(&self, words: &[String]) -> (String, Vec<u8>) {
+    pub(crate) fn wrap(&self, words: &[String]) -> (String, Vec<u8>) {
         match self {
             Privilege::Root => (join(words), vec![]),
             Privilege::Sudo => (format!("sudo -n -- {}", join(words)), vec![]),
@@ -83,7 +83,7 @@ pub struct ExecOutput {
 }
 
 impl ExecOutput {
-    fn stderr_tail(&self) -> String {
+    pub fn stderr_tail(&self) -> String {
         let lines: Vec<&str> = self.stderr.trim_end().lines().collect();
         lines[lines.len().saturating_sub(6)..].join("\n")
     }
@@ -139,6 +139,13 @@ pub enum HostError {
         "host {host}: internal error: {message}\n  hint: this is a bug in kiln; the host may not have been worked on"
     )]
     Internal { host: String, message: String },
+    /// A check kiln runs on the host after an apply could not run.
+    #[error("host {host}: {what}: {message}")]
+    Check {
+        host: String,
+        what: String,
+        message: String,
+    },
     #[error("host {host}: unexpected command (strict fake): {command}")]
     Unexpected { host: String, command: String },
 }

@@ -47,11 +47,16 @@ pub(super) fn plan_files(d: &mut Draft<'_>, desired: &DesiredState) -> Result<Re
         let Some(path) = u.path() else {
             // A packaged unit: no file of kiln's; its state from before kiln is kept to
             // give it back once it is no longer declared.
-            if !d.obs.owned.units.contains(&u.name) && !d.obs.owned.borrowed_units.contains_key(&u.name) {
+            if !d.obs.owned.units.contains(&u.name)
+                && !d.obs.owned.borrowed_units.contains_key(&u.name)
+            {
                 let st = status(d, &u.name);
                 d.owned.borrowed_units.insert(
                     u.name.clone(),
-                    BorrowedUnit { enabled: st.enabled, active: st.active },
+                    BorrowedUnit {
+                        enabled: st.enabled,
+                        active: st.active,
+                    },
                 );
             } else if let Some(b) = d.obs.owned.borrowed_units.get(&u.name) {
                 d.owned.borrowed_units.insert(u.name.clone(), *b);

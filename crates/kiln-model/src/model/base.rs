@@ -46,6 +46,19 @@ impl Base {
     }
 }
 
+/// The units the base declares on a host whose matching part is on (both families'
+/// names): a role's file may notify them, e.g. an sshd drop-in reloading `ssh.service`.
+pub const BASE_UNITS: &[&str] = &[
+    "ssh.service",
+    "sshd.service",
+    "firewalld.service",
+    "wg-quick@wg0.service",
+    "chrony.service",
+    "chronyd.service",
+    "prometheus-node-exporter.service",
+    "node_exporter.service",
+];
+
 /// `[base.sshd]`: key-only login for the admin user, no root login. Password and
 /// keyboard-interactive login are always off: there is no setting for them.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]

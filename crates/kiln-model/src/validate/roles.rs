@@ -252,7 +252,9 @@ pub(super) fn roles(
                 &raw_f.source,
             );
             for n in &raw_f.notify {
-                if !units_seen.contains_key(n.get_ref().as_str()) {
+                if !units_seen.contains_key(n.get_ref().as_str())
+                    && !crate::model::BASE_UNITS.contains(&n.get_ref().as_str())
+                {
                     let help = if units_seen.is_empty() {
                         format!(
                             "declare it with `[[roles.{rname}.units]]`, name = \"{}\"",

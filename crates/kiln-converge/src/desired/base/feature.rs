@@ -165,7 +165,9 @@ pub(in crate::desired) fn contribute(
             );
             file.validate = Some(crate::resource::Validate {
                 name: "sshd -t".into(),
-                argv: ["/usr/sbin/sshd", "-t", "-f", "{}"].map(str::to_owned).to_vec(),
+                argv: ["/usr/sbin/sshd", "-t", "-f", "{}"]
+                    .map(str::to_owned)
+                    .to_vec(),
             });
             d.files.push(file);
         }
@@ -280,5 +282,155 @@ fn textfile_dir(d: &mut DesiredState, os: OsFamily) {
             owner: "root".into(),
             group: "root".into(),
         });
+    }
+}
+
+#[cfg(test)]
+mod tests_support {
+    use std::path::Path;
+    use std::sync::Arc;
+
+    use kiln_secrets::Secret;
+
+    use crate::desired::{SecretSource, desired_for_host, test_wireguard_key};
+    use crate::resource::DesiredState;
+
+    /// Every WireGuard key is a valid key naming its secret's host.
+    struct Keys;
+    impl SecretSource for Keys {
+        fn secret(&self, name: &str) -> Result<Secret, String> {
+            let tag: String = name.chars().filter(char::is_ascii_alphanumeric).collect();
+            Ok(Secret::new(test_wireguard_key(&tag)))
+        }
+    }
+
+    /// The desired state of `role` in the reference's environment `env`.
+    pub(super) fn reference(env: &str, role: &str) -> DesiredState {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/reference/kiln.toml");
+        let m = kiln_model::load(&path).unwrap_or_else(|d| panic!("{}", d.render(100, false)));
+        let env = m.environment(env).unwrap();
+        desired_for_host(&m, env, env.host(role).unwrap(), Arc::new(Keys)).unwrap()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use crate::desired::test_wireguard_key;
+    use crate::resource::{DesiredState, File, Trigger, UnitKind};
+
+    use super::tests_support::reference;
+
+    fn file<'a>(d: &'a DesiredState, path: &str) -> &'a File {
+        d.files
+            .iter()
+            .find(|f| f.path == Path::new(path))
+            .unwrap_or_else(|| panic!("no file {path}"))
+    }
+
+    fn text(f: &File) -> &str {
+        std::str::from_utf8(f.content.bytes()).unwrap()
+    }
+
+    #[test]
+    fn every_host_gets_the_base_as_guarded_resources_derived_from_the_model() {
+        let d = reference("lab", "services");
+        assert_eq!(d.guard_timeout_s, Some(60), "[base] rollback_seconds");
+        let sshd = file(&d, "/etc/ssh/sshd_config.d/00-kiln.conf");
+        assert_eq!(sshd.guard.as_deref(), Some("ssh"));
+        assert_eq!(
+            sshd.validate.as_ref().unwrap().argv[..2],
+            ["/usr/sbin/sshd", "-t"]
+        );
+        assert_eq!(
+            (sshd.notify[0].unit.as_str(), sshd.notify[0].action),
+            ("ssh.service", Trigger::Reload)
+        );
+        assert!(text(sshd).contains("AllowUsers kiln\n"), "{}", text(sshd));
+        let ssh = d.units.iter().find(|u| u.name == "ssh.service").unwrap();
+        assert_eq!(
+            (ssh.kind.clone(), ssh.guard.as_deref()),
+            (UnitKind::Packaged, Some("ssh"))
+        );
+
+        // The firewall opens what the model says this host serves.
+        let public = file(&d, "/etc/firewalld/zones/public.xml");
+        assert_eq!(public.guard.as_deref(), Some("firewall"));
+        let zone = text(public);
+        for port in [
+            "port=\"22\" protocol=\"tcp\"",
+            "port=\"443\" protocol=\"tcp\"",
+            "port=\"51820\" protocol=\"udp\"",
+        ] {
+            assert!(zone.contains(port), "{port}: {zone}");
+        }
+        let monitoring = reference("lab", "monitoring");
+        let zone = text(file(&monitoring, "/etc/firewalld/zones/public.xml"));
+        assert!(!zone.contains("port=\"443\""), "no proxy there: {zone}");
+
+        // WireGuard: the vault's keys, the other host as the peer, the file sensitive.
+        let wg = file(&d, "/etc/wireguard/wg0.conf");
+        assert!(wg.sensitive && wg.mode == 0o600);
+        assert_eq!(wg.guard.as_deref(), Some("wireguard"));
+        let conf = text(wg);
+        assert!(
+            conf.contains(&test_wireguard_key("wireguardservices")),
+            "{conf}"
+        );
+        assert!(
+            conf.contains(&test_wireguard_key("wireguardmonitoringpublic")),
+            "{conf}"
+        );
+        assert!(
+            !conf.contains(&test_wireguard_key("wireguardservicespublic")),
+            "{conf}"
+        );
+        assert!(conf.contains("Address = 10.103.0.2/24"), "{conf}");
+        // node-exporter listens on the mesh address only.
+        let ne = text(file(&d, "/etc/default/prometheus-node-exporter"));
+        assert!(ne.contains("--web.listen-address=10.103.0.2:9100"), "{ne}");
+        for p in [
+            "firewalld",
+            "wireguard-tools",
+            "chrony",
+            "unattended-upgrades",
+        ] {
+            assert!(d.packages.iter().any(|x| x.name == p), "{p}");
+        }
+    }
+
+    #[test]
+    fn a_roles_file_under_sshds_folder_joins_the_ssh_guard() {
+        assert_eq!(
+            super::guard_for_path(Path::new("/etc/ssh/sshd_config.d/10-x.conf")),
+            Some("ssh")
+        );
+        assert_eq!(
+            super::guard_for_path(Path::new("/etc/firewalld/policies/p.xml")),
+            Some("firewall")
+        );
+        assert_eq!(super::guard_for_path(Path::new("/etc/sshfoo")), None);
+        assert_eq!(super::guard_for_path(Path::new("/etc/app.conf")), None);
+    }
+}
+
+#[cfg(test)]
+mod units {
+    use super::tests_support::reference;
+    use crate::resource::UnitKind;
+
+    #[test]
+    fn the_models_list_of_base_units_names_every_packaged_unit_of_both_families() {
+        for (env, role) in [("lab", "services"), ("production", "services")] {
+            let d = reference(env, role);
+            for u in d.units.iter().filter(|u| u.kind == UnitKind::Packaged) {
+                assert!(
+                    kiln_model::BASE_UNITS.contains(&u.name.as_str()),
+                    "{env}: {} missing from kiln_model::BASE_UNITS",
+                    u.name
+                );
+            }
+        }
     }
 }
