@@ -372,10 +372,12 @@ fn scenario(repo: &Repo) {
         !apply.status.success(),
         "a wrong peer key must fail the apply: {out}"
     );
+    // The progress line, then the failure (wrapped to the terminal's width).
     assert!(
         out.contains(&format!(
-            "host services: WireGuard peer monitoring (10.101.0.1, public key {wrong}): no handshake within 15 s"
-        )) && out.contains("vault secret wireguard_monitoring_public"),
+            "[services] WireGuard: NO handshake with monitoring (10.101.0.1, public key {wrong})"
+        )) && out.contains("services: host services: WireGuard peer monitoring (10.101.0.1")
+            && out.contains("wireguard_monitoring_public"),
         "{out}"
     );
     assert_eq!(repo.on_ok("services", "echo still-in").trim(), "still-in");

@@ -220,6 +220,10 @@ pub struct File {
     /// A check of new content before it replaces the file ([`Validate`]).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub validate: Option<Validate>,
+    /// Said in the plan when the file changes: why it reads as it does (e.g. who chooses
+    /// sshd's algorithms on this system).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub note: Option<String>,
 }
 
 /// A check of a file's new content before it replaces the file: `argv` run on the host
@@ -892,6 +896,7 @@ mod tests {
             notify: vec![],
             guard: None,
             validate: None,
+            note: None,
         }
     }
 

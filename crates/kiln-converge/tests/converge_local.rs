@@ -103,6 +103,7 @@ fn state_strategy() -> impl Strategy<Value = DesiredState> {
                         notify: vec![],
                         guard: None,
                         validate: None,
+                        note: None,
                     },
                 )
                 .collect(),
@@ -193,6 +194,7 @@ fn plan_only_changes_nothing() {
             notify: vec![],
             guard: None,
             validate: None,
+            note: None,
         }],
         ..Default::default()
     };
@@ -223,6 +225,7 @@ fn a_file_written_with_a_restrictive_mode_never_has_a_looser_one() {
             notify: vec![],
             guard: None,
             validate: None,
+            note: None,
         }],
         ..Default::default()
     };
@@ -256,6 +259,7 @@ fn apply_refuses_a_plan_other_than_the_confirmed_one() {
         notify: vec![],
         guard: None,
         validate: None,
+        note: None,
     };
     let mut d = DesiredState {
         host: "local".into(),
@@ -319,6 +323,7 @@ fn a_failing_host_does_not_stop_the_others() {
             notify: vec![],
             guard: None,
             validate: None,
+            note: None,
         }],
         ..Default::default()
     };
@@ -400,6 +405,7 @@ fn a_file_taken_over_is_given_back_exactly_and_a_created_one_is_removed() {
         notify: vec![],
         guard: None,
         validate: None,
+        note: None,
     };
     let taken = DesiredState {
         host: "local".into(),
@@ -521,6 +527,7 @@ fn a_file_changed_between_plan_and_apply_keeps_its_original_unwritten() {
             notify: vec![],
             guard: None,
             validate: None,
+            note: None,
         }],
         ..Default::default()
     };
@@ -569,6 +576,7 @@ fn a_symlink_a_file_replaced_and_a_file_a_symlink_replaced_come_back() {
             notify: vec![],
             guard: None,
             validate: None,
+            note: None,
         }],
         symlinks: vec![Symlink {
             path: "/etc/editor".into(),
@@ -638,6 +646,7 @@ fn every_failed_step_is_reported_and_only_its_dependents_are_skipped() {
         notify: vec![],
         guard: None,
         validate: None,
+        note: None,
     };
     let d = DesiredState {
         host: "local".into(),
@@ -738,6 +747,7 @@ fn one_apply_at_a_time_per_host_while_plans_run_alongside() {
             notify: vec![],
             guard: None,
             validate: None,
+            note: None,
         }],
         ..Default::default()
     };
@@ -844,6 +854,7 @@ mod guarded {
             notify: vec![],
             guard: Some("ssh".into()),
             validate: None,
+            note: None,
         }
     }
 

@@ -380,6 +380,7 @@ fn lab_sudo_password_is_sent_on_stdin_and_a_wrong_one_fails_cleanly() {
         notify: vec![],
         guard: None,
         validate: None,
+        note: None,
     });
 
     let wrong = kiln_secrets::Secret::new("wrong-password");
@@ -472,6 +473,7 @@ fn lab_taking_over_a_file_and_units_gives_back_the_originals() {
         notify: vec![],
         guard: None,
         validate: None,
+        note: None,
     });
     let unit = |name: &str, sleep| {
         kiln_converge::resource::Unit::file(
@@ -589,6 +591,7 @@ fn lab_taking_over_a_file_and_units_gives_back_the_originals() {
         notify: vec![],
         guard: None,
         validate: None,
+        note: None,
     });
     assert_eq!(
         ops_of(&run(s, &created, false)),
@@ -694,6 +697,7 @@ fn sshd_dropin(path: &str, text: &str) -> kiln_converge::resource::File {
         }],
         guard: Some("ssh".into()),
         validate: None,
+        note: None,
     }
 }
 

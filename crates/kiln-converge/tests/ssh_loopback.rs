@@ -127,6 +127,7 @@ fn desired(n: usize, text: &str) -> DesiredState {
                 notify: vec![],
                 guard: None,
                 validate: None,
+                note: None,
             })
             .collect(),
         ..Default::default()
@@ -345,6 +346,7 @@ fn poison_a_planted_secret_never_shows_in_plans_or_events() {
         notify: vec![],
         guard: None,
         validate: None,
+        note: None,
     });
     let mut host = SshHost::new(
         target(&sshd, vec![sshd.host_key.clone()], root.path()),
@@ -402,6 +404,7 @@ fn guarded(text: &str) -> DesiredState {
         notify: vec![],
         guard: Some("ssh".into()),
         validate: None,
+        note: None,
     });
     d.guard_timeout_s = Some(30);
     d

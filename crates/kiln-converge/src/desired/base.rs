@@ -59,6 +59,7 @@ impl BaseFile {
             notify: vec![],
             guard: None,
             validate: None,
+            note: None,
         }
     }
 }

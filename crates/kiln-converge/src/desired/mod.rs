@@ -352,6 +352,7 @@ packages = ["postgresql"]
             notify: vec![],
             guard: None,
             validate: None,
+            note: None,
         }
     }
 

@@ -430,6 +430,7 @@ fn plain_file(path: PathBuf, text: String, notify: Option<(&str, Trigger)>) -> F
             .collect(),
         guard: None,
         validate: None,
+        note: None,
     }
 }
 

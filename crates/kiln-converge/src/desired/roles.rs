@@ -82,6 +82,7 @@ pub(super) fn contribute(
                 .collect(),
             guard: None,
             validate: None,
+            note: None,
         });
     }
     d.symlinks = role

@@ -469,6 +469,7 @@ impl<'a> ServiceBuild<'a, '_> {
             }],
             guard: None,
             validate: None,
+            note: None,
         });
     }
 
@@ -595,6 +596,7 @@ impl<'a> ServiceBuild<'a, '_> {
                 notify: vec![],
                 guard: None,
                 validate: None,
+                note: None,
             });
             let pairs: Vec<String> = users
                 .iter()

@@ -251,7 +251,10 @@ pub(super) fn plan_files(d: &mut Draft<'_>, desired: &DesiredState) -> Result<()
             d.obs,
         )?;
         let owned = d.obs.owned.files.contains(&f.path);
-        if let Some(c) = take_over(d, id, &f.path, owned, change) {
+        if let Some(mut c) = take_over(d, id, &f.path, owned, change) {
+            if c.content {
+                c.details.extend(f.note.clone());
+            }
             if c.content {
                 d.changed_files.insert(f.path.clone());
                 if let Some(unit) = dropin_of(&f.path) {

@@ -26,6 +26,7 @@ fn file(path: &str, text: &str) -> File {
         notify: vec![],
         guard: None,
         validate: None,
+        note: None,
     }
 }
 
@@ -157,15 +158,16 @@ fn converged(d: &DesiredState) -> Observed {
         o.owned.files.insert(f.path.clone());
     }
     for u in &d.units {
-        let Some(path) = u.path() else { continue };
-        o.paths.insert(
-            path,
-            present(
-                std::str::from_utf8(u.content.bytes()).unwrap(),
-                0o644,
-                false,
-            ),
-        );
+        if let Some(path) = u.path() {
+            o.paths.insert(
+                path,
+                present(
+                    std::str::from_utf8(u.content.bytes()).unwrap(),
+                    0o644,
+                    false,
+                ),
+            );
+        }
         o.units.insert(
             u.name.clone(),
             UnitStatus {
@@ -1263,4 +1265,60 @@ fn numeric_owners_match_the_named_accounts_of_the_same_id() {
             "group systemd-journal → 10000"
         ]
     );
+}
+
+#[test]
+fn a_packaged_unit_gets_no_file_and_a_changed_drop_in_reloads_systemd_then_restarts_it() {
+    let mut d = DesiredState {
+        host: "web".into(),
+        ..Default::default()
+    };
+    let mut dropin = file(
+        "/etc/systemd/system/prometheus-node-exporter.service.d/50-kiln.conf",
+        "[Unit]\nAfter=wg-quick@wg0.service\n",
+    );
+    dropin.notify = vec![Notify {
+        unit: "prometheus-node-exporter.service".into(),
+        action: Trigger::Restart,
+    }];
+    dropin.note = Some("why it reads so".into());
+    d.files = vec![dropin];
+    d.units = vec![Unit::packaged("prometheus-node-exporter.service")];
+    let mut o = converged(&d);
+    assert!(plan(&d, &o).unwrap().is_empty());
+    o.paths.insert(
+        "/etc/systemd/system/prometheus-node-exporter.service.d/50-kiln.conf".into(),
+        present("[Unit]\n", 0o644, true),
+    );
+    let p = plan(&d, &o).unwrap();
+    assert_eq!(
+        ops(&p),
+        [
+            "update file /etc/systemd/system/prometheus-node-exporter.service.d/50-kiln.conf",
+            "daemon-reload systemd",
+            "restart unit prometheus-node-exporter.service"
+        ]
+    );
+    assert!(p.changes[0].details.contains(&"why it reads so".to_owned()));
+    // Not running yet (just installed): started, never a file written for it.
+    o.units.insert(
+        "prometheus-node-exporter.service".into(),
+        UnitStatus {
+            enabled: false,
+            active: false,
+        },
+    );
+    o.paths.remove(Path::new(
+        "/etc/systemd/system/prometheus-node-exporter.service.d/50-kiln.conf",
+    ));
+    let p = plan(&d, &o).unwrap();
+    assert!(
+        !ops(&p)
+            .iter()
+            .any(|c| c.contains("/etc/systemd/system/prometheus-node-exporter.service ")),
+        "{:?}",
+        ops(&p)
+    );
+    assert!(ops(&p).contains(&"enable unit prometheus-node-exporter.service".to_owned()));
+    assert!(ops(&p).contains(&"start unit prometheus-node-exporter.service".to_owned()));
 }

@@ -57,6 +57,7 @@ pub const BASE_UNITS: &[&str] = &[
     "chronyd.service",
     "prometheus-node-exporter.service",
     "node_exporter.service",
+    "dnf-automatic.timer",
 ];
 
 /// `[base.sshd]`: key-only login for the admin user, no root login. Password and

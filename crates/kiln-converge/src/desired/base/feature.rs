@@ -163,6 +163,13 @@ pub(in crate::desired) fn contribute(
                     action: Trigger::Reload,
                 }],
             );
+            file.note = Some(match os {
+                OsFamily::Debian => format!(
+                    "algorithms chosen by kiln for OpenSSH {}: post-quantum key exchange only, so the admin's ssh client needs OpenSSH 8.5 or newer",
+                    params.openssh
+                ),
+                OsFamily::Rhel => "algorithms left to the system crypto-policy (update-crypto-policies): this drop-in sets none".into(),
+            });
             file.validate = Some(crate::resource::Validate {
                 name: "sshd -t".into(),
                 argv: ["/usr/sbin/sshd", "-t", "-f", "{}"]

@@ -1,0 +1,155 @@
+#!/usr/bin/env python3
+"""The hardened base: a no-change `kiln apply` vs a bare `ssh host true`, and the cost of
+the lockout guard.
+
+Two lab servers (services, monitoring) get the whole base: sshd's drop-in, firewalld,
+unattended-upgrades, chrony, node-exporter and the WireGuard mesh. After the first apply,
+the rounds alternate `ssh host true` (to one server) and a no-change `kiln apply --env lab
+--yes` on both (vault opened by an age identity: no scrypt). Then guarded applies: an sshd
+change that is harmless (`AllowGroups` with the admin's own group, then back), each
+armed on the host, proven by a fresh SSH login and disarmed; the times from "armed" to
+"kept" are read off kiln's progress lines as they arrive. Prints medians and ratios.
+Benchmark only: nothing is asserted.
+
+Needs: root, a release `kiln`; talks only to the lab's own servers.
+"""
+
+import argparse
+import os
+import re
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+
+CONFIG = """[project]
+name = "hbench"
+domain = "hbench.example.org"
+acme_email = "ops@hbench.example.org"
+
+[base]
+rollback_seconds = 20
+
+[base.sshd]
+penalties_exempt = ["10.77.0.0/16"]
+
+[environments.lab]
+domain = "hbench.test"
+acme_ca = "internal"
+
+[environments.lab.hosts.services]
+address = "10.77.0.11"
+admin_user = "kiln"
+os = "debian13"
+
+[environments.lab.hosts.monitoring]
+address = "10.77.0.12"
+admin_user = "kiln"
+os = "debian13"
+"""
+
+
+def run(cmd, **kw):
+    p = subprocess.run(cmd, capture_output=True, text=True, **kw)
+    if p.returncode != 0:
+        sys.exit(f"{' '.join(cmd)} failed ({p.returncode}):\n{p.stdout}\n{p.stderr}")
+    return p.stdout
+
+
+def timed(cmd):
+    t = time.perf_counter()
+    p = subprocess.run(cmd, capture_output=True, text=True)
+    dt = time.perf_counter() - t
+    if p.returncode != 0:
+        sys.exit(f"{' '.join(cmd)} failed ({p.returncode}):\n{p.stdout}\n{p.stderr}")
+    return dt, p.stdout + p.stderr
+
+
+def guarded(cmd):
+    """One apply with a guarded change: (total, armed→kept) in seconds."""
+    t = time.perf_counter()
+    p = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    armed = kept = None
+    lines = []
+    for line in p.stderr:
+        lines.append(line)
+        if "guarded ssh: applied, rollback armed" in line:
+            armed = time.perf_counter()
+        if "guarded ssh: a fresh SSH login works, changes kept" in line:
+            kept = time.perf_counter()
+    p.wait()
+    total = time.perf_counter() - t
+    if p.returncode != 0 or armed is None or kept is None:
+        sys.exit(f"guarded apply failed ({p.returncode}):\n{''.join(lines)}")
+    return total, kept - armed
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--kiln", required=True, help="release kiln binary to measure")
+    ap.add_argument("--rounds", type=int, default=11)
+    ap.add_argument("--guarded-rounds", type=int, default=6)
+    ap.add_argument("--lab", default="kilnbasebench")
+    ap.add_argument("--keep-lab", action="store_true")
+    a = ap.parse_args()
+    kiln = a.kiln
+    work = tempfile.mkdtemp(prefix="kiln-bench-base-")
+    config = os.path.join(work, "kiln.toml")
+    with open(config, "w") as f:
+        f.write(CONFIG)
+    passfile = os.path.join(work, "passphrase")
+    with open(passfile, "w") as f:
+        f.write("bench passphrase, not a secret\n")
+    env = ["--env", "lab", "--config", config]
+    try:
+        run([kiln, "lab", "up", "--yes", "--lab", a.lab, "--config", config])
+        run([kiln, "secrets", "generate", "--passphrase-file", passfile] + env)
+        out = run([kiln, "secrets", "recovery-key", "--passphrase-file", passfile] + env)
+        key = re.search(r"AGE-SECRET-KEY-[0-9A-Z]+", out)
+        if not key:
+            sys.exit(f"no recovery key in:\n{out}")
+        identity = os.path.join(work, "recovery.txt")
+        with open(identity, "w") as f:
+            f.write(key.group(0) + "\n")
+        os.chmod(identity, 0o600)
+        apply_id = [kiln, "apply", "--yes", "--vault-identity", identity] + env
+        first, _ = timed(apply_id)
+        print(f"first apply (the base on two fresh servers, packages through the apt proxy): {first:.1f} s")
+        lab_dir = f"/var/lib/kiln-lab/{a.lab}"
+        with open(config) as f:
+            address = re.search(r'address = "([0-9.]+)"', f.read()).group(1)
+        ssh = ["ssh", "-o", "BatchMode=yes", "-o", f"UserKnownHostsFile={lab_dir}/known_hosts",
+               "-o", "StrictHostKeyChecking=yes", "-i", f"{lab_dir}/id_ed25519", f"kiln@{address}", "true"]
+        times = {"ssh": [], "apply": []}
+        for _ in range(a.rounds):
+            times["ssh"].append(timed(ssh)[0])
+            dt, out = timed(apply_id)
+            if "Applied 0 change(s)" not in out:
+                sys.exit(f"the no-change apply changed something:\n{out}")
+            times["apply"].append(dt)
+        med = {k: statistics.median(v) for k, v in times.items()}
+        print(f"rounds: {a.rounds}")
+        print(f"ssh host true:                               median {med['ssh'] * 1000:.0f} ms")
+        print(f"kiln apply, no change, 2 hosts with the base: median {med['apply'] * 1000:.0f} ms"
+              f"  = {med['apply'] / med['ssh']:.2f}x ssh true")
+
+        with open(config) as f:
+            plain = f.read()
+        group = plain.replace("[base.sshd]\n", "[base.sshd]\nallow_groups = [\"kiln\"]\n")
+        totals, proofs = [], []
+        for i in range(a.guarded_rounds):
+            with open(config, "w") as f:
+                f.write(group if i % 2 == 0 else plain)
+            total, proof = guarded(apply_id)
+            totals.append(total)
+            proofs.append(proof)
+        print(f"guarded sshd change (rounds: {a.guarded_rounds}): apply median {statistics.median(totals):.2f} s,"
+              f" armed -> fresh SSH login -> disarmed median {statistics.median(proofs) * 1000:.0f} ms")
+    finally:
+        if not a.keep_lab:
+            subprocess.run([kiln, "lab", "down", "--lab", a.lab], capture_output=True)
+
+
+if __name__ == "__main__":
+    main()
