@@ -46,10 +46,6 @@ pub const FILES: &[(&str, &str)] = &[
         include_str!("../../../../examples/demo/templates/Caddyfile.j2"),
     ),
     (
-        "templates/wireguard.key.j2",
-        include_str!("../../../../examples/demo/templates/wireguard.key.j2"),
-    ),
-    (
         "templates/probe.py.j2",
         include_str!("../../../../examples/demo/templates/probe.py.j2"),
     ),
