@@ -64,12 +64,14 @@ pub fn render_plan(name: &str, plan: &Plan) -> String {
         }
     }
     for g in &plan.groups {
-        let ids: Vec<String> = g
-            .changes
-            .iter()
-            .filter_map(|i| plan.changes.get(*i))
-            .map(|c| c.id.to_string())
-            .collect();
+        let mut ids: Vec<String> = vec![];
+        for c in g.changes.iter().filter_map(|i| plan.changes.get(*i)) {
+            // A unit enabled and started is named once.
+            let id = c.id.to_string();
+            if !ids.contains(&id) {
+                ids.push(id);
+            }
+        }
         out.push_str(&format!(
             "  guarded {}: {} (kept only if a fresh SSH login works afterwards, else rolled back)\n",
             g.name,

@@ -15,7 +15,7 @@ use super::base::firewall::{self as render, FirewallParams, OpenPort, Protocol};
 use super::base::{Renderer, wireguard::INTERFACE};
 use super::wireguard::guarded;
 use super::{DesiredError, EnvironmentContext};
-use crate::resource::{DesiredState, Notify, Package, Trigger, Unit};
+use crate::resource::{Command, DesiredState, Notify, Package, Trigger, Unit};
 
 /// The guarded group of the firewall's changes.
 pub const GUARD: &str = "firewall";
@@ -46,6 +46,25 @@ pub fn params(env: &EnvironmentContext<'_>, host: &Host) -> Option<FirewallParam
     })
 }
 
+/// kiln's rules are in the `public` zone, which firewalld gives every interface no zone
+/// claims only while it is the default zone (the stock `firewalld.conf` says so on both
+/// families): a host configured otherwise gets a failing step, shown in the plan, that
+/// says what to change, rather than rules that silently do not apply.
+fn default_zone_check() -> Command {
+    const CONF: &str = "/etc/firewalld/firewalld.conf";
+    Command {
+        name: "firewalld-default-zone".into(),
+        run: format!(
+            "echo \"firewalld's default zone is not public ($(grep -E '^DefaultZone=' {CONF})): kiln's rules are in the public zone; set DefaultZone=public in {CONF}\" >&2; exit 1"
+        ),
+        unless: Some(format!(
+            "! grep -Eqs '^DefaultZone=' {CONF} || grep -qx 'DefaultZone=public' {CONF}"
+        )),
+        triggered_by: vec![],
+        stage: Default::default(),
+    }
+}
+
 /// The firewall's resources on `host`: firewalld, its two zones, all guarded.
 pub(super) fn contribute(
     env: &EnvironmentContext<'_>,
@@ -73,5 +92,6 @@ pub(super) fn contribute(
     let mut unit = Unit::packaged(UNIT);
     unit.guard = Some(GUARD.into());
     d.units.push(unit);
+    d.commands.push(default_zone_check());
     Ok(d)
 }
