@@ -23,47 +23,10 @@ import sys
 import tempfile
 import time
 
-CONFIG = """[project]
-name = "hbench"
-domain = "hbench.example.org"
-acme_email = "ops@hbench.example.org"
+from labcommon import lab_ssh, run, timed
 
-[base]
-rollback_seconds = 20
-
-[base.sshd]
-penalties_exempt = ["10.77.0.0/16"]
-
-[environments.lab]
-domain = "hbench.test"
-acme_ca = "internal"
-
-[environments.lab.hosts.services]
-address = "10.77.0.11"
-admin_user = "kiln"
-os = "debian13"
-
-[environments.lab.hosts.monitoring]
-address = "10.77.0.12"
-admin_user = "kiln"
-os = "debian13"
-"""
-
-
-def run(cmd, **kw):
-    p = subprocess.run(cmd, capture_output=True, text=True, **kw)
-    if p.returncode != 0:
-        sys.exit(f"{' '.join(cmd)} failed ({p.returncode}):\n{p.stdout}\n{p.stderr}")
-    return p.stdout
-
-
-def timed(cmd):
-    t = time.perf_counter()
-    p = subprocess.run(cmd, capture_output=True, text=True)
-    dt = time.perf_counter() - t
-    if p.returncode != 0:
-        sys.exit(f"{' '.join(cmd)} failed ({p.returncode}):\n{p.stdout}\n{p.stderr}")
-    return dt, p.stdout + p.stderr
+# The configuration, shared with crates/kiln-cli/tests/base_lab_e2e.rs.
+CONFIG = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "examples", "lab-base", "kiln.toml")
 
 
 def guarded(cmd):
@@ -96,8 +59,8 @@ def main():
     kiln = a.kiln
     work = tempfile.mkdtemp(prefix="kiln-bench-base-")
     config = os.path.join(work, "kiln.toml")
-    with open(config, "w") as f:
-        f.write(CONFIG)
+    with open(CONFIG) as src, open(config, "w") as f:
+        f.write(src.read())
     passfile = os.path.join(work, "passphrase")
     with open(passfile, "w") as f:
         f.write("bench passphrase, not a secret\n")
@@ -116,11 +79,9 @@ def main():
         apply_id = [kiln, "apply", "--yes", "--vault-identity", identity] + env
         first, _ = timed(apply_id)
         print(f"first apply (the base on two fresh servers, packages through the apt proxy): {first:.1f} s")
-        lab_dir = f"/var/lib/kiln-lab/{a.lab}"
         with open(config) as f:
             address = re.search(r'address = "([0-9.]+)"', f.read()).group(1)
-        ssh = ["ssh", "-o", "BatchMode=yes", "-o", f"UserKnownHostsFile={lab_dir}/known_hosts",
-               "-o", "StrictHostKeyChecking=yes", "-i", f"{lab_dir}/id_ed25519", f"kiln@{address}", "true"]
+        ssh = lab_ssh(a.lab, address, "true")
         times = {"ssh": [], "apply": []}
         for _ in range(a.rounds):
             times["ssh"].append(timed(ssh)[0])

@@ -22,24 +22,10 @@ import sys
 import tempfile
 import time
 
+from labcommon import lab_ssh, run, timed
+
 # The stack, shared with crates/kiln-cli/tests/services_lab_e2e.rs.
 STACK = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "examples", "lab-services", "kiln.toml")
-
-
-def run(cmd, **kw):
-    p = subprocess.run(cmd, capture_output=True, text=True, **kw)
-    if p.returncode != 0:
-        sys.exit(f"{' '.join(cmd)} failed ({p.returncode}):\n{p.stdout}\n{p.stderr}")
-    return p.stdout
-
-
-def timed(cmd):
-    t = time.perf_counter()
-    p = subprocess.run(cmd, capture_output=True, text=True)
-    dt = time.perf_counter() - t
-    if p.returncode != 0:
-        sys.exit(f"{' '.join(cmd)} failed ({p.returncode}):\n{p.stdout}\n{p.stderr}")
-    return dt, p.stdout
 
 
 def main():
@@ -72,11 +58,9 @@ def main():
         os.chmod(identity, 0o600)
         first, _ = timed(base + ["apply", "--config", config, "--yes", "--vault-identity", identity] + env)
         print(f"first apply (whole stack from a fresh server, images preloaded): {first:.1f} s")
-        lab_dir = f"/var/lib/kiln-lab/{a.lab}"
         with open(config) as f:
             address = re.search(r'address = "([0-9.]+)"', f.read()).group(1)
-        ssh = ["ssh", "-o", "BatchMode=yes", "-o", f"UserKnownHostsFile={lab_dir}/known_hosts",
-               "-o", "StrictHostKeyChecking=yes", "-i", f"{lab_dir}/id_ed25519", f"kiln@{address}", "true"]
+        ssh = lab_ssh(a.lab, address, "true")
         apply_id = base + ["apply", "--config", config, "--yes", "--vault-identity", identity] + env
         apply_pass = base + ["apply", "--config", config, "--yes", "--passphrase-file", passfile] + env
         times = {"ssh": [], "apply": [], "apply_pass": []}

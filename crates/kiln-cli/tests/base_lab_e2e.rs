@@ -14,104 +14,28 @@ use common::{all_output, text};
 
 use std::io::{BufRead, BufReader};
 use std::os::unix::process::CommandExt;
-use std::path::PathBuf;
-use std::process::{Command, Output, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 /// Seconds a guarded change has to be proven (the model's minimum).
 const ROLLBACK_S: u64 = 20;
 
-fn kiln_toml() -> String {
-    format!(
-        r#"[project]
-name = "hb"
-domain = "hb.example.org"
-acme_email = "ops@hb.example.org"
-
-[base]
-rollback_seconds = {ROLLBACK_S}
-
-[base.sshd]
-penalties_exempt = ["10.77.0.0/16"]   # the lab host: the fault tests fail logins on purpose
-
-[environments.lab]
-domain = "hb.test"
-acme_ca = "internal"
-
-[environments.lab.hosts.services]
-address = "10.77.0.11"
-admin_user = "kiln"
-os = "debian13"
-
-[environments.lab.hosts.monitoring]
-address = "10.77.0.12"
-admin_user = "kiln"
-os = "debian13"
-"#
-    )
-}
+/// The configuration, shared with bench/base.py.
+const KILN_TOML: &str = include_str!("../../../examples/lab-base/kiln.toml");
 
 /// The mesh addresses: the lab environment's default range 10.101.0.0/24, hosts by
 /// sorted role (monitoring .1, services .2).
 const WG_MONITORING: &str = "10.101.0.1";
 const WG_SERVICES: &str = "10.101.0.2";
 
-struct Repo {
-    _tmp: tempfile::TempDir,
-    config: PathBuf,
-    pass: PathBuf,
-    lab: String,
+type Repo = common::LabRepo;
+
+trait SetSecret {
+    fn set_secret(&self, name: &str, value: &str);
 }
 
-impl Repo {
-    fn kiln(&self, args: &[&str]) -> Output {
-        common::kiln()
-            .args(args)
-            .arg("--config")
-            .arg(&self.config)
-            .output()
-            .unwrap()
-    }
-
-    fn env_args(&self) -> Vec<String> {
-        [
-            "--env",
-            "lab",
-            "--passphrase-file",
-            self.pass.to_str().unwrap(),
-            "--config",
-            self.config.to_str().unwrap(),
-        ]
-        .map(str::to_owned)
-        .to_vec()
-    }
-
-    fn kiln_env(&self, args: &[&str]) -> Output {
-        common::kiln()
-            .args(args)
-            .args(self.env_args())
-            .output()
-            .unwrap()
-    }
-
-    fn on(&self, server: &str, script: &str) -> Output {
-        self.kiln(&[
-            "lab", "ssh", "--lab", &self.lab, server, "--", "sudo", "bash", "-c", script,
-        ])
-    }
-
-    fn on_ok(&self, server: &str, script: &str) -> String {
-        let o = self.on(server, script);
-        assert!(o.status.success(), "{server}: {script}: {}", text(&o));
-        String::from_utf8_lossy(&o.stdout).into_owned()
-    }
-
-    fn secret(&self, name: &str) -> String {
-        let o = self.kiln_env(&["secrets", "get", name]);
-        assert!(o.status.success(), "secrets get {name}: {}", text(&o));
-        String::from_utf8_lossy(&o.stdout).trim().to_owned()
-    }
-
+impl SetSecret for Repo {
+    /// `kiln secrets set NAME`, the value on stdin.
     fn set_secret(&self, name: &str, value: &str) {
         use std::io::Write;
         let mut child = common::kiln()
@@ -130,18 +54,6 @@ impl Repo {
             .unwrap();
         let o = child.wait_with_output().unwrap();
         assert!(o.status.success(), "secrets set {name}: {}", text(&o));
-    }
-
-    fn address(&self, role: &str) -> String {
-        common::lab_address(&self.config, role)
-    }
-
-    fn toml(&self) -> String {
-        std::fs::read_to_string(&self.config).unwrap()
-    }
-
-    fn set_toml(&self, text: &str) {
-        std::fs::write(&self.config, text).unwrap();
     }
 }
 
@@ -461,22 +373,9 @@ fn the_base_is_installed_and_a_lockout_is_rolled_back_by_the_host() {
         kiln_lab::prereq::is_root(),
         "the lab end-to-end tests need root (after .ci/install-lab.sh)"
     );
-    let tmp = tempfile::tempdir().unwrap();
-    let config = tmp.path().join("infra/kiln.toml");
-    std::fs::create_dir_all(config.parent().unwrap()).unwrap();
-    std::fs::write(&config, kiln_toml()).unwrap();
-    let pass = tmp.path().join("passphrase");
-    std::fs::write(&pass, "correct horse battery staple base\n").unwrap();
-    let repo = Repo {
-        config,
-        pass,
-        lab: format!("base-{}", std::process::id() % 100_000),
-        _tmp: tmp,
-    };
-    let result = std::panic::catch_unwind(|| scenario(&repo));
-    let down = repo.kiln(&["lab", "down", "--lab", &repo.lab]);
-    if let Err(panic) = result {
-        std::panic::resume_unwind(panic);
-    }
-    assert!(down.status.success(), "kiln lab down: {}", text(&down));
+    assert!(
+        KILN_TOML.contains(&format!("rollback_seconds = {ROLLBACK_S}\n")),
+        "examples/lab-base/kiln.toml's rollback_seconds"
+    );
+    Repo::new(KILN_TOML, "base").run(scenario);
 }

@@ -15,54 +15,25 @@
 mod common;
 use common::{all_output, certificate, text};
 
-use std::path::PathBuf;
-use std::process::{Command, Output};
+use std::process::Command;
 
 /// The stack, shared with bench/services.py.
 const KILN_TOML: &str = include_str!("../../../examples/lab-services/kiln.toml");
 
-struct Repo {
-    _tmp: tempfile::TempDir,
-    config: PathBuf,
-    pass: PathBuf,
-    lab: String,
+/// The lab repository, with what this test asks of the services server.
+struct Repo(common::LabRepo);
+
+impl std::ops::Deref for Repo {
+    type Target = common::LabRepo;
+    fn deref(&self) -> &common::LabRepo {
+        &self.0
+    }
 }
 
 impl Repo {
-    fn kiln(&self, args: &[&str]) -> Output {
-        common::kiln()
-            .args(args)
-            .arg("--config")
-            .arg(&self.config)
-            .output()
-            .unwrap()
-    }
-
-    /// `kiln <args> --env lab --passphrase-file …`
-    fn kiln_env(&self, args: &[&str]) -> Output {
-        let mut a: Vec<&str> = args.to_vec();
-        let pass = self.pass.to_str().unwrap();
-        a.extend(["--env", "lab", "--passphrase-file", pass]);
-        self.kiln(&a)
-    }
-
-    /// A root shell script on the services server.
-    fn on_server(&self, script: &str) -> Output {
-        self.kiln(&[
-            "lab", "ssh", "--lab", &self.lab, "services", "--", "sudo", "bash", "-c", script,
-        ])
-    }
-
+    /// A root shell script on the services server, which must succeed.
     fn on_server_ok(&self, script: &str) -> String {
-        let o = self.on_server(script);
-        assert!(o.status.success(), "{script}: {}", text(&o));
-        String::from_utf8_lossy(&o.stdout).into_owned()
-    }
-
-    fn secret(&self, name: &str) -> String {
-        let o = self.kiln_env(&["secrets", "get", name]);
-        assert!(o.status.success(), "secrets get {name}: {}", text(&o));
-        String::from_utf8_lossy(&o.stdout).trim_end().to_owned()
+        self.on_ok("services", script)
     }
 
     fn set_version(&self, service: &str, from: &str, to: &str) {
@@ -80,7 +51,7 @@ impl Repo {
 
     /// The services server's address, as `kiln lab up` recorded it.
     fn address(&self) -> String {
-        common::lab_address(&self.config, "services")
+        self.0.address("services")
     }
 
     fn started_at(&self, containers: &[&str]) -> Vec<String> {
@@ -133,24 +104,8 @@ fn the_reference_services_run_upgrade_and_report_a_broken_version() {
         kiln_lab::prereq::is_root(),
         "the lab end-to-end tests need root (after .ci/install-lab.sh)"
     );
-    let tmp = tempfile::tempdir().unwrap();
-    let config = tmp.path().join("infra/kiln.toml");
-    std::fs::create_dir_all(config.parent().unwrap()).unwrap();
-    std::fs::write(&config, KILN_TOML).unwrap();
-    let pass = tmp.path().join("passphrase");
-    std::fs::write(&pass, "correct horse battery staple e2e\n").unwrap();
-    let repo = Repo {
-        config,
-        pass,
-        lab: format!("svc-{}", std::process::id() % 100_000),
-        _tmp: tmp,
-    };
-    let result = std::panic::catch_unwind(|| scenario(&repo));
-    let down = repo.kiln(&["lab", "down", "--lab", &repo.lab]);
-    if let Err(panic) = result {
-        std::panic::resume_unwind(panic);
-    }
-    assert!(down.status.success(), "kiln lab down: {}", text(&down));
+    let repo = Repo(common::LabRepo::new(KILN_TOML, "svc"));
+    repo.0.run(|_| scenario(&repo));
 }
 
 fn scenario(repo: &Repo) {

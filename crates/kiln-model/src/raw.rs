@@ -522,7 +522,7 @@ pub(crate) struct RawBase {
     /// and a metric of pending updates and required reboots for monitoring.
     #[schemars(with = "Option<SwitchSchema<RawUpdates>>", extend("default" = true))]
     pub updates: Option<S<Switch<RawUpdates>>>,
-    /// Time sync (chrony) and the host name (`<role>.<domain>`): certificates, backups
+    /// Time sync (chrony) and the host name (its role): certificates, backups
     /// and RPO figures depend on a correct clock.
     #[schemars(with = "Option<bool>", extend("default" = true))]
     pub time: Option<S<bool>>,

@@ -70,3 +70,102 @@ pub fn certificate(ip: &str, name: &str) -> String {
         .expect("openssl");
     stdout(&o)
 }
+
+/// A kiln repository in a temporary folder (`infra/kiln.toml` and a passphrase file) for
+/// one lab: the lab end-to-end tests' way to run kiln as a user would.
+pub struct LabRepo {
+    _tmp: tempfile::TempDir,
+    pub config: std::path::PathBuf,
+    pub pass: std::path::PathBuf,
+    pub lab: String,
+}
+
+impl LabRepo {
+    /// `toml` as `infra/kiln.toml`, a passphrase, and a lab named `<prefix>-<pid>`.
+    pub fn new(toml: &str, prefix: &str) -> LabRepo {
+        let tmp = tempfile::tempdir().unwrap();
+        let config = tmp.path().join("infra/kiln.toml");
+        std::fs::create_dir_all(config.parent().unwrap()).unwrap();
+        std::fs::write(&config, toml).unwrap();
+        let pass = tmp.path().join("passphrase");
+        std::fs::write(&pass, format!("correct horse battery staple {prefix}\n")).unwrap();
+        LabRepo {
+            _tmp: tmp,
+            config,
+            pass,
+            lab: format!("{prefix}-{}", std::process::id() % 100_000),
+        }
+    }
+
+    /// `kiln <args> --config …`
+    pub fn kiln(&self, args: &[&str]) -> Output {
+        kiln()
+            .args(args)
+            .arg("--config")
+            .arg(&self.config)
+            .output()
+            .unwrap()
+    }
+
+    /// What [`Self::kiln_env`] adds: the lab environment, the passphrase, the config.
+    pub fn env_args(&self) -> Vec<String> {
+        vec![
+            "--env".into(),
+            "lab".into(),
+            "--passphrase-file".into(),
+            self.pass.display().to_string(),
+            "--config".into(),
+            self.config.display().to_string(),
+        ]
+    }
+
+    /// `kiln <args> --env lab --passphrase-file … --config …`
+    pub fn kiln_env(&self, args: &[&str]) -> Output {
+        kiln().args(args).args(self.env_args()).output().unwrap()
+    }
+
+    /// A root shell script on lab server `server`.
+    pub fn on(&self, server: &str, script: &str) -> Output {
+        self.kiln(&[
+            "lab", "ssh", "--lab", &self.lab, server, "--", "sudo", "bash", "-c", script,
+        ])
+    }
+
+    /// [`Self::on`], which must succeed; its stdout.
+    pub fn on_ok(&self, server: &str, script: &str) -> String {
+        let o = self.on(server, script);
+        assert!(o.status.success(), "{server}: {script}: {}", text(&o));
+        stdout(&o)
+    }
+
+    /// A secret of the lab environment's vault.
+    pub fn secret(&self, name: &str) -> String {
+        let o = self.kiln_env(&["secrets", "get", name]);
+        assert!(o.status.success(), "secrets get {name}: {}", text(&o));
+        stdout(&o).trim_end().to_owned()
+    }
+
+    /// The address `kiln lab up` recorded for `role`.
+    pub fn address(&self, role: &str) -> String {
+        lab_address(&self.config, role)
+    }
+
+    pub fn toml(&self) -> String {
+        std::fs::read_to_string(&self.config).unwrap()
+    }
+
+    pub fn set_toml(&self, text: &str) {
+        std::fs::write(&self.config, text).unwrap();
+    }
+
+    /// Runs `scenario`, then removes the lab whatever happened; the scenario's panic
+    /// wins over a failed teardown.
+    pub fn run(&self, scenario: impl FnOnce(&LabRepo)) {
+        let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| scenario(self)));
+        let down = self.kiln(&["lab", "down", "--lab", &self.lab]);
+        if let Err(panic) = result {
+            std::panic::resume_unwind(panic);
+        }
+        assert!(down.status.success(), "kiln lab down: {}", text(&down));
+    }
+}
