@@ -587,6 +587,20 @@ impl Fresh {
     /// Runs `agent disarm TOKEN` over the fresh connection; Ok once the agent there said
     /// it disarmed.
     fn disarm(&mut self, token: &str) -> Result<(), String> {
+        // sshd re-executes itself on a reload (and restarts on a restart): for a moment
+        // nothing listens, which is not a lockout. Such a refusal is retried for a while.
+        let start = std::time::Instant::now();
+        loop {
+            match self.disarm_once(token) {
+                Err(e) if transient(&e) && start.elapsed() < FRESH_RETRY => {
+                    std::thread::sleep(std::time::Duration::from_millis(300));
+                }
+                other => return other,
+            }
+        }
+    }
+
+    fn disarm_once(&mut self, token: &str) -> Result<(), String> {
         let host = self.host.as_mut().map_err(|e| e.to_string())?;
         let command = self.template.replace(TOKEN_SLOT, &quote(token));
         let mut disarmed = false;
@@ -615,6 +629,22 @@ impl Fresh {
             if why.is_empty() { "no message" } else { &why }
         ))
     }
+}
+
+/// How long a fresh connection refused while sshd restarts is retried.
+const FRESH_RETRY: std::time::Duration = std::time::Duration::from_secs(8);
+
+/// A failure of the fresh connection that a restarting sshd gives (nothing listening yet,
+/// or the old process closing the connection), not a refusal of the login itself.
+fn transient(error: &str) -> bool {
+    [
+        "Connection refused",
+        "Connection reset",
+        "Connection closed",
+        "kex_exchange_identification",
+    ]
+    .iter()
+    .any(|m| error.contains(m))
 }
 
 /// `user@machine` of whoever runs kiln here, recorded in the host's lock by an apply.

@@ -390,7 +390,7 @@ fn a_group_that_cannot_be_confirmed_fails_the_host_naming_it_and_the_rollback() 
         contains: vec!["disarm".into()],
         stdout: vec![],
         code: 255,
-        stderr: "ssh: connect to host web port 22: Connection refused".into(),
+        stderr: "kiln@web: Permission denied (publickey).".into(),
     }]);
     let mut events = vec![];
     let out = h
@@ -403,7 +403,7 @@ fn a_group_that_cannot_be_confirmed_fails_the_host_naming_it_and_the_rollback() 
     let text = out.errors.join("\n");
     assert!(
         text.contains("guarded group ssh could not be confirmed over a fresh connection")
-            && text.contains("Connection refused")
+            && text.contains("Permission denied (publickey)")
             && text
                 .contains("rolls it back within 90 s (timer kiln-rollback-00aa11bb22cc33dd.timer)"),
         "{text}"
@@ -470,4 +470,35 @@ fn skipped_steps_fail_the_host_and_say_why() {
             "restart unit app.service: skipped because update file /etc/app.conf failed"
         ]
     );
+}
+
+#[test]
+fn a_fresh_connection_refused_while_sshd_restarts_is_tried_again() {
+    let b = binary();
+    let token = "00aa11bb22cc33dd";
+    let mut h = fake(vec![expect(&["if [ -x"], armed_lines(token), 0)]);
+    h.fresh = FreshScript::new(vec![
+        Expect {
+            contains: vec!["disarm".into()],
+            stdout: vec![],
+            code: 255,
+            stderr: "ssh: connect to host web port 22: Connection refused".into(),
+        },
+        expect(
+            &["disarm", token],
+            vec![
+                serde_json::to_string(&Event::GuardDisarmed {
+                    token: token.into(),
+                })
+                .unwrap(),
+            ],
+            0,
+        ),
+    ]);
+    let out = h
+        .run_agent(&b, &guarded_desired(), false, &mut |_| {})
+        .unwrap();
+    assert!(!out.failed, "{:?}", out.errors);
+    assert_eq!(out.confirmed, ["ssh"]);
+    assert_eq!(h.fresh.received().len(), 2);
 }
