@@ -29,6 +29,16 @@ from labcommon import lab_ssh, run, timed
 CONFIG = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "examples", "lab-base", "kiln.toml")
 
 
+def parallel(cmds):
+    """Runs `cmds` at once; seconds until the last one ended (each must succeed)."""
+    t = time.perf_counter()
+    ps = [subprocess.Popen(c, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE) for c in cmds]
+    for c, p in zip(cmds, ps):
+        if p.wait() != 0:
+            sys.exit(f"{' '.join(c)} failed: {p.stderr.read().decode()}")
+    return time.perf_counter() - t
+
+
 def guarded(cmd):
     """One apply with a guarded change: (total, armed→kept) in seconds."""
     t = time.perf_counter()
@@ -80,11 +90,12 @@ def main():
         first, _ = timed(apply_id)
         print(f"first apply (the base on two fresh servers, packages through the apt proxy): {first:.1f} s")
         with open(config) as f:
-            address = re.search(r'address = "([0-9.]+)"', f.read()).group(1)
-        ssh = lab_ssh(a.lab, address, "true")
-        times = {"ssh": [], "apply": []}
+            addresses = re.findall(r'address = "([0-9.]+)"', f.read())
+        ssh = lab_ssh(a.lab, addresses[0], "true")
+        times = {"ssh": [], "ssh_both": [], "apply": []}
         for _ in range(a.rounds):
             times["ssh"].append(timed(ssh)[0])
+            times["ssh_both"].append(parallel([lab_ssh(a.lab, x, "true") for x in addresses]))
             dt, out = timed(apply_id)
             if "Applied 0 change(s)" not in out:
                 sys.exit(f"the no-change apply changed something:\n{out}")
@@ -92,8 +103,10 @@ def main():
         med = {k: statistics.median(v) for k, v in times.items()}
         print(f"rounds: {a.rounds}")
         print(f"ssh host true:                               median {med['ssh'] * 1000:.0f} ms")
+        print(f"ssh host true to both hosts at once:          median {med['ssh_both'] * 1000:.0f} ms")
         print(f"kiln apply, no change, 2 hosts with the base: median {med['apply'] * 1000:.0f} ms"
-              f"  = {med['apply'] / med['ssh']:.2f}x ssh true")
+              f"  = {med['apply'] / med['ssh']:.2f}x ssh true to one host,"
+              f" {med['apply'] / med['ssh_both']:.2f}x ssh true to both at once")
 
         with open(config) as f:
             plain = f.read()
@@ -105,8 +118,9 @@ def main():
             total, proof = guarded(apply_id)
             totals.append(total)
             proofs.append(proof)
-        print(f"guarded sshd change (rounds: {a.guarded_rounds}): apply median {statistics.median(totals):.2f} s,"
-              f" armed -> fresh SSH login -> disarmed median {statistics.median(proofs) * 1000:.0f} ms")
+        if totals:
+            print(f"guarded sshd change (rounds: {a.guarded_rounds}): apply median {statistics.median(totals):.2f} s,"
+                  f" armed -> fresh SSH login -> disarmed median {statistics.median(proofs) * 1000:.0f} ms")
     finally:
         if not a.keep_lab:
             subprocess.run([kiln, "lab", "down", "--lab", a.lab], capture_output=True)

@@ -502,3 +502,27 @@ fn a_fresh_connection_refused_while_sshd_restarts_is_tried_again() {
     assert_eq!(out.confirmed, ["ssh"]);
     assert_eq!(h.fresh.received().len(), 2);
 }
+
+#[test]
+fn the_agents_hash_is_remembered_until_the_binary_changes() {
+    let dir = tempfile::tempdir().unwrap();
+    let bin = dir.path().join("kiln");
+    let cache = dir.path().join("cache");
+    std::fs::write(&bin, b"first build").unwrap();
+    let a = AgentBinary::from_path_cached(&bin, &cache).unwrap();
+    assert_eq!(a.sha256, AgentBinary::from_path(&bin).unwrap().sha256);
+    let record = std::fs::read_to_string(cache.join("agent-sha256")).unwrap();
+    assert!(record.trim_end().ends_with(&a.sha256), "{record}");
+    // The record is what is used while the file is the same one…
+    let forged = record.replace(&a.sha256, &"0".repeat(64));
+    std::fs::write(cache.join("agent-sha256"), &forged).unwrap();
+    assert_eq!(
+        AgentBinary::from_path_cached(&bin, &cache).unwrap().sha256,
+        "0".repeat(64)
+    );
+    // …and a new build (another size, another time) is hashed again.
+    std::fs::write(&bin, b"second build, longer").unwrap();
+    let b = AgentBinary::from_path_cached(&bin, &cache).unwrap();
+    assert_eq!(b.sha256, AgentBinary::from_path(&bin).unwrap().sha256);
+    assert_eq!(*b.bytes, b"second build, longer");
+}
