@@ -53,6 +53,14 @@ name = "e2e"
 domain = "e2e.lab"
 acme_email = "ops@e2e.lab"
 
+[base]                             # not this test's subject (kiln-cli's base_lab_e2e.rs)
+sshd = false
+firewall = false
+updates = false
+time = false
+node_exporter = false
+wireguard = false
+
 [environments.lab]
 domain = "e2e.lab"
 acme_ca = "internal"
