@@ -23,6 +23,10 @@ apt-get install -y -q --no-install-recommends \
 # qemu-utils this replaces it by Debian 12's own qemu 7.2 stack; the lab needs no qemu-img.
 apt-get install -y -q --no-install-recommends qemu-system-x86 e2fsprogs
 
+# Backups (crates/kiln-backup/tests): Debian's stock restic reads and writes the
+# repositories kiln writes.
+apt-get install -y -q --no-install-recommends restic
+
 # The lab's ACME server (`kiln lab up --acme`, tests/acme_e2e.rs): Debian's pebble ships
 # pebble and pebble-challtestsrv (the lab DNS). The reverse-proxy tests also probe with
 # testssl.sh and dig (bind9-dnsutils).

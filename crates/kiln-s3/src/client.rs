@@ -509,6 +509,48 @@ impl S3Client {
         self.request("s3", "DELETE", &path, &q, &[], b"")
     }
 
+    /// Every current object under `prefix` with its size, all pages (ListObjectsV2).
+    pub fn list_objects(&self, bucket: &str, prefix: &str) -> Result<Vec<(String, u64)>> {
+        let path = format!("/{bucket}");
+        let mut out = vec![];
+        let mut token: Option<String> = None;
+        loop {
+            let mut q = vec![("list-type", "2"), ("prefix", prefix)];
+            if let Some(t) = &token {
+                q.push(("continuation-token", t.as_str()));
+            }
+            let r = self.request("s3", "GET", &path, &q, &[], b"")?;
+            let text = self.ok("ListObjectsV2", &path, r)?.text();
+            for block in xml::blocks(&text, "Contents") {
+                let key = xml::first(&block, "Key").unwrap_or_default();
+                let size = xml::first(&block, "Size")
+                    .and_then(|s| s.parse().ok())
+                    .unwrap_or(0);
+                out.push((key, size));
+            }
+            token = (xml::first(&text, "IsTruncated").as_deref() == Some("true"))
+                .then(|| xml::first(&text, "NextContinuationToken"))
+                .flatten();
+            if token.is_none() {
+                return Ok(out);
+            }
+        }
+    }
+
+    /// `length` bytes of an object from `offset` (a ranged GetObject).
+    pub fn get_object_range(
+        &self,
+        bucket: &str,
+        key: &str,
+        offset: u64,
+        length: u64,
+    ) -> Result<Vec<u8>> {
+        let path = format!("/{bucket}/{key}");
+        let range = format!("bytes={offset}-{}", offset + length.max(1) - 1);
+        let r = self.request("s3", "GET", &path, &[], &[("range", &range)], b"")?;
+        Ok(self.ok("GetObject", &path, r)?.body)
+    }
+
     /// Every version and delete marker under `prefix` (one page: up to 1000 entries).
     pub fn list_object_versions(&self, bucket: &str, prefix: &str) -> Result<Vec<ObjectVersion>> {
         let path = format!("/{bucket}");

@@ -1,0 +1,360 @@
+//! A restic-format repository on S3, through rustic_core on kiln's S3 client
+//! ([`crate::backend`]).
+//!
+//! - Uploads carry an MD5 checksum: a bucket with Object Lock refuses uploads without one.
+//! - The credentials are the ones given, from the vault (no AWS environment or files).
+//! - Paths are stored as given: callers give absolute paths, as restic does.
+
+use std::path::{Path, PathBuf};
+
+use kiln_s3::Credentials;
+use kiln_secrets::Secret;
+use rustic_core::repofile::SnapshotFile;
+use rustic_core::{
+    BackupOptions, CheckOptions, ConfigOptions, Credentials as RepoPassword, KeyOptions,
+    LocalDestination, LsOptions, OpenStatus, PathList, Repository, RepositoryBackends,
+    RepositoryOptions, RestoreOptions, RusticError, SnapshotOptions,
+};
+
+/// Where a repository lives: an S3 endpoint, bucket and key prefix.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Location {
+    /// `http(s)://host[:port]`.
+    pub endpoint: String,
+    pub region: String,
+    pub bucket: String,
+    /// Key prefix inside the bucket (no leading or trailing `/`), e.g. `kiln/production`.
+    pub prefix: String,
+}
+
+impl Location {
+    /// The repository of environment `env` as `[backups.repository]` describes it (the
+    /// prefix's `{env}` filled in; region `us-east-1` when none is given, as S3 clients
+    /// default to).
+    pub fn for_environment(repository: &kiln_model::Repository, env: &str) -> Location {
+        Location {
+            endpoint: repository.endpoint.clone(),
+            region: repository
+                .region
+                .clone()
+                .unwrap_or_else(|| "us-east-1".into()),
+            bucket: repository.bucket.clone(),
+            prefix: repository.prefix_for(env).trim_matches('/').to_owned(),
+        }
+    }
+
+    /// The repository as the restic CLI takes it: `s3:<endpoint>/<bucket>/<prefix>`.
+    pub fn restic_url(&self) -> String {
+        let prefix = self.prefix.trim_matches('/');
+        let base = format!("s3:{}/{}", self.endpoint.trim_end_matches('/'), self.bucket);
+        if prefix.is_empty() {
+            base
+        } else {
+            format!("{base}/{prefix}")
+        }
+    }
+
+    /// The storage backend for this location and credential.
+    fn backend(&self, creds: &Credentials) -> crate::backend::S3Backend {
+        crate::backend::S3Backend::new(
+            kiln_s3::S3Client::new(&self.endpoint, &self.region, creds.clone()),
+            &self.bucket,
+            &self.prefix,
+            self.restic_url(),
+        )
+    }
+}
+
+/// A repository operation failed; every message names the repository (its restic URL).
+#[derive(Debug, thiserror::Error)]
+pub enum RepoError {
+    #[error(
+        "backup repository {url}: no repository there yet\n  hint: `kiln backup init` creates it (with the admin credential)"
+    )]
+    Missing { url: String },
+    #[error("backup repository {url}: a repository is already there; nothing was written")]
+    Exists { url: String },
+    #[error(
+        "backup repository {url}: the repository password does not open it (no key of the repository matches); nothing was written\n  hint: the password is the vault secret named in [backups.credentials] repository_password"
+    )]
+    WrongPassword { url: String },
+    #[error("backup repository {url}: {action}: {message}")]
+    Failed {
+        url: String,
+        action: &'static str,
+        message: String,
+    },
+    #[error("backup repository {url}: the check found problems:\n{problems}")]
+    CheckFailed { url: String, problems: String },
+}
+
+/// One snapshot, as listed.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct SnapshotInfo {
+    /// Full id (hex); restic shows its first 8 characters.
+    pub id: String,
+    /// RFC 3339.
+    pub time: String,
+    /// Unix seconds.
+    pub unix: i64,
+    pub hostname: String,
+    pub paths: Vec<String>,
+    pub tags: Vec<String>,
+    /// Files and bytes the backup read, and the bytes it added to the repository.
+    pub files: u64,
+    pub bytes: u64,
+    pub bytes_added: u64,
+}
+
+impl SnapshotInfo {
+    fn from_file(s: &SnapshotFile) -> SnapshotInfo {
+        let summary = s.summary.as_ref();
+        SnapshotInfo {
+            id: s.id.to_hex().to_string(),
+            time: s.time.timestamp().to_string(),
+            unix: s.time.timestamp().as_second(),
+            hostname: s.hostname.clone(),
+            paths: s.paths.iter().cloned().collect(),
+            tags: s.tags.iter().cloned().collect(),
+            files: summary.map_or(0, |x| x.total_files_processed),
+            bytes: summary.map_or(0, |x| x.total_bytes_processed),
+            bytes_added: summary.map_or(0, |x| x.data_added),
+        }
+    }
+}
+
+/// An open repository. Operations that read the index take the repository out, index it,
+/// and put it back without its index afterwards; one that fails on the way leaves the
+/// value unusable (open it again).
+pub struct Repo {
+    repo: Option<Repository<OpenStatus>>,
+    location: Location,
+}
+
+impl Repo {
+    fn unopened(location: &Location, creds: &Credentials) -> Result<Repository<()>, RepoError> {
+        let url = location.restic_url();
+        let backends = RepositoryBackends::new(std::sync::Arc::new(location.backend(creds)), None);
+        // No local cache: the servers back up as root, and a stale cache must never
+        // hide what the bucket holds.
+        Repository::new(&RepositoryOptions::default().no_cache(true), &backends)
+            .map_err(|e| failed(&url, "reach it", &e))
+    }
+
+    /// Opens the repository at `location` with `password`.
+    pub fn open(
+        location: &Location,
+        creds: &Credentials,
+        password: &Secret,
+    ) -> Result<Repo, RepoError> {
+        let url = location.restic_url();
+        let repo = Self::unopened(location, creds)?;
+        if repo
+            .config_id()
+            .map_err(|e| failed(&url, "read its configuration", &e))?
+            .is_none()
+        {
+            return Err(RepoError::Missing { url });
+        }
+        let repo = repo
+            .open(&RepoPassword::password(password.expose()))
+            .map_err(|e| {
+                if e.is_incorrect_password() {
+                    RepoError::WrongPassword { url: url.clone() }
+                } else {
+                    failed(&url, "open it", &e)
+                }
+            })?;
+        Ok(Repo {
+            repo: Some(repo),
+            location: location.clone(),
+        })
+    }
+
+    /// Creates a repository at `location`, encrypted with `password`; refuses when one is
+    /// there already.
+    pub fn init(
+        location: &Location,
+        creds: &Credentials,
+        password: &Secret,
+    ) -> Result<Repo, RepoError> {
+        let url = location.restic_url();
+        let repo = Self::unopened(location, creds)?;
+        if repo
+            .config_id()
+            .map_err(|e| failed(&url, "read its configuration", &e))?
+            .is_some()
+        {
+            return Err(RepoError::Exists { url });
+        }
+        let repo = repo
+            .init(
+                &RepoPassword::password(password.expose()),
+                &KeyOptions::default(),
+                &ConfigOptions::default(),
+            )
+            .map_err(|e| failed(&url, "create it", &e))?;
+        Ok(Repo {
+            repo: Some(repo),
+            location: location.clone(),
+        })
+    }
+
+    pub fn location(&self) -> &Location {
+        &self.location
+    }
+
+    fn url(&self) -> String {
+        self.location.restic_url()
+    }
+
+    /// The open repository, taken out (give it back with `self.repo = Some(..)`).
+    fn take(&mut self) -> Result<Repository<OpenStatus>, RepoError> {
+        self.repo.take().ok_or_else(|| RepoError::Failed {
+            url: self.url(),
+            action: "use it",
+            message: "an earlier operation failed half-way; open the repository again".into(),
+        })
+    }
+
+    fn open_repo(&self) -> Result<&Repository<OpenStatus>, RepoError> {
+        self.repo.as_ref().ok_or_else(|| RepoError::Failed {
+            url: self.url(),
+            action: "use it",
+            message: "an earlier operation failed half-way; open the repository again".into(),
+        })
+    }
+
+    /// Backs up `path` (absolute) as one snapshot with `tags`, recorded as made on `host`.
+    pub fn backup_path(
+        &mut self,
+        path: &Path,
+        host: &str,
+        tags: &[String],
+    ) -> Result<SnapshotInfo, RepoError> {
+        let url = self.url();
+        if !path.is_absolute() {
+            return Err(RepoError::Failed {
+                url,
+                action: "back up",
+                message: format!("{} is not an absolute path", path.display()),
+            });
+        }
+        let mut opts = SnapshotOptions::default()
+            .host(host.to_owned())
+            // Otherwise the process's argv is recorded as the snapshot's command.
+            .command(format!("kiln backup {}", path.display()));
+        for t in tags {
+            opts = opts
+                .add_tags(t)
+                .map_err(|e| failed(&url, "tag the snapshot", &e))?;
+        }
+        let snap = opts
+            .to_snapshot()
+            .map_err(|e| failed(&url, "prepare the snapshot", &e))?;
+        let source = PathList::from_string(&path.display().to_string())
+            .map_err(|e| failed(&url, "back up", &e))?;
+        let indexed = self
+            .take()?
+            .to_indexed_ids()
+            .map_err(|e| failed(&url, "read its index", &e))?;
+        let saved = indexed.backup(&BackupOptions::default(), &source, snap);
+        self.repo = Some(indexed.drop_index());
+        let saved = saved.map_err(|e| failed(&url, "back up", &e))?;
+        Ok(SnapshotInfo::from_file(&saved))
+    }
+
+    /// Every snapshot, oldest first.
+    pub fn snapshots(&self) -> Result<Vec<SnapshotInfo>, RepoError> {
+        let mut all = self
+            .open_repo()?
+            .get_all_snapshots()
+            .map_err(|e| failed(&self.url(), "list its snapshots", &e))?;
+        all.sort_by(|a, b| a.time.cmp(&b.time));
+        Ok(all.iter().map(SnapshotInfo::from_file).collect())
+    }
+
+    /// Restores snapshot `id` (a unique prefix of its id, or `latest`) into `dest`, a folder
+    /// created if needed: the snapshot's paths appear under it as they were stored.
+    pub fn restore(&mut self, id: &str, dest: &Path) -> Result<(), RepoError> {
+        let url = self.url();
+        let repo = self
+            .take()?
+            .to_indexed()
+            .map_err(|e| failed(&url, "read its index", &e))?;
+        let result = Self::restore_indexed(&repo, &url, id, dest);
+        self.repo = Some(repo.drop_index());
+        result
+    }
+
+    fn restore_indexed(
+        repo: &Repository<impl rustic_core::IndexedFull>,
+        url: &str,
+        id: &str,
+        dest: &Path,
+    ) -> Result<(), RepoError> {
+        let node = repo
+            .node_from_snapshot_path(&format!("{id}:"), |_| true)
+            .map_err(|e| failed(url, "find the snapshot", &e))?;
+        let ls = repo
+            .ls(&node, &LsOptions::default())
+            .map_err(|e| failed(url, "read the snapshot", &e))?;
+        let mut target = PathBuf::from(dest).display().to_string();
+        if !target.ends_with('/') {
+            target.push('/');
+        }
+        let dest = LocalDestination::new(&target, true, !node.is_dir())
+            .map_err(|e| failed(url, "prepare the destination", &e))?;
+        let opts = RestoreOptions::default();
+        let plan = repo
+            .prepare_restore(&opts, ls.clone(), &dest, false)
+            .map_err(|e| failed(url, "plan the restore", &e))?;
+        repo.restore(plan, &opts, ls, &dest)
+            .map_err(|e| failed(url, "restore", &e))
+    }
+
+    /// Checks the repository's structure (index, packs, trees), without reading the data.
+    pub fn check(&self) -> Result<(), RepoError> {
+        let url = self.url();
+        let results = self
+            .open_repo()?
+            .check(CheckOptions::default())
+            .map_err(|e| failed(&url, "check it", &e))?;
+        results.is_ok().map_err(|e| RepoError::CheckFailed {
+            url,
+            problems: e.to_string(),
+        })
+    }
+}
+
+fn failed(url: &str, action: &'static str, e: &RusticError) -> RepoError {
+    RepoError::Failed {
+        url: url.to_owned(),
+        action,
+        message: e.display_log(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_restic_url_is_the_one_the_restic_cli_takes() {
+        let l = Location {
+            endpoint: "http://10.77.0.1:9000/".into(),
+            region: "us-east-1".into(),
+            bucket: "kiln-backups".into(),
+            prefix: "/kiln/lab/".into(),
+        };
+        assert_eq!(
+            l.restic_url(),
+            "s3:http://10.77.0.1:9000/kiln-backups/kiln/lab"
+        );
+        let bare = Location {
+            prefix: String::new(),
+            ..l
+        };
+        assert_eq!(bare.restic_url(), "s3:http://10.77.0.1:9000/kiln-backups");
+    }
+}
