@@ -5,6 +5,7 @@
 //! No terminal code: results are values, errors name the repository.
 
 pub mod backend;
+pub mod bucket;
 pub mod repo;
 
 pub use repo::{Location, Repo, RepoError, SnapshotInfo};

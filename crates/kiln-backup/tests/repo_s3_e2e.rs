@@ -179,5 +179,47 @@ fn a_repository_kiln_writes_is_one_restic_reads_and_the_other_way_round() {
         .unwrap();
     assert_eq!(refused.status, 403, "{}", refused.text());
 
+    // The bucket checks `kiln backup init` makes: the lab's bucket is locked long enough
+    // and versioned, its server credential cannot delete (the canary's deletion is
+    // refused); it has no lifecycle rule yet, which is said.
+    let admin = s3.admin_client();
+    let found = kiln_backup::bucket::verify(&admin, &client, &s3.bucket, "kiln/lab", 2).unwrap();
+    assert_eq!(
+        found,
+        [kiln_backup::bucket::Finding::NoLifecycle {
+            bucket: s3.bucket.clone()
+        }],
+        "{found:?}"
+    );
+    let longer = kiln_backup::bucket::verify(&admin, &client, &s3.bucket, "kiln/lab", 30).unwrap();
+    assert!(
+        matches!(
+            &longer[0],
+            kiln_backup::bucket::Finding::ShortRetention {
+                days: 2,
+                wanted: 30,
+                ..
+            }
+        ),
+        "{longer:?}"
+    );
+    // A bucket without Object Lock, and a credential that can delete: both found, each
+    // message saying what to fix.
+    admin.create_bucket("unlocked", false).unwrap();
+    let found = kiln_backup::bucket::verify(&admin, &admin, "unlocked", "kiln/lab", 2).unwrap();
+    let text: Vec<String> = found.iter().map(ToString::to_string).collect();
+    assert!(
+        matches!(found[0], kiln_backup::bucket::Finding::NoObjectLock { .. })
+            && found
+                .iter()
+                .any(|f| matches!(f, kiln_backup::bucket::Finding::ServerCanDelete { .. })),
+        "{text:#?}"
+    );
+    assert!(
+        text.iter()
+            .any(|t| t.contains("deny s3:DeleteObjectVersion")),
+        "{text:#?}"
+    );
+
     lab.down().unwrap();
 }
