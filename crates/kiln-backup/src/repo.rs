@@ -264,6 +264,95 @@ impl Repo {
         Ok(SnapshotInfo::from_file(&saved))
     }
 
+    /// Backs up what `argv` writes on its stdout (a database dump) as one file named
+    /// `filename` in a snapshot tagged `tags`, streamed: nothing the size of the dump is
+    /// kept on disk or in memory. rustic saves the snapshot before it looks at the
+    /// command's exit status; when the command fails, that snapshot is deleted again, so
+    /// a failed dump never looks like a backup.
+    pub fn backup_command(
+        &mut self,
+        argv: &[String],
+        filename: &str,
+        host: &str,
+        tags: &[String],
+    ) -> Result<SnapshotInfo, RepoError> {
+        let url = self.url();
+        let Some(program) = argv.first() else {
+            return Err(RepoError::Failed {
+                url,
+                action: "back up a command's output",
+                message: "no command given".into(),
+            });
+        };
+        let line = argv
+            .iter()
+            .map(|a| shell_quote(a))
+            .collect::<Vec<_>>()
+            .join(" ");
+        let command: rustic_core::CommandInput = line.parse().map_err(|e| RepoError::Failed {
+            url: url.clone(),
+            action: "back up a command's output",
+            message: format!("{line}: {e}"),
+        })?;
+        // A label only this run uses, to find the snapshot again if the command fails.
+        let label = format!(
+            "kiln-{}-{}",
+            std::process::id(),
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_nanos())
+        );
+        let mut opts = SnapshotOptions::default()
+            .host(host.to_owned())
+            .label(label.clone())
+            .command(format!("kiln backup: {line}"));
+        for t in tags {
+            opts = opts
+                .add_tags(t)
+                .map_err(|e| failed(&url, "tag the snapshot", &e))?;
+        }
+        let snap = opts
+            .to_snapshot()
+            .map_err(|e| failed(&url, "prepare the snapshot", &e))?;
+        let backup = BackupOptions::default()
+            .stdin_filename(filename.to_owned())
+            .stdin_command(Some(command));
+        let source = PathList::from_string("-").map_err(|e| failed(&url, "back up", &e))?;
+        let indexed = self
+            .take()?
+            .to_indexed_ids()
+            .map_err(|e| failed(&url, "read its index", &e))?;
+        let saved = indexed.backup(&backup, &source, snap);
+        let repo = indexed.drop_index();
+        let result = match saved {
+            Ok(s) => Ok(SnapshotInfo::from_file(&s)),
+            Err(e) => {
+                let left: Vec<_> = repo
+                    .get_matching_snapshots(|s| s.label == label)
+                    .map(|v| v.into_iter().map(|s| s.id).collect())
+                    .unwrap_or_default();
+                let removed = if left.is_empty() {
+                    String::new()
+                } else {
+                    match repo.delete_snapshots(&left) {
+                        Ok(()) => " (the snapshot it left was removed)".to_owned(),
+                        Err(d) => format!(
+                            " (removing the snapshot it left failed too: {})",
+                            d.display_log()
+                        ),
+                    }
+                };
+                Err(RepoError::Failed {
+                    url: url.clone(),
+                    action: "back up a command's output",
+                    message: format!("{program}: {}{removed}", e.display_log()),
+                })
+            }
+        };
+        self.repo = Some(repo);
+        result
+    }
+
     /// Every snapshot, oldest first.
     pub fn snapshots(&self) -> Result<Vec<SnapshotInfo>, RepoError> {
         let mut all = self
@@ -327,6 +416,19 @@ impl Repo {
     }
 }
 
+/// `arg` as one shell word (single quotes; a quote inside closes, escapes and reopens).
+fn shell_quote(arg: &str) -> String {
+    if !arg.is_empty()
+        && arg
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "-_./=:,@%+".contains(c))
+    {
+        arg.to_owned()
+    } else {
+        format!("'{}'", arg.replace('\'', "'\\''"))
+    }
+}
+
 fn failed(url: &str, action: &'static str, e: &RusticError) -> RepoError {
     RepoError::Failed {
         url: url.to_owned(),
@@ -338,6 +440,20 @@ fn failed(url: &str, action: &'static str, e: &RusticError) -> RepoError {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn arguments_stay_one_word_each() {
+        assert_eq!(shell_quote("pg_dump"), "pg_dump");
+        assert_eq!(shell_quote("--dbname=synapse"), "--dbname=synapse");
+        assert_eq!(shell_quote("a b"), "'a b'");
+        assert_eq!(shell_quote("it's"), "'it'\\''s'");
+        assert_eq!(shell_quote(""), "''");
+        let line = ["sh", "-c", "echo 'x y'; exit 3"]
+            .map(shell_quote)
+            .join(" ");
+        let parsed: rustic_core::CommandInput = line.parse().unwrap();
+        assert_eq!(parsed.to_string(), line);
+    }
 
     #[test]
     fn the_restic_url_is_the_one_the_restic_cli_takes() {

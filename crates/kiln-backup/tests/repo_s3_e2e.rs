@@ -168,6 +168,46 @@ fn a_repository_kiln_writes_is_one_restic_reads_and_the_other_way_round() {
         files(&other)
     );
 
+    // A command's output (a database dump), streamed into a snapshot; restic dumps it back.
+    let argv: Vec<String> = [
+        "sh",
+        "-c",
+        "for i in $(seq 1 2000); do echo \"row $i\"; done",
+    ]
+    .map(str::to_owned)
+    .to_vec();
+    let dump_tags = vec!["service=postgres".to_owned(), "kind=dump".to_owned()];
+    let dumped = repo
+        .backup_command(&argv, "synapse.sql", "services", &dump_tags)
+        .expect("dump backup");
+    let back = restic(&location, &s3.server, &["dump", &dumped.id, "/synapse.sql"]);
+    assert_eq!(back.lines().count(), 2000);
+    assert_eq!(back.lines().last(), Some("row 2000"));
+    // A dump that fails (the database is down): an error naming the command, and no
+    // snapshot left that would look like a backup.
+    let before = repo.snapshots().unwrap().len();
+    let bad: Vec<String> = [
+        "sh",
+        "-c",
+        "echo partial; echo 'pg_dump: connection refused' >&2; exit 1",
+    ]
+    .map(str::to_owned)
+    .to_vec();
+    let err = repo
+        .backup_command(&bad, "synapse.sql", "services", &dump_tags)
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("sh:"), "{err}");
+    assert_eq!(repo.snapshots().unwrap().len(), before, "{err}");
+    let json: serde_json::Value =
+        serde_json::from_str(&restic(&location, &s3.server, &["snapshots", "--json"])).unwrap();
+    assert_eq!(
+        json.as_array().unwrap().len(),
+        before,
+        "restic sees no failed dump either"
+    );
+    eprintln!("a failed dump: {err}");
+
     // Nothing kiln wrote can be deleted with the server credential (Object Lock).
     let client = s3.server_client();
     let versions = client
