@@ -6,7 +6,7 @@
 //! in the URL while signing it encoded, which the lab's S3 server (moto, with its IAM
 //! checks on) refuses as `SignatureDoesNotMatch`, so no repository could be opened there.
 //! kiln's client signs what it sends, is the one that checks the bucket's Object Lock, and
-//! sends `Content-MD5` with every upload, as Object Lock buckets require. It also spares
+//! sends a checksum with every upload, as Object Lock buckets require. It also spares
 //! the build opendal and a tokio runtime.
 
 use kiln_s3::S3Client;

@@ -58,7 +58,7 @@ impl std::fmt::Display for Finding {
             ),
             Finding::ServerCanDelete { bucket, key } => write!(
                 f,
-                "the servers' credential deleted version of {bucket}/{key}: a compromised server could destroy the backups\n  hint: deny s3:DeleteObjectVersion (and s3:BypassGovernanceRetention, s3:PutObjectRetention, s3:PutBucketObjectLockConfiguration, s3:PutBucketVersioning, s3:PutLifecycleConfiguration) to the servers' credential in its policy"
+                "the servers' credential was not refused deleting a version of {bucket}/{key}: a compromised server could destroy the backups\n  hint: deny s3:DeleteObjectVersion (and s3:BypassGovernanceRetention, s3:PutObjectRetention, s3:PutBucketObjectLockConfiguration, s3:PutBucketVersioning, s3:PutLifecycleConfiguration) to the servers' credential in its policy"
             ),
         }
     }
@@ -115,8 +115,14 @@ pub fn verify(
         &key,
         b"kiln: this version must not be deletable by the servers' credential\n",
     )?;
-    let refused = server.delete_object(bucket, &key, Some(&version))?;
-    if refused.is_success() {
+    if version.is_empty() {
+        // No version id: the bucket does not keep versions (found above); nothing to try.
+        return Ok(out);
+    }
+    let answer = server.delete_object(bucket, &key, Some(&version))?;
+    // Only a refusal of the permission counts; any other answer (a success, an error of
+    // another kind) leaves the question open, which is not good enough.
+    if !(answer.status == 403 && answer.error_code().as_deref() == Some("AccessDenied")) {
         out.push(Finding::ServerCanDelete { bucket: b(), key });
     }
     Ok(out)

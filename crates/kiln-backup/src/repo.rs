@@ -1,7 +1,8 @@
 //! A restic-format repository on S3, through rustic_core on kiln's S3 client
 //! ([`crate::backend`]).
 //!
-//! - Uploads carry an MD5 checksum: a bucket with Object Lock refuses uploads without one.
+//! - Uploads carry a checksum (`x-amz-checksum-sha256`): a bucket with Object Lock refuses
+//!   uploads without one.
 //! - The credentials are the ones given, from the vault (no AWS environment or files).
 //! - Paths are stored as given: callers give absolute paths, as restic does.
 

@@ -246,6 +246,7 @@ fn a_repository_kiln_writes_is_one_restic_reads_and_the_other_way_round() {
     // A bucket without Object Lock, and a credential that can delete: both found, each
     // message saying what to fix.
     admin.create_bucket("unlocked", false).unwrap();
+    admin.put_bucket_versioning("unlocked", true).unwrap();
     let found = kiln_backup::bucket::verify(&admin, &admin, "unlocked", "kiln/lab", 2).unwrap();
     let text: Vec<String> = found.iter().map(ToString::to_string).collect();
     assert!(

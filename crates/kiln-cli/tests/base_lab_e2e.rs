@@ -97,11 +97,14 @@ fn apply_rolled_back(repo: &Repo, what: &str) -> f64 {
     secs
 }
 
-/// The host answers a fresh key login and has no saved guard state left.
+/// The host answers a fresh key login, has no armed guard left, and has a rollback's
+/// marker.
 fn reachable_and_restored(repo: &Repo, server: &str, absent: &str) {
     let o = repo.on_ok(
         server,
-        &format!("ls /var/lib/kiln/guard; test ! -e {absent} && echo restored"),
+        &format!(
+            "test -z \"$(ls /var/lib/kiln/guard/*.json 2>/dev/null)\" && ls /var/lib/kiln/guard/*.rolled-back >/dev/null && test ! -e {absent} && echo restored"
+        ),
     );
     assert_eq!(o.trim(), "restored", "{server}: {o}");
 }

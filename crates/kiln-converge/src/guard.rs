@@ -192,6 +192,15 @@ pub fn timer_unit(token: &str) -> String {
     format!("kiln-rollback-{token}")
 }
 
+/// The marker a rollback leaves (`TOKEN.rolled-back`), relative to the host's root.
+pub fn rolled_back_marker(token: &str) -> String {
+    format!("{GUARD_DIR}/{token}.rolled-back")
+}
+
+fn rolled_back_path(target: &Target, token: &str) -> PathBuf {
+    target.path(Path::new(&rolled_back_marker(token)))
+}
+
 fn state_path(target: &Target, token: &str) -> PathBuf {
     target
         .path(Path::new(GUARD_DIR))
@@ -461,6 +470,9 @@ pub fn rollback(
             done.errors.extend(run(&["systemctl", verb, "--", u]));
         }
     }
+    // The proof kiln looks for afterwards: this group was rolled back (not disarmed,
+    // which removes the saved state too). Best effort: the rollback itself is done.
+    let _ = fs::write(rolled_back_path(target, token), b"rolled back\n");
     fs::remove_file(&path).map_err(|source| GuardError::Io {
         group: saved.group.clone(),
         path: path.display().to_string(),

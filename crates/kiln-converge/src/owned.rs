@@ -72,6 +72,10 @@ pub struct Owned {
     pub symlinks: BTreeSet<PathBuf>,
     #[serde(default)]
     pub units: BTreeSet<String>,
+    /// Of those units, the ones a package ships ([`crate::resource::UnitKind::Packaged`]):
+    /// kiln wrote no file for them, so none is ever removed.
+    #[serde(default, skip_serializing_if = "BTreeSet::is_empty")]
+    pub packaged: BTreeSet<String>,
     /// Of those units, the ones a Podman quadlet generates: unit → its quadlet file name.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub quadlets: BTreeMap<String, String>,

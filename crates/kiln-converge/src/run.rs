@@ -294,7 +294,11 @@ fn run_one(
                     .collect::<Vec<_>>()
                     .join(", ");
                 match crate::host::wait_rollback(host.as_mut(), &pending) {
-                    Ok(after) => {
+                    Ok(crate::host::RollbackOutcome::Kept) => outcome.errors.push(format!(
+                        "host {}: guarded group {} ({what}) could not be confirmed at first, yet it was disarmed (a confirmation went through on a connection that failed afterwards): the change is kept and a fresh login works",
+                        slot.job.name, pending.group
+                    )),
+                    Ok(crate::host::RollbackOutcome::RolledBack(after)) => {
                         let after_ms = u64::try_from(after.as_millis()).unwrap_or(u64::MAX);
                         outcome.errors.push(format!(
                             "host {}: the change to {what} (guarded group {}) would have locked you out: the host rolled it back by itself, and a fresh SSH login works again on the previous settings, {:.1} s after it was applied",

@@ -868,8 +868,15 @@ mod guarded {
     }
 
     fn saved_states(root: &Path) -> usize {
+        // Armed groups' saved states (a rollback leaves a `.rolled-back` marker).
         std::fs::read_dir(root.join("var/lib/kiln/guard"))
-            .map(|d| d.count())
+            .map(|d| {
+                d.filter(|e| {
+                    e.as_ref()
+                        .is_ok_and(|e| e.path().extension().is_some_and(|x| x == "json"))
+                })
+                .count()
+            })
             .unwrap_or(0)
     }
 

@@ -282,7 +282,7 @@ fn check_meshes(slots: &mut [Slot], report: &mut ApplyReport, sink: &mut dyn Ses
                     report.fail(&host, errors);
                 }
             }
-            Err(e) => report.failed.push(HostFailure::Host(e)),
+            Err(e) => report.fail(&host, vec![e.to_string()]),
         }
     }
 }

@@ -422,8 +422,14 @@ impl S3Client {
     pub fn get_object_lock_configuration(&self, bucket: &str) -> Result<(String, u32)> {
         let text = self.get_config("GetObjectLockConfiguration", bucket, "object-lock")?;
         let mode = xml::first(&text, "Mode").unwrap_or_default();
+        // The default retention is in Days or in Years.
         let days = xml::first(&text, "Days")
             .and_then(|d| d.trim().parse().ok())
+            .or_else(|| {
+                xml::first(&text, "Years")
+                    .and_then(|y| y.trim().parse::<u32>().ok())
+                    .map(|y| y.saturating_mul(365))
+            })
             .unwrap_or(0);
         Ok((mode, days))
     }

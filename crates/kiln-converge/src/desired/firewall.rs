@@ -42,7 +42,8 @@ pub fn params(env: &EnvironmentContext<'_>, host: &Host) -> Option<FirewallParam
                 why: "[base.firewall] extra_ports".into(),
             })
             .collect(),
-        dhcpv6_client: host.address6.is_some(),
+        // As the stock zone: an IPv6 address may come from DHCPv6 whatever the model says.
+        dhcpv6_client: true,
     })
 }
 

@@ -282,36 +282,61 @@ pub struct PendingRollback {
 /// How long after the deadline kiln keeps trying to reach a host that rolls back.
 pub const ROLLBACK_GRACE: std::time::Duration = std::time::Duration::from_secs(45);
 
+/// What became of a group that was not confirmed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RollbackOutcome {
+    /// The host rolled it back (its marker is there), this long after it was armed.
+    RolledBack(std::time::Duration),
+    /// Its saved state is gone without a rollback: a disarm went through after all (on a
+    /// connection that failed afterwards), so the change is kept.
+    Kept,
+}
+
 /// Waits for the host to roll `pending` back, then proves over a fresh connection that it
-/// did: the host answers again and the group's saved state is gone (the timer restores the
-/// files and removes it last). Returns the time from the group's arming to that proof.
+/// did: the host answers again and the rollback's marker is there
+/// ([`crate::guard::rolled_back_marker`]). It waits until the group's deadline, then (the
+/// timer waits for the host lock, so no sooner than the agent's end) keeps trying for
+/// [`ROLLBACK_GRACE`] more, at least once.
 pub fn wait_rollback(
     host: &mut dyn Host,
     pending: &PendingRollback,
-) -> Result<std::time::Duration, String> {
+) -> Result<RollbackOutcome, String> {
     use std::time::{Duration, Instant};
     let saved = format!("{}/{}.json", crate::guard::GUARD_DIR, pending.token);
+    let marker = crate::guard::rolled_back_marker(&pending.token);
+    // 0: rolled back; 1: still armed; 2: neither (disarmed).
+    let script = format!(
+        "if [ -e {m} ]; then exit 0; elif [ -e {s} ]; then exit 1; else exit 2; fi",
+        m = quote(&marker),
+        s = quote(&saved)
+    );
     let (command, prefix) = host
         .privilege()
-        .wrap(&["test".to_owned(), "-e".to_owned(), saved]);
+        .wrap(&["sh".to_owned(), "-c".to_owned(), script]);
     let deadline = pending.armed_at + Duration::from_secs(pending.deadline_s);
     if let Some(left) = deadline.checked_duration_since(Instant::now()) {
         std::thread::sleep(left);
     }
-    let mut last = String::from("no answer yet");
-    while Instant::now() < deadline + ROLLBACK_GRACE {
+    let until = Instant::now().max(deadline) + ROLLBACK_GRACE;
+    let mut last: String;
+    loop {
         match host.fresh_connection() {
             Ok(mut fresh) => match fresh.exec(&command, &prefix, &mut |_| {}) {
-                Ok(out) if out.code == Some(1) => return Ok(pending.armed_at.elapsed()),
-                Ok(out) if out.code == Some(0) => last = "its rollback has not run yet".into(),
+                Ok(out) if out.code == Some(0) => {
+                    return Ok(RollbackOutcome::RolledBack(pending.armed_at.elapsed()));
+                }
+                Ok(out) if out.code == Some(2) => return Ok(RollbackOutcome::Kept),
+                Ok(out) if out.code == Some(1) => last = "its rollback has not run yet".into(),
                 Ok(out) => last = out.stderr_tail(),
                 Err(e) => last = e.to_string(),
             },
             Err(e) => last = e.to_string(),
         }
+        if Instant::now() >= until {
+            return Err(last);
+        }
         std::thread::sleep(Duration::from_millis(500));
     }
-    Err(last)
 }
 
 /// "start unit b: skipped because start unit a failed", or, when the agent stopped
@@ -512,6 +537,7 @@ pub trait Host: Send {
                     deadline_s,
                 } = &event
                 {
+                    let armed_at = std::time::Instant::now();
                     let confirmation = match fresh.as_mut() {
                         Some(f) => f.disarm(token),
                         None => Err("the desired state has no guarded group".to_owned()),
@@ -531,7 +557,7 @@ pub trait Host: Send {
                                 group: group.clone(),
                                 token: token.clone(),
                                 deadline_s: *deadline_s,
-                                armed_at: std::time::Instant::now(),
+                                armed_at,
                             });
                             outcome.errors.push(format!(
                                 "host {host}: guarded group {group} could not be confirmed over a fresh connection: {error}\n  the host rolls it back within {deadline_s} s (timer {}.timer); check that a new SSH login works",

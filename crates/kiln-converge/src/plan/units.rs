@@ -47,6 +47,7 @@ pub(super) fn plan_files(d: &mut Draft<'_>, desired: &DesiredState) -> Result<Re
         let Some(path) = u.path() else {
             // A packaged unit: no file of kiln's; its state from before kiln is kept to
             // give it back once it is no longer declared.
+            d.owned.packaged.insert(u.name.clone());
             if !d.obs.owned.units.contains(&u.name)
                 && !d.obs.owned.borrowed_units.contains_key(&u.name)
             {
@@ -112,6 +113,8 @@ pub(super) fn plan_files(d: &mut Draft<'_>, desired: &DesiredState) -> Result<Re
         .collect();
     let files: Vec<String> = units
         .iter()
+        // A packaged unit's file (if any) is the package's or the admin's, never kiln's.
+        .filter(|u| !d.obs.owned.packaged.contains(*u))
         .filter(|u| {
             let path = d.obs.owned.unit_file(u);
             d.obs.owned.originals.contains_key(&path)
@@ -151,7 +154,10 @@ pub(super) fn plan_state(d: &mut Draft<'_>, desired: &DesiredState, stage: Stage
                     reasons.push(text.clone());
                     previous = Some(format!("{PREVIOUS_IMAGE}{before}"));
                 }
-                reasons.extend(u.path().map(|p| format!("{} changed", p.display())));
+                reasons.push(match u.path() {
+                    Some(p) if d.changed_files.contains(&p) => format!("{} changed", p.display()),
+                    _ => "a drop-in changed".to_owned(),
+                });
                 action = Trigger::Restart;
             }
             if let Some((a, r)) = d.notified.get(&u.name) {
