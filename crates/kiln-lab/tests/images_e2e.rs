@@ -297,7 +297,20 @@ fn contract_images_check_the_upstream_contracts_of_hedgedoc_and_nextcloud() {
     };
     s.exec_ok(&nc_run("nextcloud -d -p 8080:80", nc_env))
         .unwrap();
-    std::thread::sleep(Duration::from_secs(3));
+    // The database comes up only once HedgeDoc's double says it is waiting for it (a fixed
+    // pause was not always long enough for the container to get there).
+    let t = Instant::now();
+    while !s
+        .exec_ok("sudo podman logs hedgedoc 2>&1")
+        .unwrap()
+        .contains("waiting for the database")
+    {
+        assert!(
+            t.elapsed() < Duration::from_secs(60),
+            "the hedgedoc double never said it waits for the database"
+        );
+        std::thread::sleep(Duration::from_millis(300));
+    }
     s.exec_ok(
         "sudo podman run -d --name pg --network kn -e POSTGRES_PASSWORD=su-pw -v /srv/pg/init:/docker-entrypoint-initdb.d:ro docker.io/library/postgres:17",
     )
