@@ -30,33 +30,6 @@ const WG_SERVICES: &str = "10.101.0.2";
 
 type Repo = common::LabRepo;
 
-trait SetSecret {
-    fn set_secret(&self, name: &str, value: &str);
-}
-
-impl SetSecret for Repo {
-    /// `kiln secrets set NAME`, the value on stdin.
-    fn set_secret(&self, name: &str, value: &str) {
-        use std::io::Write;
-        let mut child = common::kiln()
-            .args(["secrets", "set", name])
-            .args(self.env_args())
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        child
-            .stdin
-            .take()
-            .unwrap()
-            .write_all(value.as_bytes())
-            .unwrap();
-        let o = child.wait_with_output().unwrap();
-        assert!(o.status.success(), "secrets set {name}: {}", text(&o));
-    }
-}
-
 /// Whether `port` on `ip` accepts a TCP connection, tried from `server`.
 fn port_open(repo: &Repo, server: &str, ip: &str, port: u16) -> bool {
     let out = repo.on_ok(

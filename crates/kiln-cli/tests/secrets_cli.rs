@@ -2,6 +2,9 @@
 //! repository, passphrases from files/commands, and the poison test (a planted secret and
 //! passphrase never show up in any output or non-vault file).
 
+mod common;
+use common::run_with_stdin;
+
 use std::collections::BTreeMap;
 use std::fs;
 use std::os::unix::fs::PermissionsExt;
@@ -111,23 +114,6 @@ impl Repo {
         c.env("KILN_PASSPHRASE_FILE", &self.pass_file);
         run_with_stdin(c, stdin)
     }
-}
-
-fn run_with_stdin(mut c: Command, stdin: Option<&str>) -> Output {
-    use std::io::Write;
-    if stdin.is_some() {
-        c.stdin(Stdio::piped());
-    }
-    c.stdout(Stdio::piped()).stderr(Stdio::piped());
-    let mut child = c.spawn().unwrap();
-    if let Some(s) = stdin {
-        // kiln may refuse before reading stdin (bad name): a closed pipe is fine.
-        match child.stdin.take().unwrap().write_all(s.as_bytes()) {
-            Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => panic!("writing stdin: {e}"),
-            _ => {}
-        }
-    }
-    child.wait_with_output().unwrap()
 }
 
 fn text(b: &[u8]) -> String {

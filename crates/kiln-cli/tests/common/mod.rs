@@ -3,7 +3,7 @@
 //! Each test binary uses part of it.
 #![allow(dead_code)]
 
-use std::process::{Command, Output};
+use std::process::{Command, Output, Stdio};
 
 /// `kiln` as built for these tests, blind to the caller's `KILN_CONFIG` and `KILN_ENV`.
 pub fn kiln() -> Command {
@@ -35,6 +35,24 @@ pub fn text(o: &Output) -> String {
         stdout(o),
         stderr(o)
     )
+}
+
+/// Runs `c` with `stdin` written to it (when given), capturing stdout and stderr.
+pub fn run_with_stdin(mut c: Command, stdin: Option<&str>) -> Output {
+    use std::io::Write;
+    if stdin.is_some() {
+        c.stdin(Stdio::piped());
+    }
+    c.stdout(Stdio::piped()).stderr(Stdio::piped());
+    let mut child = c.spawn().unwrap();
+    if let Some(s) = stdin {
+        // kiln may refuse before reading stdin (bad name): a closed pipe is fine.
+        match child.stdin.take().unwrap().write_all(s.as_bytes()) {
+            Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => panic!("writing stdin: {e}"),
+            _ => {}
+        }
+    }
+    child.wait_with_output().unwrap()
 }
 
 /// stdout then stderr (kiln's progress goes to stderr).
@@ -143,6 +161,14 @@ impl LabRepo {
         let o = self.kiln_env(&["secrets", "get", name]);
         assert!(o.status.success(), "secrets get {name}: {}", text(&o));
         stdout(&o).trim_end().to_owned()
+    }
+
+    /// `kiln secrets set NAME`, the value on stdin.
+    pub fn set_secret(&self, name: &str, value: &str) {
+        let mut c = kiln();
+        c.args(["secrets", "set", name]).args(self.env_args());
+        let o = run_with_stdin(c, Some(value));
+        assert!(o.status.success(), "secrets set {name}: {}", text(&o));
     }
 
     /// The address `kiln lab up` recorded for `role`.
