@@ -133,13 +133,30 @@ pub struct Repo {
 }
 
 impl Repo {
-    fn unopened(location: &Location, creds: &Credentials) -> Result<Repository<()>, RepoError> {
+    /// The repository at `location`, not opened yet, and whether one is there (its
+    /// `config` exists).
+    fn unopened(
+        location: &Location,
+        creds: &Credentials,
+    ) -> Result<(Repository<()>, bool), RepoError> {
         let url = location.restic_url();
         let backends = RepositoryBackends::new(std::sync::Arc::new(location.backend(creds)), None);
         // No local cache: the servers back up as root, and a stale cache must never
         // hide what the bucket holds.
-        Repository::new(&RepositoryOptions::default().no_cache(true), &backends)
-            .map_err(|e| failed(&url, "reach it", &e))
+        let repo = Repository::new(&RepositoryOptions::default().no_cache(true), &backends)
+            .map_err(|e| failed(&url, "reach it", &e))?;
+        let exists = repo
+            .config_id()
+            .map_err(|e| failed(&url, "read its configuration", &e))?
+            .is_some();
+        Ok((repo, exists))
+    }
+
+    fn opened(repo: Repository<OpenStatus>, location: &Location) -> Repo {
+        Repo {
+            repo: Some(repo),
+            location: location.clone(),
+        }
     }
 
     /// Opens the repository at `location` with `password`.
@@ -149,12 +166,8 @@ impl Repo {
         password: &Secret,
     ) -> Result<Repo, RepoError> {
         let url = location.restic_url();
-        let repo = Self::unopened(location, creds)?;
-        if repo
-            .config_id()
-            .map_err(|e| failed(&url, "read its configuration", &e))?
-            .is_none()
-        {
+        let (repo, exists) = Self::unopened(location, creds)?;
+        if !exists {
             return Err(RepoError::Missing { url });
         }
         let repo = repo
@@ -166,10 +179,7 @@ impl Repo {
                     failed(&url, "open it", &e)
                 }
             })?;
-        Ok(Repo {
-            repo: Some(repo),
-            location: location.clone(),
-        })
+        Ok(Self::opened(repo, location))
     }
 
     /// Creates a repository at `location`, encrypted with `password`; refuses when one is
@@ -180,12 +190,8 @@ impl Repo {
         password: &Secret,
     ) -> Result<Repo, RepoError> {
         let url = location.restic_url();
-        let repo = Self::unopened(location, creds)?;
-        if repo
-            .config_id()
-            .map_err(|e| failed(&url, "read its configuration", &e))?
-            .is_some()
-        {
+        let (repo, exists) = Self::unopened(location, creds)?;
+        if exists {
             return Err(RepoError::Exists { url });
         }
         let repo = repo
@@ -195,10 +201,7 @@ impl Repo {
                 &ConfigOptions::default(),
             )
             .map_err(|e| failed(&url, "create it", &e))?;
-        Ok(Repo {
-            repo: Some(repo),
-            location: location.clone(),
-        })
+        Ok(Self::opened(repo, location))
     }
 
     pub fn location(&self) -> &Location {
@@ -209,21 +212,22 @@ impl Repo {
         self.location.restic_url()
     }
 
-    /// The open repository, taken out (give it back with `self.repo = Some(..)`).
-    fn take(&mut self) -> Result<Repository<OpenStatus>, RepoError> {
-        self.repo.take().ok_or_else(|| RepoError::Failed {
+    /// A repository an earlier operation left unusable.
+    fn spent(&self) -> RepoError {
+        RepoError::Failed {
             url: self.url(),
             action: "use it",
             message: "an earlier operation failed half-way; open the repository again".into(),
-        })
+        }
+    }
+
+    /// The open repository, taken out (give it back with `self.repo = Some(..)`).
+    fn take(&mut self) -> Result<Repository<OpenStatus>, RepoError> {
+        self.repo.take().ok_or_else(|| self.spent())
     }
 
     fn open_repo(&self) -> Result<&Repository<OpenStatus>, RepoError> {
-        self.repo.as_ref().ok_or_else(|| RepoError::Failed {
-            url: self.url(),
-            action: "use it",
-            message: "an earlier operation failed half-way; open the repository again".into(),
-        })
+        self.repo.as_ref().ok_or_else(|| self.spent())
     }
 
     /// Backs up `path` (absolute) as one snapshot with `tags`, recorded as made on `host`.
@@ -241,18 +245,11 @@ impl Repo {
                 message: format!("{} is not an absolute path", path.display()),
             });
         }
-        let mut opts = SnapshotOptions::default()
+        let opts = SnapshotOptions::default()
             .host(host.to_owned())
             // Otherwise the process's argv is recorded as the snapshot's command.
             .command(format!("kiln backup {}", path.display()));
-        for t in tags {
-            opts = opts
-                .add_tags(t)
-                .map_err(|e| failed(&url, "tag the snapshot", &e))?;
-        }
-        let snap = opts
-            .to_snapshot()
-            .map_err(|e| failed(&url, "prepare the snapshot", &e))?;
+        let snap = snapshot(&url, opts, tags)?;
         let source = PathList::from_string(&path.display().to_string())
             .map_err(|e| failed(&url, "back up", &e))?;
         let indexed = self
@@ -303,18 +300,11 @@ impl Repo {
                 .duration_since(std::time::UNIX_EPOCH)
                 .map_or(0, |d| d.as_nanos())
         );
-        let mut opts = SnapshotOptions::default()
+        let opts = SnapshotOptions::default()
             .host(host.to_owned())
             .label(label.clone())
             .command(format!("kiln backup: {line}"));
-        for t in tags {
-            opts = opts
-                .add_tags(t)
-                .map_err(|e| failed(&url, "tag the snapshot", &e))?;
-        }
-        let snap = opts
-            .to_snapshot()
-            .map_err(|e| failed(&url, "prepare the snapshot", &e))?;
+        let snap = snapshot(&url, opts, tags)?;
         let backup = BackupOptions::default()
             .stdin_filename(filename.to_owned())
             .stdin_command(Some(command));
@@ -415,6 +405,18 @@ impl Repo {
             problems: e.to_string(),
         })
     }
+}
+
+/// A new snapshot from `opts` with `tags`.
+fn snapshot(url: &str, opts: SnapshotOptions, tags: &[String]) -> Result<SnapshotFile, RepoError> {
+    let mut opts = opts;
+    for t in tags {
+        opts = opts
+            .add_tags(t)
+            .map_err(|e| failed(url, "tag the snapshot", &e))?;
+    }
+    opts.to_snapshot()
+        .map_err(|e| failed(url, "prepare the snapshot", &e))
 }
 
 /// `arg` as one shell word (single quotes; a quote inside closes, escapes and reopens).
