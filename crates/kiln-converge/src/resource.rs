@@ -226,6 +226,25 @@ pub struct File {
     pub note: Option<String>,
 }
 
+impl File {
+    /// A root:root file with `content` and `mode`: not sensitive, notifying nothing, in no
+    /// guarded group, unchecked.
+    pub fn root(path: impl Into<PathBuf>, content: Content, mode: u32) -> File {
+        File {
+            path: path.into(),
+            content,
+            mode,
+            owner: root(),
+            group: root(),
+            sensitive: false,
+            notify: vec![],
+            guard: None,
+            validate: None,
+            note: None,
+        }
+    }
+}
+
 /// A check of a file's new content before it replaces the file: `argv` run on the host
 /// with `{}` standing for a candidate copy (same folder, mode and owner). A failing check
 /// leaves the file as it was and fails the step with the check's output.

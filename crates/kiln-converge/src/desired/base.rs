@@ -35,6 +35,7 @@ use serde_json::Value;
 use super::template::render_catalog;
 use super::{DesiredError, NoSecrets};
 use crate::facts::OsFamily;
+use crate::resource::{Content, File, Notify};
 
 /// One file of the base: where it goes, its mode and its content (owner root:root).
 #[derive(Clone, PartialEq, Eq)]
@@ -47,20 +48,19 @@ pub struct BaseFile {
 }
 
 impl BaseFile {
-    /// The file as a resource (root:root, no notification, no guard, no check).
-    pub fn into_resource(self) -> crate::resource::File {
-        crate::resource::File {
-            path: self.path,
-            content: crate::resource::Content::text(self.content),
-            mode: self.mode,
-            owner: "root".into(),
-            group: "root".into(),
-            sensitive: self.sensitive,
-            notify: vec![],
-            guard: None,
-            validate: None,
-            note: None,
-        }
+    /// The file as a resource (root:root, unchecked) notifying `notify`.
+    pub fn into_resource(self, notify: &[Notify]) -> File {
+        let mut f = File::root(self.path, Content::text(self.content), self.mode);
+        f.sensitive = self.sensitive;
+        f.notify = notify.to_vec();
+        f
+    }
+
+    /// [`Self::into_resource`], in guarded group `guard`.
+    pub fn into_guarded(self, guard: &str, notify: &[Notify]) -> File {
+        let mut f = self.into_resource(notify);
+        f.guard = Some(guard.to_owned());
+        f
     }
 }
 

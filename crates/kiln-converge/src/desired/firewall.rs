@@ -13,7 +13,6 @@ use kiln_model::Host;
 
 use super::base::firewall::{self as render, FirewallParams, OpenPort, Protocol};
 use super::base::{Renderer, wireguard::INTERFACE};
-use super::wireguard::guarded;
 use super::{DesiredError, EnvironmentContext};
 use crate::resource::{Command, DesiredState, Notify, Package, Trigger, Unit};
 
@@ -88,7 +87,7 @@ pub(super) fn contribute(
     d.files.extend(
         render::firewall_files(&renderer, &params)?
             .into_iter()
-            .map(|f| guarded(f, GUARD, vec![reload.clone()])),
+            .map(|f| f.into_guarded(GUARD, std::slice::from_ref(&reload))),
     );
     let mut unit = Unit::packaged(UNIT);
     unit.guard = Some(GUARD.into());

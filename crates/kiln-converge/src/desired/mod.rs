@@ -1,10 +1,11 @@
 //! From the model to a [`DesiredState`] per host, built feature by feature.
 //!
-//! Each feature is a module that contributes its share of a host's resources:
-//! [`roles`] (today's `[roles.<role>]` resources), and the seams where the next features
-//! plug in: [`services`] (containers as quadlets), [`proxy`] (the reverse proxy's routes),
-//! [`firewall`] and [`wireguard`] (the mesh between the hosts). [`base`] renders the
-//! files of the hardened base every host gets (not wired in yet). The shares are merged
+//! Each feature is a module that contributes its share of a host's resources: the
+//! hardened base ([`base::feature`]: sshd, updates, time, node-exporter, rendered by
+//! [`base`]), [`roles`] (`[roles.<role>]` resources), [`services`] (containers as
+//! quadlets), [`proxy`] (the reverse proxy's routes), [`firewall`] and [`wireguard`] (the
+//! mesh between the hosts). Files under sshd's, firewalld's, WireGuard's and the network's
+//! folders join their guarded group whoever declares them. The shares are merged
 //! with one duplicate check: two features declaring the same resource is an error naming
 //! both, one feature declaring it twice is [`crate::resource::InvalidState::Duplicate`].
 //!

@@ -414,24 +414,15 @@ pub(super) fn contribute(
 }
 
 fn plain_file(path: PathBuf, text: String, notify: Option<(&str, Trigger)>) -> File {
-    File {
-        path,
-        content: Content::text(text),
-        mode: 0o644,
-        owner: "root".into(),
-        group: "root".into(),
-        sensitive: false,
-        notify: notify
-            .map(|(unit, action)| Notify {
-                unit: unit.to_owned(),
-                action,
-            })
-            .into_iter()
-            .collect(),
-        guard: None,
-        validate: None,
-        note: None,
-    }
+    let mut f = File::root(path, Content::text(text), 0o644);
+    f.notify = notify
+        .map(|(unit, action)| Notify {
+            unit: unit.to_owned(),
+            action,
+        })
+        .into_iter()
+        .collect();
+    f
 }
 
 /// `caddy validate` of a candidate Caddyfile (`{}`) in a throw-away container of the

@@ -17,8 +17,8 @@ use std::net::Ipv4Addr;
 
 use kiln_model::{Environment, Host, Model};
 
+use super::base::Renderer;
 use super::base::wireguard::{self as render, Endpoint, Peer, WireguardParams};
-use super::base::{BaseFile, Renderer};
 use super::{DesiredError, EnvironmentContext};
 use crate::resource::{DesiredState, Notify, Package, Trigger, Unit};
 
@@ -153,18 +153,10 @@ pub(super) fn contribute(
     d.files.extend(
         files
             .into_iter()
-            .map(|f| guarded(f, GUARD, vec![notify.clone()])),
+            .map(|f| f.into_guarded(GUARD, std::slice::from_ref(&notify))),
     );
     let mut unit = Unit::packaged(render::UNIT);
     unit.guard = Some(GUARD.into());
     d.units.push(unit);
     Ok(d)
-}
-
-/// A base file as a resource of guarded group `guard`, notifying `notify`.
-pub(super) fn guarded(f: BaseFile, guard: &str, notify: Vec<Notify>) -> crate::resource::File {
-    let mut file = f.into_resource();
-    file.guard = Some(guard.into());
-    file.notify = notify;
-    file
 }

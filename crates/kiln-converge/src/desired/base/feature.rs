@@ -25,17 +25,14 @@ use std::path::Path;
 
 use kiln_model::Host;
 
+use super::Renderer;
 use super::node_exporter::{self, NodeExporterParams};
 use super::sshd::{self, OpensshVersion, SshdParams};
 use super::time::{self, ChronyParams};
 use super::updates::{self, RebootWindow, UpdatesParams};
-use super::{BaseFile, Renderer};
-use crate::desired::wireguard::guarded;
 use crate::desired::{DesiredError, EnvironmentContext, os_family};
 use crate::facts::OsFamily;
-use crate::resource::{
-    Command, Content, DesiredState, Directory, File, Notify, Package, Trigger, Unit,
-};
+use crate::resource::{Command, Content, DesiredState, Directory, Notify, Package, Trigger, Unit};
 
 /// The guarded group of sshd's changes.
 pub const SSH_GUARD: &str = "ssh";
@@ -112,13 +109,6 @@ pub(crate) fn release(host: &Host) -> Result<Option<kiln_model::OsFamily>, Desir
     }
 }
 
-/// A base file as a plain resource notifying `notify`.
-fn plain(f: BaseFile, notify: &[Notify]) -> File {
-    let mut file = f.into_resource();
-    file.notify = notify.to_vec();
-    file
-}
-
 fn restart(unit: &str) -> Notify {
     Notify {
         unit: unit.into(),
@@ -155,10 +145,9 @@ pub(in crate::desired) fn contribute(
         };
         d.packages.push(package("openssh-server"));
         for f in sshd::sshd_files(&r, &params)? {
-            let mut file = guarded(
-                f,
+            let mut file = f.into_guarded(
                 SSH_GUARD,
-                vec![Notify {
+                &[Notify {
                     unit: unit.into(),
                     action: Trigger::Reload,
                 }],
@@ -224,9 +213,9 @@ pub(in crate::desired) fn contribute(
                 None if f.path.starts_with("/etc/systemd/system") => {
                     // A drop-in of a packaged timer: restart it to take the new time.
                     d.files
-                        .push(plain(f, &[restart(updates::DNF_AUTOMATIC_TIMER)]));
+                        .push(f.into_resource(&[restart(updates::DNF_AUTOMATIC_TIMER)]));
                 }
-                None => d.files.push(plain(f, &[])),
+                None => d.files.push(f.into_resource(&[])),
             }
         }
     }
@@ -242,11 +231,11 @@ pub(in crate::desired) fn contribute(
         d.files.extend(
             time::chrony_files(&r, &params)?
                 .into_iter()
-                .map(|f| plain(f, &[restart(unit)])),
+                .map(|f| f.into_resource(&[restart(unit)])),
         );
         d.units.push(Unit::packaged(unit));
         d.files
-            .push(plain(time::hostname_file(&r, &host.role)?, &[]));
+            .push(time::hostname_file(&r, &host.role)?.into_resource(&[]));
         d.commands.push(Command {
             name: "hostname".into(),
             run: "hostname -F /etc/hostname".into(),
@@ -272,7 +261,7 @@ pub(in crate::desired) fn contribute(
                 // Not in the mesh: nothing to wait for.
                 continue;
             }
-            d.files.push(plain(f, &[restart(unit)]));
+            d.files.push(f.into_resource(&[restart(unit)]));
         }
         d.units.push(Unit::packaged(unit));
     }
