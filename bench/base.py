@@ -16,14 +16,12 @@ Needs: root, a release `kiln`; talks only to the lab's own servers.
 
 import argparse
 import os
-import re
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
 
-from labcommon import lab_ssh, run, timed
+from labcommon import addresses, lab_repo, lab_ssh, timed
 
 # The configuration, shared with crates/kiln-cli/tests/base_lab_e2e.rs.
 CONFIG = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "examples", "lab-base", "kiln.toml")
@@ -67,35 +65,17 @@ def main():
     ap.add_argument("--keep-lab", action="store_true")
     a = ap.parse_args()
     kiln = a.kiln
-    work = tempfile.mkdtemp(prefix="kiln-bench-base-")
-    config = os.path.join(work, "kiln.toml")
-    with open(CONFIG) as src, open(config, "w") as f:
-        f.write(src.read())
-    passfile = os.path.join(work, "passphrase")
-    with open(passfile, "w") as f:
-        f.write("bench passphrase, not a secret\n")
-    env = ["--env", "lab", "--config", config]
     try:
-        run([kiln, "lab", "up", "--yes", "--lab", a.lab, "--config", config])
-        run([kiln, "secrets", "generate", "--passphrase-file", passfile] + env)
-        out = run([kiln, "secrets", "recovery-key", "--passphrase-file", passfile] + env)
-        key = re.search(r"AGE-SECRET-KEY-[0-9A-Z]+", out)
-        if not key:
-            sys.exit(f"no recovery key in:\n{out}")
-        identity = os.path.join(work, "recovery.txt")
-        with open(identity, "w") as f:
-            f.write(key.group(0) + "\n")
-        os.chmod(identity, 0o600)
+        _work, config, _passfile, identity, env = lab_repo(kiln, CONFIG, "base", a.lab)
         apply_id = [kiln, "apply", "--yes", "--vault-identity", identity] + env
         first, _ = timed(apply_id)
         print(f"first apply (the base on two fresh servers, packages through the apt proxy): {first:.1f} s")
-        with open(config) as f:
-            addresses = re.findall(r'address = "([0-9.]+)"', f.read())
-        ssh = lab_ssh(a.lab, addresses[0], "true")
+        servers = addresses(config)
+        ssh = lab_ssh(a.lab, servers[0], "true")
         times = {"ssh": [], "ssh_both": [], "apply": []}
         for _ in range(a.rounds):
             times["ssh"].append(timed(ssh)[0])
-            times["ssh_both"].append(parallel([lab_ssh(a.lab, x, "true") for x in addresses]))
+            times["ssh_both"].append(parallel([lab_ssh(a.lab, x, "true") for x in servers]))
             dt, out = timed(apply_id)
             if "Applied 0 change(s)" not in out:
                 sys.exit(f"the no-change apply changed something:\n{out}")

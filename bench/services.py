@@ -15,14 +15,11 @@ Needs: root, a release `kiln`; talks only to the lab's own server.
 
 import argparse
 import os
-import re
 import statistics
 import subprocess
 import sys
-import tempfile
-import time
 
-from labcommon import lab_ssh, run, timed
+from labcommon import addresses, lab_repo, lab_ssh, timed
 
 # The stack, shared with crates/kiln-cli/tests/services_lab_e2e.rs.
 STACK = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "examples", "lab-services", "kiln.toml")
@@ -36,33 +33,14 @@ def main():
     ap.add_argument("--keep-lab", action="store_true")
     a = ap.parse_args()
     kiln = a.kiln
-    work = tempfile.mkdtemp(prefix="kiln-bench-services-")
-    config = os.path.join(work, "kiln.toml")
-    with open(STACK) as src, open(config, "w") as f:
-        f.write(src.read())
-    passfile = os.path.join(work, "passphrase")
-    with open(passfile, "w") as f:
-        f.write("bench passphrase, not a secret\n")
     base = [kiln]
-    env = ["--env", "lab"]
     try:
-        run(base + ["lab", "up", "--yes", "--lab", a.lab, "--config", config])
-        run(base + ["secrets", "generate", "--config", config, "--passphrase-file", passfile] + env)
-        out = run(base + ["secrets", "recovery-key", "--config", config, "--passphrase-file", passfile] + env)
-        key = re.search(r"AGE-SECRET-KEY-[0-9A-Z]+", out)
-        if not key:
-            sys.exit(f"no recovery key in:\n{out}")
-        identity = os.path.join(work, "recovery.txt")
-        with open(identity, "w") as f:
-            f.write(key.group(0) + "\n")
-        os.chmod(identity, 0o600)
-        first, _ = timed(base + ["apply", "--config", config, "--yes", "--vault-identity", identity] + env)
+        _work, config, passfile, identity, env = lab_repo(kiln, STACK, "services", a.lab)
+        first, _ = timed(base + ["apply", "--yes", "--vault-identity", identity] + env)
         print(f"first apply (whole stack from a fresh server, images preloaded): {first:.1f} s")
-        with open(config) as f:
-            address = re.search(r'address = "([0-9.]+)"', f.read()).group(1)
-        ssh = lab_ssh(a.lab, address, "true")
-        apply_id = base + ["apply", "--config", config, "--yes", "--vault-identity", identity] + env
-        apply_pass = base + ["apply", "--config", config, "--yes", "--passphrase-file", passfile] + env
+        ssh = lab_ssh(a.lab, addresses(config)[0], "true")
+        apply_id = base + ["apply", "--yes", "--vault-identity", identity] + env
+        apply_pass = base + ["apply", "--yes", "--passphrase-file", passfile] + env
         times = {"ssh": [], "apply": [], "apply_pass": []}
         for _ in range(a.rounds):
             times["ssh"].append(timed(ssh)[0])

@@ -334,14 +334,9 @@ mod tests {
     use super::*;
     use crate::host::{ExecOutput, Expect, FakeHost};
     use std::collections::VecDeque;
-    use std::sync::Arc;
 
     fn binary() -> AgentBinary {
-        AgentBinary {
-            sha256: "0".repeat(64),
-            bytes: Arc::new(vec![]),
-            local_path: "/nonexistent".into(),
-        }
+        AgentBinary::from_bytes(vec![], "/nonexistent")
     }
 
     fn job(name: &str) -> Job {

@@ -150,23 +150,47 @@ pub enum HostError {
     Unexpected { host: String, command: String },
 }
 
-/// This very binary, content-addressed.
+/// This very binary, content-addressed. Its bytes are read only when an upload needs
+/// them (most runs find the agent on the host already).
 #[derive(Clone, Debug)]
 pub struct AgentBinary {
     pub sha256: String,
-    pub bytes: Arc<Vec<u8>>,
+    bytes: Arc<std::sync::OnceLock<Arc<Vec<u8>>>>,
     /// Where it is on this machine (LocalHost runs it from there).
     pub local_path: PathBuf,
 }
 
 impl AgentBinary {
+    /// A binary from its bytes (`local_path` is where it would run locally).
+    pub fn from_bytes(bytes: Vec<u8>, local_path: impl Into<PathBuf>) -> AgentBinary {
+        let lock = std::sync::OnceLock::new();
+        let sha256 = sha256_hex(&bytes);
+        let _ = lock.set(Arc::new(bytes));
+        AgentBinary {
+            sha256,
+            bytes: Arc::new(lock),
+            local_path: local_path.into(),
+        }
+    }
+
     pub fn from_path(path: &Path) -> std::io::Result<AgentBinary> {
-        let bytes = std::fs::read(path)?;
-        Ok(AgentBinary {
-            sha256: sha256_hex(&bytes),
-            bytes: Arc::new(bytes),
-            local_path: path.to_owned(),
-        })
+        Ok(Self::from_bytes(std::fs::read(path)?, path))
+    }
+
+    /// Its bytes, read from `local_path` on first use and checked against its hash (a
+    /// binary rebuilt since the hash was taken is an error, not a wrong upload).
+    pub fn bytes(&self) -> std::io::Result<Arc<Vec<u8>>> {
+        if let Some(b) = self.bytes.get() {
+            return Ok(b.clone());
+        }
+        let read = std::fs::read(&self.local_path)?;
+        if sha256_hex(&read) != self.sha256 {
+            return Err(std::io::Error::other(format!(
+                "{} changed since kiln started (rebuilt?): run kiln again",
+                self.local_path.display()
+            )));
+        }
+        Ok(self.bytes.get_or_init(|| Arc::new(read)).clone())
     }
 
     /// The running executable (`std::env::current_exe`), its hash remembered in the
@@ -179,17 +203,14 @@ impl AgentBinary {
         }
     }
 
-    /// [`Self::from_path`], hashing the file only when `cache`'s record of it (device,
-    /// inode, size and modification time of the very file read) does not match: hashing
-    /// kiln's own 16 MB took 40-60 ms of every run, a third of a no-change apply's own
-    /// time. A cache that cannot be read or written is ignored.
+    /// [`Self::from_path`], neither reading nor hashing the file when `cache`'s record of
+    /// it (device, inode, size and modification time) matches: hashing kiln's own 16 MB
+    /// took 40-60 ms of every run, a third of a no-change apply's own time, and reading it
+    /// is needed only for an upload ([`Self::bytes`], which checks the hash). A cache that
+    /// cannot be read or written is ignored.
     pub fn from_path_cached(path: &Path, cache: &Path) -> std::io::Result<AgentBinary> {
-        use std::io::Read as _;
         use std::os::unix::fs::MetadataExt as _;
-        let mut file = std::fs::File::open(path)?;
-        let mut bytes = vec![];
-        file.read_to_end(&mut bytes)?;
-        let m = file.metadata()?;
+        let m = std::fs::metadata(path)?;
         let key = format!(
             "{}:{}:{}:{}.{}",
             m.dev(),
@@ -204,23 +225,20 @@ impl AgentBinary {
             (k == key && sha.len() == 64 && sha.bytes().all(|b| b.is_ascii_hexdigit()))
                 .then(|| sha.to_owned())
         });
-        let sha256 = match cached {
-            Some(sha) => sha,
-            None => {
-                let sha = sha256_hex(&bytes);
-                // Written aside then renamed: a reader sees the old record or the new one.
-                let tmp = cache.join(format!(".agent-sha256.{}", std::process::id()));
-                let _ = std::fs::create_dir_all(cache)
-                    .and_then(|()| std::fs::write(&tmp, format!("{key} {sha}\n")))
-                    .and_then(|()| std::fs::rename(&tmp, &record));
-                sha
-            }
-        };
-        Ok(AgentBinary {
-            sha256,
-            bytes: Arc::new(bytes),
-            local_path: path.to_owned(),
-        })
+        if let Some(sha256) = cached {
+            return Ok(AgentBinary {
+                sha256,
+                bytes: Arc::new(std::sync::OnceLock::new()),
+                local_path: path.to_owned(),
+            });
+        }
+        let binary = Self::from_path(path)?;
+        // Written aside then renamed: a reader sees the old record or the new one.
+        let tmp = cache.join(format!(".agent-sha256.{}", std::process::id()));
+        let _ = std::fs::create_dir_all(cache)
+            .and_then(|()| std::fs::write(&tmp, format!("{key} {}\n", binary.sha256)))
+            .and_then(|()| std::fs::rename(&tmp, &record));
+        Ok(binary)
     }
 
     /// Its content-addressed path in `dir` on a host.
@@ -616,6 +634,11 @@ pub trait Host: Send {
     /// Uploads the agent to its content-addressed path: written to a temporary name,
     /// checked against its sha256, made executable, renamed into place.
     fn upload(&mut self, binary: &AgentBinary) -> Result<(), HostError> {
+        let bytes = binary.bytes().map_err(|source| HostError::Io {
+            host: self.name().to_owned(),
+            action: "read kiln's own binary to ship it",
+            source,
+        })?;
         let dir = self.agent_dir();
         let remote = binary.remote_path(&dir);
         let script = format!(
@@ -627,7 +650,7 @@ pub trait Host: Send {
              find {dir} -maxdepth 1 -name 'kiln-*' ! -name {name} -mtime +7 -delete 2>/dev/null || true",
             dir = quote(&dir),
             marker = UPLOAD_MARKER,
-            len = binary.bytes.len(),
+            len = bytes.len(),
             tmp = format!("{}.tmp.$$", quote(&remote)),
             sha = quote(&binary.sha256),
             dest = quote(&remote),
@@ -638,7 +661,7 @@ pub trait Host: Send {
             .wrap(&["sh".to_owned(), "-c".to_owned(), script]);
         let mut stdin = prefix;
         stdin.extend_from_slice(format!("{UPLOAD_MARKER}\n").as_bytes());
-        stdin.extend_from_slice(&binary.bytes);
+        stdin.extend_from_slice(&bytes);
         let host = self.name().to_owned();
         let out = self.exec(&command, &stdin, &mut |_| {})?;
         if out.code == Some(0) {

@@ -5,12 +5,7 @@ use crate::agent::INPUT_MARKER;
 use crate::owned::Owned;
 
 fn binary() -> AgentBinary {
-    let bytes = b"\x7fELF fake agent".to_vec();
-    AgentBinary {
-        sha256: sha256_hex(&bytes),
-        bytes: Arc::new(bytes),
-        local_path: "/nonexistent".into(),
-    }
+    AgentBinary::from_bytes(b"\x7fELF fake agent".to_vec(), "/nonexistent")
 }
 
 fn finished_lines() -> Vec<String> {
@@ -102,7 +97,7 @@ fn missing_agent_is_uploaded_then_run() {
     assert!(!h.received[0].0.contains("sudo"));
     let upload_stdin = &h.received[1].1;
     assert!(upload_stdin.starts_with(b"KILN-UPLOAD-V1\n"));
-    assert!(upload_stdin.ends_with(&b.bytes));
+    assert!(upload_stdin.ends_with(&b.bytes().unwrap()));
 }
 
 #[test]
@@ -237,7 +232,7 @@ fn upload_script_really_installs_the_binary_under_a_shell() {
     );
     assert!(bin_dir.join("kiln-recent").exists());
     let installed = dir.path().join("bin").join(format!("kiln-{}", b.sha256));
-    assert_eq!(std::fs::read(&installed).unwrap(), *b.bytes);
+    assert_eq!(std::fs::read(&installed).unwrap(), *b.bytes().unwrap());
     use std::os::unix::fs::PermissionsExt;
     assert_eq!(
         std::fs::metadata(&installed).unwrap().permissions().mode() & 0o777,
@@ -513,16 +508,19 @@ fn the_agents_hash_is_remembered_until_the_binary_changes() {
     assert_eq!(a.sha256, AgentBinary::from_path(&bin).unwrap().sha256);
     let record = std::fs::read_to_string(cache.join("agent-sha256")).unwrap();
     assert!(record.trim_end().ends_with(&a.sha256), "{record}");
+    // A hit reads the file only when an upload asks for its bytes.
+    let hit = AgentBinary::from_path_cached(&bin, &cache).unwrap();
+    assert_eq!(*hit.bytes().unwrap(), b"first build");
     // The record is what is used while the file is the same one…
     let forged = record.replace(&a.sha256, &"0".repeat(64));
     std::fs::write(cache.join("agent-sha256"), &forged).unwrap();
-    assert_eq!(
-        AgentBinary::from_path_cached(&bin, &cache).unwrap().sha256,
-        "0".repeat(64)
-    );
+    let stale = AgentBinary::from_path_cached(&bin, &cache).unwrap();
+    assert_eq!(stale.sha256, "0".repeat(64));
+    // …and bytes that do not match it are refused, never uploaded under that name.
+    assert!(stale.bytes().is_err());
     // …and a new build (another size, another time) is hashed again.
     std::fs::write(&bin, b"second build, longer").unwrap();
     let b = AgentBinary::from_path_cached(&bin, &cache).unwrap();
     assert_eq!(b.sha256, AgentBinary::from_path(&bin).unwrap().sha256);
-    assert_eq!(*b.bytes, b"second build, longer");
+    assert_eq!(*b.bytes().unwrap(), b"second build, longer");
 }
