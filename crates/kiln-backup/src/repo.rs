@@ -29,10 +29,15 @@ pub struct Location {
 }
 
 impl Location {
-    /// The repository of environment `env` as `[backups.repository]` describes it (the
-    /// prefix's `{env}` filled in; region `us-east-1` when none is given, as S3 clients
-    /// default to).
-    pub fn for_environment(repository: &kiln_model::Repository, env: &str) -> Location {
+    /// The repository of environment `env` as `[backups.repository]` and the
+    /// environment's `backup_repository` describe it (the prefix's `{env}` filled in;
+    /// region `us-east-1` when none is given, as S3 clients default to).
+    pub fn for_environment(
+        backups: &kiln_model::Backups,
+        env: &kiln_model::Environment,
+    ) -> Location {
+        let repository = backups.repository_for(env);
+        let env = env.name.as_str();
         Location {
             endpoint: repository.endpoint.clone(),
             region: repository

@@ -34,7 +34,7 @@ fn check_accepts_the_reference_example() {
     assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
     assert_eq!(
         stdout(&o),
-        "examples/reference/kiln.toml: ok — 3 environments (production, staging, lab), 6 hosts, 5 services, 16 secrets needed\n\
+        "examples/reference/kiln.toml: ok — 3 environments (production, staging, lab), 6 hosts, 5 services, 20 secrets needed\n\
          note: staging: no pinned SSH host key yet for monitoring, services (run `kiln trust <role> --env staging` before deploying)\n\
          note: lab: no pinned SSH host key yet for monitoring, services (run `kiln trust <role> --env lab` before deploying)\n"
     );

@@ -208,6 +208,8 @@ pub struct Environment {
     pub apex_host: Option<String>,
     /// Whether backups run in this environment (default true when `[backups]` exists).
     pub backups_enabled: bool,
+    /// The environment's `backup_repository`: keys replacing `[backups.repository]`'s.
+    pub backup_repository: RepositoryOverride,
     /// Hosts by role.
     pub hosts: BTreeMap<String, Host>,
     /// The private IPv4 range of the environment's WireGuard mesh, `None` when no host of
@@ -449,6 +451,35 @@ pub struct Repository {
     pub prefix: String,
 }
 
+/// An environment's `backup_repository`: each key set replaces `[backups.repository]`'s.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct RepositoryOverride {
+    /// S3 endpoint URL.
+    pub endpoint: Option<String>,
+    /// S3 region.
+    pub region: Option<String>,
+    /// Bucket.
+    pub bucket: Option<String>,
+    /// Key prefix (with `{env}`).
+    pub prefix: Option<String>,
+}
+
+impl Backups {
+    /// The repository of environment `env`: `[backups.repository]` with the keys the
+    /// environment's `backup_repository` sets replaced (the prefix's `{env}` not yet
+    /// filled in: [`Repository::prefix_for`]).
+    pub fn repository_for(&self, env: &Environment) -> Repository {
+        let o = &env.backup_repository;
+        let r = &self.repository;
+        Repository {
+            endpoint: o.endpoint.clone().unwrap_or_else(|| r.endpoint.clone()),
+            region: o.region.clone().or_else(|| r.region.clone()),
+            bucket: o.bucket.clone().unwrap_or_else(|| r.bucket.clone()),
+            prefix: o.prefix.clone().unwrap_or_else(|| r.prefix.clone()),
+        }
+    }
+}
+
 impl Repository {
     /// The prefix for environment `env`.
     pub fn prefix_for(&self, env: &str) -> String {
@@ -459,12 +490,44 @@ impl Repository {
 /// Names of vault secrets (never values).
 #[derive(Debug, Clone, Serialize)]
 pub struct BackupCredentials {
-    /// Secret holding the S3 access key id.
-    pub access_key: String,
-    /// Secret holding the S3 secret access key.
-    pub secret_key: String,
+    /// The servers' S3 credential (write and read, no delete).
+    pub server: S3Credential,
+    /// The owner's admin S3 credential (laptop only: init, forget, lifecycle).
+    pub admin: S3Credential,
+    /// The read-only S3 credential (drills, the runbook's paper page).
+    pub readonly: S3Credential,
     /// Secret holding the repository encryption password.
     pub repository_password: String,
+}
+
+impl BackupCredentials {
+    /// The three S3 credentials with what each is for, servers' first.
+    pub fn s3(&self) -> [(&S3Credential, &'static str); 3] {
+        [
+            (&self.server, "the servers' (write and read, no delete)"),
+            (&self.admin, "the owner's admin (init, forget, lifecycle)"),
+            (&self.readonly, "the read-only (drills, runbook)"),
+        ]
+    }
+}
+
+/// An S3 credential as two vault secrets, `<name>_access_key` and `<name>_secret_key`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct S3Credential {
+    /// The name both secrets start with, as kiln.toml gives it.
+    pub name: String,
+}
+
+impl S3Credential {
+    /// The vault secret holding the access key id.
+    pub fn access_key(&self) -> String {
+        format!("{}_access_key", self.name)
+    }
+
+    /// The vault secret holding the secret access key.
+    pub fn secret_key(&self) -> String {
+        format!("{}_secret_key", self.name)
+    }
 }
 
 /// `[monitoring]`: the monitoring host and where alerts go.

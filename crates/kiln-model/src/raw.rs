@@ -99,6 +99,11 @@ pub(crate) struct RawEnvironment {
     /// Whether backups run in this environment (needs a `[backups]` section).
     #[schemars(with = "Option<bool>", extend("default" = true))]
     pub backups: Option<S<bool>>,
+    /// Where this environment's backups go instead, over `[backups.repository]`: each key
+    /// set here replaces that table's (the lab's S3 server, which `kiln lab up --s3`
+    /// records here; a staging bucket).
+    #[schemars(with = "Option<RawRepositoryOverride>")]
+    pub backup_repository: Option<S<RawRepositoryOverride>>,
     /// The hardened base of this environment's hosts, over the top-level `[base]`: the
     /// same keys, each one set here replacing the top level's. The WireGuard `range` is
     /// set here (or at the top level), not per host.
@@ -267,17 +272,45 @@ pub(crate) struct RawRepository {
     pub prefix: Option<S<String>>,
 }
 
-/// Names of vault secrets (`kiln secrets set NAME`), never their values.
+/// An environment's own backup repository: the keys of `[backups.repository]`, each
+/// optional, each one set replacing the top level's.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+#[schemars(rename = "RepositoryOverride")]
+pub(crate) struct RawRepositoryOverride {
+    /// S3 endpoint URL.
+    #[schemars(with = "Option<String>")]
+    pub endpoint: Option<S<String>>,
+    /// S3 region.
+    #[schemars(with = "Option<String>")]
+    pub region: Option<S<String>>,
+    /// Bucket name.
+    #[schemars(with = "Option<String>")]
+    pub bucket: Option<S<String>>,
+    /// Key prefix; `{env}` is replaced by the environment's name.
+    #[schemars(with = "Option<String>")]
+    pub prefix: Option<S<String>>,
+}
+
+/// Names of vault secrets (`kiln secrets set NAME`), never their values. Each of the
+/// three S3 credentials `server`, `admin` and `readonly` is a name `N` whose access key id
+/// and secret key are the vault secrets `N_access_key` and `N_secret_key`.
 #[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 #[schemars(rename = "Credentials")]
 pub(crate) struct RawCredentials {
-    /// Secret holding the S3 access key id.
+    /// The servers' S3 credential: write and read, never delete an object version nor
+    /// change the bucket's lock, versioning or lifecycle (`kiln backup init` proves it).
+    /// The only one sent to the servers.
     #[schemars(with = "String")]
-    pub access_key: S<String>,
-    /// Secret holding the S3 secret access key.
+    pub server: S<String>,
+    /// The owner's admin S3 credential, used from the laptop only: creating the
+    /// repository, `kiln backup forget`, the bucket's lifecycle rule.
     #[schemars(with = "String")]
-    pub secret_key: S<String>,
+    pub admin: S<String>,
+    /// A read-only S3 credential, for drills and the runbook's paper page.
+    #[schemars(with = "String")]
+    pub readonly: S<String>,
     /// Secret holding the backup repository's encryption password.
     #[schemars(with = "String")]
     pub repository_password: S<String>,

@@ -50,16 +50,18 @@ impl Model {
         }
         if let Some(b) = self.backups.as_ref().filter(|_| env.backups_enabled) {
             let c = &b.credentials;
-            add(
-                c.access_key.clone(),
-                SecretRule::Provided,
-                "S3 access key id for backups".into(),
-            );
-            add(
-                c.secret_key.clone(),
-                SecretRule::Provided,
-                "S3 secret access key for backups".into(),
-            );
+            for (cred, what) in c.s3() {
+                add(
+                    cred.access_key(),
+                    SecretRule::Provided,
+                    format!("S3 access key id, {what} backup credential"),
+                );
+                add(
+                    cred.secret_key(),
+                    SecretRule::Provided,
+                    format!("S3 secret access key, {what} backup credential"),
+                );
+            }
             add(
                 c.repository_password.clone(),
                 SecretRule::Random {

@@ -39,6 +39,23 @@ fn environments_keep_file_order_and_their_settings() {
 }
 
 #[test]
+fn each_environment_backs_up_to_its_repository_the_lab_to_its_own_s3() {
+    let m = reference();
+    let b = m.backups.as_ref().unwrap();
+    let prod = b.repository_for(m.environment("production").unwrap());
+    assert_eq!(prod.endpoint, "https://s3.fr-par.scw.cloud");
+    assert_eq!(prod.region.as_deref(), Some("fr-par"));
+    assert_eq!(prod.bucket, "ergaster-backups");
+    assert_eq!(prod.prefix_for("production"), "production");
+    // The lab's `backup_repository` replaces endpoint and bucket, keeps the rest.
+    let lab = b.repository_for(m.environment("lab").unwrap());
+    assert_eq!(lab.endpoint, "http://10.77.0.1:9000");
+    assert_eq!(lab.bucket, "kiln-backups");
+    assert_eq!(lab.region.as_deref(), Some("fr-par"));
+    assert_eq!(lab.prefix_for("lab"), "lab");
+}
+
+#[test]
 fn hosts_are_typed() {
     let m = reference();
     let prod = m.environment("production").unwrap();
@@ -136,7 +153,15 @@ fn required_secrets_follow_the_catalog_backups_and_hosts() {
         rule("nextcloud_db_root_password").is_none(),
         "one PostgreSQL, no MariaDB"
     );
-    assert_eq!(rule("backup_s3_access_key"), Some(SecretRule::Provided));
+    for cred in ["backup_server", "backup_admin", "backup_readonly"] {
+        for half in ["access_key", "secret_key"] {
+            assert_eq!(
+                rule(&format!("{cred}_{half}")),
+                Some(SecretRule::Provided),
+                "{cred}_{half}"
+            );
+        }
+    }
     assert_eq!(
         rule("wireguard_services"),
         Some(SecretRule::WireguardKeyPair)

@@ -233,8 +233,9 @@ options = { database = "postgres" }
 # prefix = "{env}"                # one repository per environment
 #
 # [backups.credentials]           # names of secrets in the vault, never values
-# access_key = "backup_s3_access_key"
-# secret_key = "backup_s3_secret_key"
+# server = "backup_server"         # write and read, no delete: the only one sent to servers
+# admin = "backup_admin"           # init, forget, lifecycle: stays on the laptop
+# readonly = "backup_readonly"     # drills and the runbook's paper page
 # repository_password = "backup_repository_password"
 
 # ── Monitoring: where alerts go ───────────────────────────────────────────────────────

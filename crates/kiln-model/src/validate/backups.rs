@@ -86,6 +86,81 @@ pub(super) fn generated_secrets(
     names
 }
 
+/// The checks of an S3 location's keys, those given.
+fn check_location(
+    cx: &mut Ctx<'_>,
+    endpoint: Option<&S<String>>,
+    region: Option<&S<String>>,
+    bucket: Option<&S<String>>,
+    prefix: Option<&S<String>>,
+) {
+    if let Some(endpoint) = endpoint {
+        cx.check(
+            endpoint,
+            "endpoint",
+            checks::url,
+            "give the S3 endpoint URL, like `https://s3.eu-west-1.amazonaws.com`",
+        );
+    }
+    if let Some(bucket) = bucket {
+        cx.check(
+            bucket,
+            "bucket",
+            checks::bucket,
+            "S3 bucket names are 3-63 characters of `a-z0-9.-`",
+        );
+    }
+    if let Some(region) = region {
+        cx.check(
+            region,
+            "region",
+            |s| {
+                if s.is_empty() || s.contains(char::is_whitespace) {
+                    Err("is not a region name".into())
+                } else {
+                    Ok(())
+                }
+            },
+            "like `eu-west-1` or `fr-par`",
+        );
+    }
+    if let Some(prefix) = prefix {
+        cx.check(
+            prefix,
+            "prefix",
+            |s| {
+                if s.starts_with('/') || s.contains(char::is_whitespace) {
+                    Err("must not start with `/` or contain spaces".into())
+                } else {
+                    Ok(())
+                }
+            },
+            "like `{env}` or `kiln/{env}`",
+        );
+    }
+}
+
+/// An environment's `backup_repository`, checked like `[backups.repository]`.
+pub(super) fn repository_override(
+    cx: &mut Ctx<'_>,
+    raw: &RawRepositoryOverride,
+) -> RepositoryOverride {
+    check_location(
+        cx,
+        raw.endpoint.as_ref(),
+        raw.region.as_ref(),
+        raw.bucket.as_ref(),
+        raw.prefix.as_ref(),
+    );
+    let get = |v: &Option<S<String>>| v.as_ref().map(|v| v.get_ref().clone());
+    RepositoryOverride {
+        endpoint: get(&raw.endpoint),
+        region: get(&raw.region),
+        bucket: get(&raw.bucket),
+        prefix: get(&raw.prefix),
+    }
+}
+
 pub(super) fn backups(
     cx: &mut Ctx<'_>,
     b: &S<RawBackups>,
@@ -155,86 +230,71 @@ pub(super) fn backups(
     }
 
     let repo = raw.repository.get_ref();
-    cx.check(
-        &repo.endpoint,
-        "endpoint",
-        checks::url,
-        "give the S3 endpoint URL, like `https://s3.eu-west-1.amazonaws.com`",
+    check_location(
+        cx,
+        Some(&repo.endpoint),
+        repo.region.as_ref(),
+        Some(&repo.bucket),
+        repo.prefix.as_ref(),
     );
-    cx.check(
-        &repo.bucket,
-        "bucket",
-        checks::bucket,
-        "S3 bucket names are 3-63 characters of `a-z0-9.-`",
-    );
-    if let Some(region) = &repo.region {
-        cx.check(
-            region,
-            "region",
-            |s| {
-                if s.is_empty() || s.contains(char::is_whitespace) {
-                    Err("is not a region name".into())
-                } else {
-                    Ok(())
-                }
-            },
-            "like `eu-west-1` or `fr-par`",
-        );
-    }
-    if let Some(prefix) = &repo.prefix {
-        cx.check(
-            prefix,
-            "prefix",
-            |s| {
-                if s.starts_with('/') || s.contains(char::is_whitespace) {
-                    Err("must not start with `/` or contain spaces".into())
-                } else {
-                    Ok(())
-                }
-            },
-            "like `{env}` or `kiln/{env}`",
-        );
-    }
 
     let c = raw.credentials.get_ref();
-    let mut seen: BTreeMap<&str, Range<usize>> = BTreeMap::new();
-    for s in [&c.access_key, &c.secret_key, &c.repository_password] {
+    let mut seen: BTreeMap<String, Range<usize>> = BTreeMap::new();
+    // Each S3 credential is two vault secrets; the password one.
+    let names = [
+        (&c.server, true),
+        (&c.admin, true),
+        (&c.readonly, true),
+        (&c.repository_password, false),
+    ];
+    for (s, pair) in names {
         cx.check(
             s,
             "secret name",
             checks::secret_name,
-            "name the vault secret in `a-z0-9_`, like `backup_s3_access_key`",
+            "name the vault secret in `a-z0-9_`, like `backup_server`",
         );
-        if let Some(owner) = generated.get(s.get_ref()) {
-            let e = cx
-                .at(
-                    s.span(),
-                    DUPLICATE,
-                    format!(
-                        "secret `{}` is already the name of a secret of {owner}",
-                        s.get_ref()
-                    ),
-                )
-                .label("taken by a generated secret")
-                .help("name backup credentials `backup_...`, like `backup_s3_access_key`");
-            cx.push(e);
-        }
-        if let Some(first) = seen.get(s.get_ref().as_str()) {
-            let e = cx
-                .at(
-                    s.span(),
-                    DUPLICATE,
-                    format!(
-                        "secret `{}` is used for two different credentials",
-                        s.get_ref()
-                    ),
-                )
-                .label("same secret name")
-                .also("first use", first.clone())
-                .help("give each credential its own secret");
-            cx.push(e);
+        let secrets = if pair {
+            vec![
+                format!("{}_access_key", s.get_ref()),
+                format!("{}_secret_key", s.get_ref()),
+            ]
         } else {
-            seen.insert(s.get_ref(), s.span());
+            vec![s.get_ref().clone()]
+        };
+        // One report per name in kiln.toml, not one per secret it stands for.
+        let mut reported = false;
+        for name in secrets {
+            if reported {
+                break;
+            }
+            if let Some(owner) = generated.get(&name) {
+                reported = true;
+                let e = cx
+                    .at(
+                        s.span(),
+                        DUPLICATE,
+                        format!("secret `{name}` is already the name of a secret of {owner}"),
+                    )
+                    .label("taken by a generated secret")
+                    .help("name backup credentials `backup_...`, like `backup_server`");
+                cx.push(e);
+            }
+            if let Some(first) = seen.get(&name) {
+                reported = true;
+                let e = cx
+                    .at(
+                        s.span(),
+                        DUPLICATE,
+                        format!("secret `{name}` is used for two different credentials"),
+                    )
+                    .label("same secret name")
+                    .also("first use", first.clone())
+                    .help("give each credential its own name: `server`, `admin` and `readonly` are three different S3 keys");
+                cx.push(e);
+            } else {
+                seen.insert(name, s.span());
+            }
         }
     }
 
@@ -253,8 +313,15 @@ pub(super) fn backups(
                 .unwrap_or_else(|| DEFAULT_BACKUP_PREFIX.to_string()),
         },
         credentials: BackupCredentials {
-            access_key: c.access_key.get_ref().clone(),
-            secret_key: c.secret_key.get_ref().clone(),
+            server: S3Credential {
+                name: c.server.get_ref().clone(),
+            },
+            admin: S3Credential {
+                name: c.admin.get_ref().clone(),
+            },
+            readonly: S3Credential {
+                name: c.readonly.get_ref().clone(),
+            },
             repository_password: c.repository_password.get_ref().clone(),
         },
     })

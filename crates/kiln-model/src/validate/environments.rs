@@ -164,6 +164,11 @@ pub(super) fn environments(
             proxy,
             apex_host: env.apex_host.as_ref().map(|a| a.get_ref().clone()),
             backups_enabled: env.backups.as_ref().is_none_or(|b| *b.get_ref()),
+            backup_repository: env
+                .backup_repository
+                .as_ref()
+                .map(|r| super::backups::repository_override(cx, r.get_ref()))
+                .unwrap_or_default(),
             hosts,
             wireguard_range: None,
         });
