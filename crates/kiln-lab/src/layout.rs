@@ -246,6 +246,9 @@ pub struct S3State {
     /// Write and read, never delete a version nor touch the lock.
     #[serde(with = "stored_credentials")]
     pub server: Credentials,
+    /// List and read, nothing else.
+    #[serde(with = "stored_credentials")]
+    pub readonly: Credentials,
 }
 
 impl S3State {
@@ -254,6 +257,9 @@ impl S3State {
     }
     pub fn server_client(&self) -> S3Client {
         S3Client::new(&self.endpoint, &self.region, self.server.clone())
+    }
+    pub fn readonly_client(&self) -> S3Client {
+        S3Client::new(&self.endpoint, &self.region, self.readonly.clone())
     }
 }
 
@@ -396,6 +402,7 @@ mod tests {
                 retention_days: 7,
                 admin: Credentials::new("AKADMIN", "admin-secret"),
                 server: Credentials::new("AKSERVER", "server-secret"),
+                readonly: Credentials::new("AKREAD", "readonly-secret"),
             }),
         };
         let json = serde_json::to_string(&state).unwrap();

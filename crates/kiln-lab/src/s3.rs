@@ -1,7 +1,8 @@
 //! S3 with Object Lock for the lab: moto's server (from PyPI) started in the lab's cgroup on the
 //! host side of the bridge, with IAM enforcement switched on after setup, a bucket created with
-//! Object Lock and a default COMPLIANCE retention, and two credentials: `admin` (everything) and
-//! `server` (write/read, never delete versions nor touch the lock). The client itself is
+//! Object Lock and a default COMPLIANCE retention, and three credentials: `admin` (everything),
+//! `server` (write/read, never delete versions nor touch the lock) and `readonly` (list and
+//! read, nothing else), the three `[backups.credentials]` names. The client itself is
 //! `kiln_s3` (shared with kiln's backups); what the lab records is [`S3State`] in `layout.rs`.
 
 use std::net::{IpAddr, SocketAddr};
@@ -46,11 +47,18 @@ pub fn moto_binary() -> Option<PathBuf> {
 }
 
 /// IAM calls made before authentication starts: moto counts them (INITIAL_NO_AUTH_ACTION_COUNT).
-const SETUP_CALLS: usize = 6;
+const SETUP_CALLS: usize = 9;
 
 fn server_policy(bucket: &str) -> String {
     format!(
         r#"{{"Version":"2012-10-17","Statement":[{{"Effect":"Allow","Action":["s3:PutObject","s3:GetObject","s3:GetObjectVersion","s3:DeleteObject","s3:ListBucket","s3:ListBucketVersions","s3:HeadBucket","s3:GetBucketLocation","s3:GetBucketVersioning","s3:GetBucketObjectLockConfiguration"],"Resource":["arn:aws:s3:::{bucket}","arn:aws:s3:::{bucket}/*"]}},{{"Effect":"Deny","Action":["s3:DeleteObjectVersion","s3:BypassGovernanceRetention","s3:PutObjectRetention","s3:PutObjectLegalHold","s3:PutBucketObjectLockConfiguration","s3:PutBucketVersioning","s3:PutLifecycleConfiguration","s3:PutBucketPolicy","s3:DeleteBucket","s3:DeleteBucketPolicy","s3:CreateBucket"],"Resource":"*"}}]}}"#
+    )
+}
+
+/// Read and list the bucket, nothing else: drills and the runbook's paper page.
+fn readonly_policy(bucket: &str) -> String {
+    format!(
+        r#"{{"Version":"2012-10-17","Statement":[{{"Effect":"Allow","Action":["s3:GetObject","s3:GetObjectVersion","s3:ListBucket","s3:ListBucketVersions","s3:HeadBucket","s3:GetBucketLocation","s3:GetBucketVersioning","s3:GetBucketObjectLockConfiguration"],"Resource":["arn:aws:s3:::{bucket}","arn:aws:s3:::{bucket}/*"]}}]}}"#
     )
 }
 
@@ -105,6 +113,9 @@ pub fn start(roots: &Roots, lab: &str, host: IpAddr, opts: &S3Options) -> Result
     anon.create_user("server")?;
     anon.put_user_policy("server", "server-no-delete", &server_policy(&opts.bucket))?;
     let server = anon.create_access_key("server")?;
+    anon.create_user("readonly")?;
+    anon.put_user_policy("readonly", "readonly", &readonly_policy(&opts.bucket))?;
+    let readonly = anon.create_access_key("readonly")?;
 
     let client = S3Client::new(&endpoint, &opts.region, admin.clone());
     client.create_bucket(&opts.bucket, true)?;
@@ -116,6 +127,7 @@ pub fn start(roots: &Roots, lab: &str, host: IpAddr, opts: &S3Options) -> Result
         retention_days: opts.retention_days,
         admin,
         server,
+        readonly,
     })
 }
 
@@ -142,5 +154,14 @@ mod tests {
             assert!(actions.contains(&a), "{a}");
         }
         serde_json::from_str::<serde_json::Value>(ADMIN_POLICY).unwrap();
+        let r: serde_json::Value = serde_json::from_str(&readonly_policy("b")).unwrap();
+        let allowed = r["Statement"][0]["Action"].as_array().unwrap();
+        assert!(
+            allowed.iter().all(|a| {
+                let a = a.as_str().unwrap();
+                a.starts_with("s3:Get") || a.starts_with("s3:List") || a == "s3:HeadBucket"
+            }),
+            "{allowed:?}"
+        );
     }
 }

@@ -128,6 +128,28 @@ fn locked_versions_cannot_be_deleted_with_the_server_credential() {
     let err = server.put_bucket_lifecycle("backups", &rules).unwrap_err();
     assert_eq!(err.status(), Some(403), "{err}");
 
+    // The read-only credential (drills, the runbook) lists and reads, and writes nothing.
+    let readonly = s3.readonly_client();
+    let listed = readonly.list_objects("backups", "");
+    assert!(
+        listed.is_ok(),
+        "the read-only credential lists the bucket: {listed:?}"
+    );
+    assert!(readonly.list_object_versions("backups", "data/").is_ok());
+    assert!(
+        readonly
+            .get_object("backups", "data/pack-1", Some(&v1))
+            .is_ok()
+    );
+    let err = readonly
+        .put_object("backups", "data/by-readonly", b"x")
+        .unwrap_err();
+    assert_eq!(err.status(), Some(403), "{err}");
+    let refused = readonly
+        .delete_object("backups", "data/pack-1", None)
+        .unwrap();
+    assert_eq!(refused.status, 403, "{}", refused.text());
+
     // The servers reach the S3 endpoint through the lab network (an unsigned request gets an
     // HTTP error answer from moto: what matters here is that it answers).
     let probe = format!(

@@ -101,6 +101,65 @@ pub fn set_acme_ca(
     edit(path, |doc| acme_ca(doc, env, directory, ca_root))
 }
 
+/// Sets `backup_repository` of `[environments.<env>]` (which must exist) to the S3
+/// server's `endpoint`, `bucket` and `region` (e.g. the lab's S3 after `kiln lab up --s3`),
+/// keeping its other keys (`prefix`), its form (inline or table), its comment and the rest
+/// of the file.
+pub fn set_backup_repository(
+    path: &Path,
+    env: &str,
+    endpoint: &str,
+    bucket: &str,
+    region: &str,
+) -> Result<(), EditError> {
+    edit(path, |doc| {
+        let environment = doc
+            .get_mut("environments")
+            .and_then(|e| e.get_mut(env))
+            .and_then(Item::as_table_like_mut)
+            .ok_or_else(|| format!("no [environments.{env}] table"))?;
+        let keys = [
+            ("endpoint", endpoint),
+            ("bucket", bucket),
+            ("region", region),
+        ];
+        match environment.get_mut("backup_repository") {
+            Some(Item::Table(t)) => {
+                for (k, v) in keys {
+                    set(t, k, v.into());
+                }
+            }
+            Some(Item::Value(Value::InlineTable(t))) => {
+                for (k, v) in keys {
+                    match t.get_mut(k) {
+                        Some(old) => {
+                            let decor = old.decor().clone();
+                            *old = v.into();
+                            *old.decor_mut() = decor;
+                        }
+                        None => {
+                            t.insert(k, v.into());
+                        }
+                    }
+                }
+            }
+            Some(_) => {
+                return Err(format!(
+                    "`environments.{env}.backup_repository` must be a table"
+                ));
+            }
+            None => {
+                let mut new = InlineTable::new();
+                for (k, v) in keys {
+                    new.insert(k, v.into());
+                }
+                environment.insert("backup_repository", value(new));
+            }
+        }
+        Ok(())
+    })
+}
+
 /// Reads `path`, applies `change`, writes the result atomically.
 fn edit(
     path: &Path,

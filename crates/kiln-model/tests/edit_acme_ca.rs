@@ -1,6 +1,7 @@
 //! `kiln lab up` records the lab's ACME directory in kiln.toml's `lab` environment through
-//! `kiln_model::edit::set_acme_ca`: the file still loads, with the new directory and an
-//! absolute ca_root, and the comments around it (and beside it) stay.
+//! `kiln_model::edit::set_acme_ca`, and its S3 server (`--s3`) through
+//! `set_backup_repository`: the file still loads, with the new values, and the comments
+//! around them (and beside them) stay.
 
 use std::path::Path;
 
@@ -59,6 +60,49 @@ fn the_recorded_directory_loads_and_comments_stay() {
     assert_eq!(
         err,
         format!("{}: no [environments.nope] table", path.display())
+    );
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn the_recorded_backup_repository_loads_and_keeps_the_rest() {
+    let example = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/reference");
+    let dir = std::env::temp_dir().join(format!("kiln-edit-s3-{}", std::process::id()));
+    copy_dir(&example, &dir);
+    let path = dir.join("kiln.toml");
+    kiln_model::edit::set_backup_repository(
+        &path,
+        "lab",
+        "http://10.77.9.1:9000",
+        "lab-bucket",
+        "us-east-1",
+    )
+    .unwrap();
+    let m = kiln_model::load(&path).unwrap_or_else(|d| panic!("{}", d.render(100, false)));
+    let b = m.backups.as_ref().unwrap();
+    let lab = b.repository_for(m.environment("lab").unwrap());
+    assert_eq!(lab.endpoint, "http://10.77.9.1:9000");
+    assert_eq!(lab.bucket, "lab-bucket");
+    assert_eq!(lab.region.as_deref(), Some("us-east-1"));
+    // Production keeps the top level's.
+    let prod = b.repository_for(m.environment("production").unwrap());
+    assert_eq!(prod.bucket, "ergaster-backups");
+    let text = std::fs::read_to_string(&path).unwrap();
+    assert!(
+        text.contains("# the lab's S3: `kiln lab up --s3` records it\n"),
+        "{text}"
+    );
+    // Staging had none: it gets one, inline, and still loads.
+    kiln_model::edit::set_backup_repository(&path, "staging", "https://s3.example.org", "b-b", "r")
+        .unwrap();
+    let m = kiln_model::load(&path).unwrap_or_else(|d| panic!("{}", d.render(100, false)));
+    assert_eq!(
+        m.environment("staging")
+            .unwrap()
+            .backup_repository
+            .bucket
+            .as_deref(),
+        Some("b-b")
     );
     std::fs::remove_dir_all(&dir).unwrap();
 }

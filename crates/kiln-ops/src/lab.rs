@@ -64,6 +64,8 @@ pub struct Recorded {
     pub acme_ca: Option<(String, PathBuf)>,
     /// The records loaded into the lab DNS (the `lab` environment's).
     pub dns_records: Vec<kiln_lab::LabDnsRecord>,
+    /// The `lab` environment's new `backup_repository` (the lab's S3), as restic takes it.
+    pub backup_repository: Option<String>,
 }
 
 impl UpError {
@@ -150,11 +152,78 @@ pub fn up(
             recorded.dns_records = lab_dns_records(&model);
             kiln_lab::acme::set_records(acme, &recorded.dns_records)?;
         }
+        if let Some(s3) = lab.s3()
+            && model.backups.is_some()
+            && model.environment(LAB_ENVIRONMENT).is_some()
+        {
+            kiln_model::edit::set_backup_repository(
+                path,
+                LAB_ENVIRONMENT,
+                &s3.endpoint,
+                &s3.bucket,
+                &s3.region,
+            )?;
+            let prefix = model
+                .backups
+                .as_ref()
+                .map(|b| b.repository.prefix_for(LAB_ENVIRONMENT))
+                .unwrap_or_default();
+            recorded.backup_repository = Some(format!(
+                "s3:{}/{}/{}",
+                s3.endpoint,
+                s3.bucket,
+                prefix.trim_matches('/')
+            ));
+        }
         // The servers cannot reach a registry: the images of the services they play a
         // role for are built here and imported under their upstream names.
         provide_images(&lab, model)?;
     }
     Ok((lab, recorded))
+}
+
+/// Stores the lab S3 server's three credentials in the `lab` environment's `vault` under
+/// the names `[backups.credentials]` gives (server, admin, readonly), and generates the
+/// repository password when it is missing, so that the lab's backups need no hand step.
+/// Returns the names written; nothing when the model has no `[backups]` or its `lab`
+/// environment has backups off.
+pub fn store_backup_credentials(
+    vault: &kiln_secrets::Vault,
+    model: &Model,
+    s3: &kiln_lab::S3State,
+) -> Result<Vec<String>, kiln_secrets::VaultError> {
+    let Some(backups) = &model.backups else {
+        return Ok(vec![]);
+    };
+    if !model
+        .environment(LAB_ENVIRONMENT)
+        .is_some_and(|e| e.backups_enabled)
+    {
+        return Ok(vec![]);
+    }
+    let c = &backups.credentials;
+    let mut written = vec![];
+    for (cred, keys) in [
+        (&c.server, &s3.server),
+        (&c.admin, &s3.admin),
+        (&c.readonly, &s3.readonly),
+    ] {
+        vault.set(
+            &cred.access_key(),
+            &kiln_secrets::Secret::new(keys.access_key_id.clone()),
+        )?;
+        vault.set(&cred.secret_key(), &keys.secret_access_key)?;
+        written.extend([cred.access_key(), cred.secret_key()]);
+    }
+    let password: Vec<_> = model
+        .required_secrets_for(LAB_ENVIRONMENT)
+        .unwrap_or_default()
+        .into_iter()
+        .filter(|s| s.name == c.repository_password)
+        .collect();
+    let report = vault.generate_missing(&password, &mut kiln_secrets::OsRng)?;
+    written.extend(report.created);
+    Ok(written)
 }
 
 /// The DNS records of the model's `lab` environment ([`kiln_model::dns::records`]), as the

@@ -76,9 +76,18 @@ struct UpArgs {
     /// Install missing host prerequisites with apt without asking.
     #[arg(long)]
     yes: bool,
-    /// Also start an S3 server with Object Lock (moto) with this bucket.
+    /// Also start an S3 server with Object Lock (moto) with this bucket and three
+    /// credentials (server, admin, read-only). With a kiln.toml that has `[backups]`, they
+    /// are stored in the `lab` environment's vault under the `[backups.credentials]` names
+    /// and the server is recorded as that environment's `backup_repository`.
     #[arg(long, value_name = "BUCKET")]
     s3: Option<String>,
+    /// The lab vault's passphrase file (with `--s3` and a kiln.toml with `[backups]`).
+    #[arg(long, env = "KILN_PASSPHRASE_FILE", value_name = "FILE")]
+    passphrase_file: Option<std::path::PathBuf>,
+    /// Run this command (with sh) and use its output as the lab vault's passphrase.
+    #[arg(long, value_name = "COMMAND", conflicts_with = "passphrase_file")]
+    passphrase_command: Option<String>,
     /// Default COMPLIANCE retention of the S3 bucket, in days.
     #[arg(long, default_value_t = 7, value_name = "DAYS")]
     retention_days: u32,
@@ -200,6 +209,27 @@ fn up(ctx: &Context, a: UpArgs) -> CmdResult {
             opts.install_missing = matches!(answer.trim(), "y" | "Y" | "yes");
         }
     }
+    // The lab's S3 credentials go into the lab vault: opened (or created) before the lab
+    // starts, so that a wrong passphrase costs nothing.
+    let vault = match &config {
+        Some((_, model))
+            if a.s3.is_some()
+                && model.backups.is_some()
+                && model
+                    .environment(kiln_model::edit::LAB_ENVIRONMENT)
+                    .is_some_and(|e| e.backups_enabled) =>
+        {
+            Some(ctx.open_or_create_vault(
+                kiln_model::edit::LAB_ENVIRONMENT,
+                &kiln_ops::vault::UnlockOptions {
+                    passphrase_file: a.passphrase_file.clone(),
+                    passphrase_command: a.passphrase_command.clone(),
+                    identities: vec![],
+                },
+            )?)
+        }
+        _ => None,
+    };
     let started = Instant::now();
     opts.progress = Some(Arc::new(move |m: &kiln_lab::LabEvent| {
         p.note(format_args!(
@@ -214,6 +244,20 @@ fn up(ctx: &Context, a: UpArgs) -> CmdResult {
             p.note(format_args!(
                 "recorded the lab hosts' addresses and host keys in {}",
                 path.display()
+            ));
+        }
+        if let Some(url) = &recorded.backup_repository {
+            p.note(format_args!(
+                "recorded the lab's S3 as the lab environment's backup_repository in {} ({url})",
+                path.display()
+            ));
+        }
+        if let (Some(vault), Some(s3), Some((_, model))) = (&vault, lab.s3(), &config) {
+            // The names are kiln.toml's, unchanged by what `up` recorded.
+            let written = kiln_ops::lab::store_backup_credentials(vault, model, s3)?;
+            p.note(format_args!(
+                "stored the lab S3's server, admin and read-only credentials in the lab vault ({})",
+                written.join(", ")
             ));
         }
         if let Some((directory, _)) = &recorded.acme_ca {
