@@ -27,6 +27,12 @@ pub enum Finding {
     NoVersioning { bucket: String },
     /// No rule expires non-current versions.
     NoLifecycle { bucket: String },
+    /// The servers' credential may not write there: the servers could not back up.
+    ServerCannotWrite {
+        bucket: String,
+        key: String,
+        answer: String,
+    },
     /// The server credential deleted a version: a compromised server could destroy the
     /// backups.
     ServerCanDelete { bucket: String, key: String },
@@ -54,7 +60,15 @@ impl std::fmt::Display for Finding {
             ),
             Finding::NoLifecycle { bucket } => write!(
                 f,
-                "bucket {bucket} has no lifecycle rule expiring non-current versions: storage grows forever\n  hint: add one expiring non-current versions after the retention (kiln backup init can set it)"
+                "bucket {bucket} has no lifecycle rule expiring non-current versions: storage grows forever\n  hint: add one expiring non-current versions after the retention (`kiln backup init --set-lifecycle` sets it)"
+            ),
+            Finding::ServerCannotWrite {
+                bucket,
+                key,
+                answer,
+            } => write!(
+                f,
+                "the servers' credential may not write {bucket}/{key} ({answer}): the servers could not back up\n  hint: allow s3:PutObject, s3:GetObject and s3:ListBucket on the bucket to the servers' credential"
             ),
             Finding::ServerCanDelete { bucket, key } => write!(
                 f,
@@ -110,16 +124,31 @@ pub fn verify(
     let key = format!("{}/{CANARY}", prefix.trim_matches('/'))
         .trim_start_matches('/')
         .to_owned();
-    let version = server.put_object(
+    let version = match server.put_object(
         bucket,
         &key,
         b"kiln: this version must not be deletable by the servers' credential\n",
-    )?;
+    ) {
+        Ok(v) => v,
+        Err(S3Error::Refused {
+            status: 403, code, ..
+        }) => {
+            out.push(Finding::ServerCannotWrite {
+                bucket: b(),
+                key,
+                answer: format!("HTTP 403 {code}"),
+            });
+            return Ok(out);
+        }
+        Err(e) => return Err(e),
+    };
     if version.is_empty() {
         // No version id: the bucket does not keep versions (found above); nothing to try.
         return Ok(out);
     }
-    let answer = server.delete_object(bucket, &key, Some(&version))?;
+    // The strongest delete there is: a GOVERNANCE retention gives way to a credential
+    // allowed to bypass it, a COMPLIANCE one to nobody.
+    let answer = server.delete_version_bypassing_governance(bucket, &key, &version)?;
     // Only a refusal of the permission counts; any other answer (a success, an error of
     // another kind) leaves the question open, which is not good enough.
     if !(answer.status == 403 && answer.error_code().as_deref() == Some("AccessDenied")) {

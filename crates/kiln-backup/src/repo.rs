@@ -398,12 +398,26 @@ impl Repo {
             .map_err(|e| failed(url, "restore", &e))
     }
 
-    /// Checks the repository's structure (index, packs, trees), without reading the data.
-    pub fn check(&self) -> Result<(), RepoError> {
+    /// Checks the repository's structure (index, packs, trees); with `read_data_subset`
+    /// (`10%`, `1/5`, `all`, a size like `500MiB`, as restic takes it) also reads that
+    /// share of the data back and verifies it.
+    pub fn check(&self, read_data_subset: Option<&str>) -> Result<(), RepoError> {
         let url = self.url();
+        let mut opts = CheckOptions::default();
+        if let Some(subset) = read_data_subset {
+            let subset: rustic_core::ReadSubsetOption =
+                subset
+                    .parse()
+                    .map_err(|e: Box<RusticError>| RepoError::Failed {
+                        url: url.clone(),
+                        action: "read a subset of its data",
+                        message: format!("`{subset}`: {}", e.display_log()),
+                    })?;
+            opts = opts.read_data(true).read_data_subset(subset);
+        }
         let results = self
             .open_repo()?
-            .check(CheckOptions::default())
+            .check(opts)
             .map_err(|e| failed(&url, "check it", &e))?;
         results.is_ok().map_err(|e| RepoError::CheckFailed {
             url,

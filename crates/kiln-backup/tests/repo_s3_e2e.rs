@@ -160,7 +160,7 @@ fn a_repository_kiln_writes_is_one_restic_reads_and_the_other_way_round() {
     assert_eq!(listed.len(), 2);
     let theirs = &listed[1];
     assert_eq!(theirs.tags, ["service=hedgedoc"]);
-    repo.check().expect("check");
+    repo.check(None).expect("check");
     let by_kiln = work.path().join("restored-by-kiln");
     repo.restore(&theirs.id, &by_kiln).expect("restore");
     assert_eq!(

@@ -70,6 +70,12 @@ impl From<kiln_ops::config::LocateError> for CliError {
     }
 }
 
+impl From<kiln_ops::backup::BackupError> for CliError {
+    fn from(e: kiln_ops::backup::BackupError) -> Self {
+        CliError::from_parts(e.is_bad_input(), e.to_string(), None)
+    }
+}
+
 impl From<kiln_ops::init::InitError> for CliError {
     fn from(e: kiln_ops::init::InitError) -> Self {
         CliError::from_parts(e.is_bad_input(), e.to_string(), e.hint().map(str::to_owned))

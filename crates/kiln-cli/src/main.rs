@@ -58,6 +58,7 @@ pub enum Command {
     Plan(commands::plan::Args),
     Apply(commands::apply::Args),
     Status(commands::status::Args),
+    Backup(commands::backup::Args),
     #[command(hide = true)]
     Agent(commands::agent::Args),
     Completions(commands::completions::Args),
@@ -75,6 +76,7 @@ fn main() -> ExitCode {
         Command::Secrets(args) => commands::secrets::run(&ctx, args),
         Command::Import(args) => commands::import::run(&ctx, args),
         Command::Lab(args) => commands::lab::run(&ctx, args),
+        Command::Backup(args) => commands::backup::run(&ctx, args),
         Command::Trust(args) => commands::trust::run(&ctx, args),
         Command::Plan(args) => commands::plan::run(&ctx, args),
         Command::Apply(args) => commands::apply::run(&ctx, args),

@@ -5,7 +5,7 @@
 //! resolver). Required on CI; skipped with a notice elsewhere when the tool is missing.
 
 mod common;
-use common::{stderr, stdout};
+use common::{stderr, stdout, words};
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream, UdpSocket};
@@ -29,14 +29,6 @@ fn kiln(args: &[&str]) -> Output {
         .current_dir(root())
         .output()
         .unwrap()
-}
-
-/// An error as words, without miette's line wrapping and margin.
-fn words(text: &str) -> String {
-    text.split_whitespace()
-        .filter(|w| *w != "|")
-        .collect::<Vec<_>>()
-        .join(" ")
 }
 
 /// A loopback port free for both UDP and TCP (the DNS server listens on both).

@@ -4,6 +4,8 @@
 //! kiln-converge, kiln-lab) each own one stage of the data flow. This crate owns what a
 //! command *does* with them:
 //!
+//! - [`backup`]: an environment's backup repository from the laptop (init with the
+//!   bucket's verification, list, check), each with the credential it needs;
 //! - [`config`]: which kiln.toml a command works on (one resolution rule for every command);
 //! - [`init`]: the starter repository `kiln init` writes, never overwriting a file;
 //! - [`target`]: which environment and which hosts (one rule for the default environment);
@@ -21,6 +23,7 @@
 //!
 //! Nothing here prints, prompts or knows about clap.
 
+pub mod backup;
 pub mod config;
 pub mod dns_check;
 pub mod init;

@@ -515,6 +515,26 @@ impl S3Client {
         self.request("s3", "DELETE", &path, &q, &[], b"")
     }
 
+    /// Deletes version `version_id` of an object, asking to bypass a GOVERNANCE retention
+    /// (`x-amz-bypass-governance-retention`): the strongest delete a credential can try.
+    /// Returns the raw answer.
+    pub fn delete_version_bypassing_governance(
+        &self,
+        bucket: &str,
+        key: &str,
+        version_id: &str,
+    ) -> Result<S3Response> {
+        let path = format!("/{bucket}/{key}");
+        self.request(
+            "s3",
+            "DELETE",
+            &path,
+            &[("versionId", version_id)],
+            &[("x-amz-bypass-governance-retention", "true")],
+            b"",
+        )
+    }
+
     /// Every current object under `prefix` with its size, all pages (ListObjectsV2).
     pub fn list_objects(&self, bucket: &str, prefix: &str) -> Result<Vec<(String, u64)>> {
         let path = format!("/{bucket}");

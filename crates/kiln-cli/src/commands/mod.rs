@@ -2,6 +2,7 @@
 
 pub mod agent;
 pub mod apply;
+pub mod backup;
 pub mod check;
 pub mod completions;
 pub mod dns;

@@ -38,6 +38,14 @@ pub fn text(o: &Output) -> String {
 }
 
 /// Runs `c` with `stdin` written to it (when given), capturing stdout and stderr.
+/// An error as words, without miette's line wrapping and margin.
+pub fn words(text: &str) -> String {
+    text.split_whitespace()
+        .filter(|w| *w != "|")
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
 pub fn run_with_stdin(mut c: Command, stdin: Option<&str>) -> Output {
     use std::io::Write;
     if stdin.is_some() {

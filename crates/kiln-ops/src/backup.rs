@@ -1,0 +1,322 @@
+//! What `kiln backup init|list|check` do from the laptop: find the environment's
+//! repository ([`kiln_backup::Location::for_environment`]), take the credential each
+//! operation needs from the environment's vault (the admin one to create the repository
+//! and fix the bucket, the servers' one only to prove it cannot delete, the read-only one
+//! to list and check), and run the operation.
+//!
+//! Owns: which credential an operation uses, what `init` verifies and refuses.
+//! Must not: print, prompt (the vault arrives open), or send a credential anywhere but to
+//! the S3 endpoint of the model.
+
+use kiln_backup::bucket::{self, Finding};
+use kiln_backup::{Location, Repo, RepoError, SnapshotInfo};
+use kiln_model::{Backups, Environment, Model, S3Credential};
+use kiln_s3::{Credentials, LifecycleRule, S3Client, S3Error};
+use kiln_secrets::{Secret, Vault, VaultError};
+
+/// The id of the lifecycle rule `kiln backup init --set-lifecycle` adds.
+pub const LIFECYCLE_RULE: &str = "kiln-expire-noncurrent-versions";
+
+/// A backup operation could not run or found the bucket unfit.
+#[derive(Debug, thiserror::Error)]
+pub enum BackupError {
+    #[error(
+        "{config} has no [backups] section\n  hint: add one (schedule, object_lock_days, retention, repository, credentials): docs/config-reference.md"
+    )]
+    NotConfigured { config: String },
+    #[error("environment `{env}` has backups off (`backups = false` in [environments.{env}])")]
+    Disabled { env: String },
+    #[error("the {what} backup credential: {source}")]
+    Credential {
+        what: &'static str,
+        #[source]
+        source: VaultError,
+    },
+    #[error(transparent)]
+    Vault(#[from] VaultError),
+    #[error(transparent)]
+    Repo(#[from] RepoError),
+    #[error("backup bucket at {endpoint}: {source}")]
+    S3 {
+        endpoint: String,
+        #[source]
+        source: S3Error,
+    },
+    #[error(
+        "backup repository {url}: the bucket is not fit for backups; nothing was created:\n{}",
+        findings.iter().map(|f| format!("- {f}")).collect::<Vec<_>>().join("\n")
+    )]
+    Unfit { url: String, findings: Vec<Finding> },
+}
+
+impl BackupError {
+    /// Whether the user gave something kiln cannot use (the model, the environment).
+    pub fn is_bad_input(&self) -> bool {
+        matches!(
+            self,
+            BackupError::NotConfigured { .. } | BackupError::Disabled { .. }
+        )
+    }
+}
+
+/// The backups of one environment: where they live and the vault that holds the keys.
+pub struct Target<'a> {
+    pub backups: &'a Backups,
+    pub env: &'a Environment,
+    pub location: Location,
+    vault: &'a Vault,
+}
+
+impl<'a> Target<'a> {
+    /// The backups of `env` in `model`, with the keys in `vault` (the environment's).
+    pub fn new(
+        model: &'a Model,
+        env: &'a Environment,
+        vault: &'a Vault,
+    ) -> Result<Self, BackupError> {
+        let backups = model
+            .backups
+            .as_ref()
+            .ok_or_else(|| BackupError::NotConfigured {
+                config: model.config_path().display().to_string(),
+            })?;
+        if !env.backups_enabled {
+            return Err(BackupError::Disabled {
+                env: env.name.clone(),
+            });
+        }
+        Ok(Target {
+            backups,
+            env,
+            location: Location::for_environment(backups, env),
+            vault,
+        })
+    }
+
+    fn credential(&self, c: &S3Credential, what: &'static str) -> Result<Credentials, BackupError> {
+        let get = |name: String| {
+            self.vault
+                .get(&name)
+                .map_err(|source| BackupError::Credential { what, source })
+        };
+        let id = get(c.access_key())?;
+        Ok(Credentials::new(id.expose(), get(c.secret_key())?.expose()))
+    }
+
+    /// The owner's admin credential.
+    pub fn admin(&self) -> Result<Credentials, BackupError> {
+        self.credential(&self.backups.credentials.admin, "admin")
+    }
+
+    /// The servers' credential.
+    pub fn server(&self) -> Result<Credentials, BackupError> {
+        self.credential(&self.backups.credentials.server, "servers'")
+    }
+
+    /// The read-only credential.
+    pub fn readonly(&self) -> Result<Credentials, BackupError> {
+        self.credential(&self.backups.credentials.readonly, "read-only")
+    }
+
+    /// The repository password.
+    pub fn password(&self) -> Result<Secret, BackupError> {
+        self.vault
+            .get(&self.backups.credentials.repository_password)
+            .map_err(|source| BackupError::Credential {
+                what: "repository password",
+                source,
+            })
+    }
+
+    fn client(&self, creds: Credentials) -> S3Client {
+        S3Client::new(&self.location.endpoint, &self.location.region, creds)
+    }
+
+    fn s3(&self, source: S3Error) -> BackupError {
+        BackupError::S3 {
+            endpoint: self.location.endpoint.clone(),
+            source,
+        }
+    }
+
+    /// The repository, opened with the read-only credential.
+    pub fn open_readonly(&self) -> Result<Repo, BackupError> {
+        Ok(Repo::open(
+            &self.location,
+            &self.readonly()?,
+            &self.password()?,
+        )?)
+    }
+}
+
+/// What `kiln backup init` may do beyond checking.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct InitOptions {
+    /// Add a lifecycle rule expiring non-current versions when the bucket has none.
+    pub set_lifecycle: bool,
+}
+
+/// What `init` found and did.
+#[derive(Debug, Clone)]
+pub struct InitReport {
+    /// The repository, as the restic CLI takes it.
+    pub url: String,
+    /// Whether a repository was created (false: one was there and the password opens it).
+    pub created: bool,
+    /// Findings accepted: no Object Lock with `allow_unlocked = true`, no lifecycle rule.
+    pub warnings: Vec<Finding>,
+    /// The lifecycle rule added (`--set-lifecycle`): its days.
+    pub lifecycle_set: Option<u32>,
+    /// The servers' credential was refused deleting the canary's version.
+    pub server_cannot_delete: bool,
+}
+
+/// `kiln backup init`: verifies the bucket (with the admin and the servers' credentials),
+/// refuses an unfit one before writing the repository, then creates the repository with
+/// the admin credential (or, when there is one, proves the password opens it).
+pub fn init(target: &Target<'_>, opts: InitOptions) -> Result<InitReport, BackupError> {
+    let admin = target.client(target.admin()?);
+    let server = target.client(target.server()?);
+    let loc = &target.location;
+    let lock_days = target.backups.object_lock_days;
+    let mut findings = bucket::verify(
+        &admin,
+        &server,
+        &loc.bucket,
+        &loc.prefix,
+        lock_days.unwrap_or(0),
+    )
+    .map_err(|e| target.s3(e))?;
+    let mut lifecycle_set = None;
+    if opts.set_lifecycle
+        && findings
+            .iter()
+            .any(|f| matches!(f, Finding::NoLifecycle { .. }))
+    {
+        // Non-current versions are kept as long as the lock holds them, and a day more.
+        let days = lock_days.unwrap_or(30) + 1;
+        let mut rules = match admin.get_bucket_lifecycle(&loc.bucket) {
+            Ok(r) => r,
+            Err(S3Error::Refused { status: 404, .. }) => vec![],
+            Err(e) => return Err(target.s3(e)),
+        };
+        rules.retain(|r| r.id != LIFECYCLE_RULE);
+        rules.push(LifecycleRule {
+            id: LIFECYCLE_RULE.into(),
+            prefix: String::new(),
+            noncurrent_version_expiration_days: Some(days),
+            ..Default::default()
+        });
+        admin
+            .put_bucket_lifecycle(&loc.bucket, &rules)
+            .map_err(|e| target.s3(e))?;
+        findings.retain(|f| !matches!(f, Finding::NoLifecycle { .. }));
+        lifecycle_set = Some(days);
+    }
+    let server_cannot_delete = !findings.iter().any(|f| {
+        matches!(
+            f,
+            Finding::ServerCanDelete { .. } | Finding::ServerCannotWrite { .. }
+        )
+    });
+    let (warnings, fatal): (Vec<_>, Vec<_>) = findings.into_iter().partition(|f| match f {
+        Finding::NoLifecycle { .. } => true,
+        Finding::NoObjectLock { .. } | Finding::ShortRetention { .. } => lock_days.is_none(),
+        Finding::NoVersioning { .. }
+        | Finding::ServerCanDelete { .. }
+        | Finding::ServerCannotWrite { .. } => false,
+    });
+    if !fatal.is_empty() {
+        return Err(BackupError::Unfit {
+            url: loc.restic_url(),
+            findings: fatal,
+        });
+    }
+    let password = target.password()?;
+    let created = match Repo::init(loc, &target.admin()?, &password) {
+        Ok(_) => true,
+        Err(RepoError::Exists { .. }) => {
+            Repo::open(loc, &target.admin()?, &password)?;
+            false
+        }
+        Err(e) => return Err(e.into()),
+    };
+    Ok(InitReport {
+        url: loc.restic_url(),
+        created,
+        warnings,
+        lifecycle_set,
+        server_cannot_delete,
+    })
+}
+
+/// One snapshot with what kiln's tags say of it.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Listed {
+    /// The service (`service=` tag), `None` for a snapshot kiln did not tag.
+    pub service: Option<String>,
+    /// `dump` or `files` (`kind=` tag).
+    pub kind: Option<String>,
+    #[serde(flatten)]
+    pub snapshot: SnapshotInfo,
+}
+
+/// `kiln backup list`: the repository and its snapshots, oldest first.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Listing {
+    pub environment: String,
+    /// The repository as the restic CLI takes it (`restic -r <this> snapshots`).
+    pub repository: String,
+    pub snapshots: Vec<Listed>,
+}
+
+/// The value of tag `key=value` among `tags`.
+pub fn tag<'t>(tags: &'t [String], key: &str) -> Option<&'t str> {
+    tags.iter()
+        .find_map(|t| t.strip_prefix(key)?.strip_prefix('='))
+}
+
+/// Lists the snapshots, with the read-only credential.
+pub fn list(target: &Target<'_>) -> Result<Listing, BackupError> {
+    let repo = target.open_readonly()?;
+    let snapshots = repo
+        .snapshots()?
+        .into_iter()
+        .map(|s| Listed {
+            service: tag(&s.tags, "service").map(str::to_owned),
+            kind: tag(&s.tags, "kind").map(str::to_owned),
+            snapshot: s,
+        })
+        .collect();
+    Ok(Listing {
+        environment: target.env.name.clone(),
+        repository: target.location.restic_url(),
+        snapshots,
+    })
+}
+
+/// `kiln backup check`: the repository's structure, and with `read_data_subset` (`10%`,
+/// `1/5`, `all`, a size) that share of the data read back and verified; read-only.
+pub fn check(target: &Target<'_>, read_data_subset: Option<&str>) -> Result<String, BackupError> {
+    target.open_readonly()?.check(read_data_subset)?;
+    Ok(target.location.restic_url())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tags_are_read_as_key_equals_value() {
+        let tags = vec![
+            "env=lab".to_owned(),
+            "service=synapse".to_owned(),
+            "servicex=no".to_owned(),
+            "kind=dump".to_owned(),
+        ];
+        assert_eq!(tag(&tags, "service"), Some("synapse"));
+        assert_eq!(tag(&tags, "kind"), Some("dump"));
+        assert_eq!(tag(&tags, "host"), None);
+        assert_eq!(tag(&tags, "servic"), None);
+    }
+}
