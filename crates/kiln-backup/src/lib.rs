@@ -2,10 +2,16 @@
 //! ([`repo`]), written and read through rustic_core so that the stock `restic` CLI can
 //! list, check and restore what kiln wrote (and kiln reads what restic wrote).
 //!
-//! No terminal code: results are values, errors name the repository.
+//! The host side: [`plan`] (what one host backs up, shipped by the laptop) and [`run`]
+//! (the host's backup mode: items, consistency steps undone even after a kill, state and
+//! metrics).
+//!
+//! No terminal code: results are values and events, errors name the repository.
 
 pub mod backend;
 pub mod bucket;
+pub mod plan;
 pub mod repo;
+pub mod run;
 
 pub use repo::{Location, Repo, RepoError, SnapshotInfo};

@@ -106,6 +106,8 @@ pub struct SnapshotInfo {
     pub hostname: String,
     pub paths: Vec<String>,
     pub tags: Vec<String>,
+    /// What the snapshot holds, as its maker described it.
+    pub description: Option<String>,
     /// Files and bytes the backup read, and the bytes it added to the repository.
     pub files: u64,
     pub bytes: u64,
@@ -122,6 +124,7 @@ impl SnapshotInfo {
             hostname: s.hostname.clone(),
             paths: s.paths.iter().cloned().collect(),
             tags: s.tags.iter().cloned().collect(),
+            description: s.description.clone(),
             files: summary.map_or(0, |x| x.total_files_processed),
             bytes: summary.map_or(0, |x| x.total_bytes_processed),
             bytes_added: summary.map_or(0, |x| x.data_added),
@@ -217,6 +220,12 @@ impl Repo {
         self.location.restic_url()
     }
 
+    /// Whether an earlier operation failed half-way and left this handle unusable (open
+    /// the repository again).
+    pub fn is_spent(&self) -> bool {
+        self.repo.is_none()
+    }
+
     /// A repository an earlier operation left unusable.
     fn spent(&self) -> RepoError {
         RepoError::Failed {
@@ -235,28 +244,44 @@ impl Repo {
         self.repo.as_ref().ok_or_else(|| self.spent())
     }
 
-    /// Backs up `path` (absolute) as one snapshot with `tags`, recorded as made on `host`.
-    pub fn backup_path(
+    /// Backs up `paths` (absolute) as one snapshot with `tags`, recorded as made on `host`,
+    /// with `description` (what it holds, for humans and for a restore's checks).
+    pub fn backup_paths(
         &mut self,
-        path: &Path,
+        paths: &[PathBuf],
         host: &str,
         tags: &[String],
+        description: Option<&str>,
     ) -> Result<SnapshotInfo, RepoError> {
         let url = self.url();
-        if !path.is_absolute() {
+        if let Some(p) = paths.iter().find(|p| !p.is_absolute()) {
             return Err(RepoError::Failed {
                 url,
                 action: "back up",
-                message: format!("{} is not an absolute path", path.display()),
+                message: format!("{} is not an absolute path", p.display()),
             });
         }
-        let opts = SnapshotOptions::default()
+        if paths.is_empty() {
+            return Err(RepoError::Failed {
+                url,
+                action: "back up",
+                message: "no path given".into(),
+            });
+        }
+        let line = paths
+            .iter()
+            .map(|p| p.display().to_string())
+            .collect::<Vec<_>>()
+            .join(" ");
+        let mut opts = SnapshotOptions::default()
             .host(host.to_owned())
             // Otherwise the process's argv is recorded as the snapshot's command.
-            .command(format!("kiln backup {}", path.display()));
+            .command(format!("kiln backup {line}"));
+        if let Some(d) = description {
+            opts = opts.description(d.to_owned());
+        }
         let snap = snapshot(&url, opts, tags)?;
-        let source = PathList::from_string(&path.display().to_string())
-            .map_err(|e| failed(&url, "back up", &e))?;
+        let source: PathList = paths.iter().cloned().collect();
         let indexed = self
             .take()?
             .to_indexed_ids()
@@ -278,6 +303,7 @@ impl Repo {
         filename: &str,
         host: &str,
         tags: &[String],
+        description: Option<&str>,
     ) -> Result<SnapshotInfo, RepoError> {
         let url = self.url();
         let Some(program) = argv.first() else {
@@ -305,10 +331,13 @@ impl Repo {
                 .duration_since(std::time::UNIX_EPOCH)
                 .map_or(0, |d| d.as_nanos())
         );
-        let opts = SnapshotOptions::default()
+        let mut opts = SnapshotOptions::default()
             .host(host.to_owned())
             .label(label.clone())
             .command(format!("kiln backup: {line}"));
+        if let Some(d) = description {
+            opts = opts.description(d.to_owned());
+        }
         let snap = snapshot(&url, opts, tags)?;
         let backup = BackupOptions::default()
             .stdin_filename(filename.to_owned())

@@ -104,7 +104,9 @@ fn a_repository_kiln_writes_is_one_restic_reads_and_the_other_way_round() {
         "service=synapse".to_owned(),
         "kind=files".to_owned(),
     ];
-    let snap = repo.backup_path(&data, "services", &tags).expect("backup");
+    let snap = repo
+        .backup_paths(&[data.clone()], "services", &tags, None)
+        .expect("backup");
     assert_eq!(snap.files, 2);
     assert!(snap.bytes_added > 0);
     let listed = repo.snapshots().unwrap();
@@ -178,7 +180,7 @@ fn a_repository_kiln_writes_is_one_restic_reads_and_the_other_way_round() {
     .to_vec();
     let dump_tags = vec!["service=postgres".to_owned(), "kind=dump".to_owned()];
     let dumped = repo
-        .backup_command(&argv, "synapse.sql", "services", &dump_tags)
+        .backup_command(&argv, "synapse.sql", "services", &dump_tags, None)
         .expect("dump backup");
     let back = restic(&location, &s3.server, &["dump", &dumped.id, "/synapse.sql"]);
     assert_eq!(back.lines().count(), 2000);
@@ -194,7 +196,7 @@ fn a_repository_kiln_writes_is_one_restic_reads_and_the_other_way_round() {
     .map(str::to_owned)
     .to_vec();
     let err = repo
-        .backup_command(&bad, "synapse.sql", "services", &dump_tags)
+        .backup_command(&bad, "synapse.sql", "services", &dump_tags, None)
         .unwrap_err()
         .to_string();
     assert!(err.contains("sh:"), "{err}");

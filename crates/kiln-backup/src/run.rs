@@ -1,0 +1,639 @@
+//! The host's backup mode: runs a [`HostPlan`] item by item (one failing does not stop
+//! the others), reports each step as a [`BackupEvent`], keeps each item's last result in
+//! the state file and writes them as node-exporter textfile metrics.
+//!
+//! What a run changes on the host to make a snapshot consistent (units stopped, a
+//! maintenance mode switched on) is written to a pending file *before* it is done, and
+//! undone from that file after the item, whatever happened: a run killed half-way (even
+//! by SIGKILL) leaves the pending file, which the unit's `ExecStopPost` (`--recover`) or
+//! the next run undoes first.
+//!
+//! One run at a time per host (a lock file); no terminal code.
+
+use std::collections::BTreeMap;
+use std::fs::File;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
+
+use serde::{Deserialize, Serialize};
+
+use crate::plan::{HostPlan, HostSecrets, Item, Kind, Source};
+use crate::repo::{Repo, SnapshotInfo};
+
+/// What a run reports as it goes (JSON lines on the agent's stdout).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "event", rename_all = "snake_case")]
+pub enum BackupEvent {
+    /// Undoing what a killed run left (units started again, `after` commands run).
+    Recovered {
+        what: String,
+    },
+    /// The repository could not be opened: every item fails with this.
+    RepositoryFailed {
+        message: String,
+    },
+    Started {
+        service: String,
+        kind: Kind,
+    },
+    /// Units stopped for a consistent copy.
+    Stopped {
+        service: String,
+        units: Vec<String>,
+    },
+    /// A consistency step (before/after command, start again) failed.
+    StepFailed {
+        service: String,
+        step: String,
+        message: String,
+    },
+    Done {
+        service: String,
+        kind: Kind,
+        snapshot: String,
+        files: u64,
+        bytes: u64,
+        bytes_added: u64,
+        seconds: f64,
+        /// How long the service was stopped, when it was.
+        downtime_seconds: Option<f64>,
+    },
+    Failed {
+        service: String,
+        kind: Kind,
+        message: String,
+        seconds: f64,
+    },
+}
+
+/// The last result of one item (`service/kind`), as the state file keeps it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ItemState {
+    pub service: String,
+    pub kind: Kind,
+    /// When it last ran, and whether that run succeeded.
+    pub last_run: i64,
+    pub ok: bool,
+    pub error: Option<String>,
+    /// When it last succeeded (kept across failed runs).
+    pub last_success: Option<i64>,
+    pub seconds: f64,
+    pub files: u64,
+    pub bytes_added: u64,
+    pub snapshot: Option<String>,
+}
+
+/// The state file: each item's last result.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct State {
+    pub items: BTreeMap<String, ItemState>,
+}
+
+/// What was changed for consistency and must be undone (the pending file).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+struct Pending {
+    service: String,
+    start_units: Vec<String>,
+    after: Vec<Vec<String>>,
+}
+
+/// A run that could not start at all.
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    #[error("{}: {message}", .path.display())]
+    File { path: PathBuf, message: String },
+    #[error(
+        "another backup is running on this host (lock {} held)\n  hint: wait for it (systemctl status kiln-backup.service)",
+        .path.display()
+    )]
+    Busy { path: PathBuf },
+    #[error("no service `{service}` in this host's backups (it has: {known})")]
+    UnknownService { service: String, known: String },
+}
+
+/// The plan and the secrets from their files; the secrets file must be root's alone.
+pub fn load(plan: &Path, secrets: &Path) -> Result<(HostPlan, HostSecrets), RunError> {
+    let read = |p: &Path| {
+        std::fs::read_to_string(p).map_err(|e| RunError::File {
+            path: p.into(),
+            message: e.to_string(),
+        })
+    };
+    let parsed: HostPlan = serde_json::from_str(&read(plan)?).map_err(|e| RunError::File {
+        path: plan.into(),
+        message: format!("not a backup plan: {e}"),
+    })?;
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::MetadataExt;
+        let meta = std::fs::metadata(secrets).map_err(|e| RunError::File {
+            path: secrets.into(),
+            message: e.to_string(),
+        })?;
+        if meta.mode() & 0o077 != 0 {
+            return Err(RunError::File {
+                path: secrets.into(),
+                message: format!(
+                    "readable by others (mode {:o}); refusing to use it (chmod 600 it)",
+                    meta.mode() & 0o777
+                ),
+            });
+        }
+    }
+    let s: HostSecrets = serde_json::from_str(&read(secrets)?).map_err(|e| RunError::File {
+        path: secrets.into(),
+        message: format!("not a backup secrets file: {}", e.classify_word()),
+    })?;
+    Ok((parsed, s))
+}
+
+trait ClassifyWord {
+    fn classify_word(&self) -> &'static str;
+}
+
+impl ClassifyWord for serde_json::Error {
+    /// The kind of error only: the message could quote a secret.
+    fn classify_word(&self) -> &'static str {
+        match self.classify() {
+            serde_json::error::Category::Io => "unreadable",
+            serde_json::error::Category::Syntax => "not JSON",
+            serde_json::error::Category::Data => "missing or wrong fields",
+            serde_json::error::Category::Eof => "truncated",
+        }
+    }
+}
+
+/// Files a run uses beside the state file.
+struct Paths {
+    lock: PathBuf,
+    pending: PathBuf,
+}
+
+fn paths(plan: &HostPlan) -> Paths {
+    let dir = plan
+        .state_path
+        .parent()
+        .map(Path::to_path_buf)
+        .unwrap_or_else(|| PathBuf::from("."));
+    Paths {
+        lock: dir.join("lock"),
+        pending: dir.join("pending.json"),
+    }
+}
+
+fn now() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64)
+}
+
+/// Runs `argv`; its failure as a message (exit status and stderr's last lines).
+fn command(argv: &[String]) -> Result<(), String> {
+    let Some((program, args)) = argv.split_first() else {
+        return Err("empty command".into());
+    };
+    let out = Command::new(program)
+        .args(args)
+        .output()
+        .map_err(|e| format!("{program}: {e}"))?;
+    if out.status.success() {
+        return Ok(());
+    }
+    let err = String::from_utf8_lossy(&out.stderr);
+    let tail: Vec<&str> = err.lines().rev().take(5).collect();
+    let tail: Vec<&str> = tail.into_iter().rev().collect();
+    Err(format!(
+        "`{}` failed ({}): {}",
+        argv.join(" "),
+        out.status,
+        tail.join(" / ")
+    ))
+}
+
+fn systemctl(verb: &str, unit: &str) -> Result<(), String> {
+    command(&["systemctl".to_owned(), verb.to_owned(), unit.to_owned()])
+}
+
+/// Undoes what the pending file says (units started, `after` commands run) and removes it.
+/// Reports what it did; nothing when there is no pending file.
+pub fn recover(plan: &HostPlan, on_event: &mut dyn FnMut(&BackupEvent)) {
+    let p = paths(plan);
+    let Ok(text) = std::fs::read_to_string(&p.pending) else {
+        return;
+    };
+    let pending: Pending = serde_json::from_str(&text).unwrap_or_default();
+    undo(&pending, on_event, true);
+    let _ = std::fs::remove_file(&p.pending);
+}
+
+fn undo(pending: &Pending, on_event: &mut dyn FnMut(&BackupEvent), recovering: bool) {
+    for argv in &pending.after {
+        let r = command(argv);
+        report_undo(pending, &argv.join(" "), r, on_event, recovering);
+    }
+    for unit in &pending.start_units {
+        let r = systemctl("start", unit);
+        report_undo(pending, &format!("start {unit}"), r, on_event, recovering);
+    }
+}
+
+fn report_undo(
+    pending: &Pending,
+    what: &str,
+    r: Result<(), String>,
+    on_event: &mut dyn FnMut(&BackupEvent),
+    recovering: bool,
+) {
+    match r {
+        Ok(()) if recovering => on_event(&BackupEvent::Recovered {
+            what: format!("{} (left by a run that did not finish)", what),
+        }),
+        Ok(()) => {}
+        Err(message) => on_event(&BackupEvent::StepFailed {
+            service: pending.service.clone(),
+            step: what.to_owned(),
+            message,
+        }),
+    }
+}
+
+fn write_atomically(path: &Path, text: &str) -> std::io::Result<()> {
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir)?;
+    }
+    let tmp = path.with_extension("tmp");
+    std::fs::write(&tmp, text)?;
+    std::fs::rename(&tmp, path)
+}
+
+/// Runs the plan's items (only `service`'s when given). Failures are per item; the
+/// returned state holds every item's last result (also those not run this time).
+pub fn run(
+    plan: &HostPlan,
+    secrets: &HostSecrets,
+    service: Option<&str>,
+    on_event: &mut dyn FnMut(&BackupEvent),
+) -> Result<State, RunError> {
+    if let Some(s) = service
+        && !plan.items.iter().any(|i| i.service == s)
+    {
+        let mut known: Vec<&str> = plan.items.iter().map(|i| i.service.as_str()).collect();
+        known.dedup();
+        return Err(RunError::UnknownService {
+            service: s.to_owned(),
+            known: known.join(", "),
+        });
+    }
+    let p = paths(plan);
+    if let Some(dir) = p.lock.parent() {
+        std::fs::create_dir_all(dir).map_err(|e| RunError::File {
+            path: dir.into(),
+            message: e.to_string(),
+        })?;
+    }
+    let lock = File::create(&p.lock).map_err(|e| RunError::File {
+        path: p.lock.clone(),
+        message: e.to_string(),
+    })?;
+    if lock.try_lock().is_err() {
+        return Err(RunError::Busy { path: p.lock });
+    }
+    recover(plan, on_event);
+    let mut state: State = std::fs::read_to_string(&plan.state_path)
+        .ok()
+        .and_then(|t| serde_json::from_str(&t).ok())
+        .unwrap_or_default();
+    let items: Vec<&Item> = plan
+        .items
+        .iter()
+        .filter(|i| service.is_none_or(|s| i.service == s))
+        .collect();
+    let location = (&plan.repository).into();
+    let creds = kiln_s3::Credentials::new(
+        secrets.access_key_id.clone(),
+        secrets.secret_access_key.clone(),
+    );
+    let password = kiln_secrets::Secret::new(secrets.repository_password.clone());
+    let mut repo = match Repo::open(&location, &creds, &password) {
+        Ok(r) => Some(r),
+        Err(e) => {
+            on_event(&BackupEvent::RepositoryFailed {
+                message: e.to_string(),
+            });
+            for item in &items {
+                record(&mut state, item, now(), Err(e.to_string()), 0.0);
+            }
+            None
+        }
+    };
+    if let Some(repo) = repo.as_mut() {
+        for item in items {
+            let started = Instant::now();
+            on_event(&BackupEvent::Started {
+                service: item.service.clone(),
+                kind: item.kind,
+            });
+            let result = one(plan, item, repo, &p, on_event);
+            let seconds = started.elapsed().as_secs_f64();
+            match &result {
+                Ok((s, downtime)) => on_event(&BackupEvent::Done {
+                    service: item.service.clone(),
+                    kind: item.kind,
+                    snapshot: s.id.clone(),
+                    files: s.files,
+                    bytes: s.bytes,
+                    bytes_added: s.bytes_added,
+                    seconds,
+                    downtime_seconds: *downtime,
+                }),
+                Err(message) => on_event(&BackupEvent::Failed {
+                    service: item.service.clone(),
+                    kind: item.kind,
+                    message: message.clone(),
+                    seconds,
+                }),
+            }
+            record(
+                &mut state,
+                item,
+                now(),
+                result.map(|(s, _)| s).map_err(|e| e.to_string()),
+                seconds,
+            );
+            if repo.is_spent() {
+                // A failed rustic operation leaves the handle unusable: open it again.
+                match Repo::open(&location, &creds, &password) {
+                    Ok(r) => *repo = r,
+                    Err(e) => {
+                        on_event(&BackupEvent::RepositoryFailed {
+                            message: e.to_string(),
+                        });
+                        break;
+                    }
+                }
+            }
+        }
+    }
+    save(plan, &state)?;
+    Ok(state)
+}
+
+fn record(
+    state: &mut State,
+    item: &Item,
+    at: i64,
+    result: Result<SnapshotInfo, String>,
+    seconds: f64,
+) {
+    let key = format!("{}/{}", item.service, item.kind.word());
+    let previous = state.items.get(&key).and_then(|s| s.last_success);
+    let entry = match result {
+        Ok(s) => ItemState {
+            service: item.service.clone(),
+            kind: item.kind,
+            last_run: at,
+            ok: true,
+            error: None,
+            last_success: Some(at),
+            seconds,
+            files: s.files,
+            bytes_added: s.bytes_added,
+            snapshot: Some(s.id),
+        },
+        Err(e) => ItemState {
+            service: item.service.clone(),
+            kind: item.kind,
+            last_run: at,
+            ok: false,
+            error: Some(e),
+            last_success: previous,
+            seconds,
+            files: 0,
+            bytes_added: 0,
+            snapshot: None,
+        },
+    };
+    state.items.insert(key, entry);
+}
+
+/// One item: consistency steps around the snapshot, undone whatever happens.
+fn one(
+    plan: &HostPlan,
+    item: &Item,
+    repo: &mut Repo,
+    p: &Paths,
+    on_event: &mut dyn FnMut(&BackupEvent),
+) -> Result<(SnapshotInfo, Option<f64>), String> {
+    let pending = Pending {
+        service: item.service.clone(),
+        start_units: item.stop_units.clone(),
+        after: item.after.clone(),
+    };
+    let changes = !pending.start_units.is_empty() || !pending.after.is_empty();
+    if changes {
+        let text = serde_json::to_string(&pending).map_err(|e| e.to_string())?;
+        write_atomically(&p.pending, &text).map_err(|e| format!("{}: {e}", p.pending.display()))?;
+    }
+    type Made = (Result<SnapshotInfo, crate::RepoError>, Option<Instant>);
+    let result: Result<Made, String> = (|| {
+        for argv in &item.before {
+            command(argv)?;
+        }
+        let stopped = if item.stop_units.is_empty() {
+            None
+        } else {
+            for u in &item.stop_units {
+                systemctl("stop", u)?;
+            }
+            on_event(&BackupEvent::Stopped {
+                service: item.service.clone(),
+                units: item.stop_units.clone(),
+            });
+            Some(Instant::now())
+        };
+        let tags = item.tags(plan);
+        let snap = match &item.source {
+            Source::Command { argv, filename } => {
+                repo.backup_command(argv, filename, &plan.host, &tags, Some(&item.description))
+            }
+            Source::Paths { paths } => {
+                repo.backup_paths(paths, &plan.host, &tags, Some(&item.description))
+            }
+        };
+        Ok((snap, stopped))
+    })();
+    // Undone in every case, the pending file removed once done.
+    if changes {
+        undo(&pending, on_event, false);
+        let _ = std::fs::remove_file(&p.pending);
+    }
+    let (snap, stopped) = result?;
+    let downtime = stopped.map(|t| t.elapsed().as_secs_f64());
+    snap.map(|s| (s, downtime)).map_err(|e| e.to_string())
+}
+
+/// Writes the state file and the metrics.
+fn save(plan: &HostPlan, state: &State) -> Result<(), RunError> {
+    let text = serde_json::to_string_pretty(state).map_err(|e| RunError::File {
+        path: plan.state_path.clone(),
+        message: e.to_string(),
+    })?;
+    write_atomically(&plan.state_path, &text).map_err(|e| RunError::File {
+        path: plan.state_path.clone(),
+        message: e.to_string(),
+    })?;
+    if let Some(dir) = &plan.metrics_dir {
+        let path = dir.join(crate::plan::METRICS_FILE);
+        write_atomically(&path, &metrics(state)).map_err(|e| RunError::File {
+            path,
+            message: e.to_string(),
+        })?;
+    }
+    Ok(())
+}
+
+/// The state as node-exporter textfile metrics, one series per service and kind.
+pub fn metrics(state: &State) -> String {
+    type Get = fn(&ItemState) -> Option<f64>;
+    let families: [(&str, &str, Get); 6] = [
+        (
+            "kiln_backup_last_success_timestamp_seconds",
+            "When the last successful backup of the service's data of this kind finished (Unix time).",
+            |s| s.last_success.map(|t| t as f64),
+        ),
+        (
+            "kiln_backup_last_run_timestamp_seconds",
+            "When the last backup run of it finished (Unix time), successful or not.",
+            |s| Some(s.last_run as f64),
+        ),
+        (
+            "kiln_backup_last_exit_status",
+            "0 when the last run of it succeeded, 1 when it failed.",
+            |s| Some(if s.ok { 0.0 } else { 1.0 }),
+        ),
+        (
+            "kiln_backup_last_duration_seconds",
+            "How long the last run of it took.",
+            |s| Some(s.seconds),
+        ),
+        (
+            "kiln_backup_last_bytes_added",
+            "Bytes the last successful run added to the repository (after deduplication).",
+            |s| s.ok.then_some(s.bytes_added as f64),
+        ),
+        (
+            "kiln_backup_last_files",
+            "Files in the last successful snapshot.",
+            |s| s.ok.then_some(s.files as f64),
+        ),
+    ];
+    let mut out = String::new();
+    for (name, help, get) in families {
+        out.push_str(&format!("# HELP {name} {help}\n# TYPE {name} gauge\n"));
+        for s in state.items.values() {
+            if let Some(v) = get(s) {
+                out.push_str(&format!(
+                    "{name}{{service=\"{}\",kind=\"{}\"}} {v}\n",
+                    s.service.replace(['\\', '"', '\n'], "_"),
+                    s.kind.word()
+                ));
+            }
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn item(service: &str, kind: Kind, ok: bool, last_success: Option<i64>) -> ItemState {
+        ItemState {
+            service: service.into(),
+            kind,
+            last_run: 1_700_000_100,
+            ok,
+            error: (!ok).then(|| "boom".into()),
+            last_success,
+            seconds: 1.5,
+            files: 3,
+            bytes_added: 1024,
+            snapshot: ok.then(|| "abc".into()),
+        }
+    }
+
+    #[test]
+    fn metrics_keep_the_last_success_of_a_failing_item_and_flag_it() {
+        let mut state = State::default();
+        state.items.insert(
+            "synapse/dump".into(),
+            item("synapse", Kind::Dump, false, Some(1_700_000_000)),
+        );
+        state.items.insert(
+            "hedgedoc/files".into(),
+            item("hedgedoc", Kind::Files, true, Some(1_700_000_100)),
+        );
+        let m = metrics(&state);
+        assert!(m.contains(
+            "kiln_backup_last_success_timestamp_seconds{service=\"synapse\",kind=\"dump\"} 1700000000\n"
+        ));
+        assert!(m.contains("kiln_backup_last_exit_status{service=\"synapse\",kind=\"dump\"} 1\n"));
+        assert!(
+            m.contains("kiln_backup_last_exit_status{service=\"hedgedoc\",kind=\"files\"} 0\n")
+        );
+        // A failed run added nothing worth a series.
+        assert!(!m.contains("kiln_backup_last_bytes_added{service=\"synapse\""));
+        assert!(
+            m.contains("kiln_backup_last_bytes_added{service=\"hedgedoc\",kind=\"files\"} 1024\n")
+        );
+        // Every family is declared once, as a gauge.
+        assert_eq!(m.matches("# TYPE ").count(), 6);
+        assert!(
+            m.lines()
+                .all(|l| l.starts_with('#') || l.starts_with("kiln_backup_"))
+        );
+    }
+
+    #[test]
+    fn a_failure_keeps_the_previous_success_time() {
+        let mut state = State::default();
+        let it = Item {
+            service: "synapse".into(),
+            kind: Kind::Dump,
+            source: Source::Paths { paths: vec![] },
+            description: String::new(),
+            stop_units: vec![],
+            before: vec![],
+            after: vec![],
+        };
+        record(
+            &mut state,
+            &it,
+            100,
+            Ok(SnapshotInfo {
+                id: "a".into(),
+                time: String::new(),
+                unix: 100,
+                hostname: "h".into(),
+                paths: vec![],
+                tags: vec![],
+                description: None,
+                files: 1,
+                bytes: 1,
+                bytes_added: 1,
+            }),
+            1.0,
+        );
+        record(&mut state, &it, 200, Err("down".into()), 1.0);
+        let s = &state.items["synapse/dump"];
+        assert_eq!((s.last_run, s.last_success, s.ok), (200, Some(100), false));
+    }
+
+    #[test]
+    fn a_failing_command_says_why_with_stderr() {
+        let e = command(&["sh".into(), "-c".into(), "echo nope >&2; exit 3".into()]).unwrap_err();
+        assert!(e.contains("exit status: 3") && e.contains("nope"), "{e}");
+        assert!(command(&["true".into()]).is_ok());
+    }
+}
