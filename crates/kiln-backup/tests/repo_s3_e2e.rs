@@ -105,7 +105,7 @@ fn a_repository_kiln_writes_is_one_restic_reads_and_the_other_way_round() {
         "kind=files".to_owned(),
     ];
     let snap = repo
-        .backup_paths(&[data.clone()], "services", &tags, None)
+        .backup_paths(std::slice::from_ref(&data), "services", &tags, None)
         .expect("backup");
     assert_eq!(snap.files, 2);
     assert!(snap.bytes_added > 0);
