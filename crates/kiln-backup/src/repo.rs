@@ -306,24 +306,20 @@ impl Repo {
         description: Option<&str>,
     ) -> Result<SnapshotInfo, RepoError> {
         let url = self.url();
-        let Some(program) = argv.first() else {
+        if argv.is_empty() {
             return Err(RepoError::Failed {
                 url,
                 action: "back up a command's output",
                 message: "no command given".into(),
             });
-        };
+        }
         let line = argv
             .iter()
             .map(|a| shell_quote(a))
             .collect::<Vec<_>>()
             .join(" ");
-        let command: rustic_core::CommandInput = line.parse().map_err(|e| RepoError::Failed {
-            url: url.clone(),
-            action: "back up a command's output",
-            message: format!("{line}: {e}"),
-        })?;
-        // A label only this run uses, to find the snapshot again if the command fails.
+        // A label only this run uses, to find the snapshot again if the command fails
+        // (and to name the file that keeps the command's stderr for the error message).
         let label = format!(
             "kiln-{}-{}",
             std::process::id(),
@@ -331,6 +327,23 @@ impl Repo {
                 .duration_since(std::time::UNIX_EPOCH)
                 .map_or(0, |d| d.as_nanos())
         );
+        let stderr_file = std::env::temp_dir().join(format!("{label}.stderr"));
+        // rustic lets the command's stderr through; it is kept instead, to say why a dump
+        // failed.
+        let wrapped = ["sh", "-c", "exec \"$@\" 2>\"$0\""]
+            .into_iter()
+            .map(str::to_owned)
+            .chain(std::iter::once(stderr_file.display().to_string()))
+            .chain(argv.iter().cloned())
+            .map(|a| shell_quote(&a))
+            .collect::<Vec<_>>()
+            .join(" ");
+        let command: rustic_core::CommandInput =
+            wrapped.parse().map_err(|e| RepoError::Failed {
+                url: url.clone(),
+                action: "back up a command's output",
+                message: format!("{line}: {e}"),
+            })?;
         let mut opts = SnapshotOptions::default()
             .host(host.to_owned())
             .label(label.clone())
@@ -367,13 +380,28 @@ impl Repo {
                         ),
                     }
                 };
+                let said = std::fs::read_to_string(&stderr_file).unwrap_or_default();
+                let tail: Vec<&str> = said.trim_end().lines().collect();
+                let tail = tail[tail.len().saturating_sub(5)..].join(" / ");
+                let said = if tail.is_empty() {
+                    String::new()
+                } else {
+                    format!(": it said: {tail}")
+                };
+                // rustic's own words, shortened to the exit status when it gives one.
+                let log = e.display_log();
+                let how = log
+                    .find("exit status")
+                    .map(|i| log[i..].lines().next().unwrap_or_default().to_owned())
+                    .unwrap_or(log);
                 Err(RepoError::Failed {
                     url: url.clone(),
                     action: "back up a command's output",
-                    message: format!("{program}: {}{removed}", e.display_log()),
+                    message: format!("`{line}` failed ({how}){said}{removed}"),
                 })
             }
         };
+        let _ = std::fs::remove_file(&stderr_file);
         self.repo = Some(repo);
         result
     }

@@ -139,7 +139,11 @@ fn a_host_plan_runs_item_by_item_and_says_so_in_its_metrics() {
         .collect();
     assert_eq!(failed.len(), 2, "{events:#?}");
     assert_eq!(failed[0].0, "nextcloud");
-    assert!(failed[0].1.contains("sh"), "{}", failed[0].1);
+    assert!(
+        failed[0].1.contains("it said: pg_dump: connection refused"),
+        "{}",
+        failed[0].1
+    );
     assert_eq!(failed[1].0, "grafana");
     assert!(failed[1].1.contains("exit status: 4"), "{}", failed[1].1);
     assert!(!marker.exists(), "the maintenance mode was switched off");

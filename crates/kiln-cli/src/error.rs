@@ -211,9 +211,10 @@ pub fn finish(result: CmdResult) -> ExitCode {
     match result {
         Ok(code) => code,
         Err(err) => {
-            let text = format!("{:?}", err.report);
-            if !text.trim().is_empty() {
-                crate::printer::Printer::stderr_line(&text);
+            // A silent error (already rendered) has an empty message; miette would still
+            // draw its marker.
+            if !err.report.to_string().is_empty() {
+                crate::printer::Printer::stderr_line(&format!("{:?}", err.report));
             }
             ExitCode::from(err.code)
         }

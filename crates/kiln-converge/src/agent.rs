@@ -119,6 +119,26 @@ impl EventSink for JsonLines<'_> {
     }
 }
 
+/// Points [`crate::host::AGENT_LINK`] at this very agent (when it is a shipped one, under
+/// [`crate::host::AGENT_DIR`]): what the host's own timers (backups) run, always the
+/// agent of the last apply.
+fn link_current_agent() -> Result<(), String> {
+    let exe = std::env::current_exe().map_err(|e| format!("cannot tell which agent runs: {e}"))?;
+    let dir = std::path::Path::new(crate::host::AGENT_DIR);
+    if exe.parent() != Some(dir) {
+        return Ok(());
+    }
+    let link = std::path::Path::new(crate::host::AGENT_LINK);
+    if std::fs::read_link(link).ok().as_deref() == Some(exe.as_path()) {
+        return Ok(());
+    }
+    let tmp = dir.join(".kiln.link");
+    let _ = std::fs::remove_file(&tmp);
+    std::os::unix::fs::symlink(&exe, &tmp)
+        .and_then(|()| std::fs::rename(&tmp, link))
+        .map_err(|e| format!("cannot point {} at {}: {e}", link.display(), exe.display()))
+}
+
 /// The agent binary's main: runs `opts` with the process's `stdin` and `stdout` and
 /// returns the exit status ([`EXIT_OK`], [`EXIT_FAILED`]). Every outcome, including a
 /// stdin that cannot be read, is reported as events on `stdout`.
@@ -138,6 +158,11 @@ pub fn main(opts: &Options, stdin: &mut dyn Read, stdout: &mut dyn Write) -> u8 
                     ms: 0,
                 });
                 return EXIT_FAILED;
+            }
+            if !*plan_only && opts.root == std::path::Path::new("/") {
+                if let Err(message) = link_current_agent() {
+                    sink.emit(Event::Warning { message });
+                }
             }
             let mut target = Target {
                 root: opts.root.clone(),

@@ -260,6 +260,18 @@ pub fn check_meshes(
     })
 }
 
+/// A connection to the job's host (for SSH, the multiplexed one).
+pub fn connect(job: &Job) -> Result<Box<dyn Host>, HostError> {
+    Ok(match &job.connect {
+        Connect::Ssh(t) => Box::new(SshHost::new(t.clone(), job.privilege.clone())?),
+        Connect::Local { root } => Box::new(LocalHost {
+            name: job.name.clone(),
+            root: root.clone(),
+            privilege: job.privilege.clone(),
+        }),
+    })
+}
+
 fn run_one(
     slot: &mut Slot,
     binary: &AgentBinary,
@@ -267,16 +279,7 @@ fn run_one(
     on_event: &mut dyn FnMut(&Event),
 ) -> Result<AgentOutcome, HostError> {
     if slot.host.is_none() {
-        let job = &slot.job;
-        let host: Box<dyn Host> = match &job.connect {
-            Connect::Ssh(t) => Box::new(SshHost::new(t.clone(), job.privilege.clone())?),
-            Connect::Local { root } => Box::new(LocalHost {
-                name: job.name.clone(),
-                root: root.clone(),
-                privilege: job.privilege.clone(),
-            }),
-        };
-        slot.host = Some(host);
+        slot.host = Some(connect(&slot.job)?);
     }
     match slot.host.as_mut() {
         Some(host) => {

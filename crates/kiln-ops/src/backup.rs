@@ -9,6 +9,10 @@
 //! the S3 endpoint of the model.
 
 use kiln_backup::bucket::{self, Finding};
+use kiln_backup::plan::{HostPlan, PLAN_PATH};
+use kiln_backup::run::BackupEvent;
+use kiln_converge::host::{AGENT_LINK, HostError};
+use kiln_converge::run::Job;
 use kiln_backup::{Location, Repo, RepoError, SnapshotInfo};
 use kiln_model::{Backups, Environment, Model, S3Credential};
 use kiln_s3::{Credentials, LifecycleRule, S3Client, S3Error};
@@ -300,6 +304,169 @@ pub fn list(target: &Target<'_>) -> Result<Listing, BackupError> {
 pub fn check(target: &Target<'_>, read_data_subset: Option<&str>) -> Result<String, BackupError> {
     target.open_readonly()?.check(read_data_subset)?;
     Ok(target.location.restic_url())
+}
+
+/// What `kiln backup run` got from one host: its events, and whether it succeeded.
+#[derive(Debug, Clone)]
+pub struct HostRun {
+    pub host: String,
+    pub events: Vec<BackupEvent>,
+    /// The host's backup mode exited 0 (every item done).
+    pub ok: bool,
+    /// What it said on stderr (the last lines), when it failed.
+    pub stderr: String,
+}
+
+/// Exit status of the remote wrapper when the host has no kiln agent yet.
+const NO_AGENT: i32 = 97;
+
+/// The hosts among `jobs` that back something up (their desired state has a backup plan),
+/// with their plans; with `service`, only those whose plan has it (an error when none has).
+pub fn hosts_with_backups<'j>(
+    jobs: &'j [Job],
+    service: Option<&str>,
+) -> Result<Vec<(&'j Job, HostPlan)>, RunHostsError> {
+    let mut out = vec![];
+    let mut all_services = vec![];
+    for job in jobs {
+        let Some(f) = job
+            .desired
+            .files
+            .iter()
+            .find(|f| f.path == std::path::Path::new(PLAN_PATH))
+        else {
+            continue;
+        };
+        let text = String::from_utf8_lossy(f.content.bytes()).into_owned();
+        let plan: HostPlan = serde_json::from_str(&text).map_err(|e| RunHostsError::Plan {
+            host: job.name.clone(),
+            message: e.to_string(),
+        })?;
+        all_services.extend(plan.items.iter().map(|i| i.service.clone()));
+        if service.is_none_or(|s| plan.items.iter().any(|i| i.service == s)) {
+            out.push((job, plan));
+        }
+    }
+    if let Some(s) = service
+        && out.is_empty()
+    {
+        all_services.sort();
+        all_services.dedup();
+        return Err(RunHostsError::UnknownService {
+            service: s.to_owned(),
+            known: all_services.join(", "),
+        });
+    }
+    Ok(out)
+}
+
+/// `kiln backup run` could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum RunHostsError {
+    #[error("host {host}: its backup plan does not read: {message}")]
+    Plan { host: String, message: String },
+    #[error("no host backs up a service `{service}` (backed up: {known})")]
+    UnknownService { service: String, known: String },
+}
+
+/// Runs each host's backup mode now (in parallel), under systemd like the timer does so
+/// that a killed run is undone by the unit's `ExecStopPost`, streaming its events to
+/// `on_event` as they come. One result per host, in order.
+pub fn run_hosts(
+    hosts: &[(&Job, HostPlan)],
+    service: Option<&str>,
+    on_event: &(dyn Fn(&str, &BackupEvent) + Sync),
+) -> Vec<(String, Result<HostRun, HostError>)> {
+    std::thread::scope(|scope| {
+        let handles: Vec<_> = hosts
+            .iter()
+            .map(|(job, _)| {
+                let name = job.name.clone();
+                let handle = scope.spawn(move || run_host(job, service, on_event));
+                (name, handle)
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|(name, h)| {
+                let r = h.join().unwrap_or_else(|_| {
+                    Err(HostError::Internal {
+                        host: name.clone(),
+                        message: "the backup run's thread panicked".into(),
+                    })
+                });
+                (name, r)
+            })
+            .collect()
+    })
+}
+
+/// The words that run the host's backup mode under systemd (as root once wrapped).
+pub fn remote_words(service: Option<&str>) -> Vec<String> {
+    let mut w: Vec<String> = [
+        "systemd-run",
+        "--pipe",
+        "--wait",
+        "--collect",
+        "--quiet",
+        "--service-type=oneshot",
+        "--unit=kiln-backup-now",
+        "--property=Nice=10",
+    ]
+    .map(str::to_owned)
+    .to_vec();
+    w.push(format!(
+        "--property=ExecStopPost={AGENT_LINK} agent backup --recover"
+    ));
+    w.extend([AGENT_LINK.to_owned(), "agent".into(), "backup".into()]);
+    if let Some(s) = service {
+        w.extend(["--service".into(), s.to_owned()]);
+    }
+    w
+}
+
+fn run_host(
+    job: &Job,
+    service: Option<&str>,
+    on_event: &(dyn Fn(&str, &BackupEvent) + Sync),
+) -> Result<HostRun, HostError> {
+    let mut host = kiln_converge::run::connect(job)?;
+    let (wrapped, stdin) = host.privilege().wrap(&remote_words(service));
+    let command = format!(
+        "if [ -x {link} ]; then {wrapped}; else echo 'kiln: no agent at {AGENT_LINK}' >&2; exit {NO_AGENT}; fi",
+        link = kiln_shell::quote(AGENT_LINK)
+    );
+    let mut events = vec![];
+    let mut unparsed = vec![];
+    let out = host.exec(&command, &stdin, &mut |line| {
+        match serde_json::from_str::<BackupEvent>(line) {
+            Ok(e) => {
+                on_event(&job.name, &e);
+                events.push(e);
+            }
+            Err(_) => unparsed.push(line.to_owned()),
+        }
+    })?;
+    if out.code == Some(NO_AGENT) {
+        return Err(HostError::Check {
+            host: job.name.clone(),
+            what: "backing up".into(),
+            message: format!(
+                "kiln's agent is not on the host yet ({AGENT_LINK})\n  hint: run `kiln apply --env {}` first: it installs the agent, the backup plan and its timer",
+                job.desired.host
+            ),
+        });
+    }
+    let mut stderr = out.stderr_tail();
+    if !unparsed.is_empty() {
+        stderr = format!("{}\n{stderr}", unparsed.join("\n"));
+    }
+    Ok(HostRun {
+        host: job.name.clone(),
+        ok: out.code == Some(0),
+        events,
+        stderr,
+    })
 }
 
 #[cfg(test)]

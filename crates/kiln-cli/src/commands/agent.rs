@@ -3,7 +3,7 @@
 //! This is the binary kiln ships to hosts; the laptop side is `kiln plan`/`kiln apply`.
 //! The loop itself is `kiln_converge::agent::main`; this file only maps the arguments.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use kiln_converge::agent::{self, Mode, Options};
@@ -34,13 +34,29 @@ enum Action {
     Disarm { token: String },
     /// Roll a guarded group back (run by its timer).
     Rollback { token: String },
+    /// Back this host's services up as /etc/kiln/backup/plan.json says (run by
+    /// kiln-backup.timer, or by `kiln backup run`); JSON-line events on stdout.
+    Backup {
+        /// Only this service's items.
+        #[arg(long)]
+        service: Option<String>,
+        /// Only undo what a killed run left (the unit's ExecStopPost).
+        #[arg(long)]
+        recover: bool,
+        /// The plan (tests).
+        #[arg(long, default_value = kiln_backup::plan::PLAN_PATH, hide = true)]
+        plan: PathBuf,
+        /// The secrets file (tests).
+        #[arg(long, default_value = kiln_backup::plan::SECRETS_PATH, hide = true)]
+        secrets: PathBuf,
+    },
 }
 
 impl Args {
     fn options(self) -> Options {
         Options {
             mode: match self.action {
-                None => Mode::Run {
+                None | Some(Action::Backup { .. }) => Mode::Run {
                     plan_only: self.plan_only,
                 },
                 Some(Action::Disarm { token }) => Mode::Disarm { token },
@@ -53,11 +69,60 @@ impl Args {
 }
 
 pub fn run(_global: &GlobalArgs, args: Args) -> CmdResult {
+    if let Some(Action::Backup {
+        service,
+        recover,
+        plan,
+        secrets,
+    }) = &args.action
+    {
+        return backup(plan, secrets, service.as_deref(), *recover);
+    }
     let (mut stdin, mut stdout) = (std::io::stdin().lock(), std::io::stdout().lock());
     let ok = agent::main(&args.options(), &mut stdin, &mut stdout) == agent::EXIT_OK;
     if ok {
         Ok(ExitCode::from(error::SUCCESS))
     } else {
         Err(CliError::silent(error::FAILURE))
+    }
+}
+
+/// The host's backup mode: events as JSON lines on stdout (the journal keeps them; `kiln
+/// backup run` renders them); exit 1 when an item failed, with why on stderr.
+fn backup(plan: &Path, secrets: &Path, service: Option<&str>, recover: bool) -> CmdResult {
+    use std::io::Write;
+    let out = std::sync::Mutex::new(std::io::stdout());
+    let mut failed = false;
+    let mut emit = |e: &kiln_backup::run::BackupEvent| {
+        use kiln_backup::run::BackupEvent as E;
+        failed |= matches!(
+            e,
+            E::Failed { .. } | E::RepositoryFailed { .. } | E::StepFailed { .. }
+        );
+        if let (Ok(line), Ok(mut o)) = (serde_json::to_string(e), out.lock()) {
+            let _ = writeln!(o, "{line}");
+            let _ = o.flush();
+        }
+    };
+    let fail = |message: String| {
+        CliError::failed(miette::miette!("{message}"))
+    };
+    if recover {
+        // Only the plan is needed to undo: the secrets may be what is broken.
+        let text = std::fs::read_to_string(plan)
+            .map_err(|e| fail(format!("{}: {e}", plan.display())))?;
+        let parsed: kiln_backup::plan::HostPlan = serde_json::from_str(&text)
+            .map_err(|e| fail(format!("{}: {e}", plan.display())))?;
+        kiln_backup::run::recover(&parsed, &mut emit);
+    } else {
+        let (parsed, secrets) =
+            kiln_backup::run::load(plan, secrets).map_err(|e| fail(e.to_string()))?;
+        kiln_backup::run::run(&parsed, &secrets, service, &mut emit)
+            .map_err(|e| fail(e.to_string()))?;
+    }
+    if failed {
+        Err(CliError::silent(error::FAILURE))
+    } else {
+        Ok(ExitCode::from(error::SUCCESS))
     }
 }

@@ -16,6 +16,8 @@ use crate::render::table::align;
 #[command(after_help = "Examples:
   kiln backup init --env lab           create the repository after verifying the bucket
   kiln backup init --set-lifecycle     also expire non-current versions after the lock
+  kiln backup run --env lab            back every host up now, with progress
+  kiln backup run --service synapse    only Synapse's database and files
   kiln backup list --env lab           snapshots per service, and the restic URL
   kiln backup check --read-data-subset 10%")]
 pub struct Args {
@@ -37,6 +39,19 @@ enum Sub {
         #[arg(long)]
         set_lifecycle: bool,
     },
+    /// Back up now: each host's backup mode (the one its timer runs), in parallel, with
+    /// progress; exit 1 when a service's backup failed (the others go on).
+    Run {
+        /// Only the host playing this role (repeatable).
+        #[arg(long = "host", value_name = "ROLE")]
+        hosts: Vec<String>,
+        /// Only this service's backups.
+        #[arg(long, value_name = "SERVICE")]
+        service: Option<String>,
+        /// Private key for SSH (default: for a lab environment, the running lab's key).
+        #[arg(long, env = "KILN_SSH_IDENTITY", value_name = "FILE")]
+        identity: Option<std::path::PathBuf>,
+    },
     /// The snapshots, oldest first, per service with age and size, and where the
     /// repository is in the form the restic CLI takes (read-only credential).
     List {
@@ -56,10 +71,19 @@ enum Sub {
 pub fn run(ctx: &Context, args: Args) -> CmdResult {
     let model = ctx.model()?;
     let env = ctx.environment(args.vault.env.as_deref())?;
+    if let Sub::Run {
+        hosts,
+        service,
+        identity,
+    } = &args.command
+    {
+        return run_now(ctx, &args.vault, &env.name, hosts, service.as_deref(), identity);
+    }
     let vault = ctx.open_vault(&env.name, &args.vault.unlock())?;
     let target = Target::new(model, env, &vault)?;
     let p = &ctx.printer;
     match args.command {
+        Sub::Run { .. } => unreachable!("handled above"),
         Sub::Init { set_lifecycle } => {
             let r = backup::init(&target, InitOptions { set_lifecycle })?;
             for w in &r.warnings {
@@ -135,6 +159,128 @@ pub fn run(ctx: &Context, args: Args) -> CmdResult {
             }
         }
     }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `kiln backup run`: the hosts' desired states say which back up what; each runs its
+/// backup mode over SSH, its events rendered as they come.
+fn run_now(
+    ctx: &Context,
+    vault: &VaultArgs,
+    env: &str,
+    hosts: &[String],
+    service: Option<&str>,
+    identity: &Option<std::path::PathBuf>,
+) -> CmdResult {
+    use kiln_backup::run::BackupEvent as E;
+    let model = ctx.model()?;
+    let secrets: std::sync::Arc<dyn kiln_converge::desired::SecretSource> =
+        std::sync::Arc::new(kiln_ops::vault::LazyVault::new(
+            model.base_dir(),
+            env,
+            vault.unlock(),
+            Box::new(crate::context::Terminal),
+        ));
+    let jobs = kiln_ops::jobs::from_config(
+        model,
+        &kiln_ops::jobs::JobOptions {
+            env: Some(env.to_owned()),
+            roles: hosts.to_vec(),
+            identity: identity.clone(),
+            sudo_password: None,
+            lab_roots: kiln_lab::Roots::default(),
+        },
+        secrets,
+    )?;
+    let targets = kiln_ops::backup::hosts_with_backups(&jobs, service)
+        .map_err(|e| crate::error::CliError::invalid(miette::miette!("{e}")))?;
+    let p = &ctx.printer;
+    if targets.is_empty() {
+        p.outln(format_args!("no host of {env} backs anything up"));
+        return Ok(ExitCode::SUCCESS);
+    }
+    let started = std::time::Instant::now();
+    let line = |host: &str, text: String| {
+        p.outln(format_args!(
+            "[{:6.1}s] {host:<12} {text}",
+            started.elapsed().as_secs_f64()
+        ))
+    };
+    let on_event = |host: &str, e: &E| match e {
+        E::Recovered { what } => line(host, format!("undone: {what}")),
+        E::RepositoryFailed { message } => line(host, format!("FAILED: {message}")),
+        E::Started { service, kind } => line(host, format!("{service} {}: started", kind.word())),
+        E::Stopped { service, units } => line(
+            host,
+            format!("{service}: stopped {} for a consistent copy", units.join(", ")),
+        ),
+        E::StepFailed {
+            service,
+            step,
+            message,
+        } => line(host, format!("{service}: {step} FAILED: {message}")),
+        E::Done {
+            service,
+            kind,
+            snapshot,
+            files,
+            bytes: read,
+            bytes_added,
+            seconds,
+            downtime_seconds,
+        } => line(
+            host,
+            format!(
+                "{service} {}: done in {seconds:.1} s, snapshot {}: {files} file(s), {} (+{} new){}",
+                kind.word(),
+                snapshot.chars().take(8).collect::<String>(),
+                bytes(*read),
+                bytes(*bytes_added),
+                downtime_seconds
+                    .map(|d| format!(", {service} stopped {d:.1} s"))
+                    .unwrap_or_default()
+            ),
+        ),
+        E::Failed {
+            service,
+            kind,
+            message,
+            seconds,
+        } => line(
+            host,
+            format!("{service} {}: FAILED after {seconds:.1} s: {message}", kind.word()),
+        ),
+    };
+    let results = kiln_ops::backup::run_hosts(&targets, service, &on_event);
+    let mut failed = 0;
+    for (host, r) in &results {
+        match r {
+            Ok(run) if run.ok => {}
+            Ok(run) => {
+                failed += 1;
+                if !run.stderr.trim().is_empty() {
+                    p.note(format_args!("{host}: {}", run.stderr.trim()));
+                }
+            }
+            Err(e) => {
+                failed += 1;
+                p.note(format_args!("{e}"));
+            }
+        }
+    }
+    if failed > 0 {
+        p.note(format_args!(
+            "backups failed on {failed} of {} host(s) ({:.1} s)",
+            results.len(),
+            started.elapsed().as_secs_f64()
+        ));
+        return Err(crate::error::CliError::silent(crate::error::FAILURE));
+    }
+    p.outln(format_args!(
+        "backed up {} host(s) in {:.1} s",
+        results.len(),
+        started.elapsed().as_secs_f64()
+    ));
     Ok(ExitCode::SUCCESS)
 }
 

@@ -4,7 +4,7 @@
 //! hardened base ([`base::feature`]: sshd, updates, time, node-exporter, rendered by
 //! [`base`]), [`roles`] (`[roles.<role>]` resources), [`services`] (containers as
 //! quadlets), [`proxy`] (the reverse proxy's routes), [`firewall`] and [`wireguard`] (the
-//! mesh between the hosts). Files under sshd's, firewalld's, WireGuard's and the network's
+//! mesh between the hosts) and [`backups`] (the host's backup plan, secrets and timer). Files under sshd's, firewalld's, WireGuard's and the network's
 //! folders join their guarded group whoever declares them. The shares are merged
 //! with one duplicate check: two features declaring the same resource is an error naming
 //! both, one feature declaring it twice is [`crate::resource::InvalidState::Duplicate`].
@@ -16,6 +16,7 @@
 //! Reads template and source files under the model's folder; talks to no host, prints
 //! nothing.
 
+pub mod backups;
 pub mod base;
 pub mod firewall;
 pub mod proxy;
@@ -138,13 +139,14 @@ impl<'a> EnvironmentContext<'a> {
             ..Default::default()
         };
         let mut claims = BTreeMap::new();
-        let parts: [(&'static str, Feature); 6] = [
+        let parts: [(&'static str, Feature); 7] = [
             ("the base", base::feature::contribute),
             ("[roles]", roles::contribute),
             ("services", services::contribute),
             ("the reverse proxy", proxy::contribute),
             ("the firewall", firewall::contribute),
             ("wireguard", wireguard::contribute),
+            ("backups", backups::contribute),
         ];
         for (feature, contribute) in parts {
             let part = contribute(self, host)?;

@@ -33,6 +33,8 @@ use kiln_shell::{join, quote};
 
 /// Where shipped agents live on hosts.
 pub const AGENT_DIR: &str = "/var/lib/kiln/bin";
+/// The agent of the last apply (a symlink the agent keeps), what the host's own timers run.
+pub const AGENT_LINK: &str = "/var/lib/kiln/bin/kiln";
 
 const UPLOAD_MARKER: &str = "KILN-UPLOAD-V1";
 
@@ -52,7 +54,7 @@ pub enum Privilege {
 
 impl Privilege {
     /// Prefix words for a command line, and bytes to send before the command's own stdin.
-    pub(crate) fn wrap(&self, words: &[String]) -> (String, Vec<u8>) {
+    pub fn wrap(&self, words: &[String]) -> (String, Vec<u8>) {
         match self {
             Privilege::Root => (join(words), vec![]),
             Privilege::Sudo => (format!("sudo -n -- {}", join(words)), vec![]),

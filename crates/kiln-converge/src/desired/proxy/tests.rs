@@ -289,8 +289,8 @@ fn traefik_refuses_a_delegation_to_synapse_on_another_host() {
         traefik(t)
             // The apex on the monitoring host, Synapse on the services host.
             .replace(
-                "apex_host = \"services\"\n\n[environments.lab.hosts.services]",
-                "apex_host = \"monitoring\"\n\n[environments.lab.hosts.services]",
+                "apex_host = \"services\"\nbackup_repository",
+                "apex_host = \"monitoring\"\nbackup_repository",
             )
     });
     let e = desired(&m, "lab", "monitoring").unwrap_err().to_string();

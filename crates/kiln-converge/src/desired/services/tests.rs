@@ -216,8 +216,14 @@ fn no_secret_reaches_a_unit_an_argv_or_a_plain_file() {
         }
     }
     // postgres password + databases.sql, synapse homeserver.yaml + signing key, hedgedoc
-    // dbURL + session secret, nextcloud db + admin passwords; and the base's wg0.conf.
-    assert_eq!(secret_files, 9);
+    // dbURL + session secret, nextcloud db + admin passwords; the base's wg0.conf; and
+    // the backups' secrets file (the servers' S3 credential, the repository password).
+    assert_eq!(secret_files, 10);
+    assert!(text(&file(&d, "/etc/kiln/backup/secrets.json").content).contains(POISON));
+    assert!(
+        !text(&file(&d, "/etc/kiln/backup/plan.json").content).contains(POISON),
+        "the backup plan holds no secret"
+    );
     // Secrets reach containers as mounted files, and the variables name files.
     let nc = text(&unit(&d, "nextcloud.service").content);
     assert!(nc.contains("Environment=POSTGRES_PASSWORD_FILE=/run/secrets/db_password\n"));
@@ -503,4 +509,103 @@ fn containers_sharing_an_image_declare_it_once() {
     assert_eq!(caddy.len(), 1, "{:?}", d.images);
     assert!(d.units.iter().any(|u| u.name == "blog.service"));
     assert!(d.units.iter().any(|u| u.name == "www.service"));
+}
+
+#[test]
+fn the_backup_plan_dumps_each_database_and_copies_each_volume_consistently() {
+    use kiln_backup::plan::{HostPlan, Kind, Source};
+    let d = lab_services();
+    let plan: HostPlan =
+        serde_json::from_str(text(&file(&d, "/etc/kiln/backup/plan.json").content)).unwrap();
+    assert_eq!(
+        (plan.environment.as_str(), plan.host.as_str()),
+        ("lab", "services")
+    );
+    // The lab's own S3 (kiln.toml's `backup_repository`), the top level's prefix.
+    assert_eq!(plan.repository.endpoint, "http://10.77.0.1:9000");
+    assert_eq!(plan.repository.bucket, "kiln-backups");
+    assert_eq!(plan.repository.prefix, "lab");
+    let items: Vec<(&str, Kind)> = plan
+        .items
+        .iter()
+        .map(|i| (i.service.as_str(), i.kind))
+        .collect();
+    // PostgreSQL's data goes as dumps (one per database), never as files.
+    assert!(!items.contains(&("postgres", Kind::Files)), "{items:?}");
+    for s in ["synapse", "hedgedoc", "nextcloud"] {
+        assert!(items.contains(&(s, Kind::Dump)), "{s}: {items:?}");
+        assert!(items.contains(&(s, Kind::Files)), "{s}: {items:?}");
+    }
+    let get = |service: &str, kind: Kind| {
+        plan.items
+            .iter()
+            .find(|i| i.service == service && i.kind == kind)
+            .unwrap()
+    };
+    let Source::Command { argv, filename } = &get("synapse", Kind::Dump).source else {
+        panic!("synapse's dump is a command");
+    };
+    assert_eq!(filename, "synapse.dump");
+    assert_eq!(
+        argv.join(" "),
+        "podman exec postgres pg_dump -Fc -U postgres --exclude-table-data=e2e_one_time_keys_json --dbname=synapse"
+    );
+    let Source::Command { argv, .. } = &get("hedgedoc", Kind::Dump).source else {
+        panic!("hedgedoc's dump is a command");
+    };
+    assert!(
+        !argv.iter().any(|a| a.contains("e2e_one_time_keys")),
+        "{argv:?}"
+    );
+    // Files: Synapse stopped for its copy; Nextcloud in maintenance mode instead.
+    let files = get("synapse", Kind::Files);
+    assert_eq!(files.stop_units, ["synapse.service"]);
+    let Source::Paths { paths } = &files.source else {
+        panic!("synapse's files are paths");
+    };
+    assert!(
+        paths.iter().all(|p| p.starts_with("/srv/kiln/synapse")),
+        "{paths:?}"
+    );
+    let nc = get("nextcloud", Kind::Files);
+    assert!(nc.stop_units.is_empty());
+    assert_eq!(
+        nc.before[0].join(" "),
+        "podman exec -u www-data nextcloud php occ maintenance:mode --on"
+    );
+    assert_eq!(
+        nc.after[0].join(" "),
+        "podman exec -u www-data nextcloud php occ maintenance:mode --off"
+    );
+    // Metrics go to node-exporter's textfile collector; the timer runs the schedule.
+    assert_eq!(
+        plan.metrics_dir.as_deref(),
+        Some(Path::new("/var/lib/prometheus/node-exporter"))
+    );
+    let secrets = file(&d, "/etc/kiln/backup/secrets.json");
+    assert!(secrets.sensitive && secrets.mode == 0o600 && secrets.owner == "root");
+    // Only the servers' credential reaches the host.
+    let s = text(&secrets.content);
+    assert!(s.contains("backup_server_access_key") && s.contains("backup_server_secret_key"));
+    assert!(
+        !s.contains("backup_admin") && !s.contains("backup_readonly"),
+        "{s}"
+    );
+    let timer = unit(&d, "kiln-backup.timer");
+    assert!(timer.enabled && timer.started);
+    let service = unit(&d, "kiln-backup.service");
+    assert!(!service.enabled && !service.started);
+}
+
+#[test]
+fn an_environment_without_backups_gets_no_backup_resources() {
+    let m = load(&reference_dir().join("kiln.toml"));
+    // staging has `backups = false`.
+    let d = desired(&m, "staging", "services").unwrap();
+    assert!(
+        d.files
+            .iter()
+            .all(|f| !f.path.starts_with("/etc/kiln/backup"))
+    );
+    assert!(d.units.iter().all(|u| !u.name.starts_with("kiln-backup")));
 }
