@@ -202,7 +202,10 @@ fn a_repository_kiln_writes_is_one_restic_reads_and_the_other_way_round() {
     // The command, its exit status and what it said on stderr.
     assert!(err.contains("`sh -c"), "{err}");
     assert!(err.contains("exit status: 1"), "{err}");
-    assert!(err.contains("it said: pg_dump: connection refused"), "{err}");
+    assert!(
+        err.contains("it said: pg_dump: connection refused"),
+        "{err}"
+    );
     assert_eq!(repo.snapshots().unwrap().len(), before, "{err}");
     let json: serde_json::Value =
         serde_json::from_str(&restic(&location, &s3.server, &["snapshots", "--json"])).unwrap();

@@ -3,10 +3,15 @@
 //! read-only) in the lab vault; `kiln backup init` verifies the bucket and creates the
 //! repository; Debian's stock `restic` reads it with the read-only credential and writes
 //! a snapshot with the servers' one, which `kiln backup list` then shows by service (and
-//! `--json`) and `kiln backup check --read-data-subset` reads back. Refusals: a list
-//! before init, a wrong repository password (nothing written), a bucket without Object
-//! Lock, and a servers' credential that can delete a version. Needs root and the lab's
-//! prerequisites (.ci/install-lab.sh: moto, restic).
+//! `--json`) and `kiln backup check --read-data-subset` reads back. Then the services:
+//! `kiln apply` installs the host's backup plan, secrets and timer; `kiln backup run`
+//! dumps HedgeDoc's database (PostgreSQL for real; HedgeDoc is the lab's contract image,
+//! a test double) and copies its uploads with HedgeDoc stopped; restic dumps the database
+//! back and PostgreSQL's pg_restore reads it; with PostgreSQL down, the dump fails naming
+//! why and the files are still backed up. Refusals: a list before init, a wrong
+//! repository password (nothing written), a bucket without Object Lock, and a servers'
+//! credential that can delete a version. Needs root and the lab's prerequisites
+//! (.ci/install-lab.sh: moto, restic).
 
 mod common;
 use common::{LabRepo, stderr, stdout, text, words};
@@ -26,6 +31,27 @@ acme_ca = "internal"
 [environments.lab.hosts.services]
 address = "10.77.0.11"
 admin_user = "kiln"
+os = "debian13"
+
+[base]                             # not this test's subject
+sshd = false
+firewall = false
+updates = false
+time = false
+node_exporter = false
+wireguard = false
+
+[services.postgres]
+kind = "postgres"
+host = "services"
+version = "17"
+
+[services.hedgedoc]
+kind = "hedgedoc"
+host = "services"
+subdomain = "hdoc"
+version = "1.10.3"
+options = { database = "postgres" }
 
 [backups]
 schedule = "*-*-* 03:00:00"
@@ -265,6 +291,8 @@ fn scenario(repo: &Repo) {
     assert_eq!(o.status.code(), Some(1), "{}", text(&o));
     assert!(words(&stderr(&o)).contains("`lots`"), "{}", text(&o));
 
+    services_are_backed_up(repo);
+
     // A wrong repository password: refused, nothing written.
     let admin = repo.s3("backup_admin");
     let before = admin
@@ -341,6 +369,127 @@ fn scenario(repo: &Repo) {
     assert_eq!(o.status.code(), Some(1), "{}", text(&o));
     assert!(
         words(&stderr(&o)).contains("the servers' credential was not refused deleting a version"),
+        "{}",
+        text(&o)
+    );
+}
+
+/// `kiln apply` installs the backups; `kiln backup run` backs the services up.
+fn services_are_backed_up(repo: &Repo) {
+    let o = repo.kiln_env(&["secrets", "generate"]);
+    assert!(o.status.success(), "secrets generate: {}", text(&o));
+    let o = repo.kiln_env(&["apply", "--yes"]);
+    assert!(o.status.success(), "apply: {}", text(&o));
+    // What the host got: its plan, its secrets (0600, the servers' credential only), the
+    // timer at the schedule.
+    let listing = repo.on_ok(
+        "services",
+        "stat -c '%a %U %n' /etc/kiln/backup/plan.json /etc/kiln/backup/secrets.json; systemctl is-enabled kiln-backup.timer; systemctl show -p TimersCalendar --value kiln-backup.timer",
+    );
+    assert!(
+        listing.contains("600 root /etc/kiln/backup/secrets.json"),
+        "{listing}"
+    );
+    assert!(listing.contains("\nenabled\n"), "{listing}");
+    assert!(listing.contains("*-*-* 03:00:00"), "{listing}");
+    let on_host = repo.on_ok("services", "cat /etc/kiln/backup/secrets.json");
+    assert!(on_host.contains(&repo.secret("backup_server_access_key")));
+    for other in ["backup_admin_secret_key", "backup_readonly_secret_key"] {
+        assert!(
+            !on_host.contains(&repo.secret(other)),
+            "{other} reached the host"
+        );
+    }
+    // A second apply has nothing to do.
+    let o = repo.kiln_env(&["plan"]);
+    assert!(o.status.success(), "plan: {}", text(&o));
+    assert!(stdout(&o).contains("services: no changes"), "{}", text(&o));
+
+    let o = repo.kiln_env(&["backup", "run"]);
+    assert!(o.status.success(), "backup run: {}", text(&o));
+    let out = stdout(&o);
+    assert!(out.contains("hedgedoc dump: done"), "{out}");
+    assert!(
+        out.contains("hedgedoc files: done") && out.contains("hedgedoc stopped"),
+        "{out}"
+    );
+    // HedgeDoc runs again after its copy.
+    repo.on_ok("services", "systemctl is-active hedgedoc.service");
+    let o = repo.backup(&["list", "--json"]);
+    let v: serde_json::Value = serde_json::from_str(&stdout(&o)).expect("JSON");
+    let kinds: Vec<(String, String)> = v["snapshots"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|s| s["service"] == "hedgedoc")
+        .map(|s| {
+            (
+                s["kind"].as_str().unwrap().into(),
+                s["hostname"].as_str().unwrap().into(),
+            )
+        })
+        .collect();
+    assert!(kinds.contains(&("dump".into(), "services".into())), "{v}");
+    assert!(kinds.contains(&("files".into(), "services".into())), "{v}");
+
+    // restic gives the dump back, and PostgreSQL reads it: the contract image's table.
+    let o = repo.restic(
+        "backup_readonly",
+        &[
+            "--no-lock",
+            "dump",
+            "--tag",
+            "service=hedgedoc,kind=dump",
+            "latest",
+            "/hedgedoc.dump",
+        ],
+    );
+    assert!(o.status.success(), "restic dump: {}", text(&o));
+    let dump = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(dump.path(), &o.stdout).unwrap();
+    let listed = Command::new(env!("CARGO_BIN_EXE_kiln"))
+        .args([
+            "lab",
+            "ssh",
+            "--lab",
+            &repo.lab,
+            "services",
+            "--",
+            "sudo",
+            "podman",
+            "exec",
+            "-i",
+            "postgres",
+            "pg_restore",
+            "--list",
+        ])
+        .stdin(std::fs::File::open(dump.path()).unwrap())
+        .output()
+        .unwrap();
+    assert!(
+        listed.status.success(),
+        "pg_restore --list: {}",
+        text(&listed)
+    );
+    assert!(
+        stdout(&listed).contains("TABLE DATA public kiln_contract hedgedoc"),
+        "{}",
+        stdout(&listed)
+    );
+
+    // PostgreSQL down: the dump fails loudly, naming why; the files are still backed up.
+    repo.on_ok("services", "systemctl stop postgres.service");
+    let o = repo.kiln_env(&["backup", "run", "--service", "hedgedoc"]);
+    repo.on_ok("services", "systemctl start postgres.service");
+    assert_eq!(o.status.code(), Some(1), "{}", text(&o));
+    let out = stdout(&o);
+    assert!(out.contains("hedgedoc dump: FAILED"), "{out}");
+    assert!(out.contains("pg_dump"), "{out}");
+    assert!(out.contains("hedgedoc files: done"), "{out}");
+    let o = repo.kiln_env(&["backup", "run", "--service", "nope"]);
+    assert_eq!(o.status.code(), Some(2), "{}", text(&o));
+    assert!(
+        words(&stderr(&o)).contains("no host backs up a service `nope`"),
         "{}",
         text(&o)
     );

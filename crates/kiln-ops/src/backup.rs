@@ -11,9 +11,9 @@
 use kiln_backup::bucket::{self, Finding};
 use kiln_backup::plan::{HostPlan, PLAN_PATH};
 use kiln_backup::run::BackupEvent;
+use kiln_backup::{Location, Repo, RepoError, SnapshotInfo};
 use kiln_converge::host::{AGENT_LINK, HostError};
 use kiln_converge::run::Job;
-use kiln_backup::{Location, Repo, RepoError, SnapshotInfo};
 use kiln_model::{Backups, Environment, Model, S3Credential};
 use kiln_s3::{Credentials, LifecycleRule, S3Client, S3Error};
 use kiln_secrets::{Secret, Vault, VaultError};
@@ -438,15 +438,17 @@ fn run_host(
     );
     let mut events = vec![];
     let mut unparsed = vec![];
-    let out = host.exec(&command, &stdin, &mut |line| {
-        match serde_json::from_str::<BackupEvent>(line) {
+    let out = host.exec(
+        &command,
+        &stdin,
+        &mut |line| match serde_json::from_str::<BackupEvent>(line) {
             Ok(e) => {
                 on_event(&job.name, &e);
                 events.push(e);
             }
             Err(_) => unparsed.push(line.to_owned()),
-        }
-    })?;
+        },
+    )?;
     if out.code == Some(NO_AGENT) {
         return Err(HostError::Check {
             host: job.name.clone(),

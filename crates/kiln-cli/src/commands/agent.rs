@@ -104,15 +104,13 @@ fn backup(plan: &Path, secrets: &Path, service: Option<&str>, recover: bool) -> 
             let _ = o.flush();
         }
     };
-    let fail = |message: String| {
-        CliError::failed(miette::miette!("{message}"))
-    };
+    let fail = |message: String| CliError::failed(miette::miette!("{message}"));
     if recover {
         // Only the plan is needed to undo: the secrets may be what is broken.
-        let text = std::fs::read_to_string(plan)
-            .map_err(|e| fail(format!("{}: {e}", plan.display())))?;
-        let parsed: kiln_backup::plan::HostPlan = serde_json::from_str(&text)
-            .map_err(|e| fail(format!("{}: {e}", plan.display())))?;
+        let text =
+            std::fs::read_to_string(plan).map_err(|e| fail(format!("{}: {e}", plan.display())))?;
+        let parsed: kiln_backup::plan::HostPlan =
+            serde_json::from_str(&text).map_err(|e| fail(format!("{}: {e}", plan.display())))?;
         kiln_backup::run::recover(&parsed, &mut emit);
     } else {
         let (parsed, secrets) =

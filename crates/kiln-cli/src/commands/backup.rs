@@ -77,7 +77,14 @@ pub fn run(ctx: &Context, args: Args) -> CmdResult {
         identity,
     } = &args.command
     {
-        return run_now(ctx, &args.vault, &env.name, hosts, service.as_deref(), identity);
+        return run_now(
+            ctx,
+            &args.vault,
+            &env.name,
+            hosts,
+            service.as_deref(),
+            identity,
+        );
     }
     let vault = ctx.open_vault(&env.name, &args.vault.unlock())?;
     let target = Target::new(model, env, &vault)?;
@@ -212,7 +219,10 @@ fn run_now(
         E::Started { service, kind } => line(host, format!("{service} {}: started", kind.word())),
         E::Stopped { service, units } => line(
             host,
-            format!("{service}: stopped {} for a consistent copy", units.join(", ")),
+            format!(
+                "{service}: stopped {} for a consistent copy",
+                units.join(", ")
+            ),
         ),
         E::StepFailed {
             service,
@@ -248,7 +258,10 @@ fn run_now(
             seconds,
         } => line(
             host,
-            format!("{service} {}: FAILED after {seconds:.1} s: {message}", kind.word()),
+            format!(
+                "{service} {}: FAILED after {seconds:.1} s: {message}",
+                kind.word()
+            ),
         ),
     };
     let results = kiln_ops::backup::run_hosts(&targets, service, &on_event);
