@@ -159,10 +159,11 @@ pub fn main(opts: &Options, stdin: &mut dyn Read, stdout: &mut dyn Write) -> u8 
                 });
                 return EXIT_FAILED;
             }
-            if !*plan_only && opts.root == std::path::Path::new("/") {
-                if let Err(message) = link_current_agent() {
-                    sink.emit(Event::Warning { message });
-                }
+            if !*plan_only
+                && opts.root == std::path::Path::new("/")
+                && let Err(message) = link_current_agent()
+            {
+                sink.emit(Event::Warning { message });
             }
             let mut target = Target {
                 root: opts.root.clone(),
