@@ -214,7 +214,7 @@ pub fn finish(result: CmdResult) -> ExitCode {
             // A silent error (already rendered) has an empty message; miette would still
             // draw its marker.
             if !err.report.to_string().is_empty() {
-                crate::printer::Printer::stderr_line(&format!("{:?}", err.report));
+                crate::printer::Printer::stderr_line(format!("{:?}", err.report));
             }
             ExitCode::from(err.code)
         }
