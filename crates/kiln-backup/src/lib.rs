@@ -12,6 +12,7 @@ pub mod backend;
 pub mod bucket;
 pub mod plan;
 pub mod repo;
+pub mod restore;
 pub mod run;
 
 pub use repo::{Location, Repo, RepoError, SnapshotInfo};

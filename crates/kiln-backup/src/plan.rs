@@ -102,6 +102,24 @@ pub struct Item {
     /// Commands run after it, also after a failure (maintenance mode off).
     #[serde(default)]
     pub after: Vec<Vec<String>>,
+    /// The service's own unit, stopped while its data is restored in place.
+    #[serde(default)]
+    pub unit: Option<String>,
+    /// For a dump: the database it restores into.
+    #[serde(default)]
+    pub database: Option<Database>,
+}
+
+/// A PostgreSQL database a dump restores into: recreated empty, then `pg_restore`d.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Database {
+    /// The PostgreSQL server's container.
+    pub container: String,
+    pub name: String,
+    /// The role owning it (and every object restored).
+    pub owner: String,
+    /// Created with `--locale=C --template=template0` (Synapse refuses another collation).
+    pub c_locale: bool,
 }
 
 impl Item {

@@ -132,6 +132,25 @@ impl SnapshotInfo {
     }
 }
 
+/// How many snapshots to keep per period, in each group of snapshots of one host, service
+/// and kind (restic's `forget --keep-*`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Keep {
+    pub daily: u32,
+    pub weekly: u32,
+    pub monthly: u32,
+    pub yearly: u32,
+}
+
+/// One snapshot as `forget` judged it.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Judged {
+    pub snapshot: SnapshotInfo,
+    pub keep: bool,
+    /// Why it is kept (`daily`, `weekly`, …).
+    pub reasons: Vec<String>,
+}
+
 /// An open repository. Operations that read the index take the repository out, index it,
 /// and put it back without its index afterwards; one that fails on the way leaves the
 /// value unusable (open it again).
@@ -416,6 +435,126 @@ impl Repo {
         Ok(all.iter().map(SnapshotInfo::from_file).collect())
     }
 
+    /// The latest snapshot carrying every one of `tags`, if any.
+    pub fn latest(&self, tags: &[String]) -> Result<Option<SnapshotInfo>, RepoError> {
+        Ok(self
+            .snapshots()?
+            .into_iter()
+            .rfind(|s| tags.iter().all(|t| s.tags.contains(t))))
+    }
+
+    /// The snapshot whose id starts with `prefix` (at least 4 characters; refused when
+    /// several match).
+    pub fn find(&self, prefix: &str) -> Result<SnapshotInfo, RepoError> {
+        let url = self.url();
+        let all = self.snapshots()?;
+        let hits: Vec<_> = all
+            .into_iter()
+            .filter(|s| s.id.starts_with(prefix))
+            .collect();
+        match (prefix.len() >= 4, hits.as_slice()) {
+            (true, [one]) => Ok(one.clone()),
+            (true, []) => Err(RepoError::Failed {
+                url,
+                action: "find the snapshot",
+                message: format!("no snapshot {prefix}"),
+            }),
+            _ => Err(RepoError::Failed {
+                url,
+                action: "find the snapshot",
+                message: format!(
+                    "`{prefix}` names {} snapshot(s): give more of its id (kiln backup list)",
+                    hits.len()
+                ),
+            }),
+        }
+    }
+
+    /// Writes file `path` of snapshot `id` (a dump: `/<filename>`) to `w`, streamed.
+    pub fn dump_file(
+        &mut self,
+        id: &str,
+        path: &str,
+        w: &mut impl std::io::Write,
+    ) -> Result<(), RepoError> {
+        let url = self.url();
+        let repo = self
+            .take()?
+            .to_indexed()
+            .map_err(|e| failed(&url, "read its index", &e))?;
+        let result = repo
+            .node_from_snapshot_path(&format!("{id}:{path}"), |_| true)
+            .map_err(|e| failed(&url, "find the file in the snapshot", &e))
+            .and_then(|node| {
+                repo.dump(&node, w)
+                    .map_err(|e| failed(&url, "read the file", &e))
+            });
+        self.repo = Some(repo.drop_index());
+        result
+    }
+
+    /// Restores each path of snapshot `id` in place, where it was backed up: contents,
+    /// owners (by number) and modes; with `delete`, files under those paths that the
+    /// snapshot does not have are removed (nothing outside them is touched).
+    pub fn restore_in_place(&mut self, id: &str, delete: bool) -> Result<(), RepoError> {
+        let url = self.url();
+        let snap = self.find(id)?;
+        let repo = self
+            .take()?
+            .to_indexed()
+            .map_err(|e| failed(&url, "read its index", &e))?;
+        let mut result = Ok(());
+        for p in &snap.paths {
+            if !Path::new(p).is_absolute() {
+                result = Err(RepoError::Failed {
+                    url: url.clone(),
+                    action: "restore in place",
+                    message: format!("the snapshot's path {p} is not absolute"),
+                });
+                break;
+            }
+            let opts = RestoreOptions::default().delete(delete).numeric_id(true);
+            if let Err(e) = Self::restore_node(
+                &repo,
+                &url,
+                &format!("{}:{p}", snap.id),
+                Path::new(p),
+                &opts,
+            ) {
+                result = Err(e);
+                break;
+            }
+        }
+        self.repo = Some(repo.drop_index());
+        result
+    }
+
+    fn restore_node(
+        repo: &Repository<impl rustic_core::IndexedFull>,
+        url: &str,
+        snap_path: &str,
+        dest: &Path,
+        opts: &RestoreOptions,
+    ) -> Result<(), RepoError> {
+        let node = repo
+            .node_from_snapshot_path(snap_path, |_| true)
+            .map_err(|e| failed(url, "find the snapshot", &e))?;
+        let ls = repo
+            .ls(&node, &LsOptions::default())
+            .map_err(|e| failed(url, "read the snapshot", &e))?;
+        let mut target = dest.display().to_string();
+        if node.is_dir() && !target.ends_with('/') {
+            target.push('/');
+        }
+        let dest = LocalDestination::new(&target, true, !node.is_dir())
+            .map_err(|e| failed(url, "prepare the destination", &e))?;
+        let plan = repo
+            .prepare_restore(opts, ls.clone(), &dest, false)
+            .map_err(|e| failed(url, "plan the restore", &e))?;
+        repo.restore(plan, opts, ls, &dest)
+            .map_err(|e| failed(url, "restore", &e))
+    }
+
     /// Restores snapshot `id` (a unique prefix of its id, or `latest`) into `dest`, a folder
     /// created if needed: the snapshot's paths appear under it as they were stored.
     pub fn restore(&mut self, id: &str, dest: &Path) -> Result<(), RepoError> {
@@ -424,35 +563,73 @@ impl Repo {
             .take()?
             .to_indexed()
             .map_err(|e| failed(&url, "read its index", &e))?;
-        let result = Self::restore_indexed(&repo, &url, id, dest);
-        self.repo = Some(repo.drop_index());
-        result
-    }
-
-    fn restore_indexed(
-        repo: &Repository<impl rustic_core::IndexedFull>,
-        url: &str,
-        id: &str,
-        dest: &Path,
-    ) -> Result<(), RepoError> {
-        let node = repo
-            .node_from_snapshot_path(&format!("{id}:"), |_| true)
-            .map_err(|e| failed(url, "find the snapshot", &e))?;
-        let ls = repo
-            .ls(&node, &LsOptions::default())
-            .map_err(|e| failed(url, "read the snapshot", &e))?;
         let mut target = PathBuf::from(dest).display().to_string();
         if !target.ends_with('/') {
             target.push('/');
         }
-        let dest = LocalDestination::new(&target, true, !node.is_dir())
-            .map_err(|e| failed(url, "prepare the destination", &e))?;
-        let opts = RestoreOptions::default();
-        let plan = repo
-            .prepare_restore(&opts, ls.clone(), &dest, false)
-            .map_err(|e| failed(url, "plan the restore", &e))?;
-        repo.restore(plan, &opts, ls, &dest)
-            .map_err(|e| failed(url, "restore", &e))
+        let result = Self::restore_node(
+            &repo,
+            &url,
+            &format!("{id}:"),
+            Path::new(&target),
+            &RestoreOptions::default(),
+        );
+        self.repo = Some(repo.drop_index());
+        result
+    }
+
+    /// Applies `keep` to each group of snapshots (same host and tags: one service's one
+    /// kind), oldest first in the result; unless `dry_run`, removes the snapshots not kept
+    /// (their data stays until a prune, and in a versioned bucket until its lifecycle rule
+    /// expires the old versions).
+    pub fn forget(&self, keep: Keep, dry_run: bool) -> Result<Vec<Judged>, RepoError> {
+        let url = self.url();
+        let repo = self.open_repo()?;
+        let all = repo
+            .get_all_snapshots()
+            .map_err(|e| failed(&url, "list its snapshots", &e))?;
+        let opts = rustic_core::KeepOptions::default()
+            .keep_daily(keep.daily as i32)
+            .keep_weekly(keep.weekly as i32)
+            .keep_monthly(keep.monthly as i32)
+            .keep_yearly(keep.yearly as i32);
+        let mut groups: std::collections::BTreeMap<(String, Vec<String>), Vec<SnapshotFile>> =
+            Default::default();
+        for s in all {
+            let mut tags: Vec<String> = s.tags.iter().cloned().collect();
+            tags.sort();
+            groups
+                .entry((s.hostname.clone(), tags))
+                .or_default()
+                .push(s);
+        }
+        let now = jiff::Zoned::now();
+        let mut judged = vec![];
+        for (_, snaps) in groups {
+            for f in opts
+                .apply(snaps, &now)
+                .map_err(|e| failed(&url, "apply the retention", &e))?
+            {
+                judged.push(Judged {
+                    snapshot: SnapshotInfo::from_file(&f.snapshot),
+                    keep: f.keep,
+                    reasons: f.reasons,
+                });
+            }
+        }
+        judged.sort_by_key(|j| j.snapshot.unix);
+        if !dry_run {
+            let ids: Vec<_> = judged
+                .iter()
+                .filter(|j| !j.keep)
+                .filter_map(|j| j.snapshot.id.parse().ok())
+                .collect();
+            if !ids.is_empty() {
+                repo.delete_snapshots(&ids)
+                    .map_err(|e| failed(&url, "remove the forgotten snapshots", &e))?;
+            }
+        }
+        Ok(judged)
     }
 
     /// Checks the repository's structure (index, packs, trees); with `read_data_subset`

@@ -606,6 +606,8 @@ mod tests {
             stop_units: vec![],
             before: vec![],
             after: vec![],
+            unit: None,
+            database: None,
         };
         record(
             &mut state,

@@ -27,6 +27,8 @@ fn item(service: &str, kind: Kind, source: Source) -> Item {
         stop_units: vec![],
         before: vec![],
         after: vec![],
+        unit: None,
+        database: None,
     }
 }
 

@@ -8,9 +8,17 @@
 //! dumps HedgeDoc's database (PostgreSQL for real; HedgeDoc is the lab's contract image,
 //! a test double) and copies its uploads with HedgeDoc stopped; restic dumps the database
 //! back and PostgreSQL's pg_restore reads it; with PostgreSQL down, the dump fails naming
-//! why and the files are still backed up. Refusals: a list before init, a wrong
+//! why and the files are still backed up; after its rows and files are lost, `kiln backup
+//! restore hedgedoc --in-place` brings them back (owners, modes, a stray file removed) and
+//! HedgeDoc runs again, and `--to DIR` restores into a folder here; the timer's backup
+//! SIGKILLed while HedgeDoc is stopped for its copy: the unit's ExecStopPost starts it
+//! again, restic's check passes, the next run completes; `kiln backup forget` applies the
+//! retention (a dry run first) and says until when Object Lock keeps what it forgot.
+//! Refusals: a list before init, a wrong
 //! repository password (nothing written), a bucket without Object Lock, and a servers'
-//! credential that can delete a version. Needs root and the lab's prerequisites
+//! credential that can delete a version. Each `kiln backup run` also stores the
+//! infrastructure repository, age-encrypted to the vault's recipients: the stock `age`
+//! decrypts it with a recovery key, and the stock `tar` gives kiln.toml and the vault back. Needs root and the lab's prerequisites
 //! (.ci/install-lab.sh: moto, restic).
 
 mod common;
@@ -413,6 +421,7 @@ fn services_are_backed_up(repo: &Repo) {
         out.contains("hedgedoc files: done") && out.contains("hedgedoc stopped"),
         "{out}"
     );
+    repository_archived(repo, &out);
     // HedgeDoc runs again after its copy.
     repo.on_ok("services", "systemctl is-active hedgedoc.service");
     let o = repo.backup(&["list", "--json"]);
@@ -486,11 +495,199 @@ fn services_are_backed_up(repo: &Repo) {
     assert!(out.contains("hedgedoc dump: FAILED"), "{out}");
     assert!(out.contains("pg_dump"), "{out}");
     assert!(out.contains("hedgedoc files: done"), "{out}");
+    restored_in_place(repo);
+    killed_mid_way(repo);
+    forgotten(repo);
     let o = repo.kiln_env(&["backup", "run", "--service", "nope"]);
     assert_eq!(o.status.code(), Some(2), "{}", text(&o));
     assert!(
         words(&stderr(&o)).contains("no host backs up a service `nope`"),
         "{}",
         text(&o)
+    );
+}
+
+const PSQL: &str = "podman exec postgres psql -U postgres -d hedgedoc -At -c";
+
+/// Data lost, then restored in place from the latest snapshots.
+fn restored_in_place(repo: &Repo) {
+    repo.on_ok(
+        "services",
+        &format!(
+            "systemctl start postgres.service hedgedoc.service && {PSQL} \"INSERT INTO kiln_contract (app, at, detail) VALUES ('marker', now(), '{{}}')\" && echo precious > /srv/kiln/hedgedoc/uploads/note.txt && chown 10000:10000 /srv/kiln/hedgedoc/uploads/note.txt && chmod 640 /srv/kiln/hedgedoc/uploads/note.txt"
+        ),
+    );
+    let o = repo.kiln_env(&["backup", "run", "--service", "hedgedoc"]);
+    assert!(o.status.success(), "backup run: {}", text(&o));
+    // Lost: the rows, the files; a stray file appears.
+    repo.on_ok(
+        "services",
+        &format!(
+            "{PSQL} 'DELETE FROM kiln_contract' && rm -f /srv/kiln/hedgedoc/uploads/* && touch /srv/kiln/hedgedoc/uploads/stray"
+        ),
+    );
+    let o = repo.kiln_env(&["backup", "restore", "hedgedoc", "--in-place"]);
+    assert!(o.status.success(), "restore: {}", text(&o));
+    let out = stdout(&o);
+    for said in [
+        "stopped hedgedoc.service",
+        "database hedgedoc restored",
+        "files restored",
+        "started hedgedoc.service",
+    ] {
+        assert!(out.contains(said), "{said}: {out}");
+    }
+    let rows = repo.on_ok(
+        "services",
+        &format!("{PSQL} \"SELECT count(*) FROM kiln_contract WHERE app = 'marker'\""),
+    );
+    assert_eq!(rows.trim(), "1", "the marker row is back");
+    let files = repo.on_ok(
+        "services",
+        "cd /srv/kiln/hedgedoc/uploads && stat -c '%n %u %a' * && cat note.txt && systemctl is-active hedgedoc.service",
+    );
+    assert!(files.contains("note.txt 10000 640\n"), "{files}");
+    assert!(files.contains("precious\nactive\n"), "{files}");
+    assert!(!files.contains("stray"), "{files}");
+
+    // Into a folder here, with the read-only credential.
+    let dir = tempfile::tempdir().unwrap();
+    let o = repo.kiln_env(&[
+        "backup",
+        "restore",
+        "hedgedoc",
+        "--to",
+        dir.path().to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "restore --to: {}", text(&o));
+    assert_eq!(
+        std::fs::read_to_string(dir.path().join("files/srv/kiln/hedgedoc/uploads/note.txt"))
+            .unwrap(),
+        "precious\n"
+    );
+    assert!(dir.path().join("dump/hedgedoc.dump").is_file());
+    // A snapshot that does not exist: refused before anything is stopped.
+    let o = repo.kiln_env(&[
+        "backup",
+        "restore",
+        "hedgedoc",
+        "--in-place",
+        "--snapshot",
+        "abcdef12",
+    ]);
+    assert_eq!(o.status.code(), Some(1), "{}", text(&o));
+    assert!(
+        words(&stderr(&o)).contains("no snapshot abcdef12"),
+        "{}",
+        text(&o)
+    );
+    repo.on_ok("services", "systemctl is-active hedgedoc.service");
+}
+
+/// The timer's run SIGKILLed while HedgeDoc is stopped for its copy.
+fn killed_mid_way(repo: &Repo) {
+    let said = repo.on_ok(
+        "services",
+        "systemctl start --no-block kiln-backup.service
+         for i in $(seq 1 200); do [ -f /var/lib/kiln/backup/pending.json ] && break; sleep 0.05; done
+         test -f /var/lib/kiln/backup/pending.json || { echo 'the run never stopped HedgeDoc'; exit 1; }
+         kill -9 \"$(systemctl show -p MainPID --value kiln-backup.service)\"
+         for i in $(seq 1 200); do [ \"$(systemctl is-active kiln-backup.service)\" = failed ] && break; sleep 0.1; done
+         systemctl show -p Result --value kiln-backup.service
+         systemctl is-active hedgedoc.service
+         test -e /var/lib/kiln/backup/pending.json && echo pending-left || echo pending-gone",
+    );
+    assert_eq!(said, "signal\nactive\npending-gone\n", "{said}");
+    let o = repo.restic("backup_readonly", &["--no-lock", "check"]);
+    assert!(
+        o.status.success(),
+        "restic check after a kill: {}",
+        text(&o)
+    );
+    let o = repo.kiln_env(&["backup", "run"]);
+    assert!(o.status.success(), "the next run: {}", text(&o));
+}
+
+/// The retention applied: one snapshot per service and kind is left, restic agrees.
+fn forgotten(repo: &Repo) {
+    let count = |repo: &Repo| {
+        let o = repo.backup(&["list", "--json"]);
+        let v: serde_json::Value = serde_json::from_str(&stdout(&o)).expect("JSON");
+        v["snapshots"].as_array().unwrap().len()
+    };
+    let before = count(repo);
+    let toml = repo.toml();
+    repo.set_toml(&toml.replace("retention = { daily = 7 }", "retention = { daily = 1 }"));
+    let o = repo.backup(&["forget", "--dry-run"]);
+    assert!(o.status.success(), "forget --dry-run: {}", text(&o));
+    assert!(stdout(&o).contains("would forget"), "{}", text(&o));
+    assert_eq!(count(repo), before, "a dry run removes nothing");
+    let o = repo.backup(&["forget"]);
+    assert!(o.status.success(), "forget: {}", text(&o));
+    let out = stdout(&o);
+    assert!(
+        out.contains("forgotten  its data stays in the bucket's old versions until at least"),
+        "{out}"
+    );
+    // One per host, service and kind: hedgedoc's dump and files, and restic's demo.
+    assert_eq!(count(repo), 3, "{out}");
+    let o = repo.restic("backup_readonly", &["--no-lock", "check"]);
+    assert!(
+        o.status.success(),
+        "restic check after forget: {}",
+        text(&o)
+    );
+    repo.set_toml(&toml);
+}
+
+/// The infrastructure repository in the bucket, readable with a recovery key and the
+/// read-only credential alone.
+fn repository_archived(repo: &Repo, first_run: &str) {
+    assert!(
+        first_run.contains("infrastructure repository:")
+            && first_run.contains("stored as s3://kiln-backups/kiln-repository/lab/"),
+        "{first_run}"
+    );
+    // A recovery key, then a run: the archive is encrypted to it too.
+    let o = repo.kiln_env(&["secrets", "recovery-key"]);
+    assert!(o.status.success(), "recovery-key: {}", text(&o));
+    let all = format!("{}{}", stdout(&o), stderr(&o));
+    let key = all
+        .split_whitespace()
+        .find(|w| w.starts_with("AGE-SECRET-KEY-1") && w.len() > 60)
+        .unwrap_or_else(|| panic!("no recovery key in:\n{all}"))
+        .to_owned();
+    let o = repo.kiln_env(&["backup", "run", "--service", "hedgedoc"]);
+    assert!(o.status.success(), "backup run: {}", text(&o));
+    let out = stdout(&o);
+    assert!(out.contains("encrypted to 2 key(s)"), "{out}");
+    let readonly = repo.s3("backup_readonly");
+    let mut keys: Vec<String> = readonly
+        .list_objects("kiln-backups", "kiln-repository/lab/")
+        .unwrap()
+        .into_iter()
+        .map(|(k, _)| k)
+        .collect();
+    keys.sort();
+    let sealed = readonly
+        .get_object("kiln-backups", keys.last().unwrap(), None)
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("archive.tar.age"), &sealed).unwrap();
+    std::fs::write(dir.path().join("recovery.txt"), format!("{key}\n")).unwrap();
+    let o = Command::new("sh")
+        .current_dir(dir.path())
+        .args([
+            "-c",
+            "age -d -i recovery.txt archive.tar.age | tar x && cat kiln-repository/kiln.toml",
+        ])
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "age -d | tar x: {}", text(&o));
+    assert_eq!(stdout(&o), repo.toml());
+    assert!(
+        dir.path()
+            .join("kiln-repository/secrets/lab/backup_repository_password.age")
+            .is_file()
     );
 }

@@ -10,6 +10,7 @@
 
 use kiln_backup::bucket::{self, Finding};
 use kiln_backup::plan::{HostPlan, PLAN_PATH};
+use kiln_backup::restore::RestoreEvent;
 use kiln_backup::run::BackupEvent;
 use kiln_backup::{Location, Repo, RepoError, SnapshotInfo};
 use kiln_converge::host::{AGENT_LINK, HostError};
@@ -38,6 +39,8 @@ pub enum BackupError {
     },
     #[error(transparent)]
     Vault(#[from] VaultError),
+    #[error("archiving the infrastructure repository: {message}")]
+    Archive { message: String },
     #[error(transparent)]
     Repo(#[from] RepoError),
     #[error("backup bucket at {endpoint}: {source}")]
@@ -46,6 +49,10 @@ pub enum BackupError {
         #[source]
         source: S3Error,
     },
+    #[error(
+        "backup repository {url}: no snapshot of service `{service}`\n  hint: `kiln backup list` shows what there is"
+    )]
+    NoSnapshot { service: String, url: String },
     #[error(
         "backup repository {url}: the bucket is not fit for backups; nothing was created:\n{}",
         findings.iter().map(|f| format!("- {f}")).collect::<Vec<_>>().join("\n")
@@ -306,6 +313,131 @@ pub fn check(target: &Target<'_>, read_data_subset: Option<&str>) -> Result<Stri
     Ok(target.location.restic_url())
 }
 
+/// `kiln backup forget`: the model's retention applied with the admin credential (the
+/// only one allowed to remove snapshots), or only judged with `dry_run`.
+pub fn forget(
+    target: &Target<'_>,
+    dry_run: bool,
+) -> Result<Vec<kiln_backup::repo::Judged>, BackupError> {
+    let r = &target.backups.retention;
+    let keep = kiln_backup::repo::Keep {
+        daily: r.daily,
+        weekly: r.weekly,
+        monthly: r.monthly,
+        yearly: r.yearly,
+    };
+    let repo = Repo::open(&target.location, &target.admin()?, &target.password()?)?;
+    Ok(repo.forget(keep, dry_run)?)
+}
+
+/// Where the archives of the infrastructure repository of `env` go in the bucket (beside
+/// the repositories, never inside one).
+pub fn repository_archive_prefix(env: &str) -> String {
+    format!("kiln-repository/{env}/")
+}
+
+/// The infrastructure repository, archived and stored.
+#[derive(Debug, Clone)]
+pub struct Archived {
+    /// `s3://bucket/key`.
+    pub url: String,
+    pub files: usize,
+    /// Size of the encrypted archive.
+    pub bytes: usize,
+    /// How many keys can decrypt it (the vault's recipients, recovery keys included).
+    pub recipients: usize,
+}
+
+/// The files of the infrastructure repository at `base` (kiln.toml's folder) that go into
+/// its archive, sorted: in a git work tree, those git tracks or would (not the ignored
+/// ones: a passphrase file beside kiln.toml stays out); elsewhere every regular file but
+/// git's own and build output.
+pub fn repository_files(base: &std::path::Path) -> std::io::Result<Vec<std::path::PathBuf>> {
+    let git = std::process::Command::new("git")
+        .arg("-C")
+        .arg(base)
+        .args([
+            "ls-files",
+            "-z",
+            "--cached",
+            "--others",
+            "--exclude-standard",
+        ])
+        .stderr(std::process::Stdio::null())
+        .output();
+    if let Ok(o) = git
+        && o.status.success()
+    {
+        let mut out: Vec<std::path::PathBuf> = o
+            .stdout
+            .split(|b| *b == 0)
+            .filter(|n| !n.is_empty())
+            .map(|n| base.join(String::from_utf8_lossy(n).as_ref()))
+            .filter(|p| p.is_file())
+            .collect();
+        out.sort();
+        return Ok(out);
+    }
+    let mut out = vec![];
+    let mut stack = vec![base.to_path_buf()];
+    while let Some(dir) = stack.pop() {
+        for e in std::fs::read_dir(&dir)? {
+            let e = e?;
+            let name = e.file_name();
+            let t = e.file_type()?;
+            if t.is_dir() {
+                if name != ".git" && name != "target" {
+                    stack.push(e.path());
+                }
+            } else if t.is_file() {
+                out.push(e.path());
+            }
+        }
+    }
+    out.sort();
+    Ok(out)
+}
+
+/// Archives the infrastructure repository at `base` (kiln.toml, templates, the encrypted
+/// vault), encrypts it to the vault's recipients (recovery keys included) and stores it in
+/// the bucket with the servers' credential (Object Lock keeps it): a lost laptop and a lost
+/// git host are survivable with a recovery key and a read-only credential.
+pub fn archive_repository(
+    target: &Target<'_>,
+    base: &std::path::Path,
+) -> Result<Archived, BackupError> {
+    let io = |e: std::io::Error| BackupError::Archive {
+        message: format!("{}: {e}", base.display()),
+    };
+    let files = repository_files(base).map_err(io)?;
+    let mut tar = tar::Builder::new(Vec::new());
+    tar.mode(tar::HeaderMode::Deterministic);
+    for f in &files {
+        let rel = f.strip_prefix(base).unwrap_or(f);
+        tar.append_path_with_name(f, std::path::Path::new("kiln-repository").join(rel))
+            .map_err(io)?;
+    }
+    let plain = tar.into_inner().map_err(io)?;
+    let (sealed, recipients) = target.vault.seal(&plain)?;
+    let now = jiff::Timestamp::now()
+        .strftime("%Y%m%dT%H%M%SZ")
+        .to_string();
+    let key = format!(
+        "{}{now}.tar.age",
+        repository_archive_prefix(&target.env.name)
+    );
+    target
+        .client(target.server()?)
+        .put_object(&target.location.bucket, &key, &sealed)
+        .map_err(|e| target.s3(e))?;
+    Ok(Archived {
+        url: format!("s3://{}/{key}", target.location.bucket),
+        files: files.len(),
+        bytes: sealed.len(),
+        recipients,
+    })
+}
+
 /// What `kiln backup run` got from one host: its events, and whether it succeeded.
 #[derive(Debug, Clone)]
 pub struct HostRun {
@@ -430,8 +562,26 @@ fn run_host(
     service: Option<&str>,
     on_event: &(dyn Fn(&str, &BackupEvent) + Sync),
 ) -> Result<HostRun, HostError> {
+    let (events, ok, stderr) =
+        agent_json(job, &remote_words(service), &|e| on_event(&job.name, e))?;
+    Ok(HostRun {
+        host: job.name.clone(),
+        ok,
+        events,
+        stderr,
+    })
+}
+
+/// Runs `words` (a kiln agent mode) as root on the job's host, when its agent is there;
+/// each stdout line that is an `E` goes to `on_event`. Returns the events, whether it
+/// exited 0, and its other output (the last lines of stderr, unparsed stdout).
+fn agent_json<E: serde::de::DeserializeOwned>(
+    job: &Job,
+    words: &[String],
+    on_event: &dyn Fn(&E),
+) -> Result<(Vec<E>, bool, String), HostError> {
     let mut host = kiln_converge::run::connect(job)?;
-    let (wrapped, stdin) = host.privilege().wrap(&remote_words(service));
+    let (wrapped, stdin) = host.privilege().wrap(words);
     let command = format!(
         "if [ -x {link} ]; then {wrapped}; else echo 'kiln: no agent at {AGENT_LINK}' >&2; exit {NO_AGENT}; fi",
         link = kiln_shell::quote(AGENT_LINK)
@@ -441,9 +591,9 @@ fn run_host(
     let out = host.exec(
         &command,
         &stdin,
-        &mut |line| match serde_json::from_str::<BackupEvent>(line) {
+        &mut |line| match serde_json::from_str::<E>(line) {
             Ok(e) => {
-                on_event(&job.name, &e);
+                on_event(&e);
                 events.push(e);
             }
             Err(_) => unparsed.push(line.to_owned()),
@@ -452,7 +602,7 @@ fn run_host(
     if out.code == Some(NO_AGENT) {
         return Err(HostError::Check {
             host: job.name.clone(),
-            what: "backing up".into(),
+            what: "backups".into(),
             message: format!(
                 "kiln's agent is not on the host yet ({AGENT_LINK})\n  hint: run `kiln apply --env {}` first: it installs the agent, the backup plan and its timer",
                 job.desired.host
@@ -463,12 +613,64 @@ fn run_host(
     if !unparsed.is_empty() {
         stderr = format!("{}\n{stderr}", unparsed.join("\n"));
     }
-    Ok(HostRun {
-        host: job.name.clone(),
-        ok: out.code == Some(0),
-        events,
-        stderr,
-    })
+    Ok((events, out.code == Some(0), stderr))
+}
+
+/// `kiln backup restore SERVICE --in-place`: the host's restore mode, on the host that
+/// backs the service up. Returns whether it succeeded and what it said otherwise.
+pub fn restore_in_place(
+    job: &Job,
+    service: &str,
+    snapshot: Option<&str>,
+    on_event: &dyn Fn(&RestoreEvent),
+) -> Result<(bool, String), HostError> {
+    let mut words: Vec<String> = [AGENT_LINK, "agent", "restore", service]
+        .map(str::to_owned)
+        .to_vec();
+    if let Some(s) = snapshot {
+        words.extend(["--snapshot".into(), s.to_owned()]);
+    }
+    let (_, ok, stderr) = agent_json(job, &words, on_event)?;
+    Ok((ok, stderr))
+}
+
+/// `kiln backup restore SERVICE --to DIR`: the latest snapshot of each of the service's
+/// kinds (or `snapshot`), read with the read-only credential, under `dir/<kind>/`.
+/// Returns what was restored where.
+pub fn restore_to(
+    target: &Target<'_>,
+    service: &str,
+    snapshot: Option<&str>,
+    dir: &std::path::Path,
+) -> Result<Vec<(SnapshotInfo, std::path::PathBuf)>, BackupError> {
+    let mut repo = target.open_readonly()?;
+    let env = format!("env={}", target.env.name);
+    let svc = format!("service={service}");
+    let mut chosen = vec![];
+    match snapshot {
+        Some(id) => chosen.push(repo.find(id)?),
+        None => {
+            for kind in ["dump", "files"] {
+                if let Some(s) = repo.latest(&[env.clone(), svc.clone(), format!("kind={kind}")])? {
+                    chosen.push(s);
+                }
+            }
+        }
+    }
+    if chosen.is_empty() {
+        return Err(BackupError::NoSnapshot {
+            service: service.to_owned(),
+            url: target.location.restic_url(),
+        });
+    }
+    let mut out = vec![];
+    for s in chosen {
+        let kind = tag(&s.tags, "kind").unwrap_or("snapshot").to_owned();
+        let dest = dir.join(&kind);
+        repo.restore(&s.id, &dest)?;
+        out.push((s, dest));
+    }
+    Ok(out)
 }
 
 #[cfg(test)]

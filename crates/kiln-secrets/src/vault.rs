@@ -539,6 +539,29 @@ impl Vault {
         self.write_file(&path, armored.as_bytes())
     }
 
+    /// `plain` encrypted (binary age format) to every recipient a secret of this vault is
+    /// encrypted to (`recipients.txt`, the recovery keys among them, and the vault key):
+    /// whoever can open the vault, or holds a recovery key, can decrypt it with the stock
+    /// `age -d`. Returns the ciphertext and how many recipients it has.
+    pub fn seal(&self, plain: &[u8]) -> Result<(Vec<u8>, usize)> {
+        let recipients = self.encryption_recipients(None)?;
+        let fail = |reason: String| VaultError::Encrypt {
+            name: "(archive)".into(),
+            reason,
+        };
+        let encryptor = age::Encryptor::with_recipients(
+            recipients.iter().map(|r| r.as_ref() as &dyn age::Recipient),
+        )
+        .map_err(|e| fail(e.to_string()))?;
+        let mut out = vec![];
+        let mut w = encryptor
+            .wrap_output(&mut out)
+            .map_err(|e| fail(e.to_string()))?;
+        w.write_all(plain).map_err(|e| fail(e.to_string()))?;
+        w.finish().map_err(|e| fail(e.to_string()))?;
+        Ok((out, recipients.len()))
+    }
+
     /// The entries of `recipients.txt`.
     pub fn recipients(&self) -> Result<Vec<RecipientEntry>> {
         let path = self.recipients_path();

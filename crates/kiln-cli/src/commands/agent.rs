@@ -50,13 +50,21 @@ enum Action {
         #[arg(long, default_value = kiln_backup::plan::SECRETS_PATH, hide = true)]
         secrets: PathBuf,
     },
+    /// Restore a service's data in place from its backups (run by `kiln backup restore
+    /// --in-place`); JSON-line events on stdout.
+    Restore {
+        service: String,
+        /// This snapshot (an id prefix) instead of the latest of each kind.
+        #[arg(long)]
+        snapshot: Option<String>,
+    },
 }
 
 impl Args {
     fn options(self) -> Options {
         Options {
             mode: match self.action {
-                None | Some(Action::Backup { .. }) => Mode::Run {
+                None | Some(Action::Backup { .. } | Action::Restore { .. }) => Mode::Run {
                     plan_only: self.plan_only,
                 },
                 Some(Action::Disarm { token }) => Mode::Disarm { token },
@@ -77,6 +85,9 @@ pub fn run(_global: &GlobalArgs, args: Args) -> CmdResult {
     }) = &args.action
     {
         return backup(plan, secrets, service.as_deref(), *recover);
+    }
+    if let Some(Action::Restore { service, snapshot }) = &args.action {
+        return restore(service, snapshot.as_deref());
     }
     let (mut stdin, mut stdout) = (std::io::stdin().lock(), std::io::stdout().lock());
     let ok = agent::main(&args.options(), &mut stdin, &mut stdout) == agent::EXIT_OK;
@@ -123,4 +134,28 @@ fn backup(plan: &Path, secrets: &Path, service: Option<&str>, recover: bool) -> 
     } else {
         Ok(ExitCode::from(error::SUCCESS))
     }
+}
+
+/// The host's restore mode: events as JSON lines on stdout; exit 1 with why on stderr.
+fn restore(service: &str, snapshot: Option<&str>) -> CmdResult {
+    use std::io::Write;
+    let fail = |message: String| CliError::failed(miette::miette!("{message}"));
+    let (plan, secrets) = kiln_backup::run::load(
+        Path::new(kiln_backup::plan::PLAN_PATH),
+        Path::new(kiln_backup::plan::SECRETS_PATH),
+    )
+    .map_err(|e| fail(e.to_string()))?;
+    let choice = match snapshot {
+        None | Some("latest") => kiln_backup::restore::Choice::Latest,
+        Some(id) => kiln_backup::restore::Choice::Snapshot(id.to_owned()),
+    };
+    let mut out = std::io::stdout();
+    kiln_backup::restore::restore_in_place(&plan, &secrets, service, &choice, &mut |e| {
+        if let Ok(line) = serde_json::to_string(e) {
+            let _ = writeln!(out, "{line}");
+            let _ = out.flush();
+        }
+    })
+    .map_err(|e| fail(e.to_string()))?;
+    Ok(ExitCode::from(error::SUCCESS))
 }

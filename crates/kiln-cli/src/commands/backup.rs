@@ -19,6 +19,8 @@ use crate::render::table::align;
   kiln backup run --env lab            back every host up now, with progress
   kiln backup run --service synapse    only Synapse's database and files
   kiln backup list --env lab           snapshots per service, and the restic URL
+  kiln backup restore synapse --in-place       the latest, over the live data
+  kiln backup restore synapse --to ./synapse   into a folder here
   kiln backup check --read-data-subset 10%")]
 pub struct Args {
     #[command(flatten)]
@@ -51,6 +53,33 @@ enum Sub {
         /// Private key for SSH (default: for a lab environment, the running lab's key).
         #[arg(long, env = "KILN_SSH_IDENTITY", value_name = "FILE")]
         identity: Option<std::path::PathBuf>,
+    },
+    /// Restore a service's data: into a folder here (`--to DIR`, read-only credential),
+    /// or in place on its host (`--in-place`: the service stopped, its databases
+    /// recreated and restored with pg_restore, its files restored with owners and modes,
+    /// started again and waited for).
+    Restore {
+        service: String,
+        /// A snapshot id (prefix), or `latest` (the latest of each kind, the default).
+        #[arg(long, value_name = "ID|latest")]
+        snapshot: Option<String>,
+        /// Restore on the service's host, over its current data.
+        #[arg(long, conflicts_with = "to", required_unless_present = "to")]
+        in_place: bool,
+        /// Restore into this folder on this machine (`DIR/dump/`, `DIR/files/`).
+        #[arg(long, value_name = "DIR")]
+        to: Option<std::path::PathBuf>,
+        /// Private key for SSH (with --in-place).
+        #[arg(long, env = "KILN_SSH_IDENTITY", value_name = "FILE")]
+        identity: Option<std::path::PathBuf>,
+    },
+    /// Apply `[backups] retention` (admin credential): each service's snapshots beyond it
+    /// are removed from the repository; Object Lock keeps their data in the bucket's old
+    /// versions until the lock runs out, which is said per snapshot.
+    Forget {
+        /// Say what would go, remove nothing.
+        #[arg(long)]
+        dry_run: bool,
     },
     /// The snapshots, oldest first, per service with age and size, and where the
     /// repository is in the form the restic CLI takes (read-only credential).
@@ -86,11 +115,50 @@ pub fn run(ctx: &Context, args: Args) -> CmdResult {
             identity,
         );
     }
+    if let Sub::Restore {
+        service,
+        snapshot,
+        in_place: true,
+        identity,
+        ..
+    } = &args.command
+    {
+        return restore_in_place(
+            ctx,
+            &args.vault,
+            &env.name,
+            service,
+            snapshot.as_deref(),
+            identity,
+        );
+    }
     let vault = ctx.open_vault(&env.name, &args.vault.unlock())?;
     let target = Target::new(model, env, &vault)?;
     let p = &ctx.printer;
     match args.command {
         Sub::Run { .. } => unreachable!("handled above"),
+        Sub::Restore {
+            service,
+            snapshot,
+            to,
+            ..
+        } => {
+            let dir = to.unwrap_or_default();
+            let snapshot = snapshot.as_deref().filter(|s| *s != "latest");
+            for (s, dest) in backup::restore_to(&target, &service, snapshot, &dir)? {
+                p.outln(format_args!(
+                    "restored snapshot {} ({}, {}) into {}",
+                    &s.id[..8],
+                    s.tags.join(","),
+                    s.time
+                        .chars()
+                        .take(19)
+                        .collect::<String>()
+                        .replace('T', " "),
+                    dest.display()
+                ));
+            }
+        }
         Sub::Init { set_lifecycle } => {
             let r = backup::init(&target, InitOptions { set_lifecycle })?;
             for w in &r.warnings {
@@ -154,6 +222,66 @@ pub fn run(ctx: &Context, args: Args) -> CmdResult {
             }
             p.out(align(&rows, "  "));
         }
+        Sub::Forget { dry_run } => {
+            let judged = backup::forget(&target, dry_run)?;
+            let lock = target.backups.object_lock_days;
+            let mut rows = vec![
+                [
+                    "SERVICE",
+                    "KIND",
+                    "ID",
+                    "TIME",
+                    "VERDICT",
+                    "WHY / LOCKED UNTIL",
+                ]
+                .map(String::from),
+            ];
+            let mut gone = 0;
+            for j in &judged {
+                let s = &j.snapshot;
+                let why = if j.keep {
+                    j.reasons.join(", ")
+                } else {
+                    gone += 1;
+                    match lock {
+                        Some(days) => format!(
+                            "its data stays in the bucket's old versions until at least {} (Object Lock, {days} days)",
+                            day(s.unix + i64::from(days) * 86400)
+                        ),
+                        None => "no Object Lock: gone once pruned".into(),
+                    }
+                };
+                rows.push([
+                    backup::tag(&s.tags, "service").unwrap_or("-").to_owned(),
+                    backup::tag(&s.tags, "kind").unwrap_or("-").to_owned(),
+                    s.id.chars().take(8).collect(),
+                    s.time
+                        .chars()
+                        .take(19)
+                        .collect::<String>()
+                        .replace('T', " "),
+                    if j.keep {
+                        "keep"
+                    } else if dry_run {
+                        "would forget"
+                    } else {
+                        "forgotten"
+                    }
+                    .into(),
+                    why,
+                ]);
+            }
+            p.out(align(&rows, "  "));
+            p.outln(format_args!(
+                "{} {gone} of {} snapshot(s) ([backups] retention: daily {}, weekly {}, monthly {}, yearly {})",
+                if dry_run { "would forget" } else { "forgot" },
+                judged.len(),
+                target.backups.retention.daily,
+                target.backups.retention.weekly,
+                target.backups.retention.monthly,
+                target.backups.retention.yearly
+            ));
+        }
         Sub::Check { read_data_subset } => {
             let url = backup::check(&target, read_data_subset.as_deref())?;
             match read_data_subset {
@@ -169,6 +297,107 @@ pub fn run(ctx: &Context, args: Args) -> CmdResult {
     Ok(ExitCode::SUCCESS)
 }
 
+/// The jobs of `env` (desired states and connections), their secrets from the vault.
+fn jobs(
+    ctx: &Context,
+    vault: &VaultArgs,
+    env: &str,
+    hosts: &[String],
+    identity: &Option<std::path::PathBuf>,
+) -> Result<Vec<kiln_converge::run::Job>, crate::error::CliError> {
+    let model = ctx.model()?;
+    let secrets: std::sync::Arc<dyn kiln_converge::desired::SecretSource> =
+        std::sync::Arc::new(kiln_ops::vault::LazyVault::new(
+            model.base_dir(),
+            env,
+            vault.unlock(),
+            Box::new(crate::context::Terminal),
+        ));
+    Ok(kiln_ops::jobs::from_config(
+        model,
+        &kiln_ops::jobs::JobOptions {
+            env: Some(env.to_owned()),
+            roles: hosts.to_vec(),
+            identity: identity.clone(),
+            sudo_password: None,
+            lab_roots: kiln_lab::Roots::default(),
+        },
+        secrets,
+    )?)
+}
+
+/// `kiln backup restore SERVICE --in-place`, on the host that backs it up.
+fn restore_in_place(
+    ctx: &Context,
+    vault: &VaultArgs,
+    env: &str,
+    service: &str,
+    snapshot: Option<&str>,
+    identity: &Option<std::path::PathBuf>,
+) -> CmdResult {
+    use kiln_backup::restore::RestoreEvent as R;
+    let jobs = jobs(ctx, vault, env, &[], identity)?;
+    let targets = kiln_ops::backup::hosts_with_backups(&jobs, Some(service))
+        .map_err(|e| crate::error::CliError::invalid(miette::miette!("{e}")))?;
+    let p = &ctx.printer;
+    let started = std::time::Instant::now();
+    let mut failed = false;
+    for (job, _) in &targets {
+        let host = job.name.as_str();
+        let line = |text: String| {
+            p.outln(format_args!(
+                "[{:6.1}s] {host:<12} {text}",
+                started.elapsed().as_secs_f64()
+            ))
+        };
+        let on_event = |e: &R| match e {
+            R::Chosen {
+                kind,
+                snapshot,
+                time,
+            } => line(format!(
+                "{service} {}: snapshot {} of {}",
+                kind.word(),
+                snapshot.chars().take(8).collect::<String>(),
+                time.chars().take(19).collect::<String>().replace('T', " ")
+            )),
+            R::Stopped { units } => line(format!("stopped {}", units.join(", "))),
+            R::DatabaseRestored { name, seconds } => {
+                line(format!("database {name} restored in {seconds:.1} s"))
+            }
+            R::FilesRestored { paths, seconds } => line(format!(
+                "files restored in {seconds:.1} s: {}",
+                paths.join(", ")
+            )),
+            R::Started { units, seconds } => line(format!(
+                "started {} ({seconds:.1} s, healthy)",
+                units.join(", ")
+            )),
+            R::Failed { step, message } => line(format!("{step} FAILED: {message}")),
+        };
+        let snapshot = snapshot.filter(|s| *s != "latest");
+        match kiln_ops::backup::restore_in_place(job, service, snapshot, &on_event) {
+            Ok((true, _)) => {}
+            Ok((false, stderr)) => {
+                failed = true;
+                p.note(format_args!("{host}: {}", stderr.trim()));
+            }
+            Err(e) => {
+                failed = true;
+                p.note(format_args!("{e}"));
+            }
+        }
+    }
+    if failed {
+        return Err(crate::error::CliError::silent(crate::error::FAILURE));
+    }
+    p.outln(format_args!(
+        "restored {service} in place in {:.1} s",
+        started.elapsed().as_secs_f64()
+    ));
+    Ok(ExitCode::SUCCESS)
+}
+
 /// `kiln backup run`: the hosts' desired states say which back up what; each runs its
 /// backup mode over SSH, its events rendered as they come.
 fn run_now(
@@ -180,25 +409,7 @@ fn run_now(
     identity: &Option<std::path::PathBuf>,
 ) -> CmdResult {
     use kiln_backup::run::BackupEvent as E;
-    let model = ctx.model()?;
-    let secrets: std::sync::Arc<dyn kiln_converge::desired::SecretSource> =
-        std::sync::Arc::new(kiln_ops::vault::LazyVault::new(
-            model.base_dir(),
-            env,
-            vault.unlock(),
-            Box::new(crate::context::Terminal),
-        ));
-    let jobs = kiln_ops::jobs::from_config(
-        model,
-        &kiln_ops::jobs::JobOptions {
-            env: Some(env.to_owned()),
-            roles: hosts.to_vec(),
-            identity: identity.clone(),
-            sudo_password: None,
-            lab_roots: kiln_lab::Roots::default(),
-        },
-        secrets,
-    )?;
+    let jobs = jobs(ctx, vault, env, hosts, identity)?;
     let targets = kiln_ops::backup::hosts_with_backups(&jobs, service)
         .map_err(|e| crate::error::CliError::invalid(miette::miette!("{e}")))?;
     let p = &ctx.printer;
@@ -281,6 +492,32 @@ fn run_now(
             }
         }
     }
+    // The infrastructure repository itself, beside the backups.
+    let model = ctx.model()?;
+    match ctx.open_vault(env, &vault.unlock()).and_then(|v| {
+        let target = Target::new(model, ctx.environment(Some(env))?, &v)?;
+        Ok(kiln_ops::backup::archive_repository(
+            &target,
+            model.base_dir(),
+        )?)
+    }) {
+        Ok(a) => line(
+            "laptop",
+            format!(
+                "infrastructure repository: {} file(s), {} encrypted to {} key(s) (recovery keys included), stored as {}",
+                a.files,
+                bytes(a.bytes as u64),
+                a.recipients,
+                a.url
+            ),
+        ),
+        Err(e) => {
+            failed += 1;
+            p.note(format_args!(
+                "storing the infrastructure repository failed: {e:?}"
+            ));
+        }
+    }
     if failed > 0 {
         p.note(format_args!(
             "backups failed on {failed} of {} host(s) ({:.1} s)",
@@ -295,6 +532,13 @@ fn run_now(
         started.elapsed().as_secs_f64()
     ));
     Ok(ExitCode::SUCCESS)
+}
+
+/// A Unix time as its UTC date, `2026-12-03`.
+fn day(unix: i64) -> String {
+    jiff::Timestamp::from_second(unix)
+        .map(|t| t.strftime("%Y-%m-%d").to_string())
+        .unwrap_or_else(|_| format!("@{unix}"))
 }
 
 /// `42s`, `5m`, `3h`, `2d` ago.
@@ -338,5 +582,8 @@ mod tests {
         assert_eq!(bytes(512), "512 B");
         assert_eq!(bytes(1536), "1.5 KiB");
         assert_eq!(bytes(3 * 1024 * 1024 * 1024), "3.0 GiB");
+        assert_eq!(day(0), "1970-01-01");
+        assert_eq!(day(1_796_304_167), "2026-12-03");
+        assert_eq!(day(951_782_400), "2000-02-29");
     }
 }

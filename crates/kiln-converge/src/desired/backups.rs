@@ -18,8 +18,8 @@
 use std::path::PathBuf;
 
 use kiln_backup::plan::{
-    HostPlan, HostSecrets, Item, Kind, PLAN_PATH, PlanLocation, SECRETS_PATH, SERVICE_UNIT,
-    STATE_PATH, Source, TIMER_UNIT,
+    Database, HostPlan, HostSecrets, Item, Kind, PLAN_PATH, PlanLocation, SECRETS_PATH,
+    SERVICE_UNIT, STATE_PATH, Source, TIMER_UNIT,
 };
 use kiln_model::{Host, Service};
 
@@ -171,6 +171,13 @@ pub fn plan(env: &EnvironmentContext<'_>, host: &Host) -> Result<HostPlan, Desir
                     stop_units: vec![],
                     before: vec![],
                     after: vec![],
+                    unit: Some(unit_name(&user.name)),
+                    database: Some(Database {
+                        container: svc.name.clone(),
+                        name: db.clone(),
+                        owner: db.clone(),
+                        c_locale: user.kind == "synapse",
+                    }),
                 });
             }
             continue;
@@ -212,6 +219,8 @@ pub fn plan(env: &EnvironmentContext<'_>, host: &Host) -> Result<HostPlan, Desir
             stop_units,
             before,
             after,
+            unit: Some(unit_name(&svc.name)),
+            database: None,
         });
     }
     let metrics_dir = host.base.node_exporter.then(|| {
