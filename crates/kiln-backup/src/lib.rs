@@ -10,6 +10,7 @@
 
 pub mod backend;
 pub mod bucket;
+pub mod pg;
 pub mod plan;
 pub mod repo;
 pub mod restore;

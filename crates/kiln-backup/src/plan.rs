@@ -120,6 +120,9 @@ pub struct Database {
     pub owner: String,
     /// Created with `--locale=C --template=template0` (Synapse refuses another collation).
     pub c_locale: bool,
+    /// Tables whose row counts the dump records and a restore verifies (the catalog's).
+    #[serde(default)]
+    pub key_tables: Vec<String>,
 }
 
 impl Item {

@@ -30,6 +30,10 @@ pub enum RestoreEvent {
     DatabaseRestored {
         name: String,
         seconds: f64,
+        /// The key tables' rows, found equal to what the snapshot recorded (empty when
+        /// it recorded none).
+        #[serde(default)]
+        verified: Vec<crate::pg::RowCount>,
     },
     FilesRestored {
         paths: Vec<String>,
@@ -175,10 +179,11 @@ pub fn restore_in_place(
         let started = Instant::now();
         let r = match (&item.source, &item.database) {
             (Source::Command { filename, .. }, Some(db)) => {
-                restore_database(&mut repo, &snap.id, filename, db).map(|()| {
+                restore_database(&mut repo, snap, filename, db).map(|verified| {
                     on_event(&RestoreEvent::DatabaseRestored {
                         name: db.name.clone(),
                         seconds: started.elapsed().as_secs_f64(),
+                        verified,
                     })
                 })
             }
@@ -222,13 +227,16 @@ pub fn restore_in_place(
     Ok(())
 }
 
-/// The dump `filename` of snapshot `id` into database `db`, recreated empty first.
+/// The dump `filename` of snapshot `snap` into database `db`, recreated empty first,
+/// then the rows of the key tables the snapshot recorded counted again: the counts it
+/// verified, or what differs.
 fn restore_database(
     repo: &mut Repo,
-    id: &str,
+    snap: &crate::SnapshotInfo,
     filename: &str,
     db: &crate::plan::Database,
-) -> Result<(), String> {
+) -> Result<Vec<crate::pg::RowCount>, String> {
+    let id = snap.id.as_str();
     let c = db.container.as_str();
     let name = db.name.as_str();
     let psql = |sql: &str| -> Result<(), String> {
@@ -284,5 +292,24 @@ fn restore_database(
             &dbname,
         ],
         Some(&mut feed),
-    )
+    )?;
+    let Some(recorded) = snap
+        .description
+        .as_deref()
+        .and_then(crate::pg::recorded_rows)
+    else {
+        return Ok(vec![]);
+    };
+    let tables: Vec<String> = recorded.iter().map(|r| r.table.clone()).collect();
+    let restored = crate::pg::count_rows(c, name, &tables)?;
+    let differences = crate::pg::differences(&recorded, &restored);
+    if differences.is_empty() {
+        Ok(recorded)
+    } else {
+        Err(format!(
+            "database {name} restored from snapshot {} does not hold what the snapshot recorded: {}",
+            &id[..8.min(id.len())],
+            differences.join("; ")
+        ))
+    }
 }

@@ -454,9 +454,26 @@ fn one(
         };
         let tags = item.tags(plan);
         let snap = match &item.source {
-            Source::Command { argv, filename } => {
-                repo.backup_command(argv, filename, &plan.host, &tags, Some(&item.description))
-            }
+            Source::Command { argv, filename } => match &item.database {
+                // The key tables counted in the transaction snapshot the dump shares.
+                Some(db) if !db.key_tables.is_empty() => {
+                    let held = crate::pg::hold(&db.container, &db.name, &db.key_tables)?;
+                    let mut argv = argv.clone();
+                    argv.push(format!("--snapshot={}", held.snapshot));
+                    let description = if held.rows.is_empty() {
+                        item.description.clone()
+                    } else {
+                        format!("{}\n{}", item.description, crate::pg::rows_line(&held.rows))
+                    };
+                    let snap =
+                        repo.backup_command(&argv, filename, &plan.host, &tags, Some(&description));
+                    held.release();
+                    snap
+                }
+                _ => {
+                    repo.backup_command(argv, filename, &plan.host, &tags, Some(&item.description))
+                }
+            },
             Source::Paths { paths } => {
                 repo.backup_paths(paths, &plan.host, &tags, Some(&item.description))
             }

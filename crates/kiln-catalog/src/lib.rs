@@ -53,6 +53,10 @@ pub struct Recipe {
     pub templates: &'static [&'static str],
     /// Why the kind is deprecated and what replaces it; such a service deploys nothing.
     pub deprecated: Option<&'static str>,
+    /// Tables of the service's database whose row counts a backup records (counted in
+    /// the dump's own transaction snapshot) and a restore verifies; those missing from a
+    /// database (an older schema, a test double) are skipped.
+    pub key_tables: &'static [&'static str],
     /// What the reverse proxy does for the service beyond passing requests on.
     pub route: RouteHints,
 }
@@ -205,6 +209,7 @@ const DB_PASSWORD: SecretRule = SecretRule::Random {
 static RECIPES: &[Recipe] = &[
     Recipe {
         kind: "postgres",
+        key_tables: &[],
         image: Some("docker.io/library/postgres"),
         port: Some(5432),
         health_path: None,
@@ -232,6 +237,7 @@ static RECIPES: &[Recipe] = &[
     },
     Recipe {
         kind: "synapse",
+        key_tables: &["events", "rooms", "users", "local_media_repository"],
         image: Some("docker.io/matrixdotorg/synapse"),
         port: Some(8008),
         health_path: Some("/health"),
@@ -310,6 +316,7 @@ static RECIPES: &[Recipe] = &[
     },
     Recipe {
         kind: "sliding-sync",
+        key_tables: &[],
         image: Some("ghcr.io/matrix-org/sliding-sync"),
         port: Some(8008),
         health_path: None,
@@ -351,6 +358,7 @@ static RECIPES: &[Recipe] = &[
     },
     Recipe {
         kind: "nextcloud",
+        key_tables: &["oc_filecache", "oc_users"],
         image: Some("docker.io/library/nextcloud"),
         port: Some(80),
         health_path: Some("/status.php"),
@@ -408,6 +416,7 @@ static RECIPES: &[Recipe] = &[
     },
     Recipe {
         kind: "hedgedoc",
+        key_tables: &["Notes", "Users", "Revisions"],
         image: Some("quay.io/hedgedoc/hedgedoc"),
         port: Some(3000),
         health_path: Some("/_health"),
@@ -461,6 +470,7 @@ static RECIPES: &[Recipe] = &[
     },
     Recipe {
         kind: "monitoring",
+        key_tables: &[],
         image: Some("docker.io/grafana/grafana"),
         port: Some(3000),
         health_path: Some("/api/health"),
@@ -499,6 +509,7 @@ static RECIPES: &[Recipe] = &[
     },
     Recipe {
         kind: "container",
+        key_tables: &[],
         image: None,
         port: None,
         health_path: None,

@@ -54,6 +54,13 @@ kind = "postgres"
 host = "services"
 version = "17"
 
+[services.synapse]
+kind = "synapse"
+host = "services"
+subdomain = "matrix"
+version = "v1.162.0"
+options = { database = "postgres" }
+
 [services.hedgedoc]
 kind = "hedgedoc"
 host = "services"
@@ -415,10 +422,30 @@ fn services_are_backed_up(repo: &Repo) {
     assert!(o.status.success(), "plan: {}", text(&o));
     assert!(stdout(&o).contains("services: no changes"), "{}", text(&o));
 
+    // Synapse for real: a user, a room, a message through its client API.
+    repo.on_ok(
+        "services",
+        "podman exec synapse register_new_matrix_user -c /config/homeserver.yaml -u alice -p alice-e2e-password --no-admin http://localhost:8008",
+    );
+    let m = repo.matrix(
+        "services",
+        "alice-e2e-password send 'kept through a backup'",
+    );
+    assert_eq!(
+        m["bodies"],
+        serde_json::json!(["kept through a backup"]),
+        "{m}"
+    );
+
     let o = repo.kiln_env(&["backup", "run"]);
     assert!(o.status.success(), "backup run: {}", text(&o));
     let out = stdout(&o);
     assert!(out.contains("hedgedoc dump: done"), "{out}");
+    assert!(out.contains("synapse dump: done"), "{out}");
+    assert!(
+        out.contains("synapse files: done") && out.contains("synapse stopped"),
+        "{out}"
+    );
     assert!(
         out.contains("hedgedoc files: done") && out.contains("hedgedoc stopped"),
         "{out}"
@@ -495,8 +522,13 @@ fn services_are_backed_up(repo: &Repo) {
     assert_eq!(o.status.code(), Some(1), "{}", text(&o));
     let out = stdout(&o);
     assert!(out.contains("hedgedoc dump: FAILED"), "{out}");
-    assert!(out.contains("pg_dump"), "{out}");
+    // It fails counting the key tables' rows, before pg_dump: psql cannot reach the server.
+    assert!(
+        out.contains("counting the rows of database hedgedoc (psql in postgres)"),
+        "{out}"
+    );
     assert!(out.contains("hedgedoc files: done"), "{out}");
+    synapse_restored(repo);
     restored_in_place(repo);
     killed_mid_way(repo);
     forgotten(repo);
@@ -510,6 +542,58 @@ fn services_are_backed_up(repo: &Repo) {
 }
 
 const PSQL: &str = "podman exec postgres psql -U postgres -d hedgedoc -At -c";
+
+/// Synapse's database and files lost, restored in place: the message is read back
+/// through the client API, the rows of its key tables verified against what the dump's
+/// snapshot recorded (counted in the dump's own transaction snapshot).
+fn synapse_restored(repo: &Repo) {
+    let o = repo.backup(&["list", "--json"]);
+    let v: serde_json::Value = serde_json::from_str(&stdout(&o)).expect("JSON");
+    let dump = v["snapshots"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .rfind(|s| s["service"] == "synapse" && s["kind"] == "dump")
+        .unwrap_or_else(|| panic!("no dump of synapse: {v}"));
+    let recorded = dump["description"].as_str().unwrap_or_default();
+    let rows = recorded
+        .lines()
+        .find(|l| l.starts_with("rows: "))
+        .unwrap_or_else(|| panic!("no row counts recorded: {dump}"));
+    let users = repo.on_ok(
+        "services",
+        "podman exec postgres psql -U postgres -d synapse -At -c 'SELECT count(*) FROM users'",
+    );
+    assert!(
+        rows.contains(&format!("users={}", users.trim())) && rows.contains("events="),
+        "{rows} (users now: {users})"
+    );
+    // Lost: the database, the media store and the rest of /data.
+    let left = repo.on_ok(
+        "services",
+        "systemctl stop synapse.service && podman exec postgres dropdb -U postgres synapse && rm -rf /srv/kiln/synapse/data/* && ls -A /srv/kiln/synapse/data | wc -l",
+    );
+    assert_eq!(left.trim(), "0");
+    let o = repo.kiln_env(&["backup", "restore", "synapse", "--in-place"]);
+    assert!(o.status.success(), "restore synapse: {}", text(&o));
+    let out = stdout(&o);
+    assert!(
+        out.contains("database synapse restored") && out.contains(rows),
+        "the restore verifies the recorded counts ({rows}): {out}"
+    );
+    assert!(out.contains("started synapse.service"), "{out}");
+    let collation = repo.on_ok(
+        "services",
+        "podman exec postgres psql -U postgres -At -c \"SELECT datcollate FROM pg_database WHERE datname = 'synapse'\"",
+    );
+    assert_eq!(collation.trim(), "C");
+    let m = repo.matrix("services", "alice-e2e-password read");
+    assert_eq!(
+        m["bodies"],
+        serde_json::json!(["kept through a backup"]),
+        "{m}"
+    );
+}
 
 /// Data lost, then restored in place from the latest snapshots.
 fn restored_in_place(repo: &Repo) {
@@ -586,20 +670,23 @@ fn restored_in_place(repo: &Repo) {
     repo.on_ok("services", "systemctl is-active hedgedoc.service");
 }
 
-/// The timer's run SIGKILLed while HedgeDoc is stopped for its copy.
+/// The timer's run SIGKILLed while Synapse (the first service stopped) is stopped for its
+/// copy.
 fn killed_mid_way(repo: &Repo) {
     let said = repo.on_ok(
         "services",
         "systemctl start --no-block kiln-backup.service
          for i in $(seq 1 200); do [ -f /var/lib/kiln/backup/pending.json ] && break; sleep 0.05; done
-         test -f /var/lib/kiln/backup/pending.json || { echo 'the run never stopped HedgeDoc'; exit 1; }
+         test -f /var/lib/kiln/backup/pending.json || { echo 'the run never stopped Synapse'; exit 1; }
          kill -9 \"$(systemctl show -p MainPID --value kiln-backup.service)\"
-         for i in $(seq 1 200); do [ \"$(systemctl is-active kiln-backup.service)\" = failed ] && break; sleep 0.1; done
+         for i in $(seq 1 1200); do [ \"$(systemctl is-active kiln-backup.service)\" = failed ] && break; sleep 0.1; done
          systemctl show -p Result --value kiln-backup.service
-         systemctl is-active hedgedoc.service
+         systemctl is-active synapse.service hedgedoc.service
          test -e /var/lib/kiln/backup/pending.json && echo pending-left || echo pending-gone",
     );
-    assert_eq!(said, "signal\nactive\npending-gone\n", "{said}");
+    // Killed while Synapse was stopped for its copy (or starting again after it): the
+    // unit's ExecStopPost starts it.
+    assert_eq!(said, "signal\nactive\nactive\npending-gone\n", "{said}");
     let o = repo.restic("backup_readonly", &["--no-lock", "check"]);
     assert!(
         o.status.success(),
@@ -631,8 +718,9 @@ fn forgotten(repo: &Repo) {
         out.contains("forgotten  its data stays in the bucket's old versions until at least"),
         "{out}"
     );
-    // One per host, service and kind: hedgedoc's dump and files, and restic's demo.
-    assert_eq!(count(repo), 3, "{out}");
+    // One per host, service and kind: synapse's and hedgedoc's dumps and files, and
+    // restic's demo.
+    assert_eq!(count(repo), 5, "{out}");
     let o = repo.restic("backup_readonly", &["--no-lock", "check"]);
     assert!(
         o.status.success(),

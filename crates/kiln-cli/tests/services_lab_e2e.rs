@@ -63,39 +63,8 @@ impl Repo {
     }
 }
 
-/// Through Synapse's client API, from inside its container (its Python): log in as
-/// `alice`, create a room, send a message, read it back; and the versions endpoint.
-const MATRIX_CLIENT: &str = r#"
-import json, sys, urllib.request
-base = "http://localhost:8008"
-def call(method, path, body=None, token=None):
-    req = urllib.request.Request(base + path, method=method,
-        data=None if body is None else json.dumps(body).encode(),
-        headers={"Content-Type": "application/json", **({"Authorization": "Bearer " + token} if token else {})})
-    with urllib.request.urlopen(req, timeout=30) as r:
-        return json.load(r)
-versions = call("GET", "/_matrix/client/versions")
-login = call("POST", "/_matrix/client/v3/login", {"type": "m.login.password", "identifier": {"type": "m.id.user", "user": "alice"}, "password": sys.argv[1]})
-token = login["access_token"]
-out = {"user_id": login["user_id"], "sliding": versions.get("unstable_features", {}).get("org.matrix.simplified_msc3575")}
-if sys.argv[2] == "send":
-    room = call("POST", "/_matrix/client/v3/createRoom", {"name": "kiln e2e"}, token)["room_id"]
-    call("PUT", "/_matrix/client/v3/rooms/%s/send/m.room.message/txn1" % room, {"msgtype": "m.text", "body": sys.argv[3]}, token)
-    out["room"] = room
-rooms = call("GET", "/_matrix/client/v3/joined_rooms", None, token)["joined_rooms"]
-bodies = []
-for room in rooms:
-    msgs = call("GET", "/_matrix/client/v3/rooms/%s/messages?dir=b&limit=20" % room, None, token)
-    bodies += [e["content"].get("body") for e in msgs["chunk"] if e["type"] == "m.room.message"]
-out["bodies"] = bodies
-print(json.dumps(out))
-"#;
-
 fn matrix(repo: &Repo, args: &str) -> serde_json::Value {
-    let out = repo.on_server_ok(&format!(
-        "cat > /tmp/matrix.py <<'PYEOF'\n{MATRIX_CLIENT}\nPYEOF\npodman cp /tmp/matrix.py synapse:/tmp/matrix.py && podman exec synapse python3 /tmp/matrix.py {args}"
-    ));
-    serde_json::from_str(out.trim()).unwrap_or_else(|e| panic!("{e}: {out}"))
+    repo.matrix("services", args)
 }
 
 #[test]

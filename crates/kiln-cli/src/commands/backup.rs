@@ -362,9 +362,18 @@ fn restore_in_place(
                 time.chars().take(19).collect::<String>().replace('T', " ")
             )),
             R::Stopped { units } => line(format!("stopped {}", units.join(", "))),
-            R::DatabaseRestored { name, seconds } => {
-                line(format!("database {name} restored in {seconds:.1} s"))
-            }
+            R::DatabaseRestored {
+                name,
+                seconds,
+                verified,
+            } => line(if verified.is_empty() {
+                format!("database {name} restored in {seconds:.1} s")
+            } else {
+                format!(
+                    "database {name} restored in {seconds:.1} s, verified: {}",
+                    kiln_backup::pg::rows_line(verified)
+                )
+            }),
             R::FilesRestored { paths, seconds } => line(format!(
                 "files restored in {seconds:.1} s: {}",
                 paths.join(", ")

@@ -177,6 +177,10 @@ pub fn plan(env: &EnvironmentContext<'_>, host: &Host) -> Result<HostPlan, Desir
                         name: db.clone(),
                         owner: db.clone(),
                         c_locale: user.kind == "synapse",
+                        key_tables: user
+                            .recipe()
+                            .map(|r| r.key_tables.iter().map(|t| (*t).to_owned()).collect())
+                            .unwrap_or_default(),
                     }),
                 });
             }

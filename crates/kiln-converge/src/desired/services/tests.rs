@@ -550,6 +550,13 @@ fn the_backup_plan_dumps_each_database_and_copies_each_volume_consistently() {
         argv.join(" "),
         "podman exec postgres pg_dump -Fc -U postgres --exclude-table-data=e2e_one_time_keys_json --dbname=synapse"
     );
+    // The catalog's key tables, whose rows the dump records and a restore verifies.
+    let db = get("synapse", Kind::Dump).database.as_ref().unwrap();
+    assert!(db.c_locale);
+    assert_eq!(
+        db.key_tables,
+        ["events", "rooms", "users", "local_media_repository"]
+    );
     let Source::Command { argv, .. } = &get("hedgedoc", Kind::Dump).source else {
         panic!("hedgedoc's dump is a command");
     };
