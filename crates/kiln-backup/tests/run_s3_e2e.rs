@@ -3,14 +3,21 @@
 //! others go on; a consistency step's undo runs after a failure too, and what a killed run
 //! left pending is undone by the next; the state and the node-exporter metrics say what
 //! happened per service; a wrong password fails every item, nothing written; Debian's
-//! restic lists the snapshots with kiln's tags and checks the repository. Needs root and
-//! the lab's prerequisites (.ci/install-lab.sh).
+//! restic lists the snapshots with kiln's tags and checks the repository; the S3 server
+//! cut off mid-backup (a proxy that stops forwarding) fails the run naming the endpoint,
+//! with a failure metric, leaves the repository valid for restic's check, and the next
+//! run completes. Needs root and the lab's prerequisites (.ci/install-lab.sh).
 
 use kiln_backup::plan::{HostPlan, HostSecrets, Item, Kind, PlanLocation, Source};
 use kiln_backup::run::{self, BackupEvent};
 use kiln_backup::{Location, Repo};
 use kiln_lab::{Lab, LabOptions, S3Options};
 use kiln_secrets::Secret;
+
+use std::io::{Read, Write};
+use std::net::{Shutdown, TcpListener, TcpStream};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 const PASSWORD: &str = "correct horse battery staple run";
 
@@ -251,7 +258,162 @@ fn a_host_plan_runs_item_by_item_and_says_so_in_its_metrics() {
     assert!(prom.contains("kiln_backup_last_exit_status{service=\"synapse\",kind=\"dump\"} 1\n"));
     // The last success stays what it was.
     assert!(prom.contains("kiln_backup_last_success_timestamp_seconds{service=\"synapse\""));
+
+    s3_cut_mid_backup(&location, &secrets, w);
     drop(lab);
+}
+
+/// A TCP proxy on loopback to `target` (`host:port`) that, once `limit` bytes have gone
+/// upstream, cuts every connection and drops every new one: the S3 server unreachable in
+/// the middle of a backup.
+struct Cutter {
+    endpoint: String,
+    cut: Arc<AtomicBool>,
+}
+
+fn cutter(target: &str, limit: u64) -> Cutter {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let endpoint = format!("http://{}", listener.local_addr().unwrap());
+    let cut = Arc::new(AtomicBool::new(false));
+    let up = Arc::new(AtomicU64::new(0));
+    let target = target.to_owned();
+    let flag = cut.clone();
+    std::thread::spawn(move || {
+        for conn in listener.incoming() {
+            let Ok(client) = conn else { return };
+            if flag.load(Ordering::SeqCst) {
+                let _ = client.shutdown(Shutdown::Both);
+                continue;
+            }
+            let Ok(server) = TcpStream::connect(&target) else {
+                continue;
+            };
+            let (flag, up) = (flag.clone(), up.clone());
+            let (c2, s2) = (client.try_clone().unwrap(), server.try_clone().unwrap());
+            // Downstream as it comes; upstream counted and cut at the limit.
+            std::thread::spawn(move || {
+                let _ = std::io::copy(&mut &s2, &mut &c2);
+                let _ = c2.shutdown(Shutdown::Both);
+            });
+            std::thread::spawn(move || {
+                let mut buf = [0u8; 16 * 1024];
+                loop {
+                    let n = match (&client).read(&mut buf) {
+                        Ok(0) | Err(_) => break,
+                        Ok(n) => n,
+                    };
+                    if flag.load(Ordering::SeqCst)
+                        || up.fetch_add(n as u64, Ordering::SeqCst) + n as u64 > limit
+                    {
+                        flag.store(true, Ordering::SeqCst);
+                        break;
+                    }
+                    if (&server).write_all(&buf[..n]).is_err() {
+                        break;
+                    }
+                }
+                let _ = server.shutdown(Shutdown::Both);
+                let _ = client.shutdown(Shutdown::Both);
+            });
+        }
+    });
+    Cutter { endpoint, cut }
+}
+
+/// S3 unreachable mid-backup: the run fails saying so, with a failure metric; the
+/// repository stays valid for restic; the next run completes.
+fn s3_cut_mid_backup(location: &Location, secrets: &HostSecrets, w: &std::path::Path) {
+    // 24 MiB that do not compress or deduplicate: several packs to upload.
+    let big = w.join("srv/nextcloud/data");
+    std::fs::create_dir_all(&big).unwrap();
+    let mut state = 0x9e37_79b9_7f4a_7c15_u64;
+    for f in 0..6 {
+        let bytes: Vec<u8> = (0..4 << 20)
+            .map(|_| {
+                state ^= state << 13;
+                state ^= state >> 7;
+                state ^= state << 17;
+                (state >> 24) as u8
+            })
+            .collect();
+        std::fs::write(big.join(format!("blob{f}")), bytes).unwrap();
+    }
+    let target = location
+        .endpoint
+        .trim_start_matches("http://")
+        .trim_end_matches('/');
+    let proxy = cutter(target, 8 << 20);
+    let metrics_dir = w.join("textfile-cut");
+    let mut plan = HostPlan {
+        environment: "lab".into(),
+        host: "services".into(),
+        repository: PlanLocation::from(&Location {
+            endpoint: proxy.endpoint.clone(),
+            ..location.clone()
+        }),
+        metrics_dir: Some(metrics_dir.clone()),
+        state_path: w.join("state-cut/last.json"),
+        items: vec![item(
+            "nextcloud",
+            Kind::Files,
+            Source::Paths {
+                paths: vec![big.clone()],
+            },
+        )],
+    };
+    let started = std::time::Instant::now();
+    let events = run_plan(&plan, secrets, None);
+    let took = started.elapsed();
+    assert!(
+        proxy.cut.load(Ordering::SeqCst),
+        "the proxy never cut: {events:#?}"
+    );
+    let message = events
+        .iter()
+        .find_map(|e| match e {
+            BackupEvent::Failed { message, .. } => Some(message.clone()),
+            _ => None,
+        })
+        .unwrap_or_else(|| panic!("no failure: {events:#?}"));
+    assert!(
+        message.contains(&proxy.endpoint),
+        "the failure names the S3 endpoint: {message}"
+    );
+    assert!(took.as_secs() < 120, "failing took {took:?}");
+    eprintln!("S3 cut mid-backup: the run failed after {took:.1?}: {message}");
+    let prom = std::fs::read_to_string(metrics_dir.join("kiln_backup.prom")).unwrap();
+    assert!(
+        prom.contains("kiln_backup_last_exit_status{service=\"nextcloud\",kind=\"files\"} 1\n"),
+        "{prom}"
+    );
+    // No half-written snapshot; restic's check passes on the repository as it is.
+    let listed = restic(
+        location,
+        secrets,
+        &[
+            "snapshots",
+            "--json",
+            "--tag",
+            "service=nextcloud,kind=files",
+        ],
+    );
+    assert_eq!(listed.trim(), "[]", "{listed}");
+    restic(location, secrets, &["check"]);
+    // Reachable again: the next run completes.
+    plan.repository = PlanLocation::from(location);
+    let events = run_plan(&plan, secrets, None);
+    assert!(
+        events
+            .iter()
+            .any(|e| matches!(e, BackupEvent::Done { service, .. } if service == "nextcloud")),
+        "{events:#?}"
+    );
+    let prom = std::fs::read_to_string(metrics_dir.join("kiln_backup.prom")).unwrap();
+    assert!(
+        prom.contains("kiln_backup_last_exit_status{service=\"nextcloud\",kind=\"files\"} 0\n"),
+        "{prom}"
+    );
+    restic(location, secrets, &["check"]);
 }
 
 fn restic(location: &Location, secrets: &HostSecrets, args: &[&str]) -> String {

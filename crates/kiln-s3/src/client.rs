@@ -174,6 +174,18 @@ pub struct S3Client {
     region: String,
     creds: Credentials,
     agent: ureq::Agent,
+    /// Waits before each retry of a request that could not be sent or that the server
+    /// answered with a transient error (429, 500, 502, 503, 504): a blip of the network
+    /// or of the provider does not fail a backup; a lasting outage does, within seconds.
+    retry_delays: Vec<Duration>,
+}
+
+/// [`S3Client::new`]'s retries: three, after 0.5, 1 and 2 s.
+const RETRY_DELAYS_MS: [u64; 3] = [500, 1000, 2000];
+
+/// Whether an answer's status is worth another try.
+fn transient(status: u16) -> bool {
+    matches!(status, 429 | 500 | 502 | 503 | 504)
 }
 
 impl std::fmt::Debug for S3Client {
@@ -199,16 +211,49 @@ impl S3Client {
             region: region.into(),
             creds,
             agent,
+            retry_delays: RETRY_DELAYS_MS.map(Duration::from_millis).to_vec(),
         }
+    }
+
+    /// The same client with these waits before its retries (none: no retry).
+    pub fn with_retry_delays(mut self, delays: Vec<Duration>) -> S3Client {
+        self.retry_delays = delays;
+        self
     }
 
     pub fn endpoint(&self) -> &str {
         &self.endpoint
     }
 
-    /// Sends one signed request and returns the answer whatever its status. `path` is
-    /// unencoded (`/bucket/key`).
+    /// Sends one signed request and returns the answer whatever its status, after
+    /// retrying what failed transiently (see `retry_delays`). `path` is unencoded
+    /// (`/bucket/key`).
     pub fn request(
+        &self,
+        service: &str,
+        method: &str,
+        path: &str,
+        query: &[(&str, &str)],
+        extra_headers: &[(&str, &str)],
+        body: &[u8],
+    ) -> Result<S3Response> {
+        let mut delays = self.retry_delays.iter();
+        loop {
+            let r = self.request_once(service, method, path, query, extra_headers, body);
+            let again = match &r {
+                Ok(resp) => transient(resp.status),
+                Err(S3Error::Transport { .. }) => true,
+                Err(_) => false,
+            };
+            match delays.next() {
+                Some(d) if again => std::thread::sleep(*d),
+                _ => return r,
+            }
+        }
+    }
+
+    /// One signed request, no retry.
+    fn request_once(
         &self,
         service: &str,
         method: &str,
@@ -596,6 +641,64 @@ impl S3Client {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A one-thread HTTP server on loopback answering its connections in turn: `None`
+    /// drops the connection unanswered, `Some(status)` answers with that status and a
+    /// body `ok`. Returns its endpoint and how many connections it saw.
+    fn scripted(
+        answers: Vec<Option<u16>>,
+    ) -> (String, std::sync::Arc<std::sync::atomic::AtomicUsize>) {
+        use std::io::{Read, Write};
+        use std::sync::atomic::Ordering;
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let endpoint = format!("http://{}", listener.local_addr().unwrap());
+        let seen = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let counter = seen.clone();
+        std::thread::spawn(move || {
+            for answer in answers {
+                let Ok((mut conn, _)) = listener.accept() else {
+                    return;
+                };
+                counter.fetch_add(1, Ordering::SeqCst);
+                let mut buf = [0u8; 4096];
+                let _ = conn.read(&mut buf);
+                if let Some(status) = answer {
+                    let _ = write!(
+                        conn,
+                        "HTTP/1.1 {status} X\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok"
+                    );
+                }
+            }
+        });
+        (endpoint, seen)
+    }
+
+    fn client(endpoint: &str, retries: usize) -> S3Client {
+        S3Client::new(endpoint, "us-east-1", Credentials::new("id", "secret"))
+            .with_retry_delays(vec![Duration::from_millis(10); retries])
+    }
+
+    #[test]
+    fn a_dropped_connection_and_a_503_are_retried_then_the_answer_returned() {
+        let (endpoint, seen) = scripted(vec![None, Some(503), Some(200)]);
+        let body = client(&endpoint, 3).get_object("b", "k", None).unwrap();
+        assert_eq!(body, b"ok");
+        assert_eq!(seen.load(std::sync::atomic::Ordering::SeqCst), 3);
+    }
+
+    #[test]
+    fn a_lasting_outage_fails_after_the_retries_naming_the_endpoint() {
+        let (endpoint, seen) = scripted(vec![Some(503); 5]);
+        let err = client(&endpoint, 2).get_object("b", "k", None).unwrap_err();
+        assert_eq!(err.status(), Some(503), "{err}");
+        assert_eq!(seen.load(std::sync::atomic::Ordering::SeqCst), 3);
+        assert!(err.to_string().contains(&endpoint), "{err}");
+        // A refusal that is no outage is not retried.
+        let (endpoint, seen) = scripted(vec![Some(403), Some(200)]);
+        let err = client(&endpoint, 2).get_object("b", "k", None).unwrap_err();
+        assert_eq!(err.status(), Some(403), "{err}");
+        assert_eq!(seen.load(std::sync::atomic::Ordering::SeqCst), 1);
+    }
 
     #[test]
     fn lifecycle_rules_round_trip_and_escape_their_values() {
