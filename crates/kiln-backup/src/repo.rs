@@ -108,7 +108,11 @@ pub struct SnapshotInfo {
     pub tags: Vec<String>,
     /// What the snapshot holds, as its maker described it.
     pub description: Option<String>,
-    /// Files and bytes the backup read, and the bytes it added to the repository.
+    /// Whether the snapshot has a summary (restic 0.14's have none: then the counts
+    /// below are 0 and say nothing).
+    pub summarized: bool,
+    /// Files (every entry but directories) and bytes the backup read, and the bytes it
+    /// added to the repository.
     pub files: u64,
     pub bytes: u64,
     pub bytes_added: u64,
@@ -125,6 +129,7 @@ impl SnapshotInfo {
             paths: s.paths.iter().cloned().collect(),
             tags: s.tags.iter().cloned().collect(),
             description: s.description.clone(),
+            summarized: summary.is_some(),
             files: summary.map_or(0, |x| x.total_files_processed),
             bytes: summary.map_or(0, |x| x.total_bytes_processed),
             bytes_added: summary.map_or(0, |x| x.data_added),

@@ -38,6 +38,11 @@ pub enum RestoreEvent {
     FilesRestored {
         paths: Vec<String>,
         seconds: f64,
+        /// The files (every entry but directories) found where they were restored,
+        /// equal to what the snapshot recorded; `None` when it recorded nothing (a
+        /// snapshot without summary, as restic 0.14 writes).
+        #[serde(default)]
+        verified_files: Option<u64>,
     },
     Started {
         units: Vec<String>,
@@ -194,10 +199,12 @@ pub fn restore_in_place(
             (Source::Paths { .. }, _) => repo
                 .restore_in_place(&snap.id, true)
                 .map_err(|e| e.to_string())
-                .map(|()| {
+                .and_then(|()| verify_files(snap))
+                .map(|verified_files| {
                     on_event(&RestoreEvent::FilesRestored {
                         paths: snap.paths.clone(),
                         seconds: started.elapsed().as_secs_f64(),
+                        verified_files,
                     })
                 }),
         };
@@ -225,6 +232,40 @@ pub fn restore_in_place(
         seconds: started.elapsed().as_secs_f64(),
     });
     Ok(())
+}
+
+/// Every entry but directories under `path` (itself included when it is no directory),
+/// symbolic links not followed: what a snapshot's summary counts as files.
+pub fn count_files(path: &std::path::Path) -> std::io::Result<u64> {
+    let meta = std::fs::symlink_metadata(path)?;
+    if !meta.is_dir() {
+        return Ok(1);
+    }
+    let mut n = 0;
+    for entry in std::fs::read_dir(path)? {
+        n += count_files(&entry?.path())?;
+    }
+    Ok(n)
+}
+
+/// The restored files of `snap` counted where they are, against what it recorded.
+fn verify_files(snap: &crate::SnapshotInfo) -> Result<Option<u64>, String> {
+    if !snap.summarized {
+        return Ok(None);
+    }
+    let mut found = 0;
+    for p in &snap.paths {
+        found += count_files(std::path::Path::new(p)).map_err(|e| format!("{p}: {e}"))?;
+    }
+    if found == snap.files {
+        Ok(Some(found))
+    } else {
+        Err(format!(
+            "the files restored from snapshot {} are {found}, the snapshot recorded {}",
+            &snap.id[..8.min(snap.id.len())],
+            snap.files
+        ))
+    }
 }
 
 /// The dump `filename` of snapshot `snap` into database `db`, recreated empty first,
@@ -311,5 +352,25 @@ fn restore_database(
             &id[..8.min(id.len())],
             differences.join("; ")
         ))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn files_are_counted_as_a_snapshot_counts_them() {
+        let d = tempfile::tempdir().unwrap();
+        let root = d.path().join("data");
+        std::fs::create_dir_all(root.join("a/b")).unwrap();
+        std::fs::create_dir(root.join("empty")).unwrap();
+        std::fs::write(root.join("a/one"), "1").unwrap();
+        std::fs::write(root.join("a/b/two"), "2").unwrap();
+        // A link counts once and is not followed (it points back up the tree).
+        std::os::unix::fs::symlink("..", root.join("a/b/up")).unwrap();
+        assert_eq!(count_files(&root).unwrap(), 3);
+        assert_eq!(count_files(&root.join("a/one")).unwrap(), 1);
+        assert!(count_files(&root.join("missing")).is_err());
     }
 }

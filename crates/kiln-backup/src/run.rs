@@ -638,6 +638,7 @@ mod tests {
                 paths: vec![],
                 tags: vec![],
                 description: None,
+                summarized: true,
                 files: 1,
                 bytes: 1,
                 bytes_added: 1,

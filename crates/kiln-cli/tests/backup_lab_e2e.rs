@@ -436,6 +436,11 @@ fn services_are_backed_up(repo: &Repo) {
         serde_json::json!(["kept through a backup"]),
         "{m}"
     );
+    let m = repo.matrix("services", "alice-e2e-password upload 'a media file'");
+    let mxc = m["mxc"]
+        .as_str()
+        .unwrap_or_else(|| panic!("{m}"))
+        .to_owned();
 
     let o = repo.kiln_env(&["backup", "run"]);
     assert!(o.status.success(), "backup run: {}", text(&o));
@@ -528,7 +533,7 @@ fn services_are_backed_up(repo: &Repo) {
         "{out}"
     );
     assert!(out.contains("hedgedoc files: done"), "{out}");
-    synapse_restored(repo);
+    synapse_restored(repo, &mxc);
     restored_in_place(repo);
     killed_mid_way(repo);
     forgotten(repo);
@@ -543,10 +548,10 @@ fn services_are_backed_up(repo: &Repo) {
 
 const PSQL: &str = "podman exec postgres psql -U postgres -d hedgedoc -At -c";
 
-/// Synapse's database and files lost, restored in place: the message is read back
-/// through the client API, the rows of its key tables verified against what the dump's
+/// Synapse's database and files lost, restored in place: the message and the media file
+/// are read back through the client API, the rows of its key tables verified against what the dump's
 /// snapshot recorded (counted in the dump's own transaction snapshot).
-fn synapse_restored(repo: &Repo) {
+fn synapse_restored(repo: &Repo, mxc: &str) {
     let o = repo.backup(&["list", "--json"]);
     let v: serde_json::Value = serde_json::from_str(&stdout(&o)).expect("JSON");
     let dump = v["snapshots"]
@@ -577,11 +582,21 @@ fn synapse_restored(repo: &Repo) {
     let o = repo.kiln_env(&["backup", "restore", "synapse", "--in-place"]);
     assert!(o.status.success(), "restore synapse: {}", text(&o));
     let out = stdout(&o);
+    eprintln!("kiln backup restore synapse --in-place said:\n{out}");
     assert!(
         out.contains("database synapse restored") && out.contains(rows),
         "the restore verifies the recorded counts ({rows}): {out}"
     );
     assert!(out.contains("started synapse.service"), "{out}");
+    // The files counted where they were restored, as many as the snapshot recorded.
+    let files_line = out
+        .lines()
+        .find(|l| l.contains("files restored"))
+        .unwrap_or_else(|| panic!("{out}"));
+    assert!(
+        files_line.contains(", verified: ") && files_line.contains("/srv/kiln/synapse/data"),
+        "{files_line}"
+    );
     let collation = repo.on_ok(
         "services",
         "podman exec postgres psql -U postgres -At -c \"SELECT datcollate FROM pg_database WHERE datname = 'synapse'\"",
@@ -593,6 +608,8 @@ fn synapse_restored(repo: &Repo) {
         serde_json::json!(["kept through a backup"]),
         "{m}"
     );
+    let m = repo.matrix("services", &format!("alice-e2e-password download {mxc}"));
+    assert_eq!(m["content"], "a media file", "{m}");
 }
 
 /// Data lost, then restored in place from the latest snapshots.

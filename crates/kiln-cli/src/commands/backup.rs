@@ -374,8 +374,15 @@ fn restore_in_place(
                     kiln_backup::pg::rows_line(verified)
                 )
             }),
-            R::FilesRestored { paths, seconds } => line(format!(
-                "files restored in {seconds:.1} s: {}",
+            R::FilesRestored {
+                paths,
+                seconds,
+                verified_files,
+            } => line(format!(
+                "files restored in {seconds:.1} s{}: {}",
+                verified_files
+                    .map(|n| format!(", verified: {n} file{}", if n == 1 { "" } else { "s" }))
+                    .unwrap_or_default(),
                 paths.join(", ")
             )),
             R::Started { units, seconds } => line(format!(

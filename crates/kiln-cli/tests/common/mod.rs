@@ -98,7 +98,8 @@ pub fn certificate(ip: &str, name: &str) -> String {
 }
 
 /// Through Synapse's client API, from inside its container (its Python): log in as
-/// `alice`, create a room, send a message, read it back; and the versions endpoint.
+/// `alice`, create a room and send a message, or upload or download a media file; read
+/// the messages back; and the versions endpoint.
 pub const MATRIX_CLIENT: &str = r#"
 import json, sys, urllib.request
 base = "http://localhost:8008"
@@ -116,6 +117,16 @@ if sys.argv[2] == "send":
     room = call("POST", "/_matrix/client/v3/createRoom", {"name": "kiln e2e"}, token)["room_id"]
     call("PUT", "/_matrix/client/v3/rooms/%s/send/m.room.message/txn1" % room, {"msgtype": "m.text", "body": sys.argv[3]}, token)
     out["room"] = room
+if sys.argv[2] == "upload":
+    req = urllib.request.Request(base + "/_matrix/media/v3/upload?filename=note.txt", method="POST",
+        data=sys.argv[3].encode(), headers={"Content-Type": "text/plain", "Authorization": "Bearer " + token})
+    with urllib.request.urlopen(req, timeout=30) as r:
+        out["mxc"] = json.load(r)["content_uri"]
+if sys.argv[2] == "download":
+    req = urllib.request.Request(base + "/_matrix/client/v1/media/download/" + sys.argv[3][len("mxc://"):],
+        headers={"Authorization": "Bearer " + token})
+    with urllib.request.urlopen(req, timeout=30) as r:
+        out["content"] = r.read().decode()
 rooms = call("GET", "/_matrix/client/v3/joined_rooms", None, token)["joined_rooms"]
 bodies = []
 for room in rooms:
@@ -193,7 +204,8 @@ impl LabRepo {
     }
 
     /// [`MATRIX_CLIENT`] run in the Synapse container of lab server `server` with `args`
-    /// (`PASSWORD read` or `PASSWORD send BODY`): its JSON answer.
+    /// (`PASSWORD read`, `PASSWORD send BODY`, `PASSWORD upload TEXT` or `PASSWORD
+    /// download MXC`): its JSON answer.
     pub fn matrix(&self, server: &str, args: &str) -> serde_json::Value {
         let out = self.on_ok(
             server,
