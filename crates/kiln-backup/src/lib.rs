@@ -15,5 +15,6 @@ pub mod plan;
 pub mod repo;
 pub mod restore;
 pub mod run;
+pub mod volume;
 
 pub use repo::{Location, Repo, RepoError, SnapshotInfo};

@@ -95,7 +95,7 @@ pub enum RepoError {
 }
 
 /// One snapshot, as listed.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct SnapshotInfo {
     /// Full id (hex); restic shows its first 8 characters.
     pub id: String,

@@ -37,6 +37,26 @@ pub enum BackupEvent {
         service: String,
         kind: Kind,
     },
+    /// A snapshot of the volume holding the service's data was taken: its files are
+    /// copied from it with the service running.
+    Snapshotted {
+        service: String,
+        /// The snapshot volume (`vg/kiln-backup-lv`).
+        volume: String,
+        /// How long the `before` steps (a maintenance mode) lasted, snapshot included.
+        seconds: f64,
+    },
+    /// The data is on LVM but no snapshot could be taken (no room in the volume group):
+    /// the copy is made the other way (the service stopped).
+    SnapshotSkipped {
+        service: String,
+        message: String,
+    },
+    /// The snapshot volume was removed after the copy.
+    SnapshotRemoved {
+        service: String,
+        volume: String,
+    },
     /// Units stopped for a consistent copy.
     Stopped {
         service: String,
@@ -96,6 +116,9 @@ struct Pending {
     service: String,
     start_units: Vec<String>,
     after: Vec<Vec<String>>,
+    /// LVM snapshot volumes to remove (`vg/name`).
+    #[serde(default)]
+    lvm_snapshots: Vec<String>,
 }
 
 /// A run that could not start at all.
@@ -215,16 +238,32 @@ fn systemctl(verb: &str, unit: &str) -> Result<(), String> {
     command(&["systemctl".to_owned(), verb.to_owned(), unit.to_owned()])
 }
 
-/// Undoes what the pending file says (units started, `after` commands run) and removes it.
-/// Reports what it did; nothing when there is no pending file.
+/// Undoes what the pending file says (units started, `after` commands run, snapshot
+/// volumes removed) and removes it, then removes any snapshot volume kiln left. Reports
+/// what it did; nothing when there was nothing to undo.
 pub fn recover(plan: &HostPlan, on_event: &mut dyn FnMut(&BackupEvent)) {
     let p = paths(plan);
-    let Ok(text) = std::fs::read_to_string(&p.pending) else {
-        return;
-    };
-    let pending: Pending = serde_json::from_str(&text).unwrap_or_default();
-    undo(&pending, on_event, true);
-    let _ = std::fs::remove_file(&p.pending);
+    if let Ok(text) = std::fs::read_to_string(&p.pending) {
+        let pending: Pending = serde_json::from_str(&text).unwrap_or_default();
+        undo(&pending, on_event, true);
+        let _ = std::fs::remove_file(&p.pending);
+    }
+    remove_leftover_snapshots(on_event);
+}
+
+/// Removes the snapshot volumes kiln made that are still there, whatever left them.
+fn remove_leftover_snapshots(on_event: &mut dyn FnMut(&BackupEvent)) {
+    let pending = Pending::default();
+    for name in crate::volume::leftovers() {
+        let r = crate::volume::remove(&name);
+        report_undo(
+            &pending,
+            &format!("remove snapshot volume {name}"),
+            r,
+            on_event,
+            true,
+        );
+    }
 }
 
 fn undo(pending: &Pending, on_event: &mut dyn FnMut(&BackupEvent), recovering: bool) {
@@ -235,6 +274,16 @@ fn undo(pending: &Pending, on_event: &mut dyn FnMut(&BackupEvent), recovering: b
     for unit in &pending.start_units {
         let r = systemctl("start", unit);
         report_undo(pending, &format!("start {unit}"), r, on_event, recovering);
+    }
+    for name in &pending.lvm_snapshots {
+        let r = crate::volume::remove(name);
+        report_undo(
+            pending,
+            &format!("remove snapshot volume {name}"),
+            r,
+            on_event,
+            recovering,
+        );
     }
 }
 
@@ -334,7 +383,24 @@ pub fn run(
                 service: item.service.clone(),
                 kind: item.kind,
             });
-            let result = one(plan, item, repo, &p, on_event);
+            let origin = match &item.source {
+                Source::Paths { paths } => crate::volume::lvm_origin(paths),
+                Source::Command { .. } => None,
+            };
+            let result = match origin
+                .map(|origin| from_snapshot(plan, item, secrets, &origin, &p, on_event))
+            {
+                Some(Ok(done)) => done,
+                Some(Err(why)) => {
+                    // No snapshot after all: the service is stopped for its copy.
+                    on_event(&BackupEvent::SnapshotSkipped {
+                        service: item.service.clone(),
+                        message: why,
+                    });
+                    one(plan, item, repo, &p, on_event)
+                }
+                None => one(plan, item, repo, &p, on_event),
+            };
             let seconds = started.elapsed().as_secs_f64();
             match &result {
                 Ok((s, downtime)) => on_event(&BackupEvent::Done {
@@ -417,6 +483,98 @@ fn record(
     state.items.insert(key, entry);
 }
 
+/// What [`from_snapshot`] could not do: take the snapshot (the copy can be made
+/// otherwise), or a step of the item (it failed).
+enum SnapshotFailure {
+    NoSnapshot(String),
+    Failed(String),
+}
+
+/// The result of an item.
+type Made = Result<(SnapshotInfo, Option<f64>), String>;
+
+/// One item of files on LVM: its `before` steps only while the snapshot is taken, its
+/// files copied from the snapshot by a child process ([`crate::volume`]), the snapshot
+/// removed after. `Err(why)` when no snapshot could be taken (the caller copies
+/// otherwise); `Ok` with the item's result when one was.
+fn from_snapshot(
+    plan: &HostPlan,
+    item: &Item,
+    secrets: &HostSecrets,
+    origin: &crate::volume::Origin,
+    p: &Paths,
+    on_event: &mut dyn FnMut(&BackupEvent),
+) -> Result<Made, String> {
+    let name = origin.snapshot_name();
+    let mut pending = Pending {
+        service: item.service.clone(),
+        start_units: vec![],
+        after: item.after.clone(),
+        lvm_snapshots: vec![name.clone()],
+    };
+    let write = |pending: &Pending| -> Result<(), String> {
+        let text = serde_json::to_string(pending).map_err(|e| e.to_string())?;
+        write_atomically(&p.pending, &text).map_err(|e| format!("{}: {e}", p.pending.display()))
+    };
+    if let Err(e) = write(&pending) {
+        return Ok(Err(e));
+    }
+    let started = Instant::now();
+    let taken: Result<String, SnapshotFailure> = (|| {
+        for argv in &item.before {
+            command(argv).map_err(SnapshotFailure::Failed)?;
+        }
+        crate::volume::create(origin).map_err(SnapshotFailure::NoSnapshot)
+    })();
+    // The maintenance mode ends as soon as the snapshot exists (or failed to).
+    for argv in &item.after {
+        let r = command(argv);
+        report_undo(&pending, &argv.join(" "), r, on_event, false);
+    }
+    pending.after.clear();
+    let _ = write(&pending);
+    let created = matches!(taken, Ok(_));
+    let result = match taken {
+        Ok(device) => {
+            on_event(&BackupEvent::Snapshotted {
+                service: item.service.clone(),
+                volume: name.clone(),
+                seconds: started.elapsed().as_secs_f64(),
+            });
+            let job = crate::volume::SnapshotJob {
+                environment: plan.environment.clone(),
+                host: plan.host.clone(),
+                repository: plan.repository.clone(),
+                item: item.clone(),
+                secrets: secrets.clone(),
+                device,
+                fstype: origin.fstype.clone(),
+                mountpoint: origin.mountpoint.clone(),
+            };
+            crate::volume::run_child(&job).map(|s| (s, None))
+        }
+        Err(SnapshotFailure::Failed(m)) => Err(m),
+        Err(SnapshotFailure::NoSnapshot(m)) => {
+            let _ = std::fs::remove_file(&p.pending);
+            return Err(m);
+        }
+    };
+    match crate::volume::remove(&name) {
+        Ok(()) if created => on_event(&BackupEvent::SnapshotRemoved {
+            service: item.service.clone(),
+            volume: name,
+        }),
+        Ok(()) => {}
+        Err(message) => on_event(&BackupEvent::StepFailed {
+            service: item.service.clone(),
+            step: format!("remove snapshot volume {name}"),
+            message,
+        }),
+    }
+    let _ = std::fs::remove_file(&p.pending);
+    Ok(result)
+}
+
 /// One item: consistency steps around the snapshot, undone whatever happens.
 fn one(
     plan: &HostPlan,
@@ -429,6 +587,7 @@ fn one(
         service: item.service.clone(),
         start_units: item.stop_units.clone(),
         after: item.after.clone(),
+        lvm_snapshots: vec![],
     };
     let changes = !pending.start_units.is_empty() || !pending.after.is_empty();
     if changes {

@@ -50,6 +50,11 @@ enum Action {
         #[arg(long, default_value = kiln_backup::plan::SECRETS_PATH, hide = true)]
         secrets: PathBuf,
     },
+    /// Copy an item's files from an LVM snapshot, in a mount namespace of its own (run
+    /// by `agent backup` under `unshare`): the job as JSON on stdin, the snapshot as JSON
+    /// on stdout.
+    #[command(hide = true)]
+    BackupSnapshot,
     /// Restore a service's data in place from its backups (run by `kiln backup restore
     /// --in-place`); JSON-line events on stdout.
     Restore {
@@ -64,9 +69,12 @@ impl Args {
     fn options(self) -> Options {
         Options {
             mode: match self.action {
-                None | Some(Action::Backup { .. } | Action::Restore { .. }) => Mode::Run {
-                    plan_only: self.plan_only,
-                },
+                None
+                | Some(Action::Backup { .. } | Action::Restore { .. } | Action::BackupSnapshot) => {
+                    Mode::Run {
+                        plan_only: self.plan_only,
+                    }
+                }
                 Some(Action::Disarm { token }) => Mode::Disarm { token },
                 Some(Action::Rollback { token }) => Mode::Rollback { token },
             },
@@ -88,6 +96,9 @@ pub fn run(_global: &GlobalArgs, args: Args) -> CmdResult {
     }
     if let Some(Action::Restore { service, snapshot }) = &args.action {
         return restore(service, snapshot.as_deref());
+    }
+    if let Some(Action::BackupSnapshot) = &args.action {
+        return backup_snapshot();
     }
     let (mut stdin, mut stdout) = (std::io::stdin().lock(), std::io::stdout().lock());
     let ok = agent::main(&args.options(), &mut stdin, &mut stdout) == agent::EXIT_OK;
@@ -134,6 +145,18 @@ fn backup(plan: &Path, secrets: &Path, service: Option<&str>, recover: bool) -> 
     } else {
         Ok(ExitCode::from(error::SUCCESS))
     }
+}
+
+/// The copy from an LVM snapshot, in the child `agent backup` starts in a mount
+/// namespace of its own: the job on stdin, the snapshot made on stdout.
+fn backup_snapshot() -> CmdResult {
+    let fail = |message: String| CliError::failed(miette::miette!("{message}"));
+    let job: kiln_backup::volume::SnapshotJob = serde_json::from_reader(std::io::stdin().lock())
+        .map_err(|e| fail(format!("the snapshot job on stdin: {e}")))?;
+    let snap = kiln_backup::volume::child_main(&job).map_err(fail)?;
+    let line = serde_json::to_string(&snap).map_err(|e| fail(e.to_string()))?;
+    println!("{line}");
+    Ok(ExitCode::from(error::SUCCESS))
 }
 
 /// The host's restore mode: events as JSON lines on stdout; exit 1 with why on stderr.

@@ -456,6 +456,23 @@ fn run_now(
             step,
             message,
         } => line(host, format!("{service}: {step} FAILED: {message}")),
+        E::Snapshotted {
+            service,
+            volume,
+            seconds,
+        } => line(
+            host,
+            format!(
+                "{service}: LVM snapshot {volume} taken in {seconds:.1} s, copying from it (the service keeps running)"
+            ),
+        ),
+        E::SnapshotSkipped { service, message } => line(
+            host,
+            format!("{service}: warning: {message}; copying with the service stopped instead"),
+        ),
+        E::SnapshotRemoved { service, volume } => {
+            line(host, format!("{service}: snapshot {volume} removed"))
+        }
         E::Done {
             service,
             kind,
