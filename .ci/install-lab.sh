@@ -24,8 +24,9 @@ apt-get install -y -q --no-install-recommends \
 apt-get install -y -q --no-install-recommends qemu-system-x86 e2fsprogs
 
 # Backups (crates/kiln-backup/tests): Debian's stock restic reads and writes the
-# repositories kiln writes.
-apt-get install -y -q --no-install-recommends restic
+# repositories kiln writes; btrfs-progs for the btrfs snapshot path (a loop device here;
+# objcopy, from binutils, strips the binary shipped to a lab VM).
+apt-get install -y -q --no-install-recommends restic btrfs-progs binutils
 
 # The lab's ACME server (`kiln lab up --acme`, tests/acme_e2e.rs): Debian's pebble ships
 # pebble and pebble-challtestsrv (the lab DNS). The reverse-proxy tests also probe with

@@ -37,22 +37,25 @@ pub enum BackupEvent {
         service: String,
         kind: Kind,
     },
-    /// A snapshot of the volume holding the service's data was taken: its files are
+    /// A snapshot of the volume (or btrfs subvolume) holding the service's data was taken: its files are
     /// copied from it with the service running.
     Snapshotted {
         service: String,
-        /// The snapshot volume (`vg/kiln-backup-lv`).
+        /// `LVM` or `btrfs`.
+        #[serde(default)]
+        of: String,
+        /// The snapshot (`vg/kiln-backup-lv`, or the btrfs snapshot's path).
         volume: String,
         /// How long the `before` steps (a maintenance mode) lasted, snapshot included.
         seconds: f64,
     },
-    /// The data is on LVM but no snapshot could be taken (no room in the volume group):
+    /// The data is on LVM or btrfs but no snapshot could be taken (no room in the volume group):
     /// the copy is made the other way (the service stopped).
     SnapshotSkipped {
         service: String,
         message: String,
     },
-    /// The snapshot volume was removed after the copy.
+    /// The snapshot was removed after the copy.
     SnapshotRemoved {
         service: String,
         volume: String,
@@ -116,9 +119,9 @@ struct Pending {
     service: String,
     start_units: Vec<String>,
     after: Vec<Vec<String>>,
-    /// LVM snapshot volumes to remove (`vg/name`).
-    #[serde(default)]
-    lvm_snapshots: Vec<String>,
+    /// Snapshots to remove (LVM `vg/name`, btrfs paths).
+    #[serde(default, alias = "lvm_snapshots")]
+    snapshots: Vec<String>,
 }
 
 /// A run that could not start at all.
@@ -258,7 +261,7 @@ fn remove_leftover_snapshots(on_event: &mut dyn FnMut(&BackupEvent)) {
         let r = crate::volume::remove(&name);
         report_undo(
             &pending,
-            &format!("remove snapshot volume {name}"),
+            &format!("remove snapshot {name}"),
             r,
             on_event,
             true,
@@ -275,11 +278,11 @@ fn undo(pending: &Pending, on_event: &mut dyn FnMut(&BackupEvent), recovering: b
         let r = systemctl("start", unit);
         report_undo(pending, &format!("start {unit}"), r, on_event, recovering);
     }
-    for name in &pending.lvm_snapshots {
+    for name in &pending.snapshots {
         let r = crate::volume::remove(name);
         report_undo(
             pending,
-            &format!("remove snapshot volume {name}"),
+            &format!("remove snapshot {name}"),
             r,
             on_event,
             recovering,
@@ -384,7 +387,7 @@ pub fn run(
                 kind: item.kind,
             });
             let origin = match &item.source {
-                Source::Paths { paths } => crate::volume::lvm_origin(paths),
+                Source::Paths { paths } => crate::volume::origin(paths),
                 Source::Command { .. } => None,
             };
             let result = match origin
@@ -510,7 +513,7 @@ fn from_snapshot(
         service: item.service.clone(),
         start_units: vec![],
         after: item.after.clone(),
-        lvm_snapshots: vec![name.clone()],
+        snapshots: vec![name.clone()],
     };
     let write = |pending: &Pending| -> Result<(), String> {
         let text = serde_json::to_string(pending).map_err(|e| e.to_string())?;
@@ -520,7 +523,7 @@ fn from_snapshot(
         return Ok(Err(e));
     }
     let started = Instant::now();
-    let taken: Result<String, SnapshotFailure> = (|| {
+    let taken: Result<crate::volume::Taken, SnapshotFailure> = (|| {
         for argv in &item.before {
             command(argv).map_err(SnapshotFailure::Failed)?;
         }
@@ -533,11 +536,12 @@ fn from_snapshot(
     }
     pending.after.clear();
     let _ = write(&pending);
-    let created = matches!(taken, Ok(_));
+    let created = taken.is_ok();
     let result = match taken {
-        Ok(device) => {
+        Ok(taken) => {
             on_event(&BackupEvent::Snapshotted {
                 service: item.service.clone(),
+                of: origin.kind().to_owned(),
                 volume: name.clone(),
                 seconds: started.elapsed().as_secs_f64(),
             });
@@ -547,9 +551,7 @@ fn from_snapshot(
                 repository: plan.repository.clone(),
                 item: item.clone(),
                 secrets: secrets.clone(),
-                device,
-                fstype: origin.fstype.clone(),
-                mountpoint: origin.mountpoint.clone(),
+                taken,
             };
             crate::volume::run_child(&job).map(|s| (s, None))
         }
@@ -567,7 +569,7 @@ fn from_snapshot(
         Ok(()) => {}
         Err(message) => on_event(&BackupEvent::StepFailed {
             service: item.service.clone(),
-            step: format!("remove snapshot volume {name}"),
+            step: format!("remove snapshot {name}"),
             message,
         }),
     }
@@ -587,7 +589,7 @@ fn one(
         service: item.service.clone(),
         start_units: item.stop_units.clone(),
         after: item.after.clone(),
-        lvm_snapshots: vec![],
+        snapshots: vec![],
     };
     let changes = !pending.start_units.is_empty() || !pending.after.is_empty();
     if changes {

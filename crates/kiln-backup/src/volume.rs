@@ -1,16 +1,18 @@
 //! Snapshots of the volume holding a service's data, so that its files are copied
 //! consistently without stopping it (the reference infrastructure's no-downtime backups):
-//! when every path of an item is on one LVM logical volume, a snapshot of that volume is
-//! taken (`lvcreate --snapshot`), the item's `before` steps (Nextcloud's maintenance mode)
-//! lasting only as long as taking it, and the files are read from the snapshot by a child
-//! process in a mount namespace of its own (`unshare --mount`), where the snapshot is
-//! mounted read-only and its copies of the paths are bound over the paths themselves: the
-//! snapshot records the paths where they are, the host's own mounts never change, and the
-//! mounts vanish with the child however it ends. The snapshot volume itself is removed
-//! after the copy, and by the next run or `--recover` when the run was killed (its name is
-//! in the pending file first).
+//! when every path of an item is on one LVM logical volume, a snapshot of that volume
+//! (`lvcreate --snapshot`); when they are in one btrfs subvolume, a read-only btrfs
+//! snapshot of it (`btrfs subvolume snapshot -r`, inside the subvolume as
+//! `.kiln-backup-snapshot`). The item's `before` steps (Nextcloud's maintenance mode) last
+//! only as long as taking it. The files are read from the snapshot by a child process in a
+//! mount namespace of its own (`unshare --mount`), where the LVM snapshot is mounted
+//! read-only and the snapshot's copy of each path is bound over the path itself: the
+//! backup records the paths where they are, the host's own mounts never change, and the
+//! mounts vanish with the child however it ends. The snapshot itself is removed after the
+//! copy, and by the next run or `--recover` when the run was killed (it is named in the
+//! pending file first).
 //!
-//! Without LVM (or when the volume group has no room for a snapshot) the caller falls back
+//! Elsewhere (or when the volume group has no room for a snapshot) the caller falls back
 //! to stopping the service for the copy.
 
 use std::io::Write;
@@ -24,15 +26,19 @@ use crate::repo::{Repo, SnapshotInfo};
 
 /// Every snapshot volume kiln makes is named so; `--recover` removes those it finds.
 pub const SNAPSHOT_PREFIX: &str = "kiln-backup-";
-/// Where the child mounts the snapshot (in its own mount namespace).
+/// The btrfs snapshot's name, inside the subvolume it is taken of.
+pub const BTRFS_SNAPSHOT: &str = ".kiln-backup-snapshot";
+/// Where the child mounts an LVM snapshot (in its own mount namespace).
 pub const MOUNT_DIR: &str = "/run/kiln/backup/snapshot";
-/// How big a snapshot's copy-on-write space is: writes to the origin during the backup
-/// must fit in it.
+/// How big an LVM snapshot's copy-on-write space is: writes to the origin during the
+/// backup must fit in it.
 pub const SNAPSHOT_EXTENTS: &str = "20%ORIGIN";
+/// The inode number of a btrfs subvolume's root directory.
+const BTRFS_SUBVOLUME_INODE: u64 = 256;
 
 /// The logical volume holding an item's paths, mounted at `mountpoint`.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Origin {
+pub struct Lvm {
     /// The mounted device (`/dev/mapper/vg-lv`).
     pub device: String,
     pub mountpoint: PathBuf,
@@ -41,11 +47,46 @@ pub struct Origin {
     pub lv: String,
 }
 
+/// What can be snapshotted under an item's paths.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Origin {
+    Lvm(Lvm),
+    /// The btrfs subvolume (its root directory) holding all the paths.
+    Btrfs {
+        subvolume: PathBuf,
+    },
+}
+
 impl Origin {
-    /// The snapshot volume's name (`kiln-backup-<lv>`), as `vg/name`.
+    /// The snapshot's name, as the pending file and [`remove`] take it: `vg/kiln-backup-lv`
+    /// for LVM, the snapshot's absolute path for btrfs.
     pub fn snapshot_name(&self) -> String {
-        format!("{}/{SNAPSHOT_PREFIX}{}", self.vg, self.lv)
+        match self {
+            Origin::Lvm(o) => format!("{}/{SNAPSHOT_PREFIX}{}", o.vg, o.lv),
+            Origin::Btrfs { subvolume } => subvolume.join(BTRFS_SNAPSHOT).display().to_string(),
+        }
     }
+
+    /// `LVM` or `btrfs`.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Origin::Lvm(_) => "LVM",
+            Origin::Btrfs { .. } => "btrfs",
+        }
+    }
+}
+
+/// A snapshot taken: how the child reaches its tree.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Taken {
+    /// What to mount first (an LVM snapshot's device and filesystem) at [`MOUNT_DIR`].
+    pub mount: Option<(String, String)>,
+    /// Where the origin's tree appears once mounted (the mount, or the btrfs snapshot).
+    pub root: PathBuf,
+    /// The origin's own root (its mountpoint, or the subvolume): paths are relative to it.
+    pub base: PathBuf,
+    /// For humans: `LVM snapshot /dev/vg/kiln-backup-lv`, `btrfs snapshot /srv/.kiln-…`.
+    pub label: String,
 }
 
 fn output(program: &str, args: &[&str]) -> Result<String, String> {
@@ -79,9 +120,23 @@ fn mount_of(path: &Path) -> Result<(String, PathBuf, String), String> {
     }
 }
 
-/// The logical volume holding all of `paths`, if they are on one; `None` when they are
-/// not on LVM (or on several volumes) or when the host has no LVM tools.
-pub fn lvm_origin(paths: &[PathBuf]) -> Option<Origin> {
+/// The btrfs subvolume holding `path` (its root directory), below or at `mountpoint`.
+fn btrfs_subvolume(path: &Path, mountpoint: &Path) -> Option<PathBuf> {
+    use std::os::unix::fs::MetadataExt;
+    let mut dir = path.to_path_buf();
+    loop {
+        if std::fs::metadata(&dir).ok()?.ino() == BTRFS_SUBVOLUME_INODE {
+            return Some(dir);
+        }
+        if dir == mountpoint || !dir.pop() {
+            return None;
+        }
+    }
+}
+
+/// What holds all of `paths` and can be snapshotted: one btrfs subvolume or one LVM
+/// logical volume; `None` otherwise (several volumes, another filesystem, no LVM tools).
+pub fn origin(paths: &[PathBuf]) -> Option<Origin> {
     let mut found: Option<(String, PathBuf, String)> = None;
     for p in paths {
         let m = mount_of(p).ok()?;
@@ -91,6 +146,17 @@ pub fn lvm_origin(paths: &[PathBuf]) -> Option<Origin> {
         }
     }
     let (device, mountpoint, fstype) = found?;
+    if fstype == "btrfs" {
+        let mut subvolume = None;
+        for p in paths {
+            let s = btrfs_subvolume(p, &mountpoint)?;
+            match &subvolume {
+                Some(x) if *x != s => return None,
+                _ => subvolume = Some(s),
+            }
+        }
+        return subvolume.map(|subvolume| Origin::Btrfs { subvolume });
+    }
     // findmnt names `/dev/mapper/vg-lv`, lvs `/dev/vg/lv`: both lead to the same node.
     let real = std::fs::canonicalize(&device).ok()?;
     let lvs = output(
@@ -115,39 +181,72 @@ pub fn lvm_origin(paths: &[PathBuf]) -> Option<Origin> {
     if attr.starts_with(['s', 'S', 't']) {
         return None;
     }
-    Some(Origin {
+    Some(Origin::Lvm(Lvm {
         device,
         mountpoint,
         fstype,
         vg: vg.to_owned(),
         lv: lv.to_owned(),
-    })
+    }))
 }
 
-/// Takes the snapshot of `origin`: its device (`/dev/vg/name`).
-pub fn create(origin: &Origin) -> Result<String, String> {
+/// Takes the snapshot of `origin` (a leftover of the same name removed first).
+pub fn create(origin: &Origin) -> Result<Taken, String> {
     let name = origin.snapshot_name();
-    let (_, short) = name.split_once('/').unwrap_or(("", &name));
-    let full = format!("{}/{}", origin.vg, origin.lv);
-    output(
-        "lvcreate",
-        &[
-            "-q",
-            "-y",
-            "--snapshot",
-            "--extents",
-            SNAPSHOT_EXTENTS,
-            "--name",
-            short,
-            &full,
-        ],
-    )
-    .map_err(|e| format!("no LVM snapshot of {full}: {e}"))?;
-    Ok(format!("/dev/{name}"))
+    match origin {
+        Origin::Lvm(o) => {
+            let (_, short) = name.split_once('/').unwrap_or(("", &name));
+            let full = format!("{}/{}", o.vg, o.lv);
+            remove(&name)?;
+            output(
+                "lvcreate",
+                &[
+                    "-q",
+                    "-y",
+                    "--snapshot",
+                    "--extents",
+                    SNAPSHOT_EXTENTS,
+                    "--name",
+                    short,
+                    &full,
+                ],
+            )
+            .map_err(|e| format!("no LVM snapshot of {full}: {e}"))?;
+            let device = format!("/dev/{name}");
+            Ok(Taken {
+                mount: Some((device.clone(), o.fstype.clone())),
+                root: MOUNT_DIR.into(),
+                base: o.mountpoint.clone(),
+                label: format!("LVM snapshot {device}"),
+            })
+        }
+        Origin::Btrfs { subvolume } => {
+            remove(&name)?;
+            let from = subvolume.display().to_string();
+            output(
+                "btrfs",
+                &["-q", "subvolume", "snapshot", "-r", &from, &name],
+            )
+            .map_err(|e| format!("no btrfs snapshot of {from}: {e}"))?;
+            Ok(Taken {
+                mount: None,
+                root: name.clone().into(),
+                base: subvolume.clone(),
+                label: format!("btrfs snapshot {name}"),
+            })
+        }
+    }
 }
 
-/// Removes snapshot volume `name` (`vg/name`); one already gone is no error.
+/// Removes snapshot `name` (an LVM `vg/name`, or a btrfs snapshot's path); one already
+/// gone is no error.
 pub fn remove(name: &str) -> Result<(), String> {
+    if name.starts_with('/') {
+        if !Path::new(name).exists() {
+            return Ok(());
+        }
+        return output("btrfs", &["-q", "subvolume", "delete", name]).map(|_| ());
+    }
     if output("lvs", &["--noheadings", "-o", "lv_name", name]).is_err() {
         return Ok(());
     }
@@ -180,27 +279,24 @@ pub fn mount_options(fstype: &str) -> &'static str {
     }
 }
 
-/// Where `path` (under `mountpoint`) is inside the snapshot mounted at [`MOUNT_DIR`].
-pub fn inside_snapshot(path: &Path, mountpoint: &Path) -> PathBuf {
-    let rel = path.strip_prefix(mountpoint).unwrap_or(path);
-    Path::new(MOUNT_DIR).join(rel)
+/// Where `path` (under the origin's `base`) is in the snapshot's tree at `root`.
+pub fn inside_snapshot(path: &Path, base: &Path, root: &Path) -> PathBuf {
+    let rel = path.strip_prefix(base).unwrap_or(path);
+    root.join(rel)
 }
 
-/// In the child, in its own mount namespace: the snapshot `device` mounted read-only at
-/// [`MOUNT_DIR`], and its copy of each of `paths` bound over the path.
-pub fn mount_over(
-    device: &str,
-    fstype: &str,
-    mountpoint: &Path,
-    paths: &[PathBuf],
-) -> Result<(), String> {
-    std::fs::create_dir_all(MOUNT_DIR).map_err(|e| format!("{MOUNT_DIR}: {e}"))?;
-    output(
-        "mount",
-        &["-o", mount_options(fstype), "-t", fstype, device, MOUNT_DIR],
-    )?;
+/// In the child, in its own mount namespace: the snapshot mounted if it must be, and its
+/// copy of each of `paths` bound over the path.
+pub fn mount_over(taken: &Taken, paths: &[PathBuf]) -> Result<(), String> {
+    if let Some((device, fstype)) = &taken.mount {
+        std::fs::create_dir_all(MOUNT_DIR).map_err(|e| format!("{MOUNT_DIR}: {e}"))?;
+        output(
+            "mount",
+            &["-o", mount_options(fstype), "-t", fstype, device, MOUNT_DIR],
+        )?;
+    }
     for p in paths {
-        let from = inside_snapshot(p, mountpoint);
+        let from = inside_snapshot(p, &taken.base, &taken.root);
         output(
             "mount",
             &[
@@ -221,10 +317,7 @@ pub struct SnapshotJob {
     pub repository: PlanLocation,
     pub item: Item,
     pub secrets: HostSecrets,
-    /// The snapshot's device and filesystem, and where its origin is mounted.
-    pub device: String,
-    pub fstype: String,
-    pub mountpoint: PathBuf,
+    pub taken: Taken,
 }
 
 /// The hidden agent command the child runs ([`child_main`] behind it).
@@ -273,7 +366,7 @@ pub fn child_main(job: &SnapshotJob) -> Result<SnapshotInfo, String> {
     let Source::Paths { paths } = &job.item.source else {
         return Err("only files are copied from a snapshot".into());
     };
-    mount_over(&job.device, &job.fstype, &job.mountpoint, paths)?;
+    mount_over(&job.taken, paths)?;
     let location = (&job.repository).into();
     let creds = kiln_s3::Credentials::new(
         job.secrets.access_key_id.clone(),
@@ -290,8 +383,8 @@ pub fn child_main(job: &SnapshotJob) -> Result<SnapshotInfo, String> {
         items: vec![],
     };
     let description = format!(
-        "{}\nfrom LVM snapshot {} (the service kept running)",
-        job.item.description, job.device
+        "{}\nfrom {} (the service kept running)",
+        job.item.description, job.taken.label
     );
     repo.backup_paths(paths, &job.host, &job.item.tags(&plan), Some(&description))
         .map_err(|e| e.to_string())
@@ -303,22 +396,42 @@ mod tests {
 
     #[test]
     fn snapshot_names_and_paths_inside_it() {
-        let o = Origin {
+        let o = Origin::Lvm(Lvm {
             device: "/dev/mapper/data-srv".into(),
             mountpoint: "/srv".into(),
             fstype: "ext4".into(),
             vg: "data".into(),
             lv: "srv".into(),
-        };
+        });
         assert_eq!(o.snapshot_name(), "data/kiln-backup-srv");
+        let b = Origin::Btrfs {
+            subvolume: "/srv/kiln".into(),
+        };
+        assert_eq!(b.snapshot_name(), "/srv/kiln/.kiln-backup-snapshot");
         assert_eq!(
-            inside_snapshot(Path::new("/srv/kiln/synapse/data"), &o.mountpoint),
+            inside_snapshot(
+                Path::new("/srv/kiln/synapse/data"),
+                Path::new("/srv"),
+                Path::new(MOUNT_DIR)
+            ),
             Path::new("/run/kiln/backup/snapshot/kiln/synapse/data")
         );
         // The root filesystem on LVM, as RHEL installs it.
         assert_eq!(
-            inside_snapshot(Path::new("/srv/kiln/x"), Path::new("/")),
+            inside_snapshot(
+                Path::new("/srv/kiln/x"),
+                Path::new("/"),
+                Path::new(MOUNT_DIR)
+            ),
             Path::new("/run/kiln/backup/snapshot/srv/kiln/x")
+        );
+        assert_eq!(
+            inside_snapshot(
+                Path::new("/srv/kiln/x/data"),
+                Path::new("/srv/kiln"),
+                Path::new("/srv/kiln/.kiln-backup-snapshot")
+            ),
+            Path::new("/srv/kiln/.kiln-backup-snapshot/x/data")
         );
         assert_eq!(mount_options("ext4"), "ro,noload");
         assert_eq!(mount_options("xfs"), "ro,nouuid,norecovery");

@@ -247,7 +247,7 @@ fn files_on_lvm_are_copied_from_a_snapshot_which_is_always_removed() {
         "{killed}"
     );
     assert!(
-        killed.contains("remove snapshot volume data/kiln-backup-srv"),
+        killed.contains("remove snapshot data/kiln-backup-srv"),
         "{killed}"
     );
     // A leftover (killed with no ExecStopPost) is removed by the next run, which completes.
@@ -258,7 +258,7 @@ fn files_on_lvm_are_copied_from_a_snapshot_which_is_always_removed() {
          lvs --noheadings -o lv_name data | grep -q kiln-backup || echo snapshot-gone",
     );
     assert!(
-        next.contains("remove snapshot volume data/kiln-backup-srv")
+        next.contains("remove snapshot data/kiln-backup-srv")
             && next.contains("\"event\":\"done\"")
             && next.ends_with("snapshot-gone\n"),
         "{next}"

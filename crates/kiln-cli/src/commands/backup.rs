@@ -458,12 +458,13 @@ fn run_now(
         } => line(host, format!("{service}: {step} FAILED: {message}")),
         E::Snapshotted {
             service,
+            of,
             volume,
             seconds,
         } => line(
             host,
             format!(
-                "{service}: LVM snapshot {volume} taken in {seconds:.1} s, copying from it (the service keeps running)"
+                "{service}: {of} snapshot {volume} taken in {seconds:.1} s, copying from it (the service keeps running)"
             ),
         ),
         E::SnapshotSkipped { service, message } => line(
