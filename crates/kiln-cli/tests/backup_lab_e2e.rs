@@ -5,8 +5,12 @@
 //! a snapshot with the servers' one, which `kiln backup list` then shows by service (and
 //! `--json`) and `kiln backup check --read-data-subset` reads back. Then the services:
 //! `kiln apply` installs the host's backup plan, secrets and timer; `kiln backup run`
-//! dumps HedgeDoc's database (PostgreSQL for real; HedgeDoc is the lab's contract image,
-//! a test double) and copies its uploads with HedgeDoc stopped; restic dumps the database
+//! dumps Synapse's database (PostgreSQL and Synapse for real, a message and a media file
+//! posted through its client API, the rows of its key tables recorded) and HedgeDoc's
+//! (the lab's contract image, a test double), copies their files with the service
+//! stopped and Nextcloud's (contract image) in maintenance mode, switched off after and
+//! also after a SIGKILL; after Synapse's database and files are lost, `kiln backup restore
+//! synapse --in-place` verifies the rows and files and the message and media come back; restic dumps the database
 //! back and PostgreSQL's pg_restore reads it; with PostgreSQL down, the dump fails naming
 //! why and the files are still backed up; after its rows and files are lost, `kiln backup
 //! restore hedgedoc --in-place` brings them back (owners, modes, a stray file removed) and
@@ -66,6 +70,13 @@ kind = "hedgedoc"
 host = "services"
 subdomain = "hdoc"
 version = "1.10.3"
+options = { database = "postgres" }
+
+[services.nextcloud]
+kind = "nextcloud"
+host = "services"
+subdomain = "cloud"
+version = "31"
 options = { database = "postgres" }
 
 [backups]
@@ -455,6 +466,7 @@ fn services_are_backed_up(repo: &Repo) {
         out.contains("hedgedoc files: done") && out.contains("hedgedoc stopped"),
         "{out}"
     );
+    nextcloud_in_maintenance_for_its_copy(repo, &out);
     repository_archived(repo, &out);
     // HedgeDoc runs again after its copy.
     repo.on_ok("services", "systemctl is-active hedgedoc.service");
@@ -523,7 +535,11 @@ fn services_are_backed_up(repo: &Repo) {
     // PostgreSQL down: the dump fails loudly, naming why; the files are still backed up.
     repo.on_ok("services", "systemctl stop postgres.service");
     let o = repo.kiln_env(&["backup", "run", "--service", "hedgedoc"]);
-    repo.on_ok("services", "systemctl start postgres.service");
+    // The services needing it went down with it: all started again.
+    repo.on_ok(
+        "services",
+        "systemctl start postgres.service synapse.service hedgedoc.service nextcloud.service",
+    );
     assert_eq!(o.status.code(), Some(1), "{}", text(&o));
     let out = stdout(&o);
     assert!(out.contains("hedgedoc dump: FAILED"), "{out}");
@@ -536,6 +552,7 @@ fn services_are_backed_up(repo: &Repo) {
     synapse_restored(repo, &mxc);
     restored_in_place(repo);
     killed_mid_way(repo);
+    killed_in_maintenance(repo);
     forgotten(repo);
     let o = repo.kiln_env(&["backup", "run", "--service", "nope"]);
     assert_eq!(o.status.code(), Some(2), "{}", text(&o));
@@ -687,6 +704,63 @@ fn restored_in_place(repo: &Repo) {
     repo.on_ok("services", "systemctl is-active hedgedoc.service");
 }
 
+const OCC: &str = "podman exec -u www-data nextcloud php occ maintenance:mode";
+
+/// Nextcloud (the lab's contract image, a test double) is copied in maintenance mode, not
+/// stopped: the copy of its settings holds `maintenance: true`; it is off again after.
+fn nextcloud_in_maintenance_for_its_copy(repo: &Repo, run: &str) {
+    assert!(run.contains("nextcloud files: done"), "{run}");
+    assert!(
+        !run.contains("nextcloud: stopped"),
+        "Nextcloud is not stopped: {run}"
+    );
+    let o = repo.restic(
+        "backup_readonly",
+        &[
+            "--no-lock",
+            "dump",
+            "--tag",
+            "service=nextcloud,kind=files",
+            "latest",
+            "/srv/kiln/nextcloud/html/config/kiln-contract.json",
+        ],
+    );
+    assert!(o.status.success(), "restic dump: {}", text(&o));
+    let copied: serde_json::Value = serde_json::from_slice(&o.stdout).expect("JSON settings");
+    assert_eq!(copied["maintenance"], true, "{copied}");
+    let now = repo.on_ok("services", OCC);
+    assert!(
+        now.contains("Maintenance mode is currently disabled"),
+        "{now}"
+    );
+}
+
+/// The timer's run SIGKILLed around Nextcloud's copy: its maintenance mode is switched
+/// off again by the unit's ExecStopPost.
+fn killed_in_maintenance(repo: &Repo) {
+    let said = repo.on_ok(
+        "services",
+        &format!(
+            "systemctl start --no-block kiln-backup.service
+         for i in $(seq 1 2000); do grep -qs '\"service\":\"nextcloud\"' /var/lib/kiln/backup/pending.json && break; sleep 0.01; done
+         grep -qs '\"service\":\"nextcloud\"' /var/lib/kiln/backup/pending.json || {{ echo 'the run never reached Nextcloud'; exit 1; }}
+         kill -9 \"$(systemctl show -p MainPID --value kiln-backup.service)\"
+         for i in $(seq 1 1200); do [ \"$(systemctl is-active kiln-backup.service)\" = failed ] && break; sleep 0.1; done
+         systemctl show -p Result --value kiln-backup.service
+         {OCC}
+         test -e /var/lib/kiln/backup/pending.json && echo pending-left || echo pending-gone"
+        ),
+    );
+    assert!(
+        said.starts_with("signal\n")
+            && said.contains("Maintenance mode is currently disabled\n")
+            && said.ends_with("pending-gone\n"),
+        "{said}"
+    );
+    let o = repo.kiln_env(&["backup", "run", "--service", "nextcloud"]);
+    assert!(o.status.success(), "the next run: {}", text(&o));
+}
+
 /// The timer's run SIGKILLed while Synapse (the first service stopped) is stopped for its
 /// copy.
 fn killed_mid_way(repo: &Repo) {
@@ -735,9 +809,9 @@ fn forgotten(repo: &Repo) {
         out.contains("forgotten  its data stays in the bucket's old versions until at least"),
         "{out}"
     );
-    // One per host, service and kind: synapse's and hedgedoc's dumps and files, and
-    // restic's demo.
-    assert_eq!(count(repo), 5, "{out}");
+    // One per host, service and kind: synapse's, hedgedoc's and nextcloud's dumps and
+    // files, and restic's demo.
+    assert_eq!(count(repo), 7, "{out}");
     let o = repo.restic("backup_readonly", &["--no-lock", "check"]);
     assert!(
         o.status.success(),
