@@ -10,6 +10,7 @@
 
 pub mod backend;
 pub mod bucket;
+mod exec;
 pub mod pg;
 pub mod plan;
 pub mod repo;

@@ -35,12 +35,29 @@ fn count_sql(tables: &[String]) -> String {
     )
 }
 
-fn psql(container: &str, database: &str) -> Command {
-    let mut c = Command::new("podman");
-    c.args(["exec", "-i", container, "psql", "-X", "-At", "-q"])
-        .args(["-v", "ON_ERROR_STOP=1", "-F", "\t", "-U", "postgres", "-d"])
-        .arg(database);
-    c
+/// `psql` in the PostgreSQL container, quiet, unaligned, tab-separated, stopping at the
+/// first error.
+fn psql(container: &str, database: &str) -> Vec<String> {
+    [
+        "podman",
+        "exec",
+        "-i",
+        container,
+        "psql",
+        "-X",
+        "-At",
+        "-q",
+        "-v",
+        "ON_ERROR_STOP=1",
+        "-F",
+        "\t",
+        "-U",
+        "postgres",
+        "-d",
+        database,
+    ]
+    .map(str::to_owned)
+    .to_vec()
 }
 
 fn parse_row(line: &str) -> Option<RowCount> {
@@ -84,7 +101,9 @@ impl Drop for Held {
 /// `tables` in it.
 pub fn hold(container: &str, database: &str, tables: &[String]) -> Result<Held, String> {
     let what = format!("counting the rows of database {database} (psql in {container})");
-    let mut child = psql(container, database)
+    let argv = psql(container, database);
+    let mut child = Command::new(&argv[0])
+        .args(&argv[1..])
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -101,7 +120,7 @@ pub fn hold(container: &str, database: &str, tables: &[String]) -> Result<Held, 
     );
     let fail = |child: &mut Child, message: String| -> String {
         let _ = child.kill();
-        let out = child.wait_with_output_stderr();
+        let out = stderr_of(child);
         let said = out.trim();
         if said.is_empty() {
             format!("{what}: {message}")
@@ -162,37 +181,22 @@ pub fn count_rows(
     database: &str,
     tables: &[String],
 ) -> Result<Vec<RowCount>, String> {
-    let out = psql(container, database)
-        .args(["-c", &count_sql(tables)])
-        .stdin(Stdio::null())
-        .output()
-        .map_err(|e| format!("podman: {e}"))?;
-    if !out.status.success() {
-        return Err(format!(
-            "counting the rows of database {database} (psql in {container}) failed ({}): {}",
-            out.status,
-            String::from_utf8_lossy(&out.stderr).trim()
-        ));
-    }
-    Ok(String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .filter_map(parse_row)
-        .collect())
+    let mut argv = psql(container, database);
+    argv.extend(["-c".to_owned(), count_sql(tables)]);
+    let out = crate::exec::output(&argv).map_err(|e| {
+        format!("counting the rows of database {database} (psql in {container}): {e}")
+    })?;
+    Ok(out.lines().filter_map(parse_row).collect())
 }
 
-trait StderrOf {
-    fn wait_with_output_stderr(&mut self) -> String;
-}
-
-impl StderrOf for Child {
-    fn wait_with_output_stderr(&mut self) -> String {
-        let mut s = String::new();
-        if let Some(mut e) = self.stderr.take() {
-            let _ = std::io::Read::read_to_string(&mut e, &mut s);
-        }
-        let _ = self.wait();
-        s
+/// What a killed child said on stderr.
+fn stderr_of(child: &mut Child) -> String {
+    let mut s = String::new();
+    if let Some(mut e) = child.stderr.take() {
+        let _ = std::io::Read::read_to_string(&mut e, &mut s);
     }
+    let _ = child.wait();
+    s
 }
 
 /// The description line recording `rows` (`rows: events=12, rooms=3`).

@@ -97,14 +97,7 @@ fn run_checked(argv: &[&str], stdin: Option<Feed<'_>>) -> Result<(), String> {
         .wait_with_output()
         .map_err(|e| format!("{}: {e}", argv[0]))?;
     if !out.status.success() {
-        let err = String::from_utf8_lossy(&out.stderr);
-        let tail: Vec<&str> = err.trim_end().lines().collect();
-        return Err(format!(
-            "`{}` failed ({}): {}",
-            argv.join(" "),
-            out.status,
-            tail[tail.len().saturating_sub(5)..].join(" / ")
-        ));
+        return Err(crate::exec::failure(argv, out.status, &out.stderr));
     }
     fed.map_err(|e| format!("`{}`: {e}", argv.join(" ")))
 }
@@ -236,7 +229,7 @@ pub fn restore_in_place(
 
 /// Every entry but directories under `path` (itself included when it is no directory),
 /// symbolic links not followed: what a snapshot's summary counts as files.
-pub fn count_files(path: &std::path::Path) -> std::io::Result<u64> {
+fn count_files(path: &std::path::Path) -> std::io::Result<u64> {
     let meta = std::fs::symlink_metadata(path)?;
     if !meta.is_dir() {
         return Ok(1);

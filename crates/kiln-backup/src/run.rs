@@ -13,7 +13,6 @@
 use std::collections::BTreeMap;
 use std::fs::File;
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use serde::{Deserialize, Serialize};
@@ -216,25 +215,7 @@ fn now() -> i64 {
 
 /// Runs `argv`; its failure as a message (exit status and stderr's last lines).
 fn command(argv: &[String]) -> Result<(), String> {
-    let Some((program, args)) = argv.split_first() else {
-        return Err("empty command".into());
-    };
-    let out = Command::new(program)
-        .args(args)
-        .output()
-        .map_err(|e| format!("{program}: {e}"))?;
-    if out.status.success() {
-        return Ok(());
-    }
-    let err = String::from_utf8_lossy(&out.stderr);
-    let tail: Vec<&str> = err.lines().rev().take(5).collect();
-    let tail: Vec<&str> = tail.into_iter().rev().collect();
-    Err(format!(
-        "`{}` failed ({}): {}",
-        argv.join(" "),
-        out.status,
-        tail.join(" / ")
-    ))
+    crate::exec::output(argv).map(|_| ())
 }
 
 fn systemctl(verb: &str, unit: &str) -> Result<(), String> {
@@ -493,10 +474,18 @@ enum SnapshotFailure {
     Failed(String),
 }
 
-/// The result of an item.
-type Made = Result<(SnapshotInfo, Option<f64>), String>;
+/// The result of an item: its snapshot and how long the service was stopped for it.
+type ItemResult = Result<(SnapshotInfo, Option<f64>), String>;
 
-/// One item of files on LVM: its `before` steps only while the snapshot is taken, its
+impl Pending {
+    /// Written before what it undoes is done.
+    fn save(&self, p: &Paths) -> Result<(), String> {
+        let text = serde_json::to_string(self).map_err(|e| e.to_string())?;
+        write_atomically(&p.pending, &text).map_err(|e| format!("{}: {e}", p.pending.display()))
+    }
+}
+
+/// One item of files on LVM or btrfs: its `before` steps only while the snapshot is taken, its
 /// files copied from the snapshot by a child process ([`crate::volume`]), the snapshot
 /// removed after. `Err(why)` when no snapshot could be taken (the caller copies
 /// otherwise); `Ok` with the item's result when one was.
@@ -507,7 +496,7 @@ fn from_snapshot(
     origin: &crate::volume::Origin,
     p: &Paths,
     on_event: &mut dyn FnMut(&BackupEvent),
-) -> Result<Made, String> {
+) -> Result<ItemResult, String> {
     let name = origin.snapshot_name();
     let mut pending = Pending {
         service: item.service.clone(),
@@ -515,11 +504,7 @@ fn from_snapshot(
         after: item.after.clone(),
         snapshots: vec![name.clone()],
     };
-    let write = |pending: &Pending| -> Result<(), String> {
-        let text = serde_json::to_string(pending).map_err(|e| e.to_string())?;
-        write_atomically(&p.pending, &text).map_err(|e| format!("{}: {e}", p.pending.display()))
-    };
-    if let Err(e) = write(&pending) {
+    if let Err(e) = pending.save(p) {
         return Ok(Err(e));
     }
     let started = Instant::now();
@@ -535,7 +520,7 @@ fn from_snapshot(
         report_undo(&pending, &argv.join(" "), r, on_event, false);
     }
     pending.after.clear();
-    let _ = write(&pending);
+    let _ = pending.save(p);
     let created = taken.is_ok();
     let result = match taken {
         Ok(taken) => {
@@ -584,7 +569,7 @@ fn one(
     repo: &mut Repo,
     p: &Paths,
     on_event: &mut dyn FnMut(&BackupEvent),
-) -> Result<(SnapshotInfo, Option<f64>), String> {
+) -> ItemResult {
     let pending = Pending {
         service: item.service.clone(),
         start_units: item.stop_units.clone(),
@@ -593,11 +578,10 @@ fn one(
     };
     let changes = !pending.start_units.is_empty() || !pending.after.is_empty();
     if changes {
-        let text = serde_json::to_string(&pending).map_err(|e| e.to_string())?;
-        write_atomically(&p.pending, &text).map_err(|e| format!("{}: {e}", p.pending.display()))?;
+        pending.save(p)?;
     }
-    type Made = (Result<SnapshotInfo, crate::RepoError>, Option<Instant>);
-    let result: Result<Made, String> = (|| {
+    type Copied = (Result<SnapshotInfo, crate::RepoError>, Option<Instant>);
+    let result: Result<Copied, String> = (|| {
         for argv in &item.before {
             command(argv)?;
         }

@@ -90,20 +90,10 @@ pub struct Taken {
 }
 
 fn output(program: &str, args: &[&str]) -> Result<String, String> {
-    let out = Command::new(program)
-        .args(args)
-        .output()
-        .map_err(|e| format!("{program}: {e}"))?;
-    if out.status.success() {
-        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
-    } else {
-        Err(format!(
-            "`{program} {}` failed ({}): {}",
-            args.join(" "),
-            out.status,
-            String::from_utf8_lossy(&out.stderr).trim()
-        ))
-    }
+    let argv: Vec<&str> = std::iter::once(program)
+        .chain(args.iter().copied())
+        .collect();
+    crate::exec::output(&argv)
 }
 
 /// The mount holding `path`: (source device, mountpoint, filesystem type).
@@ -190,14 +180,14 @@ pub fn origin(paths: &[PathBuf]) -> Option<Origin> {
     }))
 }
 
-/// Takes the snapshot of `origin` (a leftover of the same name removed first).
+/// Takes the snapshot of `origin`.
 pub fn create(origin: &Origin) -> Result<Taken, String> {
     let name = origin.snapshot_name();
     match origin {
         Origin::Lvm(o) => {
             let (_, short) = name.split_once('/').unwrap_or(("", &name));
             let full = format!("{}/{}", o.vg, o.lv);
-            remove(&name)?;
+            // A leftover was removed by the run's recovery (`leftovers`).
             output(
                 "lvcreate",
                 &[
@@ -221,6 +211,7 @@ pub fn create(origin: &Origin) -> Result<Taken, String> {
             })
         }
         Origin::Btrfs { subvolume } => {
+            // A leftover (no scan finds those) is replaced.
             remove(&name)?;
             let from = subvolume.display().to_string();
             output(
