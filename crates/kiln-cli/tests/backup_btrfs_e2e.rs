@@ -9,10 +9,8 @@
 //! root, btrfs-progs and the lab's prerequisites (.ci/install-lab.sh).
 
 mod common;
-use common::text;
+use common::{NotesBackup, text};
 
-use kiln_backup::plan::{HostPlan, HostSecrets, Item, Kind, PlanLocation, Source};
-use kiln_lab::{Lab, LabOptions, S3Options};
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -56,22 +54,6 @@ impl Drop for Btrfs {
     }
 }
 
-fn restic(s3: &kiln_lab::S3State, url: &str, args: &[&str]) -> String {
-    let o = Command::new("restic")
-        .args(["-r", url, "--no-cache", "--no-lock"])
-        .args(args)
-        .env("AWS_ACCESS_KEY_ID", &s3.readonly.access_key_id)
-        .env(
-            "AWS_SECRET_ACCESS_KEY",
-            s3.readonly.secret_access_key.expose(),
-        )
-        .env("RESTIC_PASSWORD", PASSWORD)
-        .output()
-        .expect("restic (apt install restic)");
-    assert!(o.status.success(), "restic {args:?}: {}", text(&o));
-    String::from_utf8_lossy(&o.stdout).into_owned()
-}
-
 /// `kiln agent backup` with this plan and these secrets, in a process group of its own.
 fn agent(plan: &Path, secrets: &Path, extra: &[&str]) -> Command {
     let mut c = Command::new(env!("CARGO_BIN_EXE_kiln"));
@@ -94,29 +76,7 @@ fn wait_for(what: &str, mut cond: impl FnMut() -> bool) {
 
 #[test]
 fn files_in_a_btrfs_subvolume_are_copied_from_a_snapshot_which_is_always_removed() {
-    assert!(
-        kiln_lab::prereq::is_root(),
-        "the lab end-to-end tests need root (after .ci/install-lab.sh)"
-    );
-    let lab = Lab::start(LabOptions {
-        s3: Some(S3Options {
-            bucket: "btrfs".into(),
-            retention_days: 1,
-            ..Default::default()
-        }),
-        ..LabOptions::unique("bkbtrfs", 0)
-    })
-    .expect("lab with S3 starts");
-    let s3 = lab.s3().expect("S3").clone();
-    let location = kiln_backup::Location {
-        endpoint: s3.endpoint.clone(),
-        region: s3.region.clone(),
-        bucket: s3.bucket.clone(),
-        prefix: "kiln/lab".into(),
-    };
-    kiln_backup::Repo::init(&location, &s3.server, &kiln_secrets::Secret::new(PASSWORD))
-        .expect("init");
-    let url = location.restic_url();
+    let bk = NotesBackup::start("bkbtrfs", "btrfs", &[], PASSWORD);
 
     let work = tempfile::tempdir().unwrap();
     let fs = Btrfs::new(work.path());
@@ -141,33 +101,13 @@ fn files_in_a_btrfs_subvolume_are_copied_from_a_snapshot_which_is_always_removed
     std::fs::write(data.join("sub/blob"), &blob).unwrap();
     let snapshot = subvolume.join(".kiln-backup-snapshot");
 
-    let never = format!("kiln-test-never-stopped-{}.service", std::process::id());
-    let plan = HostPlan {
-        environment: "lab".into(),
-        host: "here".into(),
-        repository: PlanLocation::from(&location),
-        metrics_dir: None,
-        state_path: work.path().join("state/last.json"),
-        items: vec![Item {
-            service: "notes".into(),
-            kind: Kind::Files,
-            source: Source::Paths {
-                paths: vec![data.clone()],
-            },
-            description: "volumes data of service notes".into(),
-            // Without a snapshot it would be stopped for its copy (and fail: no such unit).
-            stop_units: vec![never.clone()],
-            before: vec![],
-            after: vec![],
-            unit: Some(never),
-            database: None,
-        }],
-    };
-    let secrets = HostSecrets {
-        access_key_id: s3.server.access_key_id.clone(),
-        secret_access_key: s3.server.secret_access_key.expose().to_owned(),
-        repository_password: PASSWORD.into(),
-    };
+    let never = format!(
+        "notes-test-double-never-stopped-{}.service",
+        std::process::id()
+    );
+    // Without a snapshot it would be stopped for its copy (and fail: no such unit).
+    let plan = bk.plan("here", &data, &never, work.path().join("state/last.json"));
+    let secrets = bk.secrets();
     let plan_path = work.path().join("plan.json");
     let secrets_path = work.path().join("secrets.json");
     std::fs::write(&plan_path, serde_json::to_string(&plan).unwrap()).unwrap();
@@ -189,7 +129,9 @@ fn files_in_a_btrfs_subvolume_are_copied_from_a_snapshot_which_is_always_removed
     );
     let o = child.wait_with_output().unwrap();
     let events = String::from_utf8_lossy(&o.stdout).into_owned();
-    eprintln!("the backup on btrfs said:\n{events}");
+    eprintln!(
+        "the backup on btrfs (service `notes`: a data directory, and a unit that does not exist, notes-test-double-never-stopped-*.service, standing for its service) said:\n{events}"
+    );
     assert!(o.status.success(), "{}", text(&o));
     assert!(!snapshot.exists(), "the snapshot is left: {events}");
     assert!(
@@ -202,20 +144,10 @@ fn files_in_a_btrfs_subvolume_are_copied_from_a_snapshot_which_is_always_removed
     );
     assert!(!events.contains("\"event\":\"stopped\""), "{events}");
     let d = data.display().to_string();
-    let ls = restic(&s3, &url, &["ls", "latest", "--tag", "service=notes"]);
+    let ls = bk.restic(&["ls", "latest", "--tag", "service=notes"]);
     assert!(ls.contains(&format!("{d}/sub/blob")), "{ls}");
     assert!(!ls.contains(".kiln-backup-snapshot"), "{ls}");
-    let dumped = restic(
-        &s3,
-        &url,
-        &[
-            "dump",
-            "--tag",
-            "service=notes",
-            "latest",
-            &format!("{d}/changing"),
-        ],
-    );
+    let dumped = bk.dump(&format!("{d}/changing"));
     assert_eq!(dumped, "before\n");
 
     // SIGKILLed mid-copy (its whole process group, as systemd kills a unit).
@@ -255,19 +187,9 @@ fn files_in_a_btrfs_subvolume_are_copied_from_a_snapshot_which_is_always_removed
     let o = agent(&plan_path, &secrets_path, &[]).output().unwrap();
     assert!(o.status.success(), "the next run: {}", text(&o));
     assert!(!snapshot.exists());
-    let dumped = restic(
-        &s3,
-        &url,
-        &[
-            "dump",
-            "--tag",
-            "service=notes",
-            "latest",
-            &format!("{d}/changing"),
-        ],
-    );
+    let dumped = bk.dump(&format!("{d}/changing"));
     assert_eq!(dumped, "after\n", "the next run copied what is there now");
-    restic(&s3, &url, &["check"]);
+    bk.restic(&["check"]);
     drop(fs);
-    drop(lab);
+    drop(bk);
 }

@@ -11,10 +11,9 @@
 //! next run, which completes. Needs root and the lab's prerequisites (.ci/install-lab.sh).
 
 mod common;
-use common::text;
+use common::{NotesBackup, text};
 
-use kiln_backup::plan::{HostPlan, HostSecrets, Item, Kind, PlanLocation, STATE_PATH, Source};
-use kiln_lab::{Lab, LabOptions, S3Options};
+use kiln_backup::plan::STATE_PATH;
 use std::process::{Command, Stdio};
 
 const PASSWORD: &str = "correct horse battery staple lvm";
@@ -48,51 +47,10 @@ fn put(vm: &kiln_lab::Server, path: &str, mode: &str, bytes: &[u8]) {
     assert!(o.status.success(), "put {path}: {}", text(&o));
 }
 
-fn restic(s3: &kiln_lab::S3State, url: &str, args: &[&str]) -> String {
-    let o = Command::new("restic")
-        .args(["-r", url, "--no-cache", "--no-lock"])
-        .args(args)
-        .env("AWS_ACCESS_KEY_ID", &s3.readonly.access_key_id)
-        .env(
-            "AWS_SECRET_ACCESS_KEY",
-            s3.readonly.secret_access_key.expose(),
-        )
-        .env("RESTIC_PASSWORD", PASSWORD)
-        .output()
-        .expect("restic (apt install restic)");
-    assert!(o.status.success(), "restic {args:?}: {}", text(&o));
-    String::from_utf8_lossy(&o.stdout).into_owned()
-}
-
 #[test]
 fn files_on_lvm_are_copied_from_a_snapshot_which_is_always_removed() {
-    assert!(
-        kiln_lab::prereq::is_root(),
-        "the lab end-to-end tests need root (after .ci/install-lab.sh)"
-    );
-    let mut opts = LabOptions {
-        s3: Some(S3Options {
-            bucket: "lvm".into(),
-            retention_days: 1,
-            ..Default::default()
-        }),
-        ..LabOptions::unique("bklvm", 0)
-    };
-    opts.vms = vec!["vm1".into()];
-    let started = std::time::Instant::now();
-    let lab = Lab::start(opts).expect("lab with a VM and S3 starts");
-    eprintln!("lab with a VM up in {:.0?}", started.elapsed());
-    let s3 = lab.s3().expect("S3").clone();
-    let vm = lab.server("vm1").expect("vm1").clone();
-    let location = kiln_backup::Location {
-        endpoint: s3.endpoint.clone(),
-        region: s3.region.clone(),
-        bucket: s3.bucket.clone(),
-        prefix: "kiln/lab".into(),
-    };
-    kiln_backup::Repo::init(&location, &s3.server, &kiln_secrets::Secret::new(PASSWORD))
-        .expect("init");
-    let url = location.restic_url();
+    let bk = NotesBackup::start("bklvm", "lvm", &["vm1"], PASSWORD);
+    let vm = bk.lab.server("vm1").expect("vm1").clone();
 
     // The data on a logical volume, as the reference VPSes have it; a unit standing for
     // the service.
@@ -104,7 +62,7 @@ fn files_on_lvm_are_copied_from_a_snapshot_which_is_always_removed() {
          echo before > /srv/kiln/notes/data/changing; \
          head -c 12000000 /dev/urandom > /srv/kiln/notes/data/sub/blob; \
          chown -R 1234:1234 /srv/kiln/notes/data; \
-         systemd-run --unit=notes --property=Type=exec sleep infinity",
+         systemd-run --unit=notes-test-double --property=Type=exec sleep infinity",
     );
     // The shipped binary (without its debug sections, for the emulated VM's sake).
     let stripped = tempfile::NamedTempFile::new().unwrap();
@@ -120,32 +78,14 @@ fn files_on_lvm_are_copied_from_a_snapshot_which_is_always_removed() {
         "755",
         &std::fs::read(stripped.path()).unwrap(),
     );
-    let plan = HostPlan {
-        environment: "lab".into(),
-        host: "vm1".into(),
-        repository: PlanLocation::from(&location),
-        metrics_dir: None,
-        state_path: STATE_PATH.into(),
-        items: vec![Item {
-            service: "notes".into(),
-            kind: Kind::Files,
-            source: Source::Paths {
-                paths: vec!["/srv/kiln/notes/data".into()],
-            },
-            description: "volumes data of service notes".into(),
-            // Without a snapshot it would be stopped for its copy.
-            stop_units: vec!["notes.service".into()],
-            before: vec![],
-            after: vec![],
-            unit: Some("notes.service".into()),
-            database: None,
-        }],
-    };
-    let secrets = HostSecrets {
-        access_key_id: s3.server.access_key_id.clone(),
-        secret_access_key: s3.server.secret_access_key.expose().to_owned(),
-        repository_password: PASSWORD.into(),
-    };
+    // Without a snapshot it would be stopped for its copy.
+    let plan = bk.plan(
+        "vm1",
+        std::path::Path::new("/srv/kiln/notes/data"),
+        "notes-test-double.service",
+        STATE_PATH.into(),
+    );
+    let secrets = bk.secrets();
     sh(
         &vm,
         "mkdir -p /etc/kiln/backup && chmod 700 /etc/kiln/backup",
@@ -164,7 +104,10 @@ fn files_on_lvm_are_copied_from_a_snapshot_which_is_always_removed() {
     );
 
     // A backup, watched from the host's own mount namespace while it runs.
-    let pid_before = sh(&vm, "systemctl show -p MainPID --value notes.service");
+    let pid_before = sh(
+        &vm,
+        "systemctl show -p MainPID --value notes-test-double.service",
+    );
     let watched = sh(
         &vm,
         "kiln agent backup > /tmp/run1.json 2> /tmp/run1.err & run=$!
@@ -177,7 +120,9 @@ fn files_on_lvm_are_copied_from_a_snapshot_which_is_always_removed() {
          cat /tmp/run1.err",
     );
     let events = sh(&vm, "cat /tmp/run1.json");
-    eprintln!("the backup on LVM said:\n{events}");
+    eprintln!(
+        "the backup on LVM (service `notes`: a data directory and a `sleep` unit, notes-test-double.service, standing for a service) said:\n{events}"
+    );
     assert!(
         watched.contains("snapshot-seen\nnot-mounted-here\nexit=0\nsnapshot-gone\n"),
         "{watched}\n{events}"
@@ -198,29 +143,22 @@ fn files_on_lvm_are_copied_from_a_snapshot_which_is_always_removed() {
     assert!(done.contains("\"downtime_seconds\":null"), "{done}");
     // The service ran through it, the same process.
     assert_eq!(
-        sh(&vm, "systemctl show -p MainPID --value notes.service"),
+        sh(
+            &vm,
+            "systemctl show -p MainPID --value notes-test-double.service"
+        ),
         pid_before
     );
     // restic: the data's own paths, the content from the snapshot's moment, the owners.
-    let ls = restic(&s3, &url, &["ls", "latest", "--tag", "service=notes"]);
+    let ls = bk.restic(&["ls", "latest", "--tag", "service=notes"]);
     assert!(ls.contains("/srv/kiln/notes/data/sub/blob"), "{ls}");
     assert!(!ls.contains("/run/kiln"), "{ls}");
-    let dumped = restic(
-        &s3,
-        &url,
-        &[
-            "dump",
-            "--tag",
-            "service=notes",
-            "latest",
-            "/srv/kiln/notes/data/changing",
-        ],
-    );
+    let dumped = bk.dump("/srv/kiln/notes/data/changing");
     assert_eq!(dumped, "before\n");
     // What kiln recorded (restic 0.14 does not show descriptions).
     let repo = kiln_backup::Repo::open(
-        &location,
-        &s3.readonly,
+        &bk.location,
+        &bk.s3.readonly,
         &kiln_secrets::Secret::new(PASSWORD),
     )
     .unwrap();
@@ -263,6 +201,6 @@ fn files_on_lvm_are_copied_from_a_snapshot_which_is_always_removed() {
             && next.ends_with("snapshot-gone\n"),
         "{next}"
     );
-    restic(&s3, &url, &["check"]);
-    drop(lab);
+    bk.restic(&["check"]);
+    drop(bk);
 }

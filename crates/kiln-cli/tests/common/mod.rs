@@ -255,3 +255,113 @@ impl LabRepo {
         assert!(down.status.success(), "kiln lab down: {}", text(&down));
     }
 }
+
+/// The snapshot-path backup tests' setting: a lab with an S3 server (and `vms`), a
+/// repository initialized under `kiln/lab`, and one service `notes` whose files it backs
+/// up.
+pub struct NotesBackup {
+    pub lab: kiln_lab::Lab,
+    pub s3: kiln_lab::S3State,
+    pub location: kiln_backup::Location,
+    pub password: &'static str,
+}
+
+impl NotesBackup {
+    pub fn start(prefix: &str, bucket: &str, vms: &[&str], password: &'static str) -> Self {
+        assert!(
+            kiln_lab::prereq::is_root(),
+            "the lab end-to-end tests need root (after .ci/install-lab.sh)"
+        );
+        let opts = kiln_lab::LabOptions {
+            s3: Some(kiln_lab::S3Options {
+                bucket: bucket.into(),
+                retention_days: 1,
+                ..Default::default()
+            }),
+            vms: vms.iter().map(|v| (*v).to_owned()).collect(),
+            ..kiln_lab::LabOptions::unique(prefix, 0)
+        };
+        let started = std::time::Instant::now();
+        let lab = kiln_lab::Lab::start(opts).expect("lab with S3 starts");
+        eprintln!("lab up in {:.0?}", started.elapsed());
+        let s3 = lab.s3().expect("S3").clone();
+        let location = kiln_backup::Location {
+            endpoint: s3.endpoint.clone(),
+            region: s3.region.clone(),
+            bucket: s3.bucket.clone(),
+            prefix: "kiln/lab".into(),
+        };
+        kiln_backup::Repo::init(&location, &s3.server, &kiln_secrets::Secret::new(password))
+            .expect("init");
+        NotesBackup {
+            lab,
+            s3,
+            location,
+            password,
+        }
+    }
+
+    /// Host `host`'s plan: `notes`'s files at `data`, its unit `unit` stopped for the
+    /// copy when there is no snapshot.
+    pub fn plan(
+        &self,
+        host: &str,
+        data: &std::path::Path,
+        unit: &str,
+        state_path: std::path::PathBuf,
+    ) -> kiln_backup::plan::HostPlan {
+        use kiln_backup::plan::{HostPlan, Item, Kind, PlanLocation, Source};
+        HostPlan {
+            environment: "lab".into(),
+            host: host.into(),
+            repository: PlanLocation::from(&self.location),
+            metrics_dir: None,
+            state_path,
+            items: vec![Item {
+                service: "notes".into(),
+                kind: Kind::Files,
+                source: Source::Paths {
+                    paths: vec![data.to_path_buf()],
+                },
+                description: "volumes data of service notes".into(),
+                stop_units: vec![unit.into()],
+                before: vec![],
+                after: vec![],
+                unit: Some(unit.into()),
+                database: None,
+            }],
+        }
+    }
+
+    /// The host's secrets: the servers' credential and the repository password.
+    pub fn secrets(&self) -> kiln_backup::plan::HostSecrets {
+        kiln_backup::plan::HostSecrets {
+            access_key_id: self.s3.server.access_key_id.clone(),
+            secret_access_key: self.s3.server.secret_access_key.expose().to_owned(),
+            repository_password: self.password.into(),
+        }
+    }
+
+    /// Debian's restic on the repository with the read-only credential (no lock), which
+    /// must succeed: its stdout.
+    pub fn restic(&self, args: &[&str]) -> String {
+        let o = Command::new("restic")
+            .args(["-r", &self.location.restic_url(), "--no-cache", "--no-lock"])
+            .args(args)
+            .env("AWS_ACCESS_KEY_ID", &self.s3.readonly.access_key_id)
+            .env(
+                "AWS_SECRET_ACCESS_KEY",
+                self.s3.readonly.secret_access_key.expose(),
+            )
+            .env("RESTIC_PASSWORD", self.password)
+            .output()
+            .expect("restic (apt install restic)");
+        assert!(o.status.success(), "restic {args:?}: {}", text(&o));
+        String::from_utf8_lossy(&o.stdout).into_owned()
+    }
+
+    /// File `path` of `notes`'s latest snapshot, as restic dumps it.
+    pub fn dump(&self, path: &str) -> String {
+        self.restic(&["dump", "--tag", "service=notes", "latest", path])
+    }
+}
